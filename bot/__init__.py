@@ -1,0 +1,1 @@
+"""码上通 engine: configuration, app factory, channels, dialog, jobs, CLI."""

@@ -1,0 +1,57 @@
+"""The aiohttp application factory: settings in, app out; resources opened on startup
+and closed on cleanup (aiohttp signals)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from sqlalchemy import inspect
+
+from bot import jobs, keys
+from bot import web as pages
+from bot.channels import wechat
+from bot.config import Settings
+from bot.dialog import Deps
+from storage import db as database
+from storage import state
+
+log = logging.getLogger(__name__)
+
+
+async def _schema_is_empty(db: database.Database) -> bool:
+    async with db.engine.connect() as conn:
+        return not await conn.run_sync(lambda c: inspect(c).has_table("alembic_version"))
+
+
+async def open_deps(settings: Settings, *, migrate_empty: bool = True) -> Deps:
+    db = database.connect(settings.database_url)
+    if migrate_empty and await _schema_is_empty(db):
+        log.info("empty database: creating the schema")
+        await database.migrate(db)
+    return Deps(settings=settings, db=db, redis=state.connect(settings.redis_url))
+
+
+async def close_deps(deps: Deps) -> None:
+    await deps.redis.aclose()
+    await deps.db.dispose()
+
+
+def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
+    """`deps` given (tests, demo): the caller owns them; otherwise opened and closed here."""
+    app = web.Application(client_max_size=1024 * 1024)
+    app[keys.SETTINGS] = settings
+    wechat.setup(app)
+    pages.setup(app)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        owned = deps is None
+        app[keys.DEPS] = await open_deps(settings) if owned else deps
+        tasks = jobs.start_in_process(app[keys.DEPS]) if settings.jobs_in_process else []
+        yield
+        await jobs.stop(tasks)
+        if owned:
+            await close_deps(app[keys.DEPS])
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

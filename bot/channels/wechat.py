@@ -1,0 +1,285 @@
+"""The Official Account callback, `/wechat`: WeChat's wire format in, Inbound events out.
+
+Order of checks on POST: signature and timestamp (403), body size (413), XML safety and
+shape (400), decryption in safe mode (403/400), replay window (403). Then the message is
+de-duplicated (WeChat retries three times within 15 s when it has no answer in 5 s),
+stored, handled, and answered. Nothing here makes an outbound HTTP call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+from xml.etree.ElementTree import ParseError
+
+from aiohttp import web
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.replies import TextReply
+from wechatpy.utils import check_signature
+
+from bot import dialog, keys
+from bot.config import Settings
+from bot.events import Inbound
+from storage import state
+
+log = logging.getLogger(__name__)
+
+# WeChat gives up at 5 s; answer by 4 s whatever happens, and finish the work behind it.
+ANSWER_BY_S = 4.0
+SUCCESS = "success"
+# Events that are notices to the account, not something a person said: no reply.
+SILENT_EVENTS = {
+    "unsubscribe",
+    "view",
+    "view_miniprogram",
+    "templatesendjobfinish",
+    "masssendjobfinish",
+    "subscribe_msg_popup_event",
+    "subscribe_msg_change_event",
+    "subscribe_msg_sent_event",
+}
+MESSAGE_KINDS = {"text", "voice", "image", "video", "shortvideo", "location", "link", "file"}
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _crypto(settings: Settings) -> WeChatCrypto | None:
+    if settings.wechat_aes_key is None:
+        return None
+    return WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
+
+
+def check_request(settings: Settings, query: Any) -> tuple[str, str]:
+    """Signature and freshness of a callback URL; returns (timestamp, nonce)."""
+    signature, timestamp, nonce = (query.get(k, "") for k in ("signature", "timestamp", "nonce"))
+    if not (signature and timestamp and nonce):
+        raise Rejected(400, "missing signature, timestamp or nonce")
+    try:
+        check_signature(settings.wechat_token, signature, timestamp, nonce)
+    except InvalidSignatureException as exc:
+        raise Rejected(403, "bad signature") from exc
+    if (
+        not timestamp.isdigit()
+        or abs(time.time() - int(timestamp)) > settings.timestamp_tolerance_s
+    ):
+        raise Rejected(403, f"timestamp {timestamp[:20]!r} is too far from our clock")
+    return timestamp, nonce
+
+
+def safe_xml(body: bytes | str) -> None:
+    """Refuse DTDs, entities and anything that is not a WeChat <xml> document."""
+    try:
+        root = safe_fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DefusedXmlException, ParseError, ValueError) as exc:
+        raise Rejected(400, f"malformed or unsafe XML ({type(exc).__name__})") from exc
+    if root.tag != "xml":
+        raise Rejected(400, f"unexpected root element <{root.tag[:20]}>")
+
+
+def decode(settings: Settings, query: Any, body: bytes) -> str:
+    """The plaintext message XML: decrypted in safe (and compatible) mode."""
+    safe_xml(body)
+    crypto = _crypto(settings)
+    if query.get("encrypt_type", "raw") != "aes":
+        if crypto is not None:
+            raise Rejected(403, "plaintext message while safe mode (WECHAT_AES_KEY) is on")
+        return body.decode("utf-8", errors="strict")
+    if crypto is None:
+        raise Rejected(400, "encrypted message but WECHAT_AES_KEY is not set")
+    msg_signature = query.get("msg_signature", "")
+    try:
+        plain = crypto.decrypt_message(body, msg_signature, query["timestamp"], query["nonce"])
+    except InvalidSignatureException as exc:
+        raise Rejected(403, "bad msg_signature") from exc
+    except InvalidAppIdException as exc:
+        raise Rejected(403, "message encrypted for another AppID") from exc
+    except Exception as exc:  # bad base64, padding, missing <Encrypt>: all the sender's fault
+        raise Rejected(400, f"cannot decrypt ({type(exc).__name__})") from exc
+    safe_xml(plain)
+    return plain
+
+
+def to_inbound(xml: str) -> tuple[Inbound, Any]:
+    try:
+        msg = parse_message(xml)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Rejected(400, "message without MsgType") from exc
+    if not msg.source or not msg.target:
+        raise Rejected(400, "message without FromUserName/ToUserName")
+    raw = str(msg._data.get("MsgType", "")).lower()
+    if raw == "event":
+        event = str(msg._data.get("Event", "")).lower()
+        key = f"wx:{msg.source}:{msg.time}:{event}"
+        kind, code, text = _event_kind(event, msg)
+        return Inbound(
+            "wechat", msg.source, kind, key, text=text, code=code, raw_type=f"event.{event}"
+        ), msg
+    key = f"wx:{msg.id}" if msg.id else f"wx:{msg.source}:{msg.time}:{raw}"
+    text = ""
+    if raw == "text":
+        text = msg.content or ""
+    elif raw == "voice":
+        text = getattr(msg, "recognition", None) or ""  # speech recognised by WeChat, if enabled
+    kind = raw if raw in MESSAGE_KINDS else "other"
+    media_id = msg._data.get("MediaId")
+    return Inbound("wechat", msg.source, kind, key, text=text, media_id=media_id, raw_type=raw), msg
+
+
+def _event_kind(event: str, msg: Any) -> tuple[str, str | None, str]:
+    key = str(msg._data.get("EventKey") or "")
+    if event == "subscribe_scan":  # wechatpy strips qrscene_ from the key
+        return "subscribe", key, ""
+    if event == "subscribe":
+        return "subscribe", None, ""
+    if event == "scan":
+        return "scan", key, ""
+    if event == "click":
+        return "click", None, key
+    if event in SILENT_EVENTS:
+        return "silent", None, ""
+    return "event", None, ""
+
+
+def render(settings: Settings, msg: Any, answer: str | None, nonce: str) -> str:
+    if not answer:
+        return SUCCESS
+    xml = TextReply(source=msg.target, target=msg.source, content=answer).render()
+    crypto = _crypto(settings)
+    return xml if crypto is None else crypto.encrypt_message(xml, nonce, str(int(time.time())))
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise Rejected(413, f"body of {request.content_length} bytes is over {limit}")
+    body = await request.content.read(limit + 1)
+    while len(body) <= limit and not request.content.at_eof():
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > limit:
+        raise Rejected(413, f"body is over {limit} bytes")
+    return body
+
+
+async def verify_url(request: web.Request) -> web.Response:
+    """WeChat's server-URL check: echo `echostr` when the signature is ours."""
+    settings = request.app[keys.SETTINGS]
+    try:
+        check_request(settings, request.query)
+    except Rejected as exc:
+        log.warning("wechat GET refused: %s", exc.reason)
+        return web.Response(status=exc.status, text=exc.reason)
+    return web.Response(text=request.query.get("echostr", ""))
+
+
+async def receive(request: web.Request) -> web.Response:
+    settings = request.app[keys.SETTINGS]
+    deps = request.app[keys.DEPS]
+    try:
+        _, nonce = check_request(settings, request.query)
+        body = await read_body(request, settings.max_callback_bytes)
+        inbound, msg = to_inbound(decode(settings, request.query, body))
+        if not await state.nonce_fits(
+            deps.redis,
+            request.query["timestamp"],
+            nonce,
+            inbound.key,
+            settings.timestamp_tolerance_s * 2,
+        ):
+            raise Rejected(403, "timestamp and nonce already used for another message")
+    except Rejected as exc:
+        log.warning("wechat POST refused (%s): %s", exc.status, exc.reason)
+        return web.Response(status=exc.status, text=exc.reason)
+
+    if inbound.kind == "silent":
+        return web.Response(text=SUCCESS)
+    if not await state.claim_message(deps.redis, inbound.key):
+        answer = await _earlier_answer(deps, inbound.key)
+        log.info("wechat retry of %s answered %s", inbound.key, "again" if answer else "success")
+        return web.Response(text=render(settings, msg, answer, nonce), content_type="text/xml")
+    try:
+        answer = await _answer_in_time(deps, inbound)
+    except Exception:
+        # Not stored (database down?): no answer, so WeChat retries in a few seconds.
+        log.exception("could not store %s; WeChat will retry", inbound.key)
+        return web.Response(status=503, text="temporarily unavailable")
+    body_out = render(settings, msg, answer, nonce)
+    return web.Response(text=body_out, content_type="text/xml" if answer else "text/plain")
+
+
+async def _earlier_answer(deps: dialog.Deps, key: str) -> str | None:
+    """A retry: wait (within WeChat's patience) for the first delivery's answer."""
+    deadline = time.monotonic() + ANSWER_BY_S
+    while time.monotonic() < deadline:
+        answer = await state.earlier_answer(deps.redis, key)
+        if answer is not None:
+            return answer
+        await asyncio.sleep(0.1)
+    return None
+
+
+async def _answer_in_time(deps: dialog.Deps, inbound: Inbound) -> str | None:
+    accepted = asyncio.Event()
+    task = asyncio.create_task(_process(deps, inbound, accepted))
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), ANSWER_BY_S)
+    except TimeoutError:
+        if not accepted.is_set():
+            # Not stored yet: we may not say "received". Let WeChat time out and retry;
+            # the retry waits for this same task's answer.
+            log.error(
+                "message %s not stored within %.0f s; leaving it to WeChat's retry",
+                inbound.key,
+                ANSWER_BY_S,
+            )
+            with contextlib.suppress(Exception):
+                return await asyncio.shield(task)
+            return None
+        # Stored; the answer will follow as a customer-service message from the outbox.
+        task.add_done_callback(lambda t: _late_answer(deps, inbound, t))
+        log.warning("handler for %s passed %.0f s; answered success", inbound.key, ANSWER_BY_S)
+        return None
+
+
+async def _process(deps: dialog.Deps, inbound: Inbound, accepted: asyncio.Event) -> str | None:
+    try:
+        answer = await dialog.handle(deps, inbound, accepted)
+    except dialog.Duplicate:
+        # The database has it but our de-duplication store forgot (e.g. restarted): no double.
+        log.info("duplicate %s found in the database", inbound.key)
+        answer = None
+    except Exception:
+        if not accepted.is_set():
+            # Not stored: forget the claim so WeChat's retry gets a fresh try.
+            await state.release_message(deps.redis, inbound.key)
+        raise
+    await state.remember_answer(deps.redis, inbound.key, answer or "")
+    return answer
+
+
+def _late_answer(deps: dialog.Deps, inbound: Inbound, task: asyncio.Task[str | None]) -> None:
+    if task.cancelled() or task.exception() is not None or not task.result():
+        return
+    from bot import outbox  # the late path only
+
+    asyncio.get_running_loop().create_task(
+        outbox.enqueue_text(deps.db, inbound.user, task.result() or "")
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/wechat", verify_url)
+    app.router.add_post("/wechat", receive)

@@ -1,0 +1,284 @@
+"""`mst`: the command line (CONTRACT.md lists the commands)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.masking import setup_logging
+
+Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
+    try:
+        settings = load_settings()
+        if args.command in ("serve", "worker"):
+            code = args.run(settings, args)  # these own their event loop
+        else:
+            code = asyncio.run(args.run(settings, args))
+    except ConfigError as exc:
+        print(f"mst: configuration error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mst", description="码上通: case codes and a WeChat channel to the court"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the web process")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.set_defaults(run=serve)
+
+    sub.add_parser(
+        "worker", help="run the background jobs with arq (needs REDIS_URL)"
+    ).set_defaults(run=worker)
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=migrate)
+
+    for name, fn in (("import-staff", import_staff), ("import-cases", import_cases)):
+        s = sub.add_parser(name, help="import JSON Lines or a JSON array (idempotent)")
+        s.add_argument("file", type=Path)
+        s.add_argument("--quiet", action="store_true", help="no progress bar")
+        s.set_defaults(run=fn)
+
+    s = sub.add_parser("qr", help="a case's code: token, short code, URL, image")
+    s.add_argument("case_number")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--png", type=Path)
+    s.add_argument("--svg", type=Path)
+    s.add_argument(
+        "--reissue", action="store_true", help="revoke the current code and issue a new one"
+    )
+    s.add_argument("--revoke", action="store_true", help="revoke the current code")
+    s.add_argument("--reason", default="")
+    s.set_defaults(run=qr)
+
+    s = sub.add_parser(
+        "staff-code", help="a one-time code a staff member sends to bind their WeChat"
+    )
+    s.add_argument("username")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=staff_code)
+
+    a = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    a.add_parser(
+        "verify", help="check every chain; exit 1 naming the first bad event"
+    ).set_defaults(run=audit_verify)
+    a.add_parser("anchor", help="record every chain's head now").set_defaults(run=audit_anchor)
+    s = a.add_parser("export", help="a case's events as JSON Lines")
+    s.add_argument("--case", required=True, dest="case_number")
+    s.set_defaults(run=audit_export)
+    return p
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    web.run_app(create_app(settings), host=args.host, port=args.port, access_log=None)
+    return 0
+
+
+def worker(settings: Settings, args: argparse.Namespace) -> int:
+    from arq.worker import run_worker
+
+    from bot.worker import worker_settings
+
+    run_worker(worker_settings(settings))
+    return 0
+
+
+async def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[int]]) -> int:
+    from storage import db as database
+
+    db = database.connect(settings.database_url)
+    try:
+        return await fn(db)
+    finally:
+        await db.dispose()
+
+
+async def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.db import migrate as run_migrations
+
+    async def go(db: Any) -> int:
+        await run_migrations(db)
+        print("database schema is up to date")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+def _print_report(report: Any, what: str) -> int:
+    for line, reason in report.skipped:
+        print(f"line {line}: skipped: {reason}", file=sys.stderr)
+    print(report.summary(what))
+    return 0 if not report.skipped else 1
+
+
+async def import_staff(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import importer
+
+    async def go(db: Any) -> int:
+        await _ensure_schema(db)
+        return _print_report(
+            await importer.import_staff(db, args.file, progress=not args.quiet), "staff"
+        )
+
+    return await _with_db(settings, go)
+
+
+async def import_cases(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import importer
+
+    async def go(db: Any) -> int:
+        await _ensure_schema(db)
+        report = await importer.import_cases(
+            db, args.file, secret=settings.secret_key, progress=not args.quiet
+        )
+        return _print_report(report, "cases")
+
+    return await _with_db(settings, go)
+
+
+async def _ensure_schema(db: Any) -> None:
+    from bot.app import _schema_is_empty
+    from storage.db import migrate as run_migrations
+
+    if await _schema_is_empty(db):
+        await run_migrations(db)
+
+
+async def qr(settings: Settings, args: argparse.Namespace) -> int:
+    from qr import codes, render
+    from storage.models import Case
+
+    async def go(db: Any) -> int:
+        async with db.transaction() as session:
+            case = (
+                await session.execute(select(Case).where(Case.case_number == args.case_number))
+            ).scalar_one_or_none()
+            if case is None:
+                print(f"mst: no case {args.case_number}", file=sys.stderr)
+                return 1
+            if args.revoke:
+                gone = await codes.revoke(
+                    session, case, reason=args.reason or "revoked by admin", actor="admin"
+                )
+                print("code revoked" if gone else "the case has no live code")
+                return 0
+            code = await codes.active_code(session, case.id or 0)
+            if code is None or args.reissue:
+                code = await codes.issue(session, case, actor="admin")
+        url = codes.url_for(settings.public_base_url, code.token)
+        if args.png:
+            args.png.write_bytes(render.png(url))
+        if args.svg:
+            args.svg.write_bytes(render.svg(url))
+        info = {
+            "case_number": case.case_number,
+            "token": code.token,
+            "short_code": code.short_code,
+            "url": url,
+        }
+        if args.json:
+            print(json.dumps(info, ensure_ascii=False))
+        else:
+            print(
+                f"{case.case_number}\n  case code: {code.short_code[:5]}-{code.short_code[5:]}\n  url: {url}"
+            )
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def staff_code(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import staff
+
+    async def go(db: Any) -> int:
+        async with db.transaction() as session:
+            member = await staff.by_username(session, args.username)
+            if member is None:
+                print(f"mst: no staff member {args.username}", file=sys.stderr)
+                return 1
+            code = await staff.issue_bind_code(session, member, actor="admin")
+        if args.json:
+            print(json.dumps({"username": member.username, "bind_code": code}))
+        else:
+            print(
+                f"{member.username}: send {code} to the Official Account from your own WeChat (one use)"
+            )
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import audit
+
+    async def go(db: Any) -> int:
+        async with db.sessions() as session:
+            verdict = await audit.verify(session)
+        if verdict.ok:
+            print(
+                f"audit log intact: {verdict.events} events in {verdict.chains} chains, {verdict.anchors} anchors"
+            )
+            return 0
+        print(f"audit log BROKEN: first bad event: {verdict.problems[0]}", file=sys.stderr)
+        for problem in verdict.problems[1:]:
+            print(f"  also: {problem}", file=sys.stderr)
+        return 1
+
+    return await _with_db(settings, go)
+
+
+async def audit_anchor(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import audit
+
+    async def go(db: Any) -> int:
+        async with db.transaction() as session:
+            ev = await audit.anchor(session)
+        print(f"anchor recorded: {ev.hash}" if ev else "nothing new since the last anchor")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def audit_export(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import audit
+    from storage.models import Case
+
+    async def go(db: Any) -> int:
+        async with db.sessions() as session:
+            case = (
+                await session.execute(select(Case).where(Case.case_number == args.case_number))
+            ).scalar_one_or_none()
+            if case is None:
+                print(f"mst: no case {args.case_number}", file=sys.stderr)
+                return 1
+            for event in await audit.export_case(session, case.id or 0):
+                print(json.dumps(event, ensure_ascii=False))
+        return 0
+
+    return await _with_db(settings, go)

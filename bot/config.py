@@ -1,0 +1,177 @@
+"""Settings from environment variables (and an optional `.env`), named as in CONTRACT.md.
+
+A wrong value stops start-up with one line naming the variable: `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dotenv import dotenv_values
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./mst.db"
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8080"
+DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
+# Demo values so a fresh checkout runs; a court sets its own.
+DEMO_WECHAT_APP_ID = "wx0000000000demo00"
+DEMO_WECHAT_APP_SECRET = "demo-app-secret"
+DEMO_WECHAT_TOKEN = "mashangtong"
+SECRET_FILE_NAME = ".mst_secret"
+
+
+class ConfigError(Exception):
+    """One wrong or missing setting; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    secret_key: str = ""
+    public_base_url: str = DEFAULT_PUBLIC_BASE_URL
+    wechat_app_id: str = DEMO_WECHAT_APP_ID
+    wechat_app_secret: str = DEMO_WECHAT_APP_SECRET
+    wechat_token: str = DEMO_WECHAT_TOKEN
+    wechat_aes_key: str | None = None
+    wechat_api_base: str = DEFAULT_WECHAT_API_BASE
+    data_dir: Path = field(default_factory=lambda: Path("."))
+    # Background jobs on a timer inside the web process (embedded default);
+    # off when `mst worker` (arq) runs them, and in tests that drive jobs by hand.
+    jobs_in_process: bool = True
+    anchor_interval_s: float = 300.0
+    # Largest callback body accepted; WeChat's messages are a few KiB at most.
+    max_callback_bytes: int = 64 * 1024
+    # How far a callback's timestamp may be from our clock (WeChat retries within 15 s).
+    timestamp_tolerance_s: int = 300
+    # Messages per user per minute before we ask them to slow down.
+    user_rate_per_minute: int = 30
+
+    @property
+    def safe_mode(self) -> bool:
+        return self.wechat_aes_key is not None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, env_file: str | Path | None = ".env"
+) -> Settings:
+    """Read settings; the process environment wins over `.env`."""
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+
+    def get(name: str, default: str | None = None) -> str | None:
+        value = values.get(name)
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    data_dir = Path(get("MST_DATA_DIR", ".") or ".")
+    settings = Settings(
+        database_url=_database_url(get("DATABASE_URL", DEFAULT_DATABASE_URL) or ""),
+        redis_url=_redis_url(get("REDIS_URL")),
+        secret_key=get("MST_SECRET_KEY") or _stored_secret(data_dir),
+        public_base_url=_http_url(
+            "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL)
+        ),
+        wechat_app_id=get("WECHAT_APP_ID", DEMO_WECHAT_APP_ID) or "",
+        wechat_app_secret=get("WECHAT_APP_SECRET", DEMO_WECHAT_APP_SECRET) or "",
+        wechat_token=_wechat_token(get("WECHAT_TOKEN", DEMO_WECHAT_TOKEN) or ""),
+        wechat_aes_key=_aes_key(get("WECHAT_AES_KEY")),
+        wechat_api_base=_http_url(
+            "WECHAT_API_BASE", get("WECHAT_API_BASE", DEFAULT_WECHAT_API_BASE)
+        ),
+        data_dir=data_dir,
+        jobs_in_process=_flag("MST_JOBS_IN_PROCESS", get("MST_JOBS_IN_PROCESS", "1")),
+    )
+    if len(settings.secret_key) < 32:
+        raise ConfigError("MST_SECRET_KEY must be at least 32 characters")
+    return settings
+
+
+def _database_url(url: str) -> str:
+    scheme = url.split("://", 1)[0]
+    # Accept the URLs people paste from hosting panels and pick the async driver.
+    if scheme in ("postgres", "postgresql"):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if scheme == "sqlite":
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ConfigError(
+            f"DATABASE_URL: unsupported scheme {scheme!r} "
+            "(use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db)"
+        )
+    return url
+
+
+def _redis_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    if urlparse(url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+    return url
+
+
+def _http_url(name: str, url: str | None) -> str:
+    parsed = urlparse(url or "")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {url!r}")
+    return (url or "").rstrip("/")
+
+
+def _wechat_token(token: str) -> str:
+    # WeChat's rule for the server-configuration Token: 3-32 letters or digits.
+    if not (3 <= len(token) <= 32 and token.isascii() and token.isalnum()):
+        raise ConfigError("WECHAT_TOKEN must be 3-32 letters or digits")
+    return token
+
+
+def _aes_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        ok = len(key) == 43 and len(base64.b64decode(key + "=", validate=True)) == 32
+    except (binascii.Error, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError("WECHAT_AES_KEY must be the 43-character EncodingAESKey from WeChat")
+    return key
+
+
+def _flag(name: str, value: str | None) -> bool:
+    lowered = (value or "").lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0")
+
+
+def _stored_secret(data_dir: Path) -> str:
+    """The key generated on first run and kept beside the data, so restarts keep sessions valid."""
+    path = data_dir / SECRET_FILE_NAME
+    try:
+        if path.is_file():
+            return path.read_text().strip()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        # Created readable by the owner only.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+        return secret
+    except FileExistsError:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"MST_SECRET_KEY not set and cannot keep one in {path}: {exc}") from exc

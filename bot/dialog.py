@@ -1,0 +1,144 @@
+"""Dispatch of one inbound event: store it, load the user's conversation, run the flow
+handler, store what it answers. Channels call `handle`; handlers get a `Context`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.config import Settings
+from bot.context import Context
+from bot.events import Inbound
+from handlers import bind, texts, unsupported
+from qr import codes
+from storage import audit, state
+from storage.db import Database
+from storage.models import Message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    db: Database
+    redis: Redis
+
+
+class Duplicate(Exception):
+    """The database already holds this delivery (its de-duplication key)."""
+
+
+def content_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    direction: str,
+    inbound: Inbound,
+    content: str,
+    case_id: int | None,
+    msg_type: str,
+    msg_key: str | None = None,
+) -> Message:
+    """Store one message and its audit event (content by digest: the row holds the text)."""
+    msg = Message(
+        direction=direction,
+        channel=inbound.channel,
+        openid=inbound.user,
+        msg_key=msg_key,
+        msg_type=msg_type,
+        content=content,
+        media_id=inbound.media_id if direction == "in" else None,
+        case_id=case_id,
+    )
+    session.add(msg)
+    await session.flush()
+    await audit.append(
+        session,
+        actor=inbound.user if direction == "in" else "bot",
+        action=f"message.{direction}",
+        subject=f"message:{msg.id}",
+        case_id=case_id,
+        payload={"type": msg_type, "sha256": content_digest(content), "channel": inbound.channel},
+    )
+    return msg
+
+
+async def accept(deps: Deps, inbound: Inbound, case_id: int | None) -> Message:
+    """Phase one: the message is in the database before anyone answers WeChat."""
+    try:
+        async with deps.db.transaction() as session:
+            return await record(
+                session,
+                direction="in",
+                inbound=inbound,
+                content=inbound.text,
+                case_id=case_id,
+                msg_type=inbound.raw_type or inbound.kind,
+                msg_key=inbound.key,
+            )
+    except IntegrityError as exc:
+        raise Duplicate(inbound.key) from exc
+
+
+async def respond(deps: Deps, inbound: Inbound, conv: dict[str, Any]) -> str | None:
+    """Phase two: run the flow and store its answer in one transaction."""
+    async with deps.db.transaction() as session:
+        ctx = Context(session, inbound, deps.settings, deps.redis, conv)
+        answer = await route(ctx)
+        if answer:
+            await record(
+                session,
+                direction="out",
+                inbound=inbound,
+                content=answer,
+                case_id=ctx.state.get("case_id"),
+                msg_type="text",
+            )
+    await state.save_conversation(deps.redis, inbound.user, ctx.state)
+    return answer
+
+
+async def handle(deps: Deps, inbound: Inbound, accepted: asyncio.Event | None = None) -> str | None:
+    """Store, then answer. `accepted` is set once the message is safely stored."""
+    conv = await state.load_conversation(deps.redis, inbound.user)
+    await accept(deps, inbound, conv.get("case_id"))
+    if accepted is not None:
+        accepted.set()
+    limit = deps.settings.user_rate_per_minute
+    if not await state.within_rate(deps.redis, f"user:{inbound.user}", limit, 60):
+        return texts.SLOW_DOWN
+    try:
+        return await respond(deps, inbound, conv)
+    except Exception:
+        # The message is stored; the person is told so rather than shown an error.
+        log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
+        return texts.BUSY
+
+
+async def route(ctx: Context) -> str | None:
+    """Which flow handles this event."""
+    inbound = ctx.inbound
+    if inbound.kind in ("scan", "subscribe") and inbound.code:
+        return await bind.scan(ctx)
+    if inbound.kind == "subscribe":
+        return await bind.welcome(ctx)
+    if inbound.kind == "unsubscribe":
+        return None
+    if inbound.kind == "text":
+        lookup = await codes.by_typed_text(ctx.session, inbound.text)
+        if lookup is not None:
+            return await bind.typed_code(ctx, lookup)
+        return await bind.welcome(ctx)
+    return await unsupported.reply(ctx)

@@ -1,0 +1,17 @@
+"""Channel-neutral inbound events: what channels produce and handlers consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Inbound:
+    channel: str  # wechat | wecom | miniprogram | h5
+    user: str  # the channel's user id (WeChat openid)
+    kind: str  # text | scan | subscribe | unsubscribe | click | voice | image | video | location | link | file | other
+    key: str  # the channel's de-duplication key for this delivery
+    text: str = ""  # text content, voice recognition result, or menu click key
+    code: str | None = None  # case-code token carried by a scan
+    media_id: str | None = None
+    raw_type: str = ""  # the channel's own type name, for logs and unknown kinds

@@ -1,0 +1,366 @@
+"""`mst import-staff` and `mst import-cases`: JSON Lines or a JSON array, idempotent by
+username / case number. Bad rows are reported by line and skipped; good rows are kept."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from tqdm import tqdm
+
+from bot.clock import now
+from bot.masking import mask_phone
+from qr import codes
+from storage import audit
+from storage.db import Database
+from storage.models import Case, Court, Party, Staff
+
+ROLES = (
+    "judge",
+    "clerk",
+    "enforcement",
+    "reception",
+    "supervision",
+    "mediator",
+    "assistant",
+    "admin",
+)
+BATCH = 500
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+
+
+class RowError(ValueError):
+    """Why one row was skipped."""
+
+
+@dataclass
+class Report:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+    def summary(self, what: str) -> str:
+        return (
+            f"{what}: {self.added} added, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped"
+        )
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object or RowError) for each row of a JSON array or JSON Lines file."""
+    text = path.read_text(encoding="utf-8-sig")
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield exc.lineno, RowError(f"the file is not valid JSON: {exc.msg}")
+            return
+        # A JSON array has no per-row lines; report the item's position instead (1-based).
+        yield from enumerate(items, start=1)
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, RowError(f"not valid JSON ({exc.msg})")
+
+
+def normalize_phone(raw: Any) -> str:
+    phone = re.sub(r"[\s\-()]", "", str(raw or ""))
+    phone = re.sub(r"^(\+?86)", "", phone)
+    if not _MOBILE.match(phone):
+        raise RowError(f"phone {mask_phone(phone)} is not a mainland mobile number")
+    return phone
+
+
+def phone_hash(secret: str, phone: str) -> str:
+    return hmac.new(secret.encode(), phone.encode(), hashlib.sha256).hexdigest()
+
+
+def _text(row: dict[str, Any], key: str, *, required: bool = True, limit: int = 200) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise RowError(f"missing {key}")
+        return ""
+    if not isinstance(value, str):
+        raise RowError(f"{key} must be text")
+    value = value.strip()
+    if len(value) > limit:
+        raise RowError(f"{key} is longer than {limit} characters")
+    return value
+
+
+def _object(row: Any) -> dict[str, Any]:
+    if isinstance(row, RowError):
+        raise row
+    if not isinstance(row, dict):
+        raise RowError("a row must be a JSON object")
+    return row
+
+
+def staff_fields(row: Any) -> dict[str, Any]:
+    row = _object(row)
+    username = _text(row, "username", limit=64)
+    if not re.match(r"^[A-Za-z0-9_.-]+$", username):
+        raise RowError("username may use letters, digits, _ . - only")
+    roles = row.get("roles")
+    if not isinstance(roles, list) or not roles:
+        raise RowError("roles must be a non-empty list")
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise RowError(
+            f"unknown role(s) {', '.join(map(str, unknown))}; allowed: {', '.join(ROLES)}"
+        )
+    return {
+        "username": username,
+        "name": _text(row, "name", limit=64),
+        "court": _text(row, "court"),
+        "roles": ",".join(dict.fromkeys(roles)),
+        "team": _text(row, "team", required=False, limit=64) or None,
+    }
+
+
+def case_fields(row: Any, secret: str) -> dict[str, Any]:
+    row = _object(row)
+    filed_raw = row.get("filed_on")
+    try:
+        filed_on = date.fromisoformat(filed_raw) if filed_raw else None
+    except (TypeError, ValueError) as exc:
+        raise RowError(f"filed_on {str(filed_raw)[:20]!r} is not a date like 2026-11-02") from exc
+    parties = row.get("parties")
+    if not isinstance(parties, list) or not parties:
+        raise RowError("parties must be a non-empty list")
+    clean = []
+    for i, p in enumerate(parties, start=1):
+        if not isinstance(p, dict):
+            raise RowError(f"party {i} must be an object")
+        try:
+            phone = normalize_phone(p.get("phone"))
+            clean.append(
+                {
+                    "role": _text(p, "role", limit=32),
+                    "name": _text(p, "name", limit=64),
+                    "phone_tail": phone[-4:],
+                    "phone_masked": mask_phone(phone),
+                    "phone_hash": phone_hash(secret, phone),
+                }
+            )
+        except RowError as exc:
+            raise RowError(f"party {i}: {exc}") from exc
+    return {
+        "court": _text(row, "court"),
+        "case_number": _text(row, "case_number", limit=64),
+        "case_type": _text(row, "case_type", limit=32),
+        "cause": _text(row, "cause", required=False),
+        "judge": _text(row, "judge", required=False, limit=64) or None,
+        "filed_on": filed_on,
+        "parties": clean,
+    }
+
+
+async def _court(session: AsyncSession, cache: dict[str, Court], name: str) -> Court:
+    if name not in cache:
+        found = (
+            await session.execute(select(Court).where(Court.name == name))
+        ).scalar_one_or_none()
+        if found is None:
+            found = Court(name=name)
+            session.add(found)
+            await session.flush()
+            await audit.append(
+                session,
+                actor="import",
+                action="court.created",
+                subject=f"court:{found.id}",
+                payload={"name": name},
+            )
+        cache[name] = found
+    return cache[name]
+
+
+def _batches(rows: Iterator[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
+    batch: list[tuple[int, Any]] = []
+    for item in rows:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def import_staff(db: Database, path: Path, *, progress: bool = True) -> Report:
+    report = Report()
+    rows = list(read_rows(path))
+    courts: dict[str, Court] = {}
+    with tqdm(total=len(rows), unit="row", disable=None if progress else True, desc="staff") as bar:
+        for batch in _batches(iter(rows), BATCH):
+            async with db.transaction() as session:
+                for line, raw in batch:
+                    bar.update(1)
+                    try:
+                        data = staff_fields(raw)
+                    except RowError as exc:
+                        report.skipped.append((line, str(exc)))
+                        continue
+                    court = await _court(session, courts, data.pop("court"))
+                    data["court_id"] = court.id
+                    await _upsert_staff(session, data, report)
+    return report
+
+
+async def _upsert_staff(session: AsyncSession, data: dict[str, Any], report: Report) -> None:
+    staff = (
+        await session.execute(select(Staff).where(Staff.username == data["username"]))
+    ).scalar_one_or_none()
+    if staff is None:
+        staff = Staff(**data)
+        session.add(staff)
+        await session.flush()
+        report.added += 1
+        action = "staff.added"
+    else:
+        changed = {k: v for k, v in data.items() if getattr(staff, k) != v}
+        if not changed:
+            report.unchanged += 1
+            return
+        for k, v in changed.items():
+            setattr(staff, k, v)
+        session.add(staff)
+        report.updated += 1
+        action = "staff.updated"
+    await audit.append(
+        session,
+        actor="import",
+        action=action,
+        subject=f"staff:{staff.username}",
+        payload={k: v for k, v in data.items() if k != "name"},
+    )
+
+
+async def import_cases(db: Database, path: Path, *, secret: str, progress: bool = True) -> Report:
+    report = Report()
+    rows = list(read_rows(path))
+    courts: dict[str, Court] = {}
+    judges: dict[str, int | None] = {}
+    with tqdm(
+        total=len(rows), unit="case", disable=None if progress else True, desc="cases"
+    ) as bar:
+        for batch in _batches(iter(rows), BATCH):
+            async with db.transaction() as session:
+                for line, raw in batch:
+                    bar.update(1)
+                    try:
+                        data = case_fields(raw, secret)
+                        judge_id = await _judge_id(session, judges, data.pop("judge"))
+                    except RowError as exc:
+                        report.skipped.append((line, str(exc)))
+                        continue
+                    court = await _court(session, courts, data.pop("court"))
+                    await _upsert_case(session, data, court, judge_id, report)
+    return report
+
+
+async def _judge_id(
+    session: AsyncSession, cache: dict[str, int | None], username: str | None
+) -> int | None:
+    if username is None:
+        return None
+    if username not in cache:
+        cache[username] = (
+            await session.execute(select(Staff.id).where(Staff.username == username))
+        ).scalar_one_or_none()
+    if cache[username] is None:
+        raise RowError(f"judge {username!r} is not a known staff username (import staff first)")
+    return cache[username]
+
+
+async def _upsert_case(
+    session: AsyncSession, data: dict[str, Any], court: Court, judge_id: int | None, report: Report
+) -> None:
+    parties = data.pop("parties")
+    fields = {**data, "court_id": court.id, "judge_id": judge_id}
+    case = (
+        await session.execute(select(Case).where(Case.case_number == data["case_number"]))
+    ).scalar_one_or_none()
+    if case is None:
+        case = Case(**fields)
+        session.add(case)
+        await session.flush()
+        session.add_all(Party(case_id=case.id, **p) for p in parties)
+        await audit.append(
+            session,
+            actor="import",
+            action="case.imported",
+            subject=f"case:{case.case_number}",
+            case_id=case.id,
+            payload={"parties": len(parties), "judge_id": judge_id, "case_type": case.case_type},
+        )
+        await codes.issue(session, case, actor="import")
+        report.added += 1
+        return
+    existing = [
+        p
+        for p in (
+            await session.execute(select(Party).where(Party.case_id == case.id).order_by(Party.id))
+        ).scalars()
+        if p.phone_tail  # parties removed by an earlier import no longer count
+    ]
+    old_parties = _ordered([{k: getattr(p, k) for k in parties[0]} for p in existing])
+    parties = _ordered(parties)
+    changed = {k: v for k, v in fields.items() if getattr(case, k) != v}
+    if not changed and old_parties == parties:
+        report.unchanged += 1
+        return
+    for k, v in changed.items():
+        setattr(case, k, v)
+    case.updated_at = now()
+    session.add(case)
+    if old_parties != parties:
+        # Bindings point at parties; keep rows whose identity is unchanged, replace the rest.
+        await _sync_parties(session, case.id or 0, existing, parties)
+    await audit.append(
+        session,
+        actor="import",
+        action="case.updated",
+        subject=f"case:{case.case_number}",
+        case_id=case.id,
+        payload={"fields": sorted(changed), "parties_changed": old_parties != parties},
+    )
+    report.updated += 1
+
+
+def _ordered(parties: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(parties, key=lambda p: (p["role"], p["name"], p["phone_hash"]))
+
+
+async def _sync_parties(
+    session: AsyncSession, case_id: int, existing: list[Party], parties: list[dict[str, Any]]
+) -> None:
+    by_identity = {(p.role, p.name): p for p in existing}
+    for data in parties:
+        party = by_identity.pop((data["role"], data["name"]), None)
+        if party is None:
+            session.add(Party(case_id=case_id, **data))
+        else:
+            for k, v in data.items():
+                setattr(party, k, v)
+            session.add(party)
+    # Parties no longer on the case keep their row (bindings and tickets refer to them)
+    # but can no longer verify: their phone tail is blanked.
+    for gone in by_identity.values():
+        gone.phone_tail = ""
+        session.add(gone)

@@ -1,0 +1,64 @@
+"""Background jobs. The same functions run on a timer inside the web process (embedded
+defaults) or in arq workers (`mst worker`) at scale."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.config import Settings
+from bot.dialog import Deps
+from storage import audit, state
+
+log = logging.getLogger(__name__)
+
+
+async def anchor_audit(deps: Deps) -> bool:
+    """Record every moved chain's head in the global chain (catches a removed tail).
+
+    Under the cross-process lock so two workers do not anchor the same moment twice."""
+    async with state.try_lock(deps.redis, "audit-anchor", timeout_s=120) as got:
+        if not got:
+            return False
+        async with deps.db.transaction() as session:
+            ev = await audit.anchor(session)
+        if ev is not None:
+            log.info("audit anchor #%s recorded", ev.seq)
+        return ev is not None
+
+
+Job = Callable[[Deps], Awaitable[Any]]
+
+
+def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
+    """(job, interval in seconds): the one list both the in-process timer and arq use."""
+    return [(anchor_audit, settings.anchor_interval_s)]
+
+
+async def run_forever(deps: Deps, job: Job, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await job(deps)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background job %s failed; will run again", job.__name__)
+
+
+def start_in_process(deps: Deps) -> list[asyncio.Task[None]]:
+    return [
+        asyncio.create_task(run_forever(deps, job, every))
+        for job, every in schedule_for(deps.settings)
+    ]
+
+
+async def stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,94 @@
+"""Plain HTTP pages: health, and the landing page a phone camera opens for a case code."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+
+from aiohttp import web
+
+from bot import keys
+from qr import codes, tokens
+
+log = logging.getLogger(__name__)
+CHECK_TIMEOUT_S = 2.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    deps = request.app[keys.DEPS]
+    report: dict[str, str] = {}
+    for name, check in (("database", deps.db.ping), ("redis", deps.redis.ping)):
+        try:
+            await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+            report[name] = "ok"
+        except Exception as exc:
+            report[name] = f"down: {type(exc).__name__}"
+            log.warning("health: %s is down: %s", name, exc)
+    report["redis_mode"] = "redis" if deps.settings.redis_url else "in-process"
+    report["database_kind"] = deps.db.dialect
+    ok = all(report[k] == "ok" for k in ("database", "redis"))
+    return web.json_response(
+        {"status": "ok" if ok else "degraded", **report}, status=200 if ok else 503
+    )
+
+
+PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+ body {{ font-family: -apple-system, "PingFang SC", "Microsoft YaHei", sans-serif;
+        font-size: 22px; line-height: 1.7; margin: 0; padding: 24px; color: #222; background: #f7f7f2; }}
+ h1 {{ font-size: 28px; margin: 0 0 16px; }}
+ .card {{ background: #fff; border-radius: 12px; padding: 20px; margin-bottom: 20px; }}
+ .code {{ font-size: 32px; font-weight: bold; letter-spacing: 4px; color: #a61b1b; }}
+ ol {{ padding-left: 1.3em; }}
+</style></head>
+<body>{body}</body></html>"""
+
+
+def page(title: str, body: str, status: int = 200) -> web.Response:
+    return web.Response(
+        text=PAGE.format(title=html.escape(title), body=body),
+        status=status,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+async def landing(request: web.Request) -> web.Response:
+    """What a scan shows: the court and case number (never party names) and how to go on."""
+    deps = request.app[keys.DEPS]
+    async with deps.db.sessions() as session:
+        lookup = await codes.by_token(session, request.match_info["token"])
+    if lookup.status == "revoked":
+        return page(
+            "二维码已停用",
+            "<h1>这个二维码已经停用</h1><div class='card'>请向法院索取新的二维码，"
+            "或拨打法院诉讼服务电话咨询。</div>",
+            status=410,
+        )
+    if lookup.status != "ok" or lookup.case is None or lookup.court is None or lookup.code is None:
+        return page(
+            "没有找到案件",
+            "<h1>没有找到这个案件</h1><div class='card'>请确认扫描的是法院文书上的二维码。</div>",
+            status=404,
+        )
+    body = (
+        f"<h1>{html.escape(lookup.court.name)}</h1>"
+        f"<div class='card'>案号：{html.escape(lookup.case.case_number)}<br>"
+        f"案由：{html.escape(lookup.case.cause)}</div>"
+        "<div class='card'><b>怎样继续：</b><ol>"
+        "<li>在微信里搜索并关注本院公众号；</li>"
+        "<li>在公众号对话框里发送下面的案件码；</li>"
+        "<li>按提示输入登记手机号的后四位。</li></ol>"
+        f"<div class='code'>{html.escape(tokens.pretty(lookup.code.short_code))}</div></div>"
+        "<div class='card'>不会操作？请到法院诉讼服务中心，工作人员会帮您办理。</div>"
+    )
+    return page(f"{lookup.court.name} {lookup.case.case_number}", body)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/q/{token}", landing)

@@ -1,0 +1,1 @@
+"""Case codes: unguessable tokens, short printed codes, images, issue and revoke."""

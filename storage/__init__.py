@@ -1,0 +1,1 @@
+"""Persistence: SQLModel models, the async engine, migrations, Redis state, the audit chain."""

@@ -1,0 +1,217 @@
+"""The audit log: append-only, hash-chained, one chain per case plus `global`.
+
+Each event's hash is SHA-256 over the canonical JSON of its fields and the previous
+event's hash, so editing, removing or reordering a row breaks the chain. Appends to one
+chain are serialized (an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite), so
+writers on different cases never wait for each other. Anchors (events in `global` that
+record other chains' heads) catch a removed tail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.clock import now
+from storage.models import AuditEvent
+
+GENESIS = "0" * 64
+GLOBAL_CHAIN = "global"
+ANCHOR = "audit.anchor"
+# Anchors look back this far past the previous anchor, so an event whose id was
+# assigned earlier but committed later is still covered by the next anchor.
+ANCHOR_OVERLAP = timedelta(minutes=10)
+
+
+def chain_for(case_id: int | None) -> str:
+    return GLOBAL_CHAIN if case_id is None else f"case:{case_id}"
+
+
+def canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def compute_hash(ev: AuditEvent) -> str:
+    body = {
+        "chain": ev.chain,
+        "seq": ev.seq,
+        "prev": ev.prev_hash,
+        "actor": ev.actor,
+        "action": ev.action,
+        "subject": ev.subject,
+        "case_id": ev.case_id,
+        "at": ev.at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "payload": ev.payload,
+    }
+    return hashlib.sha256(canonical(body).encode()).hexdigest()
+
+
+async def _lock_chain(session: AsyncSession, chain: str) -> None:
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))"), {"c": "audit:" + chain}
+        )
+    # SQLite: the transaction already holds the database's write lock (BEGIN IMMEDIATE).
+
+
+async def append(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    subject: str = "",
+    case_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to its chain inside the caller's transaction; returns it (with hash).
+
+    Call it last in a transaction where you can: the chain stays locked until commit."""
+    chain = chain_for(case_id)
+    await _lock_chain(session, chain)
+    head = (
+        await session.execute(
+            select(AuditEvent.seq, AuditEvent.hash)
+            .where(AuditEvent.chain == chain)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    ev = AuditEvent(
+        chain=chain,
+        seq=seq,
+        prev_hash=prev,
+        hash="",
+        actor=actor[:64],
+        action=action,
+        subject=subject[:128],
+        case_id=case_id,
+        # Stored with microseconds on both databases; the hash covers exactly this value.
+        at=now(),
+        payload=canonical(payload or {}),
+    )
+    ev.hash = compute_hash(ev)
+    session.add(ev)
+    await session.flush()
+    return ev
+
+
+async def anchor(session: AsyncSession) -> AuditEvent | None:
+    """Record in `global` the head of every chain that moved since the last anchor."""
+    last = (
+        await session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.chain == GLOBAL_CHAIN, AuditEvent.action == ANCHOR)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    since: datetime | None = last.at - ANCHOR_OVERLAP if last else None
+    moved = select(AuditEvent.chain, func.max(AuditEvent.seq).label("seq")).where(
+        AuditEvent.chain != GLOBAL_CHAIN
+    )
+    if since is not None:
+        moved = moved.where(AuditEvent.at >= since)
+    moved_q = moved.group_by(AuditEvent.chain).subquery()
+    rows = (
+        await session.execute(
+            select(AuditEvent.chain, AuditEvent.seq, AuditEvent.hash).join(
+                moved_q, (AuditEvent.chain == moved_q.c.chain) & (AuditEvent.seq == moved_q.c.seq)
+            )
+        )
+    ).all()
+    heads = {chain: [seq, h] for chain, seq, h in rows}
+    previous = json.loads(last.payload)["heads"] if last else {}
+    if all(previous.get(chain) == head for chain, head in heads.items()):
+        return None  # nothing new since the last anchor
+    return await append(session, actor="system", action=ANCHOR, payload={"heads": heads})
+
+
+@dataclass
+class Verdict:
+    events: int = 0
+    chains: int = 0
+    anchors: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def verify(session: AsyncSession, *, limit_problems: int = 20) -> Verdict:
+    """Walk every chain in order and check sequence, links, hashes and anchors."""
+    verdict = Verdict()
+    heads: dict[str, tuple[int, str]] = {}  # chain -> (last seq, last hash) as walked
+    hashes_at: dict[tuple[str, int], str] = {}
+    anchored: list[tuple[AuditEvent, str, int, str]] = []
+    result = await session.stream(
+        select(AuditEvent).order_by(AuditEvent.chain, AuditEvent.seq),
+        execution_options={"yield_per": 2000},
+    )
+    async for ev in result.scalars():
+        verdict.events += 1
+        seq, prev = heads.get(ev.chain, (0, GENESIS))
+        if ev.chain not in heads:
+            verdict.chains += 1
+        where = f"event id={ev.id} ({ev.chain} #{ev.seq}, {ev.action})"
+        if ev.seq != seq + 1:
+            verdict.problems.append(
+                f"{where}: sequence jumps from #{seq} — event(s) #{seq + 1}..#{ev.seq - 1} removed"
+            )
+        elif ev.prev_hash != prev:
+            verdict.problems.append(
+                f"{where}: does not link to the event before it (reordered or removed)"
+            )
+        if compute_hash(ev) != ev.hash:
+            verdict.problems.append(f"{where}: content does not match its hash (edited)")
+        heads[ev.chain] = (ev.seq, ev.hash)
+        hashes_at[(ev.chain, ev.seq)] = ev.hash
+        if ev.action == ANCHOR and ev.chain == GLOBAL_CHAIN:
+            verdict.anchors += 1
+            for chain, (aseq, ahash) in json.loads(ev.payload).get("heads", {}).items():
+                anchored.append((ev, chain, aseq, ahash))
+        if len(verdict.problems) >= limit_problems:
+            return verdict
+    for ev, chain, aseq, ahash in anchored:
+        found = hashes_at.get((chain, aseq))
+        if found is None:
+            last = heads.get(chain, (0, GENESIS))[0]
+            verdict.problems.append(
+                f"{chain}: anchor id={ev.id} saw #{aseq}, but the chain now ends at #{last} "
+                f"(events #{last + 1}..#{aseq} removed)"
+            )
+        elif found != ahash:
+            verdict.problems.append(
+                f"{chain} #{aseq}: differs from what anchor id={ev.id} recorded"
+            )
+    return verdict
+
+
+async def export_case(session: AsyncSession, case_id: int) -> list[dict[str, Any]]:
+    rows = (
+        await session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.chain == chain_for(case_id))
+            .order_by(AuditEvent.seq)
+        )
+    ).scalars()
+    return [
+        {
+            "seq": ev.seq,
+            "at": ev.at.isoformat(),
+            "actor": ev.actor,
+            "action": ev.action,
+            "subject": ev.subject,
+            "payload": json.loads(ev.payload),
+            "prev_hash": ev.prev_hash,
+            "hash": ev.hash,
+        }
+        for ev in rows
+    ]

@@ -1,0 +1,165 @@
+"""The tables. Timestamps are aware UTC (see bot.clock)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.clock import now
+
+
+class Court(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+
+
+class Staff(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=64)
+    court_id: int = Field(foreign_key="court.id", index=True)
+    roles: str = Field(max_length=200)  # comma-separated, see bot.importer.ROLES
+    team: str | None = Field(default=None, max_length=64)
+    openid: str | None = Field(default=None, max_length=64, unique=True)
+    # SHA-256 of the one-time bind code; cleared once used.
+    bind_code_hash: str | None = Field(default=None, max_length=64, unique=True)
+    away_until: datetime | None = None
+    active: bool = True
+    created_at: datetime = Field(default_factory=now)
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles.split(",")
+
+
+class Case(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    court_id: int = Field(foreign_key="court.id", index=True)
+    case_number: str = Field(max_length=64, unique=True)
+    case_type: str = Field(max_length=32)
+    cause: str = Field(default="", max_length=200)
+    judge_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
+    filed_on: date | None = None
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+
+
+class Party(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    role: str = Field(max_length=32)
+    name: str = Field(max_length=64)
+    # Only what the bot needs: the last four digits to verify, a masked form to show,
+    # and a keyed hash to notice a changed number on re-import. Never the full number.
+    phone_tail: str = Field(max_length=4)
+    phone_masked: str = Field(max_length=16)
+    phone_hash: str = Field(max_length=64)
+
+
+class CaseCode(SQLModel, table=True):
+    __tablename__ = "case_code"
+    __table_args__ = (
+        # At most one live code per case; revoked ones stay for the record.
+        Index(
+            "ix_case_code_one_active",
+            "case_id",
+            unique=True,
+            sqlite_where=Column("revoked_at").is_(None),
+            postgresql_where=Column("revoked_at").is_(None),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    token: str = Field(max_length=64, unique=True)
+    short_code: str = Field(max_length=16, unique=True)
+    issued_at: datetime = Field(default_factory=now)
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = Field(default=None, max_length=200)
+
+
+class Binding(SQLModel, table=True):
+    """A WeChat user verified as a party of a case."""
+
+    __table_args__ = (UniqueConstraint("openid", "case_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    openid: str = Field(max_length=64, index=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    party_id: int = Field(foreign_key="party.id")
+    method: str = Field(max_length=32)  # phone_tail | assisted
+    verified_at: datetime = Field(default_factory=now)
+
+
+class Ticket(SQLModel, table=True):
+    """An item a user raised; shown to people as #<id>."""
+
+    __table_args__ = (Index("ix_ticket_assignee_status", "assignee_id", "status"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    kind: str = Field(max_length=32)  # question | complaint | mediation | asset_lead
+    status: str = Field(default="open", max_length=16)  # open | answered | closed
+    openid: str = Field(max_length=64, index=True)
+    party_id: int | None = Field(default=None, foreign_key="party.id")
+    assignee_id: int | None = Field(default=None, foreign_key="staff.id")
+    team: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=now)
+    due_at: datetime | None = None
+    first_reply_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+class Message(SQLModel, table=True):
+    """Every message in or out, stored before anyone is told it was received."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    direction: str = Field(max_length=3)  # in | out
+    channel: str = Field(default="wechat", max_length=16)
+    openid: str = Field(max_length=64, index=True)
+    # WeChat's MsgId, or FromUserName+CreateTime+Event for events: the retry de-duplication key.
+    msg_key: str | None = Field(default=None, max_length=128, unique=True)
+    msg_type: str = Field(max_length=32)
+    content: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    media_id: str | None = Field(default=None, max_length=128)
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    created_at: datetime = Field(default_factory=now)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only, hash-chained; one chain per case plus `global`. See storage.audit."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (UniqueConstraint("chain", "seq", name="uq_audit_chain_seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(max_length=32)
+    seq: int
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, index=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    subject: str = Field(default="", max_length=128)
+    case_id: int | None = Field(default=None, index=True)
+    at: datetime
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Outbox(SQLModel, table=True):
+    """Outbound messages, written in the transaction that caused them; the worker delivers."""
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(default="wechat", max_length=16)
+    recipient: str = Field(max_length=64)
+    kind: str = Field(max_length=32)  # cs_text | template | ...
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="pending", max_length=16)  # pending | sending | sent | failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=now)
+    claim_token: str | None = Field(default=None, max_length=32)
+    claimed_until: datetime | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    case_id: int | None = Field(default=None, foreign_key="case.id")
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+    created_at: datetime = Field(default_factory=now)
+    sent_at: datetime | None = None

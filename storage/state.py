@@ -1,0 +1,118 @@
+"""Short-lived shared state in Redis: conversations, retry de-duplication, the
+timestamp/nonce replay window, per-user rate limits and a cross-process lock.
+
+With no REDIS_URL the same calls run on an in-process stand-in (fakeredis), so one
+process needs no server. Every key starts with `mst:`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import fakeredis
+from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
+
+PREFIX = "mst:"
+CONVERSATION_TTL_S = 24 * 3600
+# WeChat retries within 15 s; keep the key well past that so a late retry still matches.
+DEDUPE_TTL_S = 300
+PENDING = "__pending__"
+
+
+def connect(url: str | None) -> Redis:
+    if url is None:
+        return fakeredis.FakeAsyncRedis(decode_responses=True)
+    return Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+# -- conversation state --------------------------------------------------------
+
+
+async def load_conversation(r: Redis, user: str) -> dict[str, Any]:
+    raw = await r.get(f"{PREFIX}conv:{user}")
+    return json.loads(raw) if raw else {}
+
+
+async def save_conversation(r: Redis, user: str, state: dict[str, Any]) -> None:
+    key = f"{PREFIX}conv:{user}"
+    if state:
+        await r.set(key, json.dumps(state, ensure_ascii=False), ex=CONVERSATION_TTL_S)
+    else:
+        await r.delete(key)
+
+
+# -- retry de-duplication --------------------------------------------------------
+
+
+async def claim_message(r: Redis, msg_key: str) -> bool:
+    """True for the first delivery of a message; False for WeChat's retries of it."""
+    return bool(await r.set(f"{PREFIX}seen:{msg_key}", PENDING, nx=True, ex=DEDUPE_TTL_S))
+
+
+async def remember_answer(r: Redis, msg_key: str, answer: str) -> None:
+    """What we answered, so a retry gets the same answer."""
+    await r.set(f"{PREFIX}seen:{msg_key}", answer, ex=DEDUPE_TTL_S)
+
+
+async def release_message(r: Redis, msg_key: str) -> None:
+    """Forget a claim whose processing failed, so WeChat's retry can try again."""
+    await r.delete(f"{PREFIX}seen:{msg_key}")
+
+
+async def earlier_answer(r: Redis, msg_key: str) -> str | None:
+    """The answer given to an earlier delivery, or None while it is still being worked on."""
+    value = await r.get(f"{PREFIX}seen:{msg_key}")
+    return None if value in (None, PENDING) else value
+
+
+# -- replay window -----------------------------------------------------------------
+
+
+async def nonce_fits(r: Redis, timestamp: str, nonce: str, msg_key: str, ttl_s: int) -> bool:
+    """A signature (timestamp+nonce) may carry only the message it was made for.
+
+    In plaintext mode the signature does not cover the body, so without this a captured
+    URL could carry any forged body for as long as its timestamp is accepted."""
+    key = f"{PREFIX}nonce:{timestamp}:{nonce}"
+    if await r.set(key, msg_key, nx=True, ex=ttl_s):
+        return True
+    return await r.get(key) == msg_key
+
+
+# -- rate limits -------------------------------------------------------------------
+
+
+async def within_rate(r: Redis, bucket: str, limit: int, window_s: int) -> bool:
+    """Fixed-window counter: True while `bucket` has had at most `limit` hits this window."""
+    key = f"{PREFIX}rate:{bucket}"
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, window_s, nx=True)
+        count, _ = await pipe.execute()
+    return int(count) <= limit
+
+
+# -- cross-process lock ------------------------------------------------------------
+
+
+def lock(r: Redis, name: str, *, timeout_s: float = 30, wait_s: float | None = 10) -> Lock:
+    """`async with lock(r, "token"):` — held by one process at a time, freed after timeout_s."""
+    return r.lock(f"{PREFIX}lock:{name}", timeout=timeout_s, blocking_timeout=wait_s)
+
+
+@contextlib.asynccontextmanager
+async def try_lock(r: Redis, name: str, *, timeout_s: float = 60) -> AsyncIterator[bool]:
+    """Yields True when this process got the lock at once, False when another holds it."""
+    held = lock(r, name, timeout_s=timeout_s, wait_s=None)
+    got = await held.acquire(blocking=False)
+    try:
+        yield bool(got)
+    finally:
+        if got:
+            with contextlib.suppress(LockError):  # expired meanwhile: nothing to free
+                await held.release()
