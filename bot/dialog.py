@@ -12,7 +12,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.exc import IntegrityError
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
 from bot.context import Context

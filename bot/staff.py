@@ -6,7 +6,7 @@ import hashlib
 import secrets
 
 from sqlalchemy import select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from qr.tokens import ALPHABET, normalize
 from storage import audit

@@ -1,0 +1,158 @@
+"""Test fixtures. The suite runs against whatever these point at:
+
+  MST_TEST_DATABASE_URL  unset → a fresh SQLite file per test; or a PostgreSQL URL
+                         (each test gets a freshly migrated `public` schema)
+  MST_TEST_REDIS_URL     unset → the in-process stand-in; or a Redis URL (flushed per test)
+
+A configured service that cannot be reached fails the test; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select, text
+
+from bot.app import create_app
+from bot.config import Settings
+from bot.dialog import Deps
+from bot.fake_wechat.callbacks import WeChatServer
+from qr import codes
+from storage import db as database
+from storage import state
+from storage.models import Case, Court, Party, Staff
+
+PG_URL = os.environ.get("MST_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("MST_TEST_REDIS_URL")
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+APP_ID = "wx1234567890abcdef"
+TOKEN = "testtoken"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=PG_URL or f"sqlite+aiosqlite:///{tmp_path}/test.db",
+        redis_url=REDIS_URL,
+        secret_key="s" * 48,
+        public_base_url="http://court.example",
+        wechat_app_id=APP_ID,
+        wechat_token=TOKEN,
+        data_dir=tmp_path,
+        jobs_in_process=False,
+    )
+
+
+@pytest.fixture
+def safe_settings(settings: Settings) -> Settings:
+    return replace(settings, wechat_aes_key=AES_KEY)
+
+
+async def fresh_db(url: str) -> database.Database:
+    db = database.connect(url)
+    if db.dialect == "postgresql":
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    await database.migrate(db)
+    return db
+
+
+@pytest.fixture
+async def deps(settings: Settings) -> AsyncIterator[Deps]:
+    db = await fresh_db(settings.database_url)
+    redis = state.connect(settings.redis_url)
+    await redis.flushdb()
+    yield Deps(settings=settings, db=db, redis=redis)
+    await redis.aclose()
+    await db.dispose()
+
+
+async def _client(aiohttp_client: Any, settings: Settings, deps: Deps) -> TestClient:
+    deps.settings = settings
+    return await aiohttp_client(create_app(settings, deps))
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, deps: Deps) -> TestClient:
+    return await _client(aiohttp_client, settings, deps)
+
+
+@pytest.fixture
+async def safe_client(aiohttp_client: Any, safe_settings: Settings, deps: Deps) -> TestClient:
+    return await _client(aiohttp_client, safe_settings, deps)
+
+
+@pytest.fixture
+def wechat() -> WeChatServer:
+    return WeChatServer(token=TOKEN, app_id=APP_ID)
+
+
+@pytest.fixture
+def safe_wechat() -> WeChatServer:
+    return WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=AES_KEY)
+
+
+COURT = "衡水市桃城区人民法院"
+CASE_NUMBER = "(2026)冀1102民初1234号"
+
+
+@pytest.fixture
+async def sample_case(deps: Deps) -> dict[str, Any]:
+    """One court, one judge, one case with two parties and a live code."""
+    async with deps.db.transaction() as s:
+        court = Court(name=COURT)
+        s.add(court)
+        await s.flush()
+        judge = Staff(
+            username="zhangwei", name="张伟", court_id=court.id, roles="judge", team="民一庭"
+        )
+        s.add(judge)
+        await s.flush()
+        case = Case(
+            court_id=court.id,
+            case_number=CASE_NUMBER,
+            case_type="民事",
+            cause="民间借贷纠纷",
+            judge_id=judge.id,
+        )
+        s.add(case)
+        await s.flush()
+        s.add(
+            Party(
+                case_id=case.id,
+                role="原告",
+                name="王某某",
+                phone_tail="1234",
+                phone_masked="138****1234",
+                phone_hash="x",
+            )
+        )
+        s.add(
+            Party(
+                case_id=case.id,
+                role="被告",
+                name="李某",
+                phone_tail="5678",
+                phone_masked="139****5678",
+                phone_hash="y",
+            )
+        )
+        code = await codes.issue(s, case, actor="test")
+    return {
+        "case_id": case.id,
+        "token": code.token,
+        "short_code": code.short_code,
+        "judge_id": judge.id,
+    }
+
+
+async def count(deps: Deps, model: Any) -> int:
+    async with deps.db.sessions() as s:
+        return len((await s.execute(select(model))).all())

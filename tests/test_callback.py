@@ -1,0 +1,373 @@
+"""The /wechat callback driven over HTTP with messages built as WeChat builds them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from bot.dialog import Deps
+from bot.fake_wechat.callbacks import WeChatServer, event_xml, media_xml, sign, text_xml
+from handlers import texts
+from qr import tokens
+from storage.models import AuditEvent, Message
+from tests.conftest import AES_KEY, CASE_NUMBER, COURT, TOKEN, count
+
+USER = "oUser000000000000000000001"
+
+
+async def post(
+    client: TestClient, server: WeChatServer, xml: str, **kw: Any
+) -> tuple[int, dict[str, Any] | None, str]:
+    query, body = server.request(xml, **kw)
+    resp = await client.post("/wechat", params=query, data=body.encode())
+    raw = await resp.text()
+    return resp.status, (server.read_reply(raw, query) if resp.status == 200 else None), raw
+
+
+# -- server verification -------------------------------------------------------------
+
+
+async def test_get_echoes_when_signed(client: TestClient, wechat: WeChatServer) -> None:
+    resp = await client.get("/wechat", params={**wechat.query(), "echostr": "8837461"})
+    assert resp.status == 200
+    assert await resp.text() == "8837461"
+
+
+async def test_get_refuses_a_bad_signature(client: TestClient, wechat: WeChatServer) -> None:
+    q = {**wechat.query(), "echostr": "8837461"}
+    q["signature"] = "0" * 40
+    resp = await client.get("/wechat", params=q)
+    assert resp.status == 403
+    assert "8837461" not in await resp.text()
+
+
+# -- plaintext and safe mode -----------------------------------------------------------
+
+
+async def test_plaintext_text_is_stored_and_answered(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    status, reply, _ = await post(client, wechat, text_xml(USER, "你好"))
+    assert status == 200
+    assert reply is not None
+    assert reply["MsgType"] == "text"
+    assert reply["ToUserName"] == USER
+    assert reply["Content"] == texts.WELCOME
+    async with deps.db.sessions() as s:
+        rows = (await s.execute(select(Message).order_by(Message.id))).scalars().all()
+        actions = (
+            (await s.execute(select(AuditEvent.action).order_by(AuditEvent.id))).scalars().all()
+        )
+    assert [(m.direction, m.content) for m in rows] == [("in", "你好"), ("out", texts.WELCOME)]
+    assert actions == ["message.in", "message.out"]
+
+
+async def test_safe_mode_round_trip(
+    safe_client: TestClient, safe_wechat: WeChatServer, deps: Deps
+) -> None:
+    query, body = safe_wechat.request(text_xml(USER, "你好"))
+    assert "你好" not in body  # really encrypted on the wire
+    resp = await safe_client.post("/wechat", params=query, data=body.encode())
+    raw = await resp.text()
+    assert resp.status == 200
+    assert "<Encrypt>" in raw and texts.WELCOME not in raw
+    reply = safe_wechat.read_reply(raw, query)
+    assert reply is not None and reply["Content"] == texts.WELCOME
+    assert await count(deps, Message) == 2
+
+
+async def test_safe_mode_refuses_plaintext(
+    safe_client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    status, _, _ = await post(safe_client, wechat, text_xml(USER, "你好"))
+    assert status == 403
+    assert await count(deps, Message) == 0
+
+
+async def test_safe_mode_bad_msg_signature(
+    safe_client: TestClient, safe_wechat: WeChatServer, deps: Deps
+) -> None:
+    query, body = safe_wechat.request(text_xml(USER, "你好"))
+    query["msg_signature"] = "f" * 40
+    resp = await safe_client.post("/wechat", params=query, data=body.encode())
+    assert resp.status == 403
+    assert await count(deps, Message) == 0
+
+
+async def test_safe_mode_message_for_another_app(safe_client: TestClient, deps: Deps) -> None:
+    other = WeChatServer(token=TOKEN, app_id="wxOTHERAPP0000000", aes_key=AES_KEY)
+    status, _, _ = await post(safe_client, other, text_xml(USER, "你好"))
+    assert status == 403
+    assert await count(deps, Message) == 0
+
+
+async def test_safe_mode_garbage_ciphertext(
+    safe_client: TestClient, safe_wechat: WeChatServer, deps: Deps
+) -> None:
+    q = safe_wechat.query()
+    junk = "not*base64*at*all"
+    q.update(encrypt_type="aes", msg_signature=sign(TOKEN, q["timestamp"], q["nonce"], junk))
+    body = (
+        f"<xml><ToUserName><![CDATA[gh]]></ToUserName><Encrypt><![CDATA[{junk}]]></Encrypt></xml>"
+    )
+    resp = await safe_client.post("/wechat", params=q, data=body.encode())
+    assert resp.status == 400
+    assert await count(deps, Message) == 0
+
+
+# -- bad input changes nothing ---------------------------------------------------------
+
+
+async def test_bad_signature_is_refused_and_nothing_recorded(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    query, body = wechat.request(text_xml(USER, "你好"))
+    query["signature"] = "1" * 40
+    resp = await client.post("/wechat", params=query, data=body.encode())
+    assert resp.status == 403
+    assert await count(deps, Message) == 0
+    assert await count(deps, AuditEvent) == 0
+
+
+async def test_missing_signature(client: TestClient, deps: Deps) -> None:
+    resp = await client.post("/wechat", data=text_xml(USER, "你好").encode())
+    assert resp.status == 400
+    assert await count(deps, Message) == 0
+
+
+async def test_stale_timestamp(client: TestClient, wechat: WeChatServer, deps: Deps) -> None:
+    old = str(int(time.time()) - 600)
+    status, _, _ = await post(client, wechat, text_xml(USER, "你好"), timestamp=old)
+    assert status == 403
+    future = str(int(time.time()) + 600)
+    status, _, _ = await post(client, wechat, text_xml(USER, "你好"), timestamp=future)
+    assert status == 403
+    assert await count(deps, Message) == 0
+
+
+async def test_huge_body(client: TestClient, wechat: WeChatServer, deps: Deps) -> None:
+    status, _, _ = await post(client, wechat, text_xml(USER, "长" * 100_000))
+    assert status == 413
+    assert await count(deps, Message) == 0
+
+
+async def test_huge_chunked_body(client: TestClient, wechat: WeChatServer, deps: Deps) -> None:
+    query = wechat.query()
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(200):
+            yield b"<!-- " + b"x" * 1000 + b" -->"
+
+    resp = await client.post("/wechat", params=query, data=chunks())
+    assert resp.status == 413
+    assert await count(deps, Message) == 0
+
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<xml><ToUserName>gh</ToUserName><FromUserName>u</FromUserName><CreateTime>1</CreateTime>
+<MsgType>text</MsgType><Content>&lol3;</Content><MsgId>1</MsgId></xml>"""
+
+XXE = """<?xml version="1.0"?>
+<!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<xml><ToUserName>gh</ToUserName><FromUserName>u</FromUserName><CreateTime>1</CreateTime>
+<MsgType>text</MsgType><Content>&xxe;</Content><MsgId>2</MsgId></xml>"""
+
+
+async def test_hostile_and_malformed_xml(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    for body in (
+        BILLION_LAUGHS,
+        XXE,
+        "<xml><ToUserName>gh</ToUserName",  # truncated
+        "this is not xml",
+        "<other><MsgType>text</MsgType></other>",  # not WeChat's root
+        "<xml><ToUserName>gh</ToUserName><FromUserName>u</FromUserName></xml>",  # no MsgType
+        "<xml><MsgType>text</MsgType><Content>hi</Content></xml>",  # no sender
+    ):
+        status, _, raw = await post(client, wechat, body)
+        assert status == 400, (body, raw)
+    assert await count(deps, Message) == 0
+    assert await count(deps, AuditEvent) == 0
+
+
+async def test_a_signature_carries_only_its_own_message(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    """Plaintext signatures do not cover the body: a captured URL must not carry a forged one."""
+    query, body = wechat.request(text_xml(USER, "真的"))
+    assert (await client.post("/wechat", params=query, data=body.encode())).status == 200
+    forged = text_xml("oAttacker", "伪造")
+    resp = await client.post("/wechat", params=query, data=forged.encode())
+    assert resp.status == 403
+    async with deps.db.sessions() as s:
+        assert [
+            m.content
+            for m in (await s.execute(select(Message).where(Message.direction == "in"))).scalars()
+        ] == ["真的"]
+
+
+# -- WeChat's retries -------------------------------------------------------------------
+
+
+async def test_triple_retry_recorded_once_and_answered_alike(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    xml = text_xml(USER, "你好", msg_id=987654321)
+    answers = []
+    for _ in range(3):  # WeChat re-sends with a fresh timestamp/nonce each time
+        status, reply, _ = await post(client, wechat, xml)
+        assert status == 200
+        answers.append(reply)
+    assert answers[0] is not None and answers[0]["Content"] == texts.WELCOME
+    assert all(a == answers[0] | {"CreateTime": a["CreateTime"]} for a in answers if a)
+    async with deps.db.sessions() as s:
+        ins = (await s.execute(select(Message).where(Message.direction == "in"))).scalars().all()
+    assert len(ins) == 1
+
+
+async def test_concurrent_retries_of_a_slow_first_delivery(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    xml = text_xml(USER, "你好", msg_id=55555)
+    results = await asyncio.gather(*(post(client, wechat, xml) for _ in range(3)))
+    assert all(status == 200 for status, _, _ in results)
+    contents = {reply["Content"] for _, reply, _ in results if reply}
+    assert contents == {texts.WELCOME}
+    assert await count(deps, Message) == 2  # one in, one out
+
+
+async def test_events_deduplicated_by_sender_and_time(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    xml = event_xml(USER, "subscribe", at=1763860000)
+    for _ in range(2):
+        status, reply, _ = await post(client, wechat, xml)
+        assert status == 200 and reply is not None
+    assert await count(deps, Message) == 2
+
+
+# -- kinds we do not handle --------------------------------------------------------------
+
+
+async def test_unknown_kinds_get_a_polite_reply(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    samples = [
+        media_xml(USER, "image", PicUrl="http://img", MediaId="m1"),
+        media_xml(USER, "video", MediaId="m2", ThumbMediaId="t"),
+        media_xml(USER, "location", Location_X="39.9", Location_Y="116.3", Scale=15, Label="某地"),
+        media_xml(USER, "link", Title="t", Description="d", Url="http://x"),
+        media_xml(USER, "file", Title="a.pdf", FileKey="k", FileMd5="m", FileTotalLen=10),
+        media_xml(USER, "brand_new_type", Foo="bar"),
+        event_xml(USER, "LOCATION"),
+        event_xml(USER, "scancode_push", "k"),
+    ]
+    for xml in samples:
+        status, reply, raw = await post(client, wechat, xml)
+        assert status == 200, raw
+        assert reply is not None and reply["Content"] == texts.UNSUPPORTED, xml
+    assert await count(deps, Message) == 2 * len(samples)
+
+
+async def test_voice_with_recognition_is_read_as_text(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    status, reply, _ = await post(
+        client, wechat, media_xml(USER, "voice", MediaId="v1", Format="amr", Recognition="你好")
+    )
+    assert status == 200 and reply is not None
+    async with deps.db.sessions() as s:
+        msg = (await s.execute(select(Message).where(Message.direction == "in"))).scalar_one()
+    assert (msg.msg_type, msg.content, msg.media_id) == ("voice", "你好", "v1")
+
+
+async def test_notices_get_success_and_no_text(client: TestClient, wechat: WeChatServer) -> None:
+    for event in ("TEMPLATESENDJOBFINISH", "VIEW", "unsubscribe"):
+        status, reply, raw = await post(client, wechat, event_xml(USER, event, "x"))
+        assert status == 200 and reply is None and raw == "success"
+
+
+# -- scanning and typing a case code ---------------------------------------------------------
+
+
+async def test_subscribe_by_scanning_a_case_code(
+    client: TestClient, wechat: WeChatServer, sample_case: dict[str, Any]
+) -> None:
+    status, reply, _ = await post(
+        client, wechat, event_xml(USER, "subscribe", "qrscene_" + sample_case["token"])
+    )
+    assert status == 200 and reply is not None
+    assert COURT in reply["Content"] and CASE_NUMBER in reply["Content"]
+    assert "王某某" not in reply["Content"]
+
+
+async def test_scan_event_opens_the_case(
+    client: TestClient, wechat: WeChatServer, deps: Deps, sample_case: dict[str, Any]
+) -> None:
+    status, reply, _ = await post(client, wechat, event_xml(USER, "SCAN", sample_case["token"]))
+    assert reply is not None and CASE_NUMBER in reply["Content"]
+    async with deps.db.sessions() as s:
+        scans = (
+            (await s.execute(select(AuditEvent).where(AuditEvent.action == "code.scanned")))
+            .scalars()
+            .all()
+        )
+    assert [(e.actor, e.case_id) for e in scans] == [(USER, sample_case["case_id"])]
+
+
+async def test_typed_short_code_in_any_form(
+    client: TestClient, wechat: WeChatServer, sample_case: dict[str, Any]
+) -> None:
+    code = sample_case["short_code"]
+    for typed in (code, code.lower(), tokens.pretty(code), " ".join(code)):
+        _, reply, _ = await post(client, wechat, text_xml(USER, typed))
+        assert reply is not None and CASE_NUMBER in reply["Content"], typed
+
+
+async def test_mistyped_and_unknown_codes_are_told_apart(
+    client: TestClient, wechat: WeChatServer, sample_case: dict[str, Any]
+) -> None:
+    code = sample_case["short_code"]
+    wrong_char = next(c for c in tokens.ALPHABET if c != code[3])
+    _, reply, _ = await post(client, wechat, text_xml(USER, code[:3] + wrong_char + code[4:]))
+    assert reply is not None and reply["Content"] == texts.CODE_MISTYPED
+    other = tokens.new_short_code()
+    _, reply, _ = await post(client, wechat, text_xml(USER, other))
+    assert reply is not None and reply["Content"] == texts.CODE_UNKNOWN
+
+
+async def test_revoked_code_gets_a_clear_answer(
+    client: TestClient, wechat: WeChatServer, deps: Deps, sample_case: dict[str, Any]
+) -> None:
+    from qr import codes
+    from storage.models import Case
+
+    async with deps.db.transaction() as s:
+        case = await s.get(Case, sample_case["case_id"])
+        assert case is not None
+        await codes.revoke(s, case, reason="lost document", actor="admin")
+    _, reply, _ = await post(client, wechat, event_xml(USER, "SCAN", sample_case["token"]))
+    assert reply is not None and reply["Content"] == texts.CODE_REVOKED
+    _, reply, _ = await post(client, wechat, text_xml(USER, sample_case["short_code"]))
+    assert reply is not None and reply["Content"] == texts.CODE_REVOKED
+
+
+async def test_flooding_is_slowed_but_nothing_is_lost(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    limit = deps.settings.user_rate_per_minute
+    replies = [
+        (await post(client, wechat, text_xml(USER, f"第{i}条")))[1] for i in range(limit + 3)
+    ]
+    assert all(r is not None for r in replies)
+    assert [r["Content"] for r in replies[-3:] if r] == [texts.SLOW_DOWN] * 3
+    async with deps.db.sessions() as s:
+        ins = (await s.execute(select(Message).where(Message.direction == "in"))).scalars().all()
+    assert len(ins) == limit + 3
