@@ -58,15 +58,15 @@ class Report:
 
 def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object or RowError) for each row of a JSON array or JSON Lines file."""
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # Spreadsheet tools often save GBK; say so instead of failing with a traceback.
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        yield line, RowError("the file is not UTF-8 text (save it as UTF-8 and import again)")
+        return
     if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield exc.lineno, RowError(f"the file is not valid JSON: {exc.msg}")
-            return
-        # A JSON array has no per-row lines; report the item's position instead (1-based).
-        yield from enumerate(items, start=1)
+        yield from _array_rows(text)
         return
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -75,6 +75,36 @@ def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, RowError(f"not valid JSON ({exc.msg})")
+
+
+def _array_rows(text: str) -> Iterator[tuple[int, Any]]:
+    """Items of a JSON array, each with the line it starts on (arrays are often pretty-printed)."""
+    decoder = json.JSONDecoder()
+    at, line, counted_to = text.index("[") + 1, 1, 0
+
+    def skip(i: int) -> int:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    while True:
+        at = skip(at)
+        line += text.count("\n", counted_to, at)
+        counted_to = at
+        if at >= len(text):
+            yield line, RowError("the JSON array is not closed with ]")
+            return
+        if text[at] == "]":
+            return
+        try:
+            item, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            yield exc.lineno, RowError(f"not valid JSON ({exc.msg}); rows after it were not read")
+            return
+        yield line, item
+        at = skip(end)
+        if at < len(text) and text[at] == ",":
+            at += 1
 
 
 def normalize_phone(raw: Any) -> str:

@@ -102,8 +102,19 @@ async def append(
     return ev
 
 
+def anchored_heads(ev: AuditEvent) -> dict[str, tuple[int, str]] | None:
+    """The chain heads an anchor recorded, or None when its payload is unreadable."""
+    try:
+        heads = json.loads(ev.payload).get("heads", {})
+        return {str(chain): (int(seq), str(h)) for chain, (seq, h) in heads.items()}
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 async def anchor(session: AsyncSession) -> AuditEvent | None:
     """Record in `global` the head of every chain that moved since the last anchor."""
+    # Hold the global chain from the start, so two anchors at once record one, not two.
+    await _lock_chain(session, GLOBAL_CHAIN)
     last = (
         await session.execute(
             select(AuditEvent)
@@ -126,8 +137,9 @@ async def anchor(session: AsyncSession) -> AuditEvent | None:
             )
         )
     ).all()
-    heads = {chain: [seq, h] for chain, seq, h in rows}
-    previous = json.loads(last.payload)["heads"] if last else {}
+    heads = {chain: (seq, h) for chain, seq, h in rows}
+    # A tampered last anchor (verify reports it) must not stop anchoring for good.
+    previous = (anchored_heads(last) or {}) if last else {}
     if all(previous.get(chain) == head for chain, head in heads.items()):
         return None  # nothing new since the last anchor
     return await append(session, actor="system", action=ANCHOR, payload={"heads": heads})
@@ -169,14 +181,21 @@ async def verify(session: AsyncSession, *, limit_problems: int = 20) -> Verdict:
             verdict.problems.append(
                 f"{where}: does not link to the event before it (reordered or removed)"
             )
-        if compute_hash(ev) != ev.hash:
+        intact = compute_hash(ev) == ev.hash
+        if not intact:
             verdict.problems.append(f"{where}: content does not match its hash (edited)")
         heads[ev.chain] = (ev.seq, ev.hash)
         hashes_at[(ev.chain, ev.seq)] = ev.hash
         if ev.action == ANCHOR and ev.chain == GLOBAL_CHAIN:
             verdict.anchors += 1
-            for chain, (aseq, ahash) in json.loads(ev.payload).get("heads", {}).items():
-                anchored.append((ev, chain, aseq, ahash))
+            recorded = anchored_heads(ev)
+            if recorded is None:  # tampered: report it (if not above already), do not crash
+                if intact:
+                    verdict.problems.append(f"{where}: unreadable anchor payload (edited)")
+            else:
+                anchored.extend(
+                    (ev, chain, aseq, ahash) for chain, (aseq, ahash) in recorded.items()
+                )
         if len(verdict.problems) >= limit_problems:
             return verdict
     for ev, chain, aseq, ahash in anchored:

@@ -1,0 +1,643 @@
+"""The audit log: hash chains per case plus `global`, verify, tampering, anchors, concurrency.
+
+Tampering is done the way a rogue DBA would: the append-only triggers are dropped
+(SQLite) or disabled (PostgreSQL; the tests connect as superuser) and then rows are
+edited, removed or reordered with plain SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import fakeredis
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import jobs
+from bot.dialog import Deps
+from storage import audit, state
+from storage import db as database
+from storage.models import AuditEvent
+from tests.conftest import REDIS_URL
+
+CASE_A = 101
+CASE_B = 202
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+async def add(
+    db: database.Database, case_id: int | None, n: int, *, actor: str = "clerk"
+) -> list[AuditEvent]:
+    """`n` events on one chain, each in its own transaction (as the handlers write them)."""
+    out: list[AuditEvent] = []
+    for i in range(n):
+        async with db.transaction() as s:
+            out.append(
+                await audit.append(
+                    s,
+                    actor=actor,
+                    action="note",
+                    subject=f"item {i}",
+                    case_id=case_id,
+                    payload={"i": i, "text": f"第{i}条"},
+                )
+            )
+    return out
+
+
+async def rows(db: database.Database, chain: str) -> list[AuditEvent]:
+    async with db.sessions() as s:
+        result = await s.execute(
+            select(AuditEvent).where(AuditEvent.chain == chain).order_by(AuditEvent.seq)
+        )
+        return list(result.scalars())
+
+
+async def all_rows(db: database.Database) -> list[AuditEvent]:
+    async with db.sessions() as s:
+        return list((await s.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars())
+
+
+async def check(db: database.Database) -> audit.Verdict:
+    async with db.sessions() as s:
+        return await audit.verify(s)
+
+
+async def anchors(db: database.Database) -> list[AuditEvent]:
+    async with db.sessions() as s:
+        result = await s.execute(
+            select(AuditEvent)
+            .where(AuditEvent.chain == audit.GLOBAL_CHAIN, AuditEvent.action == audit.ANCHOR)
+            .order_by(AuditEvent.seq)
+        )
+        return list(result.scalars())
+
+
+async def take_anchor(db: database.Database) -> AuditEvent | None:
+    async with db.transaction() as s:
+        return await audit.anchor(s)
+
+
+def assert_chain(events: list[AuditEvent], chain: str) -> None:
+    """One unbroken chain: seq 1..n, each prev_hash the hash before it, each hash recomputable."""
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    prev = audit.GENESIS
+    for e in events:
+        assert e.chain == chain
+        assert e.prev_hash == prev, f"#{e.seq} does not link"
+        assert audit.compute_hash(e) == e.hash, f"#{e.seq} hash mismatch"
+        prev = e.hash
+
+
+def names_event(problem: str, ev: AuditEvent, seq: int | None = None) -> bool:
+    """The problem is about `ev` (at position `seq`, by default where it was written)."""
+    return f"event id={ev.id} ({ev.chain} #{ev.seq if seq is None else seq}," in problem
+
+
+@asynccontextmanager
+async def rogue(db: database.Database) -> AsyncIterator[AsyncSession]:
+    """A transaction with the append-only protection switched off."""
+    async with db.transaction() as s:
+        if db.dialect == "postgresql":
+            await s.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+        else:
+            await s.execute(text("DROP TRIGGER IF EXISTS audit_event_no_update"))
+            await s.execute(text("DROP TRIGGER IF EXISTS audit_event_no_delete"))
+        yield s
+
+
+async def remove(db: database.Database, *ids: int | None) -> None:
+    async with rogue(db) as s:
+        await s.execute(delete(AuditEvent).where(AuditEvent.id.in_(ids)))  # type: ignore[union-attr]
+
+
+async def edit(db: database.Database, ev_id: int | None, **values: Any) -> None:
+    async with rogue(db) as s:
+        await s.execute(update(AuditEvent).where(AuditEvent.id == ev_id).values(**values))
+
+
+def second_redis(r: Redis) -> Redis:
+    """Another client on the same server: a second process's view of Redis."""
+    if REDIS_URL:
+        return state.connect(REDIS_URL)
+    # The stand-in keeps one in-memory server per (host, port); each connect() gets its own.
+    where = r.connection_pool.connection_kwargs
+    return fakeredis.FakeAsyncRedis(host=where["host"], port=where["port"], decode_responses=True)
+
+
+# -- building chains -----------------------------------------------------------------------
+
+
+def test_chain_names() -> None:
+    assert audit.chain_for(None) == "global"
+    assert audit.chain_for(7) == "case:7"
+    assert audit.chain_for(0) == "case:0"
+
+
+async def test_appends_build_one_chain_per_case_plus_global(deps: Deps) -> None:
+    receipts: dict[int, str] = {}
+    # Interleaved chains, some events several to a transaction.
+    for round_ in range(3):
+        async with deps.db.transaction() as s:
+            for case_id in (CASE_A, None, CASE_B, CASE_A):
+                ev = await audit.append(
+                    s, actor="clerk", action="note", case_id=case_id, payload={"r": round_}
+                )
+                assert ev.id is not None
+                receipts[ev.id] = ev.hash
+
+    a = await rows(deps.db, "case:101")
+    b = await rows(deps.db, "case:202")
+    g = await rows(deps.db, "global")
+    assert (len(a), len(b), len(g)) == (6, 3, 3)
+    assert_chain(a, "case:101")
+    assert_chain(b, "case:202")
+    assert_chain(g, "global")
+    assert {e.case_id for e in a} == {CASE_A}
+    assert {e.case_id for e in g} == {None}
+    assert a[0].prev_hash == audit.GENESIS
+
+    # Every receipt handed out at append time is exactly what is stored and recomputed.
+    stored = await all_rows(deps.db)
+    assert len(stored) == len(receipts) == 12
+    for e in stored:
+        assert e.id is not None
+        assert receipts[e.id] == e.hash == audit.compute_hash(e)
+    assert len({e.hash for e in stored}) == 12
+
+    verdict = await check(deps.db)
+    assert verdict.ok, verdict.problems
+    assert (verdict.events, verdict.chains, verdict.anchors) == (12, 3, 0)
+
+
+async def test_event_fields_are_stored_as_given(deps: Deps) -> None:
+    async with deps.db.transaction() as s:
+        ev = await audit.append(
+            s,
+            actor="x" * 100,
+            action="case.code_issued",
+            subject="y" * 200,
+            case_id=CASE_A,
+            payload={"b": 1, "a": "王某某"},
+        )
+    [row] = await rows(deps.db, "case:101")
+    assert row.actor == "x" * 64  # truncated to the column, and hashed as stored
+    assert row.subject == "y" * 128
+    assert row.action == "case.code_issued"
+    assert json.loads(row.payload) == {"a": "王某某", "b": 1}
+    assert row.at == ev.at  # microseconds and UTC survive the round trip
+    assert row.at.utcoffset() is not None
+    assert audit.compute_hash(row) == ev.hash
+    assert (await check(deps.db)).ok
+
+
+async def test_verify_on_an_empty_log_is_ok(deps: Deps) -> None:
+    verdict = await check(deps.db)
+    assert verdict.ok
+    assert (verdict.events, verdict.chains, verdict.anchors) == (0, 0, 0)
+
+
+# -- the database refuses changes ------------------------------------------------------------
+
+
+REFUSED = (
+    "UPDATE audit_event SET actor = 'mallory'",
+    "UPDATE audit_event SET payload = '{}' WHERE seq = 2",
+    "DELETE FROM audit_event WHERE seq = 3",
+    "DELETE FROM audit_event WHERE id > 0",
+)
+
+
+async def test_update_and_delete_are_refused(deps: Deps) -> None:
+    before = [(e.id, e.actor, e.payload, e.hash) for e in await add(deps.db, CASE_A, 3)]
+    for statement in REFUSED:
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with deps.db.transaction() as s:
+                await s.execute(text(statement))
+    after = [(e.id, e.actor, e.payload, e.hash) for e in await rows(deps.db, "case:101")]
+    assert after == before
+    assert (await check(deps.db)).ok
+
+
+async def test_emptying_the_table_is_refused(deps: Deps) -> None:
+    """TRUNCATE on PostgreSQL; SQLite has none, and its DELETE-all shortcut is blocked too."""
+    await add(deps.db, CASE_A, 2)
+    statement = (
+        "TRUNCATE audit_event" if deps.db.dialect == "postgresql" else "DELETE FROM audit_event"
+    )
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with deps.db.transaction() as s:
+            await s.execute(text(statement))
+    assert len(await rows(deps.db, "case:101")) == 2
+
+
+async def test_appends_still_work_next_to_the_triggers(deps: Deps) -> None:
+    await add(deps.db, CASE_A, 2)
+    with pytest.raises(DBAPIError):
+        async with deps.db.transaction() as s:
+            await s.execute(text("DELETE FROM audit_event WHERE seq = 2"))
+    await add(deps.db, CASE_A, 1)
+    assert_chain(await rows(deps.db, "case:101"), "case:101")
+
+
+# -- verify catches tampering ---------------------------------------------------------------
+
+
+EDITS: list[dict[str, Any]] = [
+    {"actor": "mallory"},
+    {"payload": '{"i":1,"text":"改过的"}'},
+    {"subject": "something else"},
+    {"action": "note.deleted"},
+    {"case_id": CASE_B},
+    {"at": datetime(2020, 1, 1, 12, 0, 0).astimezone()},
+]
+
+
+async def test_verify_catches_an_edited_row(deps: Deps) -> None:
+    """Each kind of edit on its own chain (#2 of 3); each is reported, and nothing else."""
+    edited: list[AuditEvent] = []
+    for n, changes in enumerate(EDITS):
+        events = await add(deps.db, 1000 + n, 3)
+        await edit(deps.db, events[1].id, **changes)
+        edited.append(events[1])
+    untouched = await add(deps.db, CASE_B, 3)
+
+    verdict = await check(deps.db)
+    assert verdict.events == 3 * len(EDITS) + 3
+    assert len(verdict.problems) == len(EDITS), verdict.problems
+    for ev, changes, problem in zip(edited, EDITS, verdict.problems, strict=True):
+        assert names_event(problem, ev), (changes, problem)
+        assert problem.endswith("content does not match its hash (edited)")
+    assert not any(names_event(p, e) for p in verdict.problems for e in untouched)
+
+
+async def test_verify_catches_an_edit_whose_hash_was_recomputed(deps: Deps) -> None:
+    """Fixing up the edited row's own hash breaks the link from the row after it."""
+    events = await add(deps.db, CASE_A, 4)
+    [target] = [e for e in await rows(deps.db, "case:101") if e.seq == 2]
+    target.payload = '{"forged":true}'
+    await edit(deps.db, target.id, payload=target.payload, hash=audit.compute_hash(target))
+
+    verdict = await check(deps.db)
+    assert len(verdict.problems) == 1, verdict.problems
+    assert names_event(verdict.problems[0], events[2])
+    assert "does not link" in verdict.problems[0]
+
+
+async def test_verify_catches_a_removed_middle_row(deps: Deps) -> None:
+    events = await add(deps.db, CASE_A, 5)
+    await add(deps.db, None, 2)
+    await remove(deps.db, events[2].id)
+
+    verdict = await check(deps.db)
+    assert len(verdict.problems) == 1, verdict.problems
+    [problem] = verdict.problems
+    assert names_event(problem, events[3])
+    assert "#3..#3 removed" in problem
+
+
+async def test_verify_catches_a_removed_first_row(deps: Deps) -> None:
+    events = await add(deps.db, CASE_A, 3)
+    await remove(deps.db, events[0].id)
+
+    [problem] = (await check(deps.db)).problems
+    assert names_event(problem, events[1])
+    assert "#1..#1 removed" in problem
+
+
+async def test_verify_catches_swapped_sequence_numbers(deps: Deps) -> None:
+    """Reordering by renumbering: rows #2 and #3 trade places."""
+    events = await add(deps.db, CASE_A, 4)
+    two, three = events[1], events[2]
+    async with rogue(deps.db) as s:
+        for ev_id, seq in ((two.id, -1), (three.id, 2), (two.id, 3)):
+            await s.execute(update(AuditEvent).where(AuditEvent.id == ev_id).values(seq=seq))
+
+    problems = (await check(deps.db)).problems
+    # The old #3, now at #2, neither links to #1 nor matches its hash (which covers seq);
+    # the old #2, now at #3, does not link to it; and #4 no longer links to what precedes it.
+    assert any(names_event(p, three, 2) and "does not link" in p for p in problems), problems
+    assert any(names_event(p, three, 2) and "edited" in p for p in problems), problems
+    assert any(names_event(p, two, 3) and "does not link" in p for p in problems), problems
+    assert any(names_event(p, events[3]) and "does not link" in p for p in problems), problems
+    assert not any(names_event(p, events[0]) for p in problems)
+
+
+async def test_verify_catches_swapped_row_contents(deps: Deps) -> None:
+    """Reordering by swapping everything but the position: #2 and #3 trade contents."""
+    events = await add(deps.db, CASE_A, 4)
+    cols = ("prev_hash", "hash", "actor", "action", "subject", "at", "payload")
+    two = {c: getattr(events[1], c) for c in cols}
+    three = {c: getattr(events[2], c) for c in cols}
+    async with rogue(deps.db) as s:
+        await s.execute(update(AuditEvent).where(AuditEvent.id == events[1].id).values(**three))
+        await s.execute(update(AuditEvent).where(AuditEvent.id == events[2].id).values(**two))
+
+    verdict = await check(deps.db)
+    assert not verdict.ok
+    assert any(names_event(p, events[1]) for p in verdict.problems), verdict.problems
+    assert any(names_event(p, events[2]) for p in verdict.problems), verdict.problems
+    assert all(not names_event(p, events[0]) for p in verdict.problems)
+
+
+async def test_a_removed_tail_without_an_anchor_goes_unnoticed(deps: Deps) -> None:
+    """Why anchors exist: a chain cut short is still a valid chain."""
+    events = await add(deps.db, CASE_A, 5)
+    await remove(deps.db, events[3].id, events[4].id)
+    verdict = await check(deps.db)
+    assert verdict.ok
+    assert verdict.events == 3
+
+
+async def test_the_anchor_catches_a_removed_tail(deps: Deps) -> None:
+    a = await add(deps.db, CASE_A, 5)
+    await add(deps.db, CASE_B, 5)
+    anchor = await take_anchor(deps.db)
+    assert anchor is not None
+    b_late = await add(deps.db, CASE_B, 2)  # after the anchor: #6, #7
+
+    # Cut both tails: A's anchored #4..#5, and B's unanchored #6..#7.
+    await remove(deps.db, a[3].id, a[4].id, b_late[0].id, b_late[1].id)
+
+    verdict = await check(deps.db)
+    assert verdict.anchors == 1
+    assert len(verdict.problems) == 1, verdict.problems
+    [problem] = verdict.problems
+    assert problem.startswith("case:101: ")
+    assert f"anchor id={anchor.id} saw #5" in problem
+    assert "ends at #3" in problem
+    assert "#4..#5 removed" in problem
+
+
+async def test_the_anchor_catches_a_whole_chain_removed(deps: Deps) -> None:
+    events = await add(deps.db, CASE_A, 2)
+    anchor = await take_anchor(deps.db)
+    assert anchor is not None
+    await remove(deps.db, *(e.id for e in events))
+
+    [problem] = (await check(deps.db)).problems
+    assert f"anchor id={anchor.id} saw #2" in problem
+    assert "#1..#2 removed" in problem
+
+
+async def test_the_anchor_catches_a_consistently_rewritten_tail(deps: Deps) -> None:
+    """Rewriting #3..#4 with every hash recomputed leaves a valid chain; the anchor
+    still remembers the original head."""
+    await add(deps.db, CASE_A, 4)
+    anchor = await take_anchor(deps.db)
+    assert anchor is not None
+
+    chain = await rows(deps.db, "case:101")
+    async with rogue(deps.db) as s:
+        prev = chain[1].hash
+        for ev in chain[2:]:
+            ev.actor = "mallory"
+            ev.prev_hash = prev
+            ev.hash = audit.compute_hash(ev)
+            prev = ev.hash
+            await s.execute(
+                update(AuditEvent)
+                .where(AuditEvent.id == ev.id)
+                .values(actor=ev.actor, prev_hash=ev.prev_hash, hash=ev.hash)
+            )
+    assert_chain(await rows(deps.db, "case:101"), "case:101")  # locally consistent
+
+    [problem] = (await check(deps.db)).problems
+    assert problem == f"case:101 #4: differs from what anchor id={anchor.id} recorded"
+
+
+MANGLED = ("not json", "[1, 2]", '{"heads": [1, 2]}', '{"heads": {"case:101": 5}}')
+
+
+async def test_verify_reports_mangled_anchors_instead_of_crashing(deps: Deps) -> None:
+    """Neither verify nor the next anchor chokes on an anchor whose payload was mangled."""
+    mangled: list[AuditEvent] = []
+    for payload in MANGLED:
+        await add(deps.db, CASE_A, 1)
+        anchor = await take_anchor(deps.db)
+        assert anchor is not None
+        await edit(deps.db, anchor.id, payload=payload)
+        mangled.append(anchor)
+
+    verdict = await check(deps.db)
+    assert verdict.anchors == len(MANGLED)
+    assert len(verdict.problems) == len(MANGLED), verdict.problems
+    for anchor, problem in zip(mangled, verdict.problems, strict=True):
+        assert names_event(problem, anchor), problem
+        assert "edited" in problem
+
+
+async def test_verify_reports_a_forged_anchor_with_a_valid_hash(deps: Deps) -> None:
+    await add(deps.db, CASE_A, 2)
+    anchor = await take_anchor(deps.db)
+    assert anchor is not None
+    anchor.payload = "garbage"
+    await edit(deps.db, anchor.id, payload=anchor.payload, hash=audit.compute_hash(anchor))
+
+    [problem] = (await check(deps.db)).problems
+    assert names_event(problem, anchor)
+    assert "unreadable anchor payload" in problem
+
+
+async def test_verify_stops_at_the_problem_limit(deps: Deps) -> None:
+    events = await add(deps.db, CASE_A, 6)
+    async with rogue(deps.db) as s:
+        await s.execute(
+            update(AuditEvent).where(AuditEvent.chain == "case:101").values(actor="mallory")
+        )
+    async with deps.db.sessions() as s:
+        verdict = await audit.verify(s, limit_problems=3)
+    assert len(verdict.problems) == 3
+    assert names_event(verdict.problems[0], events[0])
+
+
+# -- anchors ---------------------------------------------------------------------------------
+
+
+async def test_anchor_records_moved_heads_and_only_when_something_moved(deps: Deps) -> None:
+    assert await take_anchor(deps.db) is None  # empty log: nothing to anchor
+    await add(deps.db, None, 2)
+    assert await take_anchor(deps.db) is None  # global events alone are not anchored
+
+    a = await add(deps.db, CASE_A, 3)
+    b = await add(deps.db, CASE_B, 1)
+    first = await take_anchor(deps.db)
+    assert first is not None
+    assert (first.chain, first.action, first.actor) == ("global", audit.ANCHOR, "system")
+    assert json.loads(first.payload) == {
+        "heads": {"case:101": [3, a[-1].hash], "case:202": [1, b[-1].hash]}
+    }
+    assert await take_anchor(deps.db) is None  # nothing moved since
+
+    a2 = await add(deps.db, CASE_A, 1)
+    second = await take_anchor(deps.db)
+    assert second is not None
+    assert second.seq == first.seq + 1
+    assert second.prev_hash == first.hash
+    assert json.loads(second.payload)["heads"]["case:101"] == [4, a2[0].hash]
+    assert await take_anchor(deps.db) is None
+
+    assert [e.id for e in await anchors(deps.db)] == [first.id, second.id]
+    verdict = await check(deps.db)
+    assert verdict.ok, verdict.problems
+    assert verdict.anchors == 2
+
+
+async def test_anchor_audit_job_records_an_anchor(deps: Deps) -> None:
+    assert await jobs.anchor_audit(deps) is False
+    await add(deps.db, CASE_A, 2)
+    assert await jobs.anchor_audit(deps) is True
+    assert await jobs.anchor_audit(deps) is False
+    [anchor] = await anchors(deps.db)
+    assert list(json.loads(anchor.payload)["heads"]) == ["case:101"]
+    # The lock is released afterwards.
+    assert await deps.redis.exists(f"{state.PREFIX}lock:audit-anchor") == 0
+
+
+async def test_anchor_audit_job_skips_while_another_process_holds_the_lock(deps: Deps) -> None:
+    await add(deps.db, CASE_A, 2)
+    other = second_redis(deps.redis)
+    try:
+        async with state.try_lock(other, "audit-anchor") as got:
+            assert got
+            assert await jobs.anchor_audit(deps) is False
+            assert await anchors(deps.db) == []
+        assert await jobs.anchor_audit(deps) is True
+    finally:
+        await other.aclose()
+    assert len(await anchors(deps.db)) == 1
+
+
+async def test_concurrent_anchor_jobs_record_at_most_one_anchor(deps: Deps) -> None:
+    await add(deps.db, CASE_A, 3)
+    await add(deps.db, CASE_B, 3)
+    # A second "process": its own engine and its own Redis connection.
+    other = Deps(
+        settings=deps.settings,
+        db=database.connect(deps.settings.database_url),
+        redis=second_redis(deps.redis),
+    )
+    try:
+        # Warm both pools so the jobs really overlap instead of queueing behind connects.
+        await asyncio.gather(*(db.ping() for db in (deps.db, other.db) for _ in range(2)))
+        await asyncio.gather(other.redis.ping(), deps.redis.ping())
+        results = await asyncio.gather(
+            jobs.anchor_audit(deps),
+            jobs.anchor_audit(other),
+            jobs.anchor_audit(deps),
+            jobs.anchor_audit(other),
+        )
+    finally:
+        await other.redis.aclose()
+        await other.db.dispose()
+    assert results.count(True) == 1, results
+    assert len(await anchors(deps.db)) == 1
+    assert (await check(deps.db)).ok
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+
+async def _append_many(dbs: list[database.Database], case_id: int | None, n: int) -> None:
+    async def one(i: int) -> AuditEvent:
+        async with dbs[i % len(dbs)].transaction() as s:
+            return await audit.append(
+                s, actor=f"worker{i}", action="note", case_id=case_id, payload={"i": i}
+            )
+
+    receipts = await asyncio.gather(*(one(i) for i in range(n)))
+    assert sorted(e.seq for e in receipts) == list(range(1, n + 1))
+
+
+async def _assert_one_chain_of(db: database.Database, chain: str, n: int) -> None:
+    events = await rows(db, chain)
+    assert len(events) == n
+    assert_chain(events, chain)
+    assert sorted(json.loads(e.payload)["i"] for e in events) == list(range(n))
+    async with db.sessions() as s:
+        dup = await s.execute(
+            select(AuditEvent.seq)
+            .where(AuditEvent.chain == chain)
+            .group_by(AuditEvent.seq)
+            .having(func.count() > 1)
+        )
+        assert dup.all() == []
+    verdict = await check(db)
+    assert verdict.ok, verdict.problems
+
+
+async def test_concurrent_appends_to_one_chain_from_many_tasks(deps: Deps) -> None:
+    await _append_many([deps.db], CASE_A, 30)
+    await _assert_one_chain_of(deps.db, "case:101", 30)
+
+
+async def test_concurrent_appends_from_two_engines(deps: Deps) -> None:
+    """Two engines on one database behave like two processes."""
+    second = database.connect(deps.settings.database_url)
+    try:
+        await asyncio.gather(
+            _append_many([deps.db, second], CASE_A, 24),
+            _append_many([second, deps.db], None, 10),
+        )
+    finally:
+        await second.dispose()
+    await _assert_one_chain_of(deps.db, "case:101", 24)
+    await _assert_one_chain_of(deps.db, "global", 10)
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+async def test_export_case_returns_the_cases_events_in_order(deps: Deps) -> None:
+    written: list[AuditEvent] = []
+    for i in range(4):
+        async with deps.db.transaction() as s:
+            written.append(
+                await audit.append(
+                    s,
+                    actor="judge",
+                    action=f"step{i}",
+                    subject=f"#{i}",
+                    case_id=CASE_A,
+                    payload={"n": i, "名": "王某某"},
+                )
+            )
+            await audit.append(s, actor="judge", action="other", case_id=CASE_B)
+            await audit.append(s, actor="system", action="global")
+
+    async with deps.db.sessions() as s:
+        exported = await audit.export_case(s, CASE_A)
+        unknown = await audit.export_case(s, 999)
+    assert unknown == []
+    assert [e["seq"] for e in exported] == [1, 2, 3, 4]
+    assert [e["action"] for e in exported] == ["step0", "step1", "step2", "step3"]
+    assert [e["hash"] for e in exported] == [e.hash for e in written]
+    assert exported[0]["prev_hash"] == audit.GENESIS
+    for before, after in zip(exported, exported[1:], strict=False):
+        assert after["prev_hash"] == before["hash"]
+    first = exported[0]
+    assert first["actor"] == "judge"
+    assert first["subject"] == "#0"
+    assert first["payload"] == {"n": 0, "名": "王某某"}
+    assert datetime.fromisoformat(first["at"]) == written[0].at
+    assert set(first) == {
+        "seq",
+        "at",
+        "actor",
+        "action",
+        "subject",
+        "payload",
+        "prev_hash",
+        "hash",
+    }
+    json.dumps(exported, ensure_ascii=False)  # serializable as JSON Lines

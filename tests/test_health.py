@@ -1,0 +1,129 @@
+"""GET /healthz: 200 when the database and Redis answer, 503 naming whichever does not."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from bot.app import create_app
+from bot.config import Settings
+from bot.dialog import Deps
+from storage import db as database
+from storage import state
+
+# Nothing listens on port 1: connections are refused at once.
+DEAD_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
+DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
+
+Healthz = Callable[[Deps], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+def dead_redis() -> Redis:
+    return Redis(
+        host="127.0.0.1",
+        port=1,
+        socket_connect_timeout=0.5,
+        socket_timeout=0.5,
+        decode_responses=True,
+    )
+
+
+def dead_database(tmp_path: Path, kind: str) -> database.Database:
+    if kind == "postgresql":
+        return database.connect(DEAD_PG_URL)
+    return database.connect(f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/mst.db")
+
+
+@pytest.fixture
+async def healthz(aiohttp_client: Any) -> AsyncIterator[Healthz]:
+    """GET /healthz on an app built around the given deps; broken deps are closed after."""
+    made: list[Deps] = []
+
+    async def get(deps: Deps) -> tuple[int, dict[str, Any]]:
+        made.append(deps)
+        client: TestClient = await aiohttp_client(create_app(deps.settings, deps))
+        resp = await client.get("/healthz")
+        assert resp.content_type == "application/json"
+        return resp.status, await resp.json()
+
+    yield get
+    for deps in made:
+        await deps.redis.aclose()
+        await deps.db.dispose()
+    # aiosqlite finishes a failed connect on its worker thread, which then reports to the
+    # event loop; let it do so before the test's loop is closed.
+    for thread in threading.enumerate():
+        if thread.name.endswith("(_connection_worker_thread)"):
+            await asyncio.to_thread(thread.join, 2)
+
+
+async def test_healthy(client: TestClient, deps: Deps, settings: Settings) -> None:
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok",
+        "redis_mode": "redis" if settings.redis_url else "in-process",
+        "database_kind": deps.db.dialect,
+    }
+    assert body["database_kind"] == ("sqlite" if settings.is_sqlite else "postgresql")
+
+
+async def test_redis_down(healthz: Healthz, settings: Settings) -> None:
+    broken = Deps(
+        settings=replace(settings, redis_url=DEAD_REDIS_URL),
+        db=database.connect(settings.database_url),
+        redis=dead_redis(),
+    )
+    started = time.monotonic()
+    status, body = await healthz(broken)
+    assert time.monotonic() - started < 5
+    assert status == 503
+    assert body["status"] == "degraded"
+    assert body["database"] == "ok"
+    assert body["redis"].startswith("down: ")
+    assert "ConnectionError" in body["redis"]
+    assert body["redis_mode"] == "redis"
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+async def test_database_down(
+    healthz: Healthz, settings: Settings, tmp_path: Path, kind: str
+) -> None:
+    broken = Deps(
+        settings=settings,
+        db=dead_database(tmp_path, kind),
+        redis=state.connect(settings.redis_url),  # the configured Redis, or the stand-in
+    )
+    started = time.monotonic()
+    status, body = await healthz(broken)
+    assert time.monotonic() - started < 5
+    assert status == 503
+    assert body["status"] == "degraded"
+    assert body["redis"] == "ok"
+    assert body["database"].startswith("down: ")
+    assert body["database_kind"] == kind
+
+
+async def test_both_down(healthz: Healthz, settings: Settings, tmp_path: Path) -> None:
+    broken = Deps(
+        settings=replace(settings, redis_url=DEAD_REDIS_URL),
+        db=dead_database(tmp_path, "sqlite"),
+        redis=dead_redis(),
+    )
+    status, body = await healthz(broken)
+    assert status == 503
+    assert body["status"] == "degraded"
+    assert body["database"].startswith("down: ")
+    assert body["redis"].startswith("down: ")

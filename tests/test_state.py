@@ -1,0 +1,258 @@
+"""Short-lived shared state in Redis (or the in-process stand-in): conversations, retry
+de-duplication, the replay window, rate limits and the cross-process lock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import fakeredis
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import LockError
+
+from storage import state
+from tests.conftest import REDIS_URL
+
+
+@pytest.fixture
+async def r() -> AsyncIterator[Redis]:
+    client = state.connect(REDIS_URL)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[Redis, Redis]]:
+    """Two separate clients of one server, as two processes would have."""
+    if REDIS_URL:
+        a, b = state.connect(REDIS_URL), state.connect(REDIS_URL)
+    else:
+        server = fakeredis.FakeServer()
+        a = fakeredis.FakeAsyncRedis(server=server, decode_responses=True)
+        b = fakeredis.FakeAsyncRedis(server=server, decode_responses=True)
+    await a.flushdb()
+    assert a.connection_pool is not b.connection_pool
+    yield a, b
+    await a.aclose()
+    await b.aclose()
+
+
+async def all_keys(r: Redis) -> list[str]:
+    return sorted([k async for k in r.scan_iter("*")])
+
+
+# -- conversation state --------------------------------------------------------------------
+
+
+async def test_conversation_round_trip_with_ttl(r: Redis) -> None:
+    assert await state.load_conversation(r, "oUser1") == {}
+    conv = {"step": "verify", "case_id": 12, "tries": [1, 2], "名字": "王某某", "x": None}
+    await state.save_conversation(r, "oUser1", conv)
+    assert await state.load_conversation(r, "oUser1") == conv
+    assert await state.load_conversation(r, "oUser2") == {}
+    ttl = await r.ttl("mst:conv:oUser1")
+    assert state.CONVERSATION_TTL_S - 5 <= ttl <= state.CONVERSATION_TTL_S
+    # Stored readable (ensure_ascii off), under the documented prefix.
+    assert "王某某" in (await r.get("mst:conv:oUser1") or "")
+    assert await all_keys(r) == ["mst:conv:oUser1"]
+
+
+async def test_saving_again_replaces_and_renews_the_ttl(r: Redis) -> None:
+    await state.save_conversation(r, "oUser1", {"step": "a", "old": True})
+    await r.expire("mst:conv:oUser1", 50)
+    await state.save_conversation(r, "oUser1", {"step": "b"})
+    assert await state.load_conversation(r, "oUser1") == {"step": "b"}
+    assert await r.ttl("mst:conv:oUser1") > 50
+
+
+async def test_saving_an_empty_conversation_deletes_it(r: Redis) -> None:
+    await state.save_conversation(r, "oUser1", {"step": "menu"})
+    await state.save_conversation(r, "oUser2", {"step": "menu"})
+    await state.save_conversation(r, "oUser1", {})
+    assert await r.exists("mst:conv:oUser1") == 0
+    assert await state.load_conversation(r, "oUser1") == {}
+    assert await state.load_conversation(r, "oUser2") == {"step": "menu"}
+    await state.save_conversation(r, "nobody", {})  # deleting what is not there is fine
+    assert await all_keys(r) == ["mst:conv:oUser2"]
+
+
+# -- retry de-duplication ---------------------------------------------------------------------
+
+
+async def test_claim_message_only_once(r: Redis) -> None:
+    assert await state.claim_message(r, "m1") is True
+    assert await state.claim_message(r, "m1") is False
+    assert await state.claim_message(r, "m1") is False
+    assert await state.claim_message(r, "m2") is True
+    ttl = await r.ttl("mst:seen:m1")
+    assert state.DEDUPE_TTL_S - 5 <= ttl <= state.DEDUPE_TTL_S
+
+
+async def test_concurrent_claims_have_one_winner(pair: tuple[Redis, Redis]) -> None:
+    a, b = pair
+    results = await asyncio.gather(*(state.claim_message(c, "m1") for c in (a, b) * 10))
+    assert results.count(True) == 1
+
+
+async def test_earlier_answer_pending_then_answered(r: Redis) -> None:
+    assert await state.earlier_answer(r, "m1") is None  # never seen
+    assert await state.claim_message(r, "m1")
+    assert await state.earlier_answer(r, "m1") is None  # still being worked on
+    await state.remember_answer(r, "m1", "<xml>reply</xml>")
+    assert await state.earlier_answer(r, "m1") == "<xml>reply</xml>"
+    assert await state.claim_message(r, "m1") is False  # answering does not free the claim
+    ttl = await r.ttl("mst:seen:m1")
+    assert state.DEDUPE_TTL_S - 5 <= ttl <= state.DEDUPE_TTL_S
+
+
+async def test_an_empty_answer_means_success_not_pending(r: Redis) -> None:
+    assert await state.claim_message(r, "m1")
+    await state.remember_answer(r, "m1", "")
+    answer = await state.earlier_answer(r, "m1")
+    assert answer == ""
+    assert answer is not None
+
+
+async def test_release_lets_a_retry_claim_again(r: Redis) -> None:
+    assert await state.claim_message(r, "m1")
+    assert await state.claim_message(r, "m2")
+    await state.release_message(r, "m1")
+    assert await state.earlier_answer(r, "m1") is None
+    assert await state.claim_message(r, "m1") is True
+    assert await state.claim_message(r, "m2") is False  # others untouched
+
+
+# -- replay window ------------------------------------------------------------------------------
+
+
+async def test_nonce_carries_only_its_own_message(r: Redis) -> None:
+    assert await state.nonce_fits(r, "1700000000", "n1", "msgA", 300) is True
+    assert await state.nonce_fits(r, "1700000000", "n1", "msgA", 300) is True  # a retry
+    assert await state.nonce_fits(r, "1700000000", "n1", "msgB", 300) is False  # forged body
+    assert await state.nonce_fits(r, "1700000000", "n2", "msgB", 300) is True
+    assert await state.nonce_fits(r, "1700000001", "n1", "msgB", 300) is True
+    # The first message keeps the nonce; a refused one does not take it over.
+    assert await state.nonce_fits(r, "1700000000", "n1", "msgA", 300) is True
+    ttl = await r.ttl("mst:nonce:1700000000:n1")
+    assert 295 <= ttl <= 300
+
+
+# -- rate limits -------------------------------------------------------------------------------
+
+
+async def test_within_rate_counts_per_bucket(r: Redis) -> None:
+    assert [await state.within_rate(r, "u1", 3, 60) for _ in range(5)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert await state.within_rate(r, "u2", 3, 60) is True
+    assert 55 <= await r.ttl("mst:rate:u1") <= 60
+
+
+async def test_within_rate_is_a_fixed_window(r: Redis) -> None:
+    """Later hits do not push the window out: it ends window_s after the first hit."""
+    assert await state.within_rate(r, "u1", 2, 60)
+    await r.expire("mst:rate:u1", 5)  # as if 55 s of the window had passed
+    assert await state.within_rate(r, "u1", 2, 60)
+    assert 0 < await r.ttl("mst:rate:u1") <= 5
+    assert await state.within_rate(r, "u1", 2, 60) is False
+    assert 0 < await r.ttl("mst:rate:u1") <= 5
+
+
+async def test_within_rate_opens_again_after_the_window(r: Redis) -> None:
+    assert [await state.within_rate(r, "u1", 2, 1) for _ in range(3)] == [True, True, False]
+    await asyncio.sleep(1.1)
+    assert [await state.within_rate(r, "u1", 2, 1) for _ in range(3)] == [True, True, False]
+
+
+# -- cross-process lock -------------------------------------------------------------------------
+
+
+async def test_try_lock_is_exclusive_between_clients(pair: tuple[Redis, Redis]) -> None:
+    a, b = pair
+    async with state.try_lock(a, "job") as got_a:
+        assert got_a is True
+        async with state.try_lock(b, "job") as got_b:
+            assert got_b is False
+        async with state.try_lock(a, "job") as again:
+            assert again is False  # not re-entrant either
+        async with state.try_lock(b, "other-job") as other:
+            assert other is True
+        # B's refused attempt did not free A's lock.
+        assert await b.exists("mst:lock:job") == 1
+    assert await b.exists("mst:lock:job") == 0
+    async with state.try_lock(b, "job") as got_b:
+        assert got_b is True
+
+
+async def test_try_lock_is_released_on_error(pair: tuple[Redis, Redis]) -> None:
+    a, b = pair
+    with pytest.raises(RuntimeError):
+        async with state.try_lock(a, "job") as got:
+            assert got
+            raise RuntimeError("job failed")
+    async with state.try_lock(b, "job") as got_b:
+        assert got_b is True
+
+
+async def test_an_expired_lock_passes_on_and_its_old_holder_cannot_free_it(
+    pair: tuple[Redis, Redis],
+) -> None:
+    a, b = pair
+    async with contextlib.AsyncExitStack() as held_by_b:
+        async with state.try_lock(a, "job", timeout_s=0.2) as got_a:
+            assert got_a
+            await asyncio.sleep(0.35)  # A overruns its lock
+            got_b = await held_by_b.enter_async_context(state.try_lock(b, "job", timeout_s=5))
+            assert got_b is True
+        # A finished late: leaving its block raised nothing and freed nothing of B's.
+        assert await a.exists("mst:lock:job") == 1
+        async with state.try_lock(a, "job") as retry:
+            assert retry is False
+    async with state.try_lock(a, "job") as after_b:
+        assert after_b is True
+
+
+async def test_blocking_lock_waits_for_the_holder(pair: tuple[Redis, Redis]) -> None:
+    a, b = pair
+    order: list[str] = []
+
+    async def holder() -> None:
+        async with state.lock(a, "token", timeout_s=5):
+            order.append("a in")
+            await asyncio.sleep(0.3)
+            order.append("a out")
+
+    async def waiter() -> None:
+        await asyncio.sleep(0.05)
+        async with state.lock(b, "token", timeout_s=5, wait_s=3):
+            order.append("b in")
+
+    await asyncio.gather(holder(), waiter())
+    assert order == ["a in", "a out", "b in"]
+
+
+async def test_blocking_lock_gives_up_after_wait_s(pair: tuple[Redis, Redis]) -> None:
+    a, b = pair
+    async with state.lock(a, "token", timeout_s=5):
+        with pytest.raises(LockError):
+            async with state.lock(b, "token", timeout_s=5, wait_s=0.2):
+                pytest.fail("got a lock that another client holds")
+
+
+async def test_every_key_has_the_prefix(r: Redis) -> None:
+    await state.save_conversation(r, "u", {"a": 1})
+    await state.claim_message(r, "m")
+    await state.nonce_fits(r, "1", "n", "m", 60)
+    await state.within_rate(r, "u", 5, 60)
+    async with state.try_lock(r, "job") as got:
+        assert got
+        keys = await all_keys(r)
+    assert len(keys) == 5
+    assert all(k.startswith(state.PREFIX) for k in keys), keys
