@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 
+import aiohttp
 from aiohttp import web
+from redis.asyncio import Redis
 from sqlalchemy import inspect
 
 from bot import jobs, keys
 from bot import web as pages
 from bot.channels import wechat
 from bot.config import Settings
-from bot.dialog import Deps
+from bot.deps import Deps
+from bot.wechat_api import WeChatAPI
 from storage import db as database
 from storage import state
 
@@ -29,10 +32,23 @@ async def open_deps(settings: Settings, *, migrate_empty: bool = True) -> Deps:
     if migrate_empty and await _schema_is_empty(db):
         log.info("empty database: creating the schema")
         await database.migrate(db)
-    return Deps(settings=settings, db=db, redis=state.connect(settings.redis_url))
+    redis = state.connect(settings.redis_url)
+    return Deps(settings=settings, db=db, redis=redis, api=open_api(settings, redis))
+
+
+def open_api(settings: Settings, redis: Redis) -> WeChatAPI:
+    return WeChatAPI(
+        http=aiohttp.ClientSession(),
+        redis=redis,
+        base=settings.wechat_api_base,
+        app_id=settings.wechat_app_id,
+        app_secret=settings.wechat_app_secret,
+    )
 
 
 async def close_deps(deps: Deps) -> None:
+    if deps.api is not None:
+        await deps.api.http.close()
     await deps.redis.aclose()
     await deps.db.dispose()
 

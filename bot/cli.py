@@ -48,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8080)
     s.set_defaults(run=serve)
 
+    s = sub.add_parser("demo", help="run the server with a fake WeChat and play a sample exchange")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--api-port", type=int, default=8081, help="port of the local fake WeChat API")
+    s.set_defaults(run=demo)
+
+    s = sub.add_parser("chat", help="be a WeChat user in this terminal (against `mst demo`)")
+    s.add_argument("--as", dest="openid", required=True, help="the WeChat openid to act as")
+    s.add_argument("--url", default="http://127.0.0.1:8080", help="the server")
+    s.add_argument("--api", default="http://127.0.0.1:8081", help="the fake WeChat API it sends to")
+    s.set_defaults(run=chat)
+
     sub.add_parser(
         "worker", help="run the background jobs with arq (needs REDIS_URL)"
     ).set_defaults(run=worker)
@@ -100,6 +112,20 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def demo(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    await run_demo(settings, args.host, args.port, args.api_port)
+    return 0
+
+
+async def chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.demo import run_chat
+
+    await run_chat(settings, args.openid, args.url.rstrip("/"), args.api.rstrip("/"))
+    return 0
+
+
 def worker(settings: Settings, args: argparse.Namespace) -> int:
     from arq.worker import run_worker
 
@@ -137,8 +163,19 @@ def _print_report(report: Any, what: str) -> int:
     return 0 if not report.skipped else 1
 
 
+def _no_file(path: Path) -> bool:
+    """An operator's typo gets one line, not a traceback."""
+    if path.is_file():
+        return False
+    print(f"mst: cannot read {path}: no such file", file=sys.stderr)
+    return True
+
+
 async def import_staff(settings: Settings, args: argparse.Namespace) -> int:
     from bot import importer
+
+    if _no_file(args.file):
+        return 1
 
     async def go(db: Any) -> int:
         await _ensure_schema(db)
@@ -151,6 +188,9 @@ async def import_staff(settings: Settings, args: argparse.Namespace) -> int:
 
 async def import_cases(settings: Settings, args: argparse.Namespace) -> int:
     from bot import importer
+
+    if _no_file(args.file):
+        return 1
 
     async def go(db: Any) -> int:
         await _ensure_schema(db)

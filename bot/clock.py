@@ -23,3 +23,26 @@ def set_clock(fn: Callable[[], datetime] | None) -> None:
 
 def to_china(moment: datetime) -> datetime:
     return moment.astimezone(CHINA_TZ)
+
+
+_WEEKDAYS = "一二三四五六日"
+
+
+def say_time(moment: datetime) -> str:
+    """In plain words for people: 11月25日 周三 下午5:30."""
+    t = to_china(moment)
+    if t.hour < 12:
+        part, hour = "上午", t.hour
+    else:
+        part, hour = "下午", t.hour - 12 if t.hour > 12 else 12
+    return f"{t.month}月{t.day}日 周{_WEEKDAYS[t.weekday()]} {part}{hour}:{t.minute:02d}"
+
+
+def say_waited(since: datetime) -> str:
+    """How long something has waited: 35分钟, 3小时, 2天."""
+    minutes = int((now() - since).total_seconds() // 60)
+    if minutes < 60:
+        return f"{max(minutes, 1)}分钟"
+    if minutes < 24 * 60:
+        return f"{minutes // 60}小时"
+    return f"{minutes // (24 * 60)}天"

@@ -23,6 +23,7 @@ DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
 DEMO_WECHAT_APP_ID = "wx0000000000demo00"
 DEMO_WECHAT_APP_SECRET = "demo-app-secret"
 DEMO_WECHAT_TOKEN = "mashangtong"
+DEMO_TEMPLATE_ID = "demo-reply-waiting"
 SECRET_FILE_NAME = ".mst_secret"
 
 
@@ -41,11 +42,15 @@ class Settings:
     wechat_token: str = DEMO_WECHAT_TOKEN
     wechat_aes_key: str | None = None
     wechat_api_base: str = DEFAULT_WECHAT_API_BASE
+    # Template for "a reply is waiting" when the 48-hour customer-service window is closed.
+    wechat_template_id: str = DEMO_TEMPLATE_ID
     data_dir: Path = field(default_factory=lambda: Path("."))
     # Background jobs on a timer inside the web process (embedded default);
     # off when `mst worker` (arq) runs them, and in tests that drive jobs by hand.
     jobs_in_process: bool = True
     anchor_interval_s: float = 300.0
+    # How often the outbox is looked at when nothing wakes it (new rows wake it at once).
+    outbox_interval_s: float = 2.0
     # Largest callback body accepted; WeChat's messages are a few KiB at most.
     max_callback_bytes: int = 64 * 1024
     # How far a callback's timestamp may be from our clock (WeChat retries within 15 s).
@@ -92,6 +97,7 @@ def load_settings(
         wechat_api_base=_http_url(
             "WECHAT_API_BASE", get("WECHAT_API_BASE", DEFAULT_WECHAT_API_BASE)
         ),
+        wechat_template_id=get("WECHAT_TEMPLATE_ID", DEMO_TEMPLATE_ID) or "",
         data_dir=data_dir,
         jobs_in_process=_flag("MST_JOBS_IN_PROCESS", get("MST_JOBS_IN_PROCESS", "1")),
     )
@@ -162,16 +168,18 @@ def _stored_secret(data_dir: Path) -> str:
     """The key generated on first run and kept beside the data, so restarts keep sessions valid."""
     path = data_dir / SECRET_FILE_NAME
     try:
-        if path.is_file():
-            return path.read_text().strip()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        secret = secrets.token_urlsafe(48)
-        # Created readable by the owner only.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secret + "\n")
-        return secret
-    except FileExistsError:
+        if not path.is_file():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            secret = secrets.token_urlsafe(48)
+            try:
+                # Created readable by the owner only.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process created it first: use theirs
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secret + "\n")
+                return secret
         return path.read_text().strip()
     except OSError as exc:
         raise ConfigError(f"MST_SECRET_KEY not set and cannot keep one in {path}: {exc}") from exc

@@ -22,3 +22,4 @@ class Context:
     settings: Settings
     redis: Redis
     state: dict[str, Any] = field(default_factory=dict)
+    message_id: int | None = None  # the stored inbound message

@@ -7,30 +7,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
+from bot import tickets
 from bot.context import Context
+from bot.deps import Deps
 from bot.events import Inbound
-from handlers import bind, texts, unsupported
+from handlers import bind, judge, menu, texts, unsupported
 from qr import codes
 from storage import audit, state
-from storage.db import Database
-from storage.models import Message
+from storage.models import Message, Staff
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Deps:
-    settings: Settings
-    db: Database
-    redis: Redis
 
 
 class Duplicate(Exception):
@@ -92,10 +84,12 @@ async def accept(deps: Deps, inbound: Inbound, case_id: int | None) -> Message:
         raise Duplicate(inbound.key) from exc
 
 
-async def respond(deps: Deps, inbound: Inbound, conv: dict[str, Any]) -> str | None:
+async def respond(
+    deps: Deps, inbound: Inbound, conv: dict[str, Any], message_id: int | None = None
+) -> str | None:
     """Phase two: run the flow and store its answer in one transaction."""
     async with deps.db.transaction() as session:
-        ctx = Context(session, inbound, deps.settings, deps.redis, conv)
+        ctx = Context(session, inbound, deps.settings, deps.redis, conv, message_id)
         answer = await route(ctx)
         if answer:
             await record(
@@ -107,20 +101,21 @@ async def respond(deps: Deps, inbound: Inbound, conv: dict[str, Any]) -> str | N
                 msg_type="text",
             )
     await state.save_conversation(deps.redis, inbound.user, ctx.state)
+    deps.wakeup.set()  # the flow may have queued notices: let the delivery loop look now
     return answer
 
 
 async def handle(deps: Deps, inbound: Inbound, accepted: asyncio.Event | None = None) -> str | None:
     """Store, then answer. `accepted` is set once the message is safely stored."""
     conv = await state.load_conversation(deps.redis, inbound.user)
-    await accept(deps, inbound, conv.get("case_id"))
+    stored = await accept(deps, inbound, conv.get("case_id"))
     if accepted is not None:
         accepted.set()
     limit = deps.settings.user_rate_per_minute
     if not await state.within_rate(deps.redis, f"user:{inbound.user}", limit, 60):
         return texts.SLOW_DOWN
     try:
-        return await respond(deps, inbound, conv)
+        return await respond(deps, inbound, conv, stored.id)
     except Exception:
         # The message is stored; the person is told so rather than shown an error.
         log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
@@ -132,13 +127,31 @@ async def route(ctx: Context) -> str | None:
     inbound = ctx.inbound
     if inbound.kind in ("scan", "subscribe") and inbound.code:
         return await bind.scan(ctx)
-    if inbound.kind == "subscribe":
-        return await bind.welcome(ctx)
     if inbound.kind == "unsubscribe":
         return None
-    if inbound.kind == "text":
-        lookup = await codes.by_typed_text(ctx.session, inbound.text)
+    if inbound.kind not in ("text", "voice", "click", "subscribe"):
+        return await unsupported.reply(ctx)
+    if inbound.kind == "voice" and not inbound.text:
+        return await unsupported.reply(ctx)  # no speech recognition result to read
+    staff = (
+        await ctx.session.execute(select(Staff).where(Staff.openid == inbound.user))
+    ).scalar_one_or_none()
+    if staff is not None and inbound.kind != "subscribe":
+        return await judge.command(ctx, staff)
+    text = inbound.text.strip()
+    step = ctx.state.get("step")
+    if inbound.kind != "click":
+        if step != "ask" and bind.looks_like_bind_code(text):
+            return await bind.staff_bind(ctx)
+        lookup = await codes.by_typed_text(ctx.session, text) if step != "ask" else None
         if lookup is not None:
-            return await bind.typed_code(ctx, lookup)
+            return await bind.open_case(ctx, lookup)
+        if step == "verify":
+            return await bind.verify(ctx)
+    found = await tickets.active_case(ctx.session, inbound.user, ctx.state.get("case_id"))
+    if found is None:
+        ctx.state.pop("case_id", None)
         return await bind.welcome(ctx)
-    return await unsupported.reply(ctx)
+    if inbound.kind == "subscribe":
+        return await menu.menu_text(ctx)
+    return await menu.handle(ctx, *found)

@@ -9,8 +9,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot import delivery
 from bot.config import Settings
-from bot.dialog import Deps
+from bot.deps import Deps
 from storage import audit, state
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,39 @@ async def anchor_audit(deps: Deps) -> bool:
 Job = Callable[[Deps], Awaitable[Any]]
 
 
+async def deliver_outbox(deps: Deps) -> int:
+    """Deliver what is due in the outbox (a bounded number of passes per run)."""
+    if deps.api is None:
+        return 0
+    total = 0
+    for _ in range(MAX_PASSES):
+        handled = await delivery.deliver_due(deps, deps.api)
+        total += handled
+        if not handled:
+            break
+    return total
+
+
+MAX_PASSES = 10
+
+
 def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
     """(job, interval in seconds): the one list both the in-process timer and arq use."""
-    return [(anchor_audit, settings.anchor_interval_s)]
+    return [
+        (deliver_outbox, settings.outbox_interval_s),
+        (anchor_audit, settings.anchor_interval_s),
+    ]
 
 
 async def run_forever(deps: Deps, job: Job, every_s: float) -> None:
     while True:
-        await asyncio.sleep(every_s)
+        if job is deliver_outbox:
+            # New outbox rows wake delivery at once; otherwise look every `every_s`.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(deps.wakeup.wait(), every_s)
+            deps.wakeup.clear()
+        else:
+            await asyncio.sleep(every_s)
         try:
             await job(deps)
         except asyncio.CancelledError:

@@ -3,7 +3,7 @@
 from aiohttp import web
 
 from bot.config import Settings
-from bot.dialog import Deps
+from bot.deps import Deps
 
 SETTINGS = web.AppKey("settings", Settings)
 DEPS = web.AppKey("deps", Deps)

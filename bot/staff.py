@@ -27,7 +27,9 @@ async def by_username(session: AsyncSession, username: str) -> Staff | None:
 
 async def issue_bind_code(session: AsyncSession, staff: Staff, *, actor: str) -> str:
     """A fresh one-time code; only its hash is kept, and any earlier code stops working."""
-    code = "".join(secrets.choice(ALPHABET) for _ in range(BIND_CODE_LEN))
+    code = ""
+    while not any(ch.isalpha() for ch in code):  # never all digits: see handlers.bind
+        code = "".join(secrets.choice(ALPHABET) for _ in range(BIND_CODE_LEN))
     staff.bind_code_hash = code_hash(code)
     session.add(staff)
     await audit.append(

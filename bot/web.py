@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 
 from aiohttp import web
 
-from bot import keys
+from bot import delivery, keys
 from qr import codes, tokens
+from storage.models import Outbox
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 2.0
@@ -89,6 +91,30 @@ async def landing(request: web.Request) -> web.Response:
     return page(f"{lookup.court.name} {lookup.case.case_number}", body)
 
 
+async def waiting_message(request: web.Request) -> web.Response:
+    """The page a template message links to: one message, for the link's holder only,
+    until the link expires (the link is signed for that recipient and row)."""
+    deps = request.app[keys.DEPS]
+    row_id = request.match_info["row_id"]
+    row = None
+    if row_id.isdigit():
+        async with deps.db.sessions() as session:
+            row = await session.get(Outbox, int(row_id))
+    ok = row is not None and delivery.link_valid(
+        deps.settings.secret_key, row, request.query.get("e", ""), request.query.get("s", "")
+    )
+    if not ok or row is None:
+        return page(
+            "链接已失效",
+            "<h1>链接已失效</h1><div class='card'>请回到公众号对话框查看消息。</div>",
+            403,
+        )
+    text = json.loads(row.payload).get("text", "")
+    body = f"<h1>您有一条新消息</h1><div class='card'>{html.escape(text).replace(chr(10), '<br>')}</div>"
+    return page("新消息", body)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/q/{token}", landing)
+    app.router.add_get("/m/{row_id}", waiting_message)

@@ -116,3 +116,24 @@ async def try_lock(r: Redis, name: str, *, timeout_s: float = 60) -> AsyncIterat
         if got:
             with contextlib.suppress(LockError):  # expired meanwhile: nothing to free
                 await held.release()
+
+
+# -- failure counters (wrong digits → lockout) -------------------------------------------
+
+
+async def failures(r: Redis, name: str) -> int:
+    return int(await r.get(f"{PREFIX}fail:{name}") or 0)
+
+
+async def add_failure(r: Redis, name: str, window_s: int) -> int:
+    """Count one failure; the count lives `window_s` from the first failure."""
+    key = f"{PREFIX}fail:{name}"
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, window_s, nx=True)
+        count, _ = await pipe.execute()
+    return int(count)
+
+
+async def clear_failures(r: Redis, name: str) -> None:
+    await r.delete(f"{PREFIX}fail:{name}")

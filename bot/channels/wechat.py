@@ -121,7 +121,9 @@ def to_inbound(xml: str) -> tuple[Inbound, Any]:
     raw = str(msg._data.get("MsgType", "")).lower()
     if raw == "event":
         event = str(msg._data.get("Event", "")).lower()
-        key = f"wx:{msg.source}:{msg.time}:{event}"
+        # WeChat's rule is FromUserName + CreateTime; the event and its key keep two
+        # different scans within one second apart.
+        key = f"wx:{msg.source}:{msg.time}:{event}:{msg._data.get('EventKey') or ''}"[:128]
         kind, code, text = _event_kind(event, msg)
         return Inbound(
             "wechat", msg.source, kind, key, text=text, code=code, raw_type=f"event.{event}"

@@ -1,0 +1,222 @@
+"""Delivering the outbox: claim due rows, send each through WeChat, record the outcome.
+
+Several workers may run: a row is claimed (status `sending`, a claim token, a lease) in
+one transaction — `FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock on SQLite — so
+no two workers hold it. A worker that dies after claiming leaves the lease to run out;
+the row is then claimed again and sent once. Failures back off exponentially.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import now
+from bot.deps import Deps
+from bot.wechat_api import (
+    DAILY_LIMIT,
+    QUOTA_USED,
+    WINDOW_CLOSED,
+    TransientError,
+    WeChatAPI,
+    WeChatError,
+)
+from storage import audit
+from storage.models import Outbox
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)  # well past the API client's 10 s timeout
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_S = 5
+BACKOFF_MAX_S = 3600
+DAILY_LIMIT_WAIT = timedelta(hours=1)
+LINK_TTL = timedelta(days=7)
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(BACKOFF_BASE_S * 2 ** max(attempts - 1, 0), BACKOFF_MAX_S))
+
+
+async def claim(deps: Deps, limit: int = 20) -> list[Outbox]:
+    """Take up to `limit` due rows for this worker."""
+    token = secrets.token_hex(8)
+    moment = now()
+    async with deps.db.transaction() as session:
+        due = (
+            select(Outbox.id)
+            .where(
+                or_(
+                    and_(Outbox.status == "pending", Outbox.next_attempt_at <= moment),
+                    and_(
+                        Outbox.status == "sending", Outbox.claimed_until < moment
+                    ),  # lease ran out
+                )
+            )
+            .order_by(Outbox.id)
+            .limit(limit)
+        )
+        if deps.db.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        ids = list((await session.execute(due)).scalars())
+        if not ids:
+            return []
+        await session.execute(
+            update(Outbox)
+            .where(Outbox.id.in_(ids))
+            .values(
+                status="sending",
+                claim_token=token,
+                claimed_until=moment + LEASE,
+                attempts=Outbox.attempts + 1,
+            )
+        )
+        rows = (
+            await session.execute(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id))
+        ).scalars()
+        return list(rows)
+
+
+async def deliver_due(deps: Deps, api: WeChatAPI, limit: int = 20) -> int:
+    """One pass: claim and deliver what is due. Returns how many rows were handled."""
+    rows = await claim(deps, limit)
+    for row in rows:
+        await deliver_one(deps, api, row)
+    return len(rows)
+
+
+async def deliver_one(deps: Deps, api: WeChatAPI, row: Outbox) -> None:
+    payload: dict[str, Any] = json.loads(row.payload)
+    try:
+        via = await _send(deps, api, row, payload)
+    except WeChatError as exc:
+        if exc.errcode == DAILY_LIMIT:
+            await _retry_later(deps, row, f"{exc}", now() + DAILY_LIMIT_WAIT)
+        else:
+            await _give_up(deps, row, f"{exc}")
+        return
+    except TransientError as exc:
+        if row.attempts >= MAX_ATTEMPTS:
+            await _give_up(deps, row, f"{exc} (after {row.attempts} attempts)")
+        else:
+            await _retry_later(deps, row, f"{exc}", now() + backoff(row.attempts))
+        return
+    await _finish(deps, row, via)
+
+
+async def _send(deps: Deps, api: WeChatAPI, row: Outbox, payload: dict[str, Any]) -> str:
+    if row.kind != "cs_text":
+        raise WeChatError(-1000, f"unknown outbox kind {row.kind!r}")
+    try:
+        await api.send_text(row.recipient, payload["text"])
+        return "custom"
+    except WeChatError as exc:
+        if exc.errcode not in (WINDOW_CLOSED, QUOTA_USED):
+            raise
+        log.info(
+            "outbox %s: customer-service message refused (%s); sending a template",
+            row.id,
+            exc.errcode,
+        )
+    # Outside the 48-hour window or over the quota: a template message saying a reply is
+    # waiting, linking to a page that shows it to this recipient.
+    settings = deps.settings
+    await api.send_template(
+        row.recipient,
+        settings.wechat_template_id,
+        {
+            "first": payload.get("notice") or "您有一条新消息",
+            "keyword1": payload.get("case_number", ""),
+            "keyword2": now().astimezone().strftime("%Y-%m-%d %H:%M"),
+            "remark": "点击查看详情。",
+        },
+        url=reply_link(settings.public_base_url, settings.secret_key, row),
+    )
+    return "template"
+
+
+def _link_sig(secret: str, row_id: int, recipient: str, expires: int) -> str:
+    mac = hmac.new(
+        secret.encode(), f"{row_id}.{recipient}.{expires}".encode(), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(mac[:18]).decode()
+
+
+def reply_link(base_url: str, secret: str, row: Outbox) -> str:
+    """A signed, expiring link to one message, for the template message's 'view' button."""
+    expires = int((now() + LINK_TTL).timestamp())
+    return f"{base_url}/m/{row.id}?e={expires}&s={_link_sig(secret, row.id or 0, row.recipient, expires)}"
+
+
+def link_valid(secret: str, row: Outbox, expires: str, sig: str) -> bool:
+    if not expires.isdigit() or int(expires) < now().timestamp():
+        return False
+    return hmac.compare_digest(_link_sig(secret, row.id or 0, row.recipient, int(expires)), sig)
+
+
+async def _mark(session: AsyncSession, row: Outbox, **values: Any) -> bool:
+    """Update the row only while our claim holds it."""
+    result = await session.execute(
+        update(Outbox)
+        .where(Outbox.id == row.id, Outbox.claim_token == row.claim_token)
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _finish(deps: Deps, row: Outbox, via: str) -> None:
+    async with deps.db.transaction() as session:
+        if not await _mark(
+            session, row, status="sent", sent_at=now(), claimed_until=None, last_error=None
+        ):
+            log.warning("outbox %s: claim lost before it was marked sent", row.id)
+            return
+        await audit.append(
+            session,
+            actor="worker",
+            action="message.delivered",
+            subject=f"outbox:{row.id}",
+            case_id=row.case_id,
+            payload={
+                "to": row.recipient,
+                "via": via,
+                "ticket": row.ticket_id,
+                "attempts": row.attempts,
+            },
+        )
+
+
+async def _retry_later(deps: Deps, row: Outbox, error: str, when: Any) -> None:
+    log.warning("outbox %s: attempt %d failed (%s); next try %s", row.id, row.attempts, error, when)
+    async with deps.db.transaction() as session:
+        await _mark(
+            session,
+            row,
+            status="pending",
+            next_attempt_at=when,
+            claimed_until=None,
+            last_error=error[:500],
+        )
+
+
+async def _give_up(deps: Deps, row: Outbox, error: str) -> None:
+    log.error("outbox %s: giving up: %s", row.id, error)
+    async with deps.db.transaction() as session:
+        if await _mark(session, row, status="failed", claimed_until=None, last_error=error[:500]):
+            await audit.append(
+                session,
+                actor="worker",
+                action="delivery.failed",
+                subject=f"outbox:{row.id}",
+                case_id=row.case_id,
+                payload={"to": row.recipient, "error": error[:200], "ticket": row.ticket_id},
+            )

@@ -1,0 +1,303 @@
+"""Tickets: items a litigant raises, who holds them, who may see and answer them.
+
+Every change is written with its audit event and its outbound notices (outbox rows) in
+the caller's transaction, so a ticket, its message, its record and its notice are
+committed together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import deadlines, outbox
+from bot.clock import now, say_time
+from bot.masking import mask_name
+from storage import audit
+from storage.models import AuditEvent, Binding, Case, Message, Party, Staff, Ticket
+
+KIND_NAMES = {
+    "question": "咨询",
+    "complaint": "投诉举报",
+    "mediation": "调解预约",
+    "asset_lead": "财产线索",
+}
+STATUS_NAMES = {"open": "待答复", "answered": "已答复", "closed": "已办结"}
+
+
+@dataclass(frozen=True)
+class Opened:
+    ticket: Ticket
+    assignee: Staff | None
+    receipt: str  # the hash of the ticket's audit event: the litigant can check it later
+
+
+async def binding_for(session: AsyncSession, openid: str, case_id: int) -> Binding | None:
+    return (
+        await session.execute(
+            select(Binding).where(Binding.openid == openid, Binding.case_id == case_id)
+        )
+    ).scalar_one_or_none()
+
+
+async def assignee_for(session: AsyncSession, case: Case) -> Staff | None:
+    """Who answers a question on this case: its judge (the deadlines issue adds absence rules)."""
+    if case.judge_id is None:
+        return None
+    return await session.get(Staff, case.judge_id)
+
+
+def staff_notice(
+    ticket: Ticket, case: Case, party: Party | None, text: str, *, added: bool = False
+) -> str:
+    who = f"{party.role}{mask_name(party.name)}" if party else "当事人"
+    head = (
+        f"#{ticket.id} 补充" if added else f"新{KIND_NAMES.get(ticket.kind, '诉求')} #{ticket.id}"
+    )
+    return f"{head}\n案号：{case.case_number}\n{who}：{text}\n回复请发送：#{ticket.id} 回复内容"
+
+
+async def open_ticket(
+    session: AsyncSession,
+    *,
+    case: Case,
+    binding: Binding,
+    kind: str,
+    text: str,
+    message: Message | None,
+) -> Opened:
+    assignee = await assignee_for(session, case)
+    created = now()
+    ticket = Ticket(
+        case_id=case.id or 0,
+        kind=kind,
+        openid=binding.openid,
+        party_id=binding.party_id,
+        assignee_id=assignee.id if assignee else None,
+        team=assignee.team if assignee else None,
+        created_at=created,
+        due_at=deadlines.reply_due(kind, created),
+    )
+    session.add(ticket)
+    await session.flush()
+    if message is not None:
+        message.ticket_id = ticket.id
+        session.add(message)
+    party = await session.get(Party, binding.party_id)
+    if assignee is not None and assignee.openid:
+        outbox.add(
+            session,
+            recipient=assignee.openid,
+            kind="cs_text",
+            payload={
+                "text": staff_notice(ticket, case, party, text),
+                "case_number": case.case_number,
+            },
+            case_id=case.id,
+            ticket_id=ticket.id,
+        )
+    event = await audit.append(
+        session,
+        actor=binding.openid,
+        action="ticket.opened",
+        subject=f"ticket:{ticket.id}",
+        case_id=case.id,
+        payload={
+            "kind": kind,
+            "assignee": assignee.username if assignee else None,
+            "due_at": ticket.due_at.isoformat() if ticket.due_at else None,
+        },
+    )
+    return Opened(ticket, assignee, event.hash)
+
+
+async def add_to_ticket(
+    session: AsyncSession, ticket: Ticket, case: Case, text: str, message: Message | None
+) -> None:
+    """A further text from the litigant on the same ticket; it reaches the same person."""
+    if message is not None:
+        message.ticket_id = ticket.id
+        session.add(message)
+    if ticket.status == "answered":
+        ticket.status = "open"  # the litigant is waiting again
+        session.add(ticket)
+    assignee = await session.get(Staff, ticket.assignee_id) if ticket.assignee_id else None
+    party = await session.get(Party, ticket.party_id) if ticket.party_id else None
+    if assignee is not None and assignee.openid:
+        outbox.add(
+            session,
+            recipient=assignee.openid,
+            kind="cs_text",
+            payload={
+                "text": staff_notice(ticket, case, party, text, added=True),
+                "case_number": case.case_number,
+            },
+            case_id=case.id,
+            ticket_id=ticket.id,
+        )
+    await audit.append(
+        session,
+        actor=ticket.openid,
+        action="ticket.message_added",
+        subject=f"ticket:{ticket.id}",
+        case_id=case.id,
+        payload={"message_id": message.id if message else None},
+    )
+
+
+def may_handle(staff: Staff, ticket: Ticket) -> bool:
+    """Staff see and answer only tickets routed to them or to their team."""
+    if ticket.assignee_id == staff.id:
+        return True
+    return ticket.team is not None and staff.team is not None and ticket.team == staff.team
+
+
+def visible_filter(staff: Staff):  # type: ignore[no-untyped-def]
+    conditions = [Ticket.assignee_id == staff.id]
+    if staff.team:
+        conditions.append(Ticket.team == staff.team)
+    return or_(*conditions)
+
+
+async def answer(session: AsyncSession, *, staff: Staff, ticket: Ticket, text: str) -> Message:
+    case = await session.get(Case, ticket.case_id)
+    assert case is not None
+    reply = f"{staff_title(staff)}{staff.name}回复 #{ticket.id}：{text}"
+    msg = Message(
+        direction="out",
+        openid=ticket.openid,
+        msg_type="text",
+        content=reply,
+        case_id=case.id,
+        ticket_id=ticket.id,
+        staff_id=staff.id,
+    )
+    session.add(msg)
+    await session.flush()
+    outbox.add(
+        session,
+        recipient=ticket.openid,
+        kind="cs_text",
+        payload={
+            "text": reply,
+            "case_number": case.case_number,
+            "notice": f"#{ticket.id} 有新的答复",
+        },
+        case_id=case.id,
+        ticket_id=ticket.id,
+    )
+    first = ticket.first_reply_at is None
+    ticket.status = "answered"
+    if first:
+        ticket.first_reply_at = now()
+    session.add(ticket)
+    await audit.append(
+        session,
+        actor=f"staff:{staff.username}",
+        action="ticket.answered",
+        subject=f"ticket:{ticket.id}",
+        case_id=case.id,
+        payload={"message_id": msg.id, "first_reply": first},
+    )
+    return msg
+
+
+async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket) -> None:
+    case = await session.get(Case, ticket.case_id)
+    assert case is not None
+    ticket.status = "closed"
+    ticket.closed_at = now()
+    session.add(ticket)
+    outbox.add(
+        session,
+        recipient=ticket.openid,
+        kind="cs_text",
+        payload={
+            "text": f"您的{KIND_NAMES.get(ticket.kind, '诉求')} #{ticket.id} 已办结。感谢您的耐心。",
+            "case_number": case.case_number,
+            "notice": f"#{ticket.id} 已办结",
+        },
+        case_id=case.id,
+        ticket_id=ticket.id,
+    )
+    await audit.append(
+        session,
+        actor=f"staff:{staff.username}",
+        action="ticket.closed",
+        subject=f"ticket:{ticket.id}",
+        case_id=case.id,
+    )
+
+
+def staff_title(staff: Staff) -> str:
+    for role, title in (
+        ("judge", "法官"),
+        ("enforcement", "执行员"),
+        ("clerk", "书记员"),
+        ("mediator", "调解员"),
+    ):
+        if staff.has_role(role):
+            return title
+    return "工作人员"
+
+
+async def open_for_staff(session: AsyncSession, staff: Staff) -> list[tuple[Ticket, Case]]:
+    rows = await session.execute(
+        select(Ticket, Case)
+        .join(Case, Case.id == Ticket.case_id)
+        .where(visible_filter(staff), Ticket.status != "closed")
+        .order_by(Ticket.created_at, Ticket.id)
+        .limit(20)
+    )
+    return [(t, c) for t, c in rows.all()]
+
+
+async def for_user(session: AsyncSession, openid: str, case_id: int) -> list[Ticket]:
+    rows = await session.execute(
+        select(Ticket)
+        .where(Ticket.openid == openid, Ticket.case_id == case_id)
+        .order_by(Ticket.id.desc())
+        .limit(10)
+    )
+    return list(rows.scalars())
+
+
+def due_words(ticket: Ticket) -> str:
+    return say_time(ticket.due_at) if ticket.due_at else "尽快"
+
+
+async def receipt_of(session: AsyncSession, ticket: Ticket) -> str | None:
+    row = await session.execute(
+        select(AuditEvent.hash).where(
+            AuditEvent.subject == f"ticket:{ticket.id}", AuditEvent.action == "ticket.opened"
+        )
+    )
+    return row.scalar_one_or_none()
+
+
+async def active_case(
+    session: AsyncSession, openid: str, case_id: int | None
+) -> tuple[Case, Binding] | None:
+    """The case a user is working on, if they are (still) verified for it."""
+    if not case_id:
+        return None
+    row = (
+        await session.execute(
+            select(Case, Binding)
+            .join(Binding, Binding.case_id == Case.id)
+            .where(Case.id == case_id, Binding.openid == openid)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def cases_of(session: AsyncSession, openid: str) -> list[Case]:
+    rows = await session.execute(
+        select(Case)
+        .join(Binding, Binding.case_id == Case.id)
+        .where(Binding.openid == openid)
+        .order_by(Binding.id)
+    )
+    return list(rows.scalars())

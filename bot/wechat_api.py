@@ -1,0 +1,149 @@
+"""A thin asyncio client for the WeChat APIs we call, on aiohttp.
+
+wechatpy's own client is synchronous `requests`; we send its payload shapes ourselves.
+One access token per app, shared by every process through Redis and refreshed under the
+cross-process lock: a new token invalidates the old one at WeChat, so processes must
+never each fetch their own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+
+from storage import state
+
+log = logging.getLogger(__name__)
+
+TOKEN_INVALID = {40001, 40014, 42001}  # invalid credential / invalid token / token expired
+WINDOW_CLOSED = 45015  # more than 48 h since the user last wrote
+QUOTA_USED = 45047  # customer-service quota for this user message used up
+DAILY_LIMIT = 45009  # the API's daily call quota reached
+SYSTEM_BUSY = -1
+# Refresh this long before WeChat's stated expiry, so no call carries a dying token.
+TOKEN_MARGIN_S = 300
+TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
+
+
+class WeChatError(Exception):
+    """WeChat answered with an error code."""
+
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        super().__init__(f"{errcode} {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+class TransientError(Exception):
+    """Network trouble, a 5xx, or WeChat 'system busy': try again later."""
+
+
+@dataclass
+class WeChatAPI:
+    http: aiohttp.ClientSession
+    redis: Redis
+    base: str
+    app_id: str
+    app_secret: str
+
+    @property
+    def _token_key(self) -> str:
+        return f"{state.PREFIX}wx:token:{self.app_id}"
+
+    async def token(self, *, stale: str | None = None) -> str:
+        """The shared token. `stale`: a token WeChat just refused — replace it, once."""
+        cached = await self.redis.get(self._token_key)
+        if cached and cached != stale:
+            return cached
+        async with state.lock(self.redis, f"wx-token:{self.app_id}", timeout_s=30, wait_s=15):
+            # Another process may have refreshed while we waited for the lock.
+            cached = await self.redis.get(self._token_key)
+            if cached and cached != stale:
+                return cached
+            data = await self._request(
+                "GET",
+                "/cgi-bin/token",
+                params={
+                    "grant_type": "client_credential",
+                    "appid": self.app_id,
+                    "secret": self.app_secret,
+                },
+            )
+            token = str(data["access_token"])
+            ttl = max(int(data.get("expires_in", 7200)) - TOKEN_MARGIN_S, 60)
+            await self.redis.set(self._token_key, token, ex=ttl)
+            log.info("wechat access token refreshed (valid %d s)", ttl)
+            return token
+
+    async def call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST with the shared token; a refused token is refreshed and the call retried once."""
+        token = await self.token()
+        try:
+            return await self._request(
+                "POST", path, params={"access_token": token}, payload=payload
+            )
+        except WeChatError as exc:
+            if exc.errcode not in TOKEN_INVALID:
+                raise
+            log.warning("wechat refused the access token (%s); refreshing", exc.errcode)
+            token = await self.token(stale=token)
+            return await self._request(
+                "POST", path, params={"access_token": token}, payload=payload
+            )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str],
+        payload: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
+        try:
+            async with self.http.request(
+                method,
+                self.base + path,
+                params=params,
+                data=body,
+                headers={"Content-Type": "application/json; charset=utf-8"} if body else None,
+                timeout=TIMEOUT,
+            ) as resp:
+                if resp.status >= 500:
+                    raise TransientError(f"{path}: HTTP {resp.status}")
+                if resp.status != 200:
+                    raise WeChatError(-resp.status, f"HTTP {resp.status}")
+                data = json.loads(await resp.read())
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            raise TransientError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        errcode = int(data.get("errcode", 0) or 0)
+        if errcode == SYSTEM_BUSY:
+            raise TransientError(f"{path}: wechat system busy")
+        if errcode:
+            raise WeChatError(errcode, str(data.get("errmsg", "")))
+        return data
+
+    # -- the calls we make (wechatpy's payload shapes) ---------------------------------
+
+    async def send_text(self, openid: str, text: str) -> dict[str, Any]:
+        return await self.call(
+            "/cgi-bin/message/custom/send",
+            {"touser": openid, "msgtype": "text", "text": {"content": text}},
+        )
+
+    async def send_template(
+        self, openid: str, template_id: str, data: dict[str, str], url: str | None = None
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "touser": openid,
+            "template_id": template_id,
+            "data": {k: {"value": v} for k, v in data.items()},
+        }
+        if url:
+            payload["url"] = url
+        return await self.call("/cgi-bin/message/template/send", payload)

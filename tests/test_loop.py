@@ -1,0 +1,478 @@
+"""The loop, end to end in safe mode: scan, verify, ask; the judge is told, answers in
+chat; the litigant receives it through the (fake) customer-service API. Nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from bot import clock, delivery, jobs
+from bot.app import create_app
+from bot.config import Settings
+from bot.deps import Deps
+from bot.fake_wechat.api import FakeWeChat
+from bot.fake_wechat.api import create_app as fake_app
+from bot.fake_wechat.callbacks import WeChatServer, event_xml, text_xml
+from bot.staff import issue_bind_code
+from bot.wechat_api import WeChatAPI
+from handlers import texts
+from storage.models import AuditEvent, Binding, Case, Outbox, Party, Staff, Ticket
+from tests.conftest import AES_KEY, APP_ID, CASE_NUMBER, TOKEN
+
+SECRET = "app-secret"
+LITIGANT = "oLitigant00000000000000001"
+JUDGE_WX = "oJudge000000000000000000001"
+OTHER_WX = "oOtherJudge0000000000000001"
+
+
+@dataclass
+class World:
+    client: TestClient
+    deps: Deps
+    fake: FakeWeChat
+    wechat: WeChatServer
+    case: dict[str, Any]
+
+    async def say(self, openid: str, text: str, *, msg_id: int | None = None) -> str:
+        return await self.send(text_xml(openid, text, msg_id=msg_id))
+
+    async def send(self, xml: str) -> str:
+        query, body = self.wechat.request(xml)
+        resp = await self.client.post("/wechat", params=query, data=body.encode())
+        assert resp.status == 200, await resp.text()
+        reply = self.wechat.read_reply(await resp.text(), query)
+        return "" if reply is None else str(reply["Content"])
+
+    async def deliver(self) -> int:
+        return await jobs.deliver_outbox(self.deps)
+
+    def inbox(self, openid: str) -> list[str]:
+        return [s.text for s in self.fake.sent_to(openid)]
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[list[datetime]]:
+    """A clock the test moves by hand: `moment[0] += timedelta(...)`."""
+    moment = [datetime(2026, 11, 23, 2, 0, tzinfo=UTC)]  # Monday 10:00 in China
+    clock.set_clock(lambda: moment[0])
+    yield moment
+    clock.set_clock(None)
+
+
+@pytest.fixture
+async def world(
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    settings: Settings,
+    deps: Deps,
+    sample_case: dict[str, Any],
+) -> AsyncIterator[World]:
+    fake = FakeWeChat(app_id=APP_ID, app_secret=SECRET)
+    server = await aiohttp_server(fake_app(fake))
+    s = replace(
+        settings,
+        wechat_aes_key=AES_KEY,
+        wechat_app_secret=SECRET,
+        wechat_api_base=str(server.make_url("")).rstrip("/"),
+    )
+    deps.settings = s
+    http = aiohttp.ClientSession()
+    deps.api = WeChatAPI(
+        http=http, redis=deps.redis, base=s.wechat_api_base, app_id=APP_ID, app_secret=SECRET
+    )
+    client = await aiohttp_client(create_app(s, deps))
+    yield World(
+        client, deps, fake, WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=AES_KEY), sample_case
+    )
+    await http.close()
+
+
+async def bind_judge(w: World, username: str = "zhangwei", openid: str = JUDGE_WX) -> None:
+    async with w.deps.db.transaction() as s:
+        member = (await s.execute(select(Staff).where(Staff.username == username))).scalar_one()
+        code = await issue_bind_code(s, member, actor="test")
+    assert "绑定成功" in await w.say(openid, code)
+
+
+async def verify_litigant(w: World, openid: str = LITIGANT, digits: str = "1234") -> None:
+    greeting = await w.send(event_xml(openid, "SCAN", w.case["token"]))
+    assert texts.ASK_DIGITS in greeting
+    assert "验证成功" in await w.say(openid, digits)
+
+
+async def ask(w: World, question: str, openid: str = LITIGANT) -> int:
+    assert await w.say(openid, "1") == texts.ASK_PROMPT
+    reply = await w.say(openid, question)
+    match = re.search(r"#(\d+)", reply)
+    assert match, reply
+    return int(match.group(1))
+
+
+# -- the whole story ---------------------------------------------------------------
+
+
+async def test_scan_verify_ask_answer_close(world: World) -> None:
+    w = world
+    await bind_judge(w)
+    greeting = await w.send(event_xml(LITIGANT, "subscribe", "qrscene_" + w.case["token"]))
+    assert CASE_NUMBER in greeting and texts.ASK_DIGITS in greeting
+    assert "还可以再试 4 次" in await w.say(LITIGANT, "0000")
+    verified = await w.say(LITIGANT, "1234")
+    assert "验证成功" in verified and "原告王**" in verified and "1 咨询法官" in verified
+
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    received = await w.say(LITIGANT, "请问什么时候开庭？")
+    number = int(re.search(r"#(\d+)", received).group(1))  # type: ignore[union-attr]
+    assert (
+        "法官张伟" in received and "11月25日 周三 下午5:30" in received and "回执编号" in received
+    )
+
+    assert await w.deliver() == 1
+    [notice] = w.inbox(JUDGE_WX)
+    assert f"#{number}" in notice and CASE_NUMBER in notice and "原告王**" in notice
+    assert "请问什么时候开庭？" in notice and f"#{number} 回复内容" in notice
+
+    added = await w.say(LITIGANT, "另外，我的证据要交到哪里？")
+    assert f"#{number}" in added
+    await w.deliver()
+    assert "另外，我的证据要交到哪里？" in w.inbox(JUDGE_WX)[-1]
+
+    todo = await w.say(JUDGE_WX, "待办")
+    assert f"#{number}" in todo and CASE_NUMBER in todo and "已等" in todo
+
+    assert await w.say(JUDGE_WX, f"#{number} 下周一上午九点开庭。") == texts.STAFF_ANSWERED.format(
+        ticket=number
+    )
+    await w.deliver()
+    assert w.inbox(LITIGANT) == [f"法官张伟回复 #{number}：下周一上午九点开庭。"]
+
+    assert await w.say(LITIGANT, "0") == (await w.say(LITIGANT, "乱七八糟"))  # both show the menu
+    mine = await w.say(LITIGANT, "我的诉求")
+    assert f"#{number} 咨询：已答复" in mine
+
+    assert await w.say(JUDGE_WX, f"#{number} 结") == texts.STAFF_CLOSED.format(ticket=number)
+    await w.deliver()
+    assert "已办结" in w.inbox(LITIGANT)[-1]
+    assert await w.say(JUDGE_WX, "待办") == texts.STAFF_TODO_EMPTY
+
+    async with w.deps.db.sessions() as s:
+        ticket = await s.get(Ticket, number)
+        actions = list(
+            (
+                await s.execute(
+                    select(AuditEvent.action).where(AuditEvent.case_id == w.case["case_id"])
+                )
+            ).scalars()
+        )
+    assert ticket is not None and ticket.status == "closed" and ticket.first_reply_at is not None
+    for action in (
+        "bind.verified",
+        "ticket.opened",
+        "ticket.answered",
+        "ticket.closed",
+        "message.delivered",
+    ):
+        assert action in actions
+
+
+async def test_wrong_digits_lock_out_for_an_hour(world: World) -> None:
+    w = world
+    await w.send(event_xml(LITIGANT, "SCAN", w.case["token"]))
+    for left in (4, 3, 2, 1):
+        assert f"还可以再试 {left} 次" in await w.say(LITIGANT, "9999")
+    assert await w.say(LITIGANT, "9999") == texts.LOCKED
+    assert await w.say(LITIGANT, "1234") == texts.LOCKED  # even the right digits, for an hour
+    assert await w.say(LITIGANT, "12") == texts.LOCKED
+    async with w.deps.db.sessions() as s:
+        assert (await s.execute(select(Binding))).first() is None
+    # Someone else is not locked out.
+    await verify_litigant(w, openid="oSomeoneElse0000000000001", digits="5678")
+
+
+async def test_judge_cannot_answer_what_is_not_theirs(world: World) -> None:
+    w = world
+    async with w.deps.db.transaction() as s:
+        court_id = (await s.get(Case, w.case["case_id"])).court_id  # type: ignore[union-attr]
+        s.add(Staff(username="lisi", name="李四", court_id=court_id, roles="judge", team="刑庭"))
+    await bind_judge(w)
+    await bind_judge(w, "lisi", OTHER_WX)
+    await verify_litigant(w)
+    number = await ask(w, "问题")
+    refused = await w.say(OTHER_WX, f"#{number} 我来答")
+    assert refused == texts.STAFF_NOT_YOURS.format(ticket=number)
+    assert f"#{number}" not in await w.say(OTHER_WX, "待办")
+    assert await w.say(OTHER_WX, f"#{number} 结") == texts.STAFF_NOT_YOURS.format(ticket=number)
+    await w.deliver()
+    assert w.inbox(LITIGANT) == []
+    async with w.deps.db.sessions() as s:
+        ticket = await s.get(Ticket, number)
+    assert ticket is not None and ticket.status == "open"
+    assert await w.say(OTHER_WX, "#99999 你好") == texts.STAFF_NO_TICKET.format(ticket=99999)
+
+
+async def test_litigant_cannot_act_as_staff_and_codes_are_one_time(world: World) -> None:
+    w = world
+    async with w.deps.db.transaction() as s:
+        member = (await s.execute(select(Staff).where(Staff.username == "zhangwei"))).scalar_one()
+        code = await issue_bind_code(s, member, actor="test")
+    assert "绑定成功" in await w.say(JUDGE_WX, code)
+    assert await w.say(LITIGANT, code) == texts.BIND_CODE_BAD  # used
+    assert await w.say(LITIGANT, "ABCD2345") == texts.BIND_CODE_BAD  # never issued
+    async with w.deps.db.sessions() as s:
+        member = (await s.execute(select(Staff).where(Staff.username == "zhangwei"))).scalar_one()
+    assert member.openid == JUDGE_WX
+    # A litigant's `#n ...` is just text for them: the menu, not an answer.
+    await verify_litigant(w)
+    assert "1 咨询法官" in await w.say(LITIGANT, "#1 我自己答")
+
+
+async def test_retries_of_one_question_make_one_ticket(world: World) -> None:
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    await w.say(LITIGANT, "1")
+    replies = [await w.say(LITIGANT, "问一次", msg_id=424242) for _ in range(3)]
+    assert len(set(replies)) == 1 and "#" in replies[0]
+    async with w.deps.db.sessions() as s:
+        assert len((await s.execute(select(Ticket))).all()) == 1
+    await w.deliver()
+    assert len(w.inbox(JUDGE_WX)) == 1
+
+
+async def test_a_lawyer_switches_between_cases(world: World) -> None:
+    w = world
+    from qr import codes
+
+    async with w.deps.db.transaction() as s:
+        first = await s.get(Case, w.case["case_id"])
+        assert first is not None
+        second = Case(
+            court_id=first.court_id,
+            case_number="(2026)冀1102民初7号",
+            case_type="民事",
+            cause="合同纠纷",
+        )
+        s.add(second)
+        await s.flush()
+        s.add(
+            Party(
+                case_id=second.id,
+                role="原告代理人",
+                name="赵律师",
+                phone_tail="4321",
+                phone_masked="x",
+                phone_hash="z",
+            )
+        )
+        code2 = await codes.issue(s, second, actor="test")
+    await verify_litigant(w)
+    await w.send(event_xml(LITIGANT, "SCAN", code2.token))
+    assert "原告代理人赵**" in await w.say(LITIGANT, "4321")
+    listing = await w.say(LITIGANT, "切换")
+    assert CASE_NUMBER in listing and "(2026)冀1102民初7号（当前）" in listing
+    assert CASE_NUMBER in await w.say(LITIGANT, "1")
+    assert "当前案件：" + CASE_NUMBER in await w.say(LITIGANT, "0")
+
+
+async def test_click_keys_and_unknown_choices_show_the_menu(world: World) -> None:
+    w = world
+    await verify_litigant(w)
+    assert await w.send(event_xml(LITIGANT, "CLICK", "ASK")) == texts.ASK_PROMPT
+    assert "1 咨询法官" in await w.send(event_xml(LITIGANT, "CLICK", "MENU"))
+    assert texts.NOT_YET in await w.send(event_xml(LITIGANT, "CLICK", "RATE"))
+    assert "1 咨询法官" in await w.say(LITIGANT, "9")
+
+
+async def test_unverified_user_cannot_reach_a_case(world: World) -> None:
+    w = world
+    await w.send(event_xml(LITIGANT, "SCAN", w.case["token"]))
+    # Menu choices before verifying do not open anything.
+    assert await w.say(LITIGANT, "1") == texts.DIGITS_ONLY
+    assert await w.say(LITIGANT, "0") == texts.WELCOME
+    assert await w.say(LITIGANT, "1") == texts.WELCOME
+    async with w.deps.db.sessions() as s:
+        assert (await s.execute(select(Ticket))).first() is None
+
+
+# -- delivery that loses nothing --------------------------------------------------------
+
+
+async def answered_ticket(w: World) -> int:
+    await bind_judge(w)
+    await verify_litigant(w)
+    number = await ask(w, "问题")
+    await w.deliver()
+    await w.say(JUDGE_WX, f"#{number} 答复内容")
+    return number
+
+
+async def test_refused_token_is_refreshed_once(world: World) -> None:
+    w = world
+    await answered_ticket(w)
+    issued = w.fake.tokens_issued
+    w.fake.expire_tokens()  # WeChat no longer accepts the cached token: 40001
+    assert await w.deliver() == 1
+    assert w.inbox(LITIGANT)[-1].endswith("答复内容")
+    assert w.fake.tokens_issued == issued + 1
+
+
+async def test_injected_40001_then_success(world: World) -> None:
+    w = world
+    await answered_ticket(w)
+    w.fake.fail("/cgi-bin/message/custom/send", 40001)
+    await w.deliver()
+    assert w.inbox(LITIGANT) == ["法官张伟回复 #1：答复内容"]
+
+
+async def test_window_closed_falls_back_to_a_template_with_a_signed_link(world: World) -> None:
+    w = world
+    w.fake.enforce_window = True
+    w.fake.close_window(LITIGANT)
+    number = await answered_ticket(w)
+    await w.deliver()
+    [sent] = w.fake.sent_to(LITIGANT)
+    assert sent.kind == "template" and sent.payload["template_id"]
+    url = sent.payload["url"]
+    path = url.split("http://court.example", 1)[1]
+    page = await w.client.get(path)
+    assert page.status == 200 and "答复内容" in await page.text()
+    tampered = await w.client.get(path.replace("/m/", "/m/9") if "/m/" in path else path)
+    assert tampered.status == 403
+    forged = await w.client.get(re.sub(r"s=[^&]+", "s=AAAA", path))
+    assert forged.status == 403
+    async with w.deps.db.sessions() as s:
+        row = (
+            await s.execute(
+                select(Outbox).where(Outbox.ticket_id == number, Outbox.recipient == LITIGANT)
+            )
+        ).scalar_one()
+    assert row.status == "sent"
+
+
+async def test_quota_used_falls_back_too(world: World) -> None:
+    w = world
+    w.fake.enforce_quota = True
+    await answered_ticket(w)
+    for _ in range(5):
+        w.fake.fail("/cgi-bin/message/custom/send", 45047)
+    await w.deliver()
+    assert [s.kind for s in w.fake.sent_to(LITIGANT)] == ["template"]
+
+
+async def test_transient_failures_back_off_then_deliver(
+    world: World, frozen_clock: list[datetime]
+) -> None:
+    w = world
+    await answered_ticket(w)
+    w.fake.fail("/cgi-bin/message/custom/send", -500, times=2)
+    await w.deliver()
+    assert w.inbox(LITIGANT) == []
+    await w.deliver()  # not due yet: backoff
+    assert w.inbox(LITIGANT) == []
+    frozen_clock[0] += timedelta(seconds=6)
+    await w.deliver()  # second failure
+    assert w.inbox(LITIGANT) == []
+    frozen_clock[0] += timedelta(seconds=11)
+    await w.deliver()
+    assert w.inbox(LITIGANT) == ["法官张伟回复 #1：答复内容"]
+    async with w.deps.db.sessions() as s:
+        row = (await s.execute(select(Outbox).where(Outbox.recipient == LITIGANT))).scalar_one()
+    assert row.attempts == 3 and row.status == "sent"
+
+
+async def test_permanent_error_is_recorded_not_retried(world: World) -> None:
+    w = world
+    await answered_ticket(w)
+    w.fake.fail("/cgi-bin/message/custom/send", 40003)  # invalid openid
+    await w.deliver()
+    async with w.deps.db.sessions() as s:
+        row = (await s.execute(select(Outbox).where(Outbox.recipient == LITIGANT))).scalar_one()
+        failed = (
+            (await s.execute(select(AuditEvent).where(AuditEvent.action == "delivery.failed")))
+            .scalars()
+            .all()
+        )
+    assert row.status == "failed" and "40003" in (row.last_error or "")
+    assert len(failed) == 1
+
+
+async def test_worker_crash_between_claim_and_send(
+    world: World, frozen_clock: list[datetime]
+) -> None:
+    w = world
+    await answered_ticket(w)
+    claimed = await delivery.claim(w.deps)  # ...and the worker dies here
+    assert [r.recipient for r in claimed] == [LITIGANT]
+    await w.deliver()  # another worker: the lease still holds
+    assert w.inbox(LITIGANT) == []
+    frozen_clock[0] += delivery.LEASE + timedelta(seconds=1)
+    assert await w.deliver() == 1
+    assert await w.deliver() == 0
+    assert w.inbox(LITIGANT) == ["法官张伟回复 #1：答复内容"]
+
+
+async def test_concurrent_workers_send_each_row_once(world: World) -> None:
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    await w.say(LITIGANT, "1")
+    for i in range(12):
+        await w.say(LITIGANT, f"补充{i}")
+    results = await asyncio.gather(
+        *(delivery.deliver_due(w.deps, w.deps.api, limit=3) for _ in range(6))
+    )  # type: ignore[arg-type]
+    results += [await w.deliver()]
+    assert sum(results) == 12
+    assert len(w.inbox(JUDGE_WX)) == 12
+
+
+async def test_processes_share_one_access_token(world: World) -> None:
+    w = world
+    apis = [
+        WeChatAPI(
+            http=w.deps.api.http,
+            redis=w.deps.redis,
+            base=w.deps.api.base,
+            app_id=APP_ID,
+            app_secret=SECRET,
+        )  # type: ignore[union-attr]
+        for _ in range(5)
+    ]
+    tokens = await asyncio.gather(*(api.token() for api in apis))
+    assert len(set(tokens)) == 1
+    assert w.fake.tokens_issued == 1
+
+
+async def test_a_slow_handler_answers_success_in_time_and_delivers_later(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WeChat gives up at 5 s: past the budget we answer `success`, and the reply follows
+    as a customer-service message from the outbox."""
+    from bot.channels import wechat as channel
+    from handlers import bind
+
+    monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
+    real_welcome = bind.welcome
+
+    async def slow_welcome(ctx: Any) -> str | None:
+        await asyncio.sleep(0.8)
+        return await real_welcome(ctx)
+
+    monkeypatch.setattr(bind, "welcome", slow_welcome)
+    query, body = world.wechat.request(text_xml(LITIGANT, "你好"))
+    resp = await world.client.post("/wechat", params=query, data=body.encode())
+    assert resp.status == 200 and await resp.text() == "success"
+    for _ in range(50):  # the handler finishes behind the answer
+        await asyncio.sleep(0.1)
+        if await world.deliver():
+            break
+    assert world.inbox(LITIGANT) == [texts.WELCOME]
