@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check every chain; exit 1 naming the first bad event"
     ).set_defaults(run=audit_verify)
     a.add_parser("anchor", help="record every chain's head now").set_defaults(run=audit_anchor)
+    s = a.add_parser(
+        "receipt", help="look up a receipt (an event hash, or its first 8+ characters)"
+    )
+    s.add_argument("receipt")
+    s.set_defaults(run=audit_receipt)
     s = a.add_parser("export", help="a case's events as JSON Lines")
     s.add_argument("--case", required=True, dest="case_number")
     s.set_defaults(run=audit_export)
@@ -300,6 +305,39 @@ async def audit_anchor(settings: Settings, args: argparse.Namespace) -> int:
         async with db.transaction() as session:
             ev = await audit.anchor(session)
         print(f"anchor recorded: {ev.hash}" if ev else "nothing new since the last anchor")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def audit_receipt(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import audit
+
+    async def go(db: Any) -> int:
+        async with db.sessions() as session:
+            found = await audit.find_receipt(session, args.receipt)
+            verdict = await audit.verify(session) if found else None
+        if not found:
+            print(f"mst: no event with receipt {args.receipt!r}", file=sys.stderr)
+            return 1
+        for ev in found:
+            print(
+                json.dumps(
+                    {
+                        "hash": ev.hash,
+                        "chain": ev.chain,
+                        "seq": ev.seq,
+                        "at": ev.at.isoformat(),
+                        "action": ev.action,
+                        "subject": ev.subject,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        if verdict is not None and not verdict.ok:
+            print(f"warning: the audit log is broken: {verdict.problems[0]}", file=sys.stderr)
+            return 1
+        print("the audit log is intact: this record has not been changed since it was made")
         return 0
 
     return await _with_db(settings, go)

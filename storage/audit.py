@@ -234,3 +234,14 @@ async def export_case(session: AsyncSession, case_id: int) -> list[dict[str, Any
         }
         for ev in rows
     ]
+
+
+async def find_receipt(session: AsyncSession, prefix: str) -> list[AuditEvent]:
+    """Events whose hash starts with `prefix` (receipts are shown shortened to people)."""
+    prefix = prefix.strip().lower()
+    if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
+        return []
+    rows = await session.execute(
+        select(AuditEvent).where(AuditEvent.hash.startswith(prefix, autoescape=True)).limit(5)
+    )
+    return list(rows.scalars())

@@ -476,3 +476,17 @@ async def test_a_slow_handler_answers_success_in_time_and_delivers_later(
         if await world.deliver():
             break
     assert world.inbox(LITIGANT) == [texts.WELCOME]
+
+
+async def test_the_receipt_finds_the_ticket_event(world: World) -> None:
+    w = world
+    await verify_litigant(w)
+    await w.say(LITIGANT, "1")
+    reply = await w.say(LITIGANT, "问题")
+    receipt = re.search(r"回执编号：([0-9a-f]{16})", reply).group(1)  # type: ignore[union-attr]
+    from storage import audit
+
+    async with w.deps.db.sessions() as s:
+        [event] = await audit.find_receipt(s, receipt)
+        assert await audit.find_receipt(s, "zz%") == []  # not a hash: nothing, not everything
+    assert event.action == "ticket.opened" and event.hash.startswith(receipt)
