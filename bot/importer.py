@@ -13,16 +13,16 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from tqdm import tqdm
 
 from bot.clock import now
 from bot.masking import mask_phone
-from qr import codes
+from qr import tokens
 from storage import audit
 from storage.db import Database
-from storage.models import Case, Court, Party, Staff
+from storage.models import Case, CaseCode, Court, Party, Staff
 
 ROLES = (
     "judge",
@@ -285,73 +285,179 @@ async def import_cases(db: Database, path: Path, *, secret: str, progress: bool 
     report = Report()
     rows = list(read_rows(path))
     courts: dict[str, Court] = {}
-    judges: dict[str, int | None] = {}
+    async with db.sessions() as session:
+        judges = dict((await session.execute(select(Staff.username, Staff.id))).all())
     with tqdm(
         total=len(rows), unit="case", disable=None if progress else True, desc="cases"
     ) as bar:
         for batch in _batches(iter(rows), BATCH):
             async with db.transaction() as session:
-                for line, raw in batch:
-                    bar.update(1)
-                    try:
-                        data = case_fields(raw, secret)
-                        judge_id = await _judge_id(session, judges, data.pop("judge"))
-                    except RowError as exc:
-                        report.skipped.append((line, str(exc)))
-                        continue
-                    court = await _court(session, courts, data.pop("court"))
-                    await _upsert_case(session, data, court, judge_id, report)
+                await _import_case_batch(session, batch, secret, courts, judges, report)
+            bar.update(len(batch))
     return report
 
 
-async def _judge_id(
-    session: AsyncSession, cache: dict[str, int | None], username: str | None
-) -> int | None:
-    if username is None:
-        return None
-    if username not in cache:
-        cache[username] = (
-            await session.execute(select(Staff.id).where(Staff.username == username))
-        ).scalar_one_or_none()
-    if cache[username] is None:
-        raise RowError(f"judge {username!r} is not a known staff username (import staff first)")
-    return cache[username]
-
-
-async def _upsert_case(
-    session: AsyncSession, data: dict[str, Any], court: Court, judge_id: int | None, report: Report
+async def _import_case_batch(
+    session: AsyncSession,
+    batch: list[tuple[int, Any]],
+    secret: str,
+    courts: dict[str, Court],
+    judges: dict[str, int],
+    report: Report,
 ) -> None:
-    parties = data.pop("parties")
-    fields = {**data, "court_id": court.id, "judge_id": judge_id}
-    case = (
-        await session.execute(select(Case).where(Case.case_number == data["case_number"]))
-    ).scalar_one_or_none()
-    if case is None:
-        case = Case(**fields)
-        session.add(case)
-        await session.flush()
-        session.add_all(Party(case_id=case.id, **p) for p in parties)
-        await audit.append(
-            session,
-            actor="import",
-            action="case.imported",
-            subject=f"case:{case.case_number}",
-            case_id=case.id,
-            payload={"parties": len(parties), "judge_id": judge_id, "case_type": case.case_type},
-        )
-        await codes.issue(session, case, actor="import")
-        report.added += 1
-        return
-    existing = [
-        p
-        for p in (
-            await session.execute(select(Party).where(Party.case_id == case.id).order_by(Party.id))
+    """Validate a batch, insert its new cases in bulk, and update the known ones row by row.
+
+    Bulk because a court imports tens of thousands of cases at once; row-at-a-time ORM
+    work costs ~7 ms a case, these few statements per batch well under 1 ms."""
+    valid: list[dict[str, Any]] = []
+    for line, raw in batch:
+        try:
+            data = case_fields(raw, secret)
+            judge = data.pop("judge")
+            if judge is not None and judge not in judges:
+                raise RowError(
+                    f"judge {judge!r} is not a known staff username (import staff first)"
+                )
+        except RowError as exc:
+            report.skipped.append((line, str(exc)))
+            continue
+        court = await _court(session, courts, data.pop("court"))
+        data.update(court_id=court.id, judge_id=judges.get(judge) if judge else None)
+        valid.append(data)
+    numbers = [d["case_number"] for d in valid]
+    known = {
+        c.case_number: c
+        for c in (
+            await session.execute(select(Case).where(Case.case_number.in_(numbers)))
         ).scalars()
-        if p.phone_tail  # parties removed by an earlier import no longer count
+    }
+    fresh: list[dict[str, Any]] = []
+    later: list[dict[str, Any]] = []  # known cases, and a number seen twice in one file
+    seen: set[str] = set()
+    for data in valid:
+        if data["case_number"] in known or data["case_number"] in seen:
+            later.append(data)
+        else:
+            seen.add(data["case_number"])
+            fresh.append(data)
+    parties_of: dict[int, list[Party]] = {}
+    if known:
+        rows = await session.execute(
+            select(Party)
+            .where(Party.case_id.in_([c.id for c in known.values()]))
+            .order_by(Party.id)
+        )
+        for party in rows.scalars():
+            parties_of.setdefault(party.case_id, []).append(party)
+    if fresh:
+        await _insert_new_cases(session, fresh)
+        report.added += len(fresh)
+    for data in later:
+        case = known.get(data["case_number"])
+        await _update_case(
+            session, data, report, case, parties_of.get(case.id or 0, []) if case else None
+        )
+
+
+async def _insert_new_cases(session: AsyncSession, cases: list[dict[str, Any]]) -> None:
+    conn = await session.connection()
+    stamp = now()
+    case_rows = [
+        {k: v for k, v in d.items() if k != "parties"} | {"created_at": stamp, "updated_at": stamp}
+        for d in cases
     ]
+    ids = list(
+        (
+            await conn.execute(
+                insert(Case).returning(Case.id, sort_by_parameter_order=True), case_rows
+            )
+        ).scalars()
+    )
+    await conn.execute(
+        insert(Party),
+        [{"case_id": cid, **p} for cid, d in zip(ids, cases, strict=True) for p in d["parties"]],
+    )
+    shorts = await _unused_short_codes(session, len(ids))
+    code_rows = [
+        {"case_id": cid, "token": tokens.new_token(), "short_code": short, "issued_at": stamp}
+        for cid, short in zip(ids, shorts, strict=True)
+    ]
+    code_ids = list(
+        (
+            await conn.execute(
+                insert(CaseCode).returning(CaseCode.id, sort_by_parameter_order=True), code_rows
+            )
+        ).scalars()
+    )
+    events = []
+    for cid, d, code_id, code in zip(ids, cases, code_ids, code_rows, strict=True):
+        payload = {
+            "parties": len(d["parties"]),
+            "judge_id": d["judge_id"],
+            "case_type": d["case_type"],
+        }
+        events.append(
+            {
+                "actor": "import",
+                "action": "case.imported",
+                "subject": f"case:{d['case_number']}",
+                "case_id": cid,
+                "payload": payload,
+            }
+        )
+        events.append(
+            {
+                "actor": "import",
+                "action": "code.issued",
+                "subject": f"code:{code_id}",
+                "case_id": cid,
+                "payload": {"short_code": code["short_code"], "replaces": None},
+            }
+        )
+    await audit.append_many(session, events)
+
+
+async def _unused_short_codes(session: AsyncSession, n: int) -> list[str]:
+    """n distinct short codes, none already taken (one query per round; collisions are rare)."""
+    chosen: set[str] = set()
+    while len(chosen) < n:
+        candidates = {tokens.new_short_code() for _ in range(n - len(chosen))} - chosen
+        taken = set(
+            (
+                await session.execute(
+                    select(CaseCode.short_code).where(CaseCode.short_code.in_(candidates))
+                )
+            ).scalars()
+        )
+        chosen |= candidates - taken
+    return list(chosen)
+
+
+async def _update_case(
+    session: AsyncSession,
+    data: dict[str, Any],
+    report: Report,
+    case: Case | None = None,
+    parties_now: list[Party] | None = None,
+) -> None:
+    """A case we already have: change what changed, record it, or leave it alone.
+    `case` and `parties_now` when the batch preloaded them."""
+    parties = _ordered(data.pop("parties"))
+    if case is None or parties_now is None:
+        case = (
+            await session.execute(select(Case).where(Case.case_number == data["case_number"]))
+        ).scalar_one()
+        parties_now = list(
+            (
+                await session.execute(
+                    select(Party).where(Party.case_id == case.id).order_by(Party.id)
+                )
+            ).scalars()
+        )
+    # Parties removed by an earlier import no longer count.
+    existing = [p for p in parties_now if p.phone_tail]
     old_parties = _ordered([{k: getattr(p, k) for k in parties[0]} for p in existing])
-    parties = _ordered(parties)
-    changed = {k: v for k, v in fields.items() if getattr(case, k) != v}
+    changed = {k: v for k, v in data.items() if getattr(case, k) != v}
     if not changed and old_parties == parties:
         report.unchanged += 1
         return
@@ -362,6 +468,7 @@ async def _upsert_case(
     if old_parties != parties:
         # Bindings point at parties; keep rows whose identity is unchanged, replace the rest.
         await _sync_parties(session, case.id or 0, existing, parties)
+    await session.flush()
     await audit.append(
         session,
         actor="import",

@@ -13,10 +13,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, event, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from bot.clock import now
 from storage.models import AuditEvent
@@ -37,7 +39,7 @@ def canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def compute_hash(ev: AuditEvent) -> str:
+def compute_hash(ev: Any) -> str:
     body = {
         "chain": ev.chain,
         "seq": ev.seq,
@@ -52,12 +54,50 @@ def compute_hash(ev: AuditEvent) -> str:
     return hashlib.sha256(canonical(body).encode()).hexdigest()
 
 
+# Built once: these run for every message, and building a statement costs more than
+# running it. Executed on the session's Core connection (no ORM layer needed).
+_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))")
+_HEAD = (
+    select(AuditEvent.seq, AuditEvent.hash)
+    .where(AuditEvent.chain == bindparam("chain"))
+    .order_by(AuditEvent.seq.desc())
+    .limit(1)
+)
+_INSERT = insert(AuditEvent).returning(AuditEvent.id)
+_LOCK_MANY = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(c, 0)) "
+    "FROM (SELECT c FROM unnest(CAST(:chains AS text[])) AS c ORDER BY c) AS sorted"
+)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
+    # Cached heads are only good while this transaction holds the chain locks.
+    if transaction.parent is None:
+        session.info.pop("audit_heads", None)
+
+
 async def _lock_chain(session: AsyncSession, chain: str) -> None:
     if session.bind.dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))"), {"c": "audit:" + chain}
-        )
+        await (await session.connection()).execute(_LOCK, {"c": "audit:" + chain})
     # SQLite: the transaction already holds the database's write lock (BEGIN IMMEDIATE).
+
+
+@dataclass
+class Appended:
+    """An event as written (the fields of AuditEvent), without the ORM's bookkeeping."""
+
+    id: int
+    chain: str
+    seq: int
+    prev_hash: str
+    hash: str
+    actor: str
+    action: str
+    subject: str
+    case_id: int | None
+    at: datetime
+    payload: str
 
 
 async def append(
@@ -68,38 +108,82 @@ async def append(
     subject: str = "",
     case_id: int | None = None,
     payload: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> Appended:
     """Append one event to its chain inside the caller's transaction; returns it (with hash).
 
-    Call it last in a transaction where you can: the chain stays locked until commit."""
+    Call it last in a transaction where you can: the chain stays locked until commit.
+    Written with a plain INSERT: this runs for every message, and the ORM's unit of work
+    would cost more than the statement itself."""
     chain = chain_for(case_id)
-    await _lock_chain(session, chain)
-    head = (
-        await session.execute(
-            select(AuditEvent.seq, AuditEvent.hash)
-            .where(AuditEvent.chain == chain)
-            .order_by(AuditEvent.seq.desc())
-            .limit(1)
-        )
-    ).first()
+    conn = await session.connection()
+    # Heads this transaction already wrote: the chain is locked by us, no need to ask again.
+    heads: dict[str, tuple[int, str]] = session.info.setdefault("audit_heads", {})
+    head = heads.get(chain)
+    if head is None:
+        await _lock_chain(session, chain)
+        head = (await conn.execute(_HEAD, {"chain": chain})).first()
     seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-    ev = AuditEvent(
-        chain=chain,
-        seq=seq,
-        prev_hash=prev,
-        hash="",
-        actor=actor[:64],
-        action=action,
-        subject=subject[:128],
-        case_id=case_id,
+    values: dict[str, Any] = {
+        "chain": chain,
+        "seq": seq,
+        "prev_hash": prev,
+        "actor": actor[:64],
+        "action": action,
+        "subject": subject[:128],
+        "case_id": case_id,
         # Stored with microseconds on both databases; the hash covers exactly this value.
-        at=now(),
-        payload=canonical(payload or {}),
-    )
-    ev.hash = compute_hash(ev)
-    session.add(ev)
-    await session.flush()
-    return ev
+        "at": now(),
+        "payload": canonical(payload or {}),
+    }
+    values["hash"] = compute_hash(SimpleNamespace(**values))
+    new_id = (
+        await session.execute(insert(AuditEvent).values(**values).returning(AuditEvent.id))
+    ).scalar_one()
+    return Appended(id=new_id, **values)
+
+
+async def append_many(session: AsyncSession, events: list[dict[str, Any]]) -> None:
+    """Append many events at once (bulk import): chains locked in a fixed order, their heads
+    read in one query, rows inserted in one statement. Each dict holds append()'s arguments."""
+    conn = await session.connection()
+    heads: dict[str, tuple[int, str]] = session.info.setdefault("audit_heads", {})
+    chains = sorted({chain_for(e.get("case_id")) for e in events} - heads.keys())
+    if chains and session.bind.dialect.name == "postgresql":
+        # One statement; in sorted order, so two bulk writers never wait on each other in a circle.
+        await conn.execute(_LOCK_MANY, {"chains": ["audit:" + c for c in chains]})
+    if chains:
+        latest = (
+            select(AuditEvent.chain, func.max(AuditEvent.seq).label("seq"))
+            .where(AuditEvent.chain.in_(chains))
+            .group_by(AuditEvent.chain)
+            .subquery()
+        )
+        found = await conn.execute(
+            select(AuditEvent.chain, AuditEvent.seq, AuditEvent.hash).join(
+                latest, (AuditEvent.chain == latest.c.chain) & (AuditEvent.seq == latest.c.seq)
+            )
+        )
+        heads.update({chain: (seq, h) for chain, seq, h in found.all()})
+    rows = []
+    for e in events:
+        chain = chain_for(e.get("case_id"))
+        seq, prev = heads.get(chain, (0, GENESIS))
+        values: dict[str, Any] = {
+            "chain": chain,
+            "seq": seq + 1,
+            "prev_hash": prev,
+            "actor": e["actor"][:64],
+            "action": e["action"],
+            "subject": e.get("subject", "")[:128],
+            "case_id": e.get("case_id"),
+            "at": now(),
+            "payload": canonical(e.get("payload") or {}),
+        }
+        values["hash"] = compute_hash(SimpleNamespace(**values))
+        heads[chain] = (seq + 1, values["hash"])
+        rows.append(values)
+    if rows:
+        await conn.execute(insert(AuditEvent), rows)
 
 
 def anchored_heads(ev: AuditEvent) -> dict[str, tuple[int, str]] | None:
@@ -111,7 +195,7 @@ def anchored_heads(ev: AuditEvent) -> dict[str, tuple[int, str]] | None:
         return None
 
 
-async def anchor(session: AsyncSession) -> AuditEvent | None:
+async def anchor(session: AsyncSession) -> Appended | None:
     """Record in `global` the head of every chain that moved since the last anchor."""
     # Hold the global chain from the start, so two anchors at once record one, not two.
     await _lock_chain(session, GLOBAL_CHAIN)

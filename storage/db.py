@@ -47,6 +47,12 @@ class Database:
 
 def connect(url: str, **engine_args: Any) -> Database:
     if url.startswith("sqlite"):
+        # One connection: SQLite allows one writer at a time anyway, and queueing for the
+        # pool (FIFO, in the event loop) beats SQLite's busy handler, which sleeps up to
+        # 100 ms between retries when several connections fight over the write lock.
+        engine_args.setdefault("pool_size", 1)
+        engine_args.setdefault("max_overflow", 0)
+        engine_args.setdefault("pool_timeout", 60)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **engine_args)
         _sqlite_setup(engine)
     else:

@@ -84,6 +84,23 @@ async def nonce_fits(r: Redis, timestamp: str, nonce: str, msg_key: str, ttl_s: 
     return await r.get(key) == msg_key
 
 
+async def admit(r: Redis, timestamp: str, nonce: str, msg_key: str, nonce_ttl_s: int) -> str:
+    """Replay check and retry de-duplication in one round trip (this runs per message):
+    'replay' when the timestamp+nonce already carried another message, 'retry' when this
+    message was taken before, 'new' otherwise."""
+    nonce_key = f"{PREFIX}nonce:{timestamp}:{nonce}"
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.set(nonce_key, msg_key, nx=True, ex=nonce_ttl_s)
+        pipe.get(nonce_key)
+        pipe.set(f"{PREFIX}seen:{msg_key}", PENDING, nx=True, ex=DEDUPE_TTL_S)
+        _, owner, first = await pipe.execute()
+    if owner != msg_key:
+        if first:  # not ours after all: give the claim back
+            await release_message(r, msg_key)
+        return "replay"
+    return "new" if first else "retry"
+
+
 # -- rate limits -------------------------------------------------------------------
 
 
@@ -95,6 +112,19 @@ async def within_rate(r: Redis, bucket: str, limit: int, window_s: int) -> bool:
         pipe.expire(key, window_s, nx=True)
         count, _ = await pipe.execute()
     return int(count) <= limit
+
+
+async def conversation_and_rate(
+    r: Redis, user: str, limit: int, window_s: int = 60
+) -> tuple[dict[str, Any], bool]:
+    """The user's conversation, and whether they are within their rate, in one round trip."""
+    rate_key = f"{PREFIX}rate:user:{user}"
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.get(f"{PREFIX}conv:{user}")
+        pipe.incr(rate_key)
+        pipe.expire(rate_key, window_s, nx=True)
+        raw, count, _ = await pipe.execute()
+    return (json.loads(raw) if raw else {}), int(count) <= limit
 
 
 # -- cross-process lock ------------------------------------------------------------

@@ -194,13 +194,14 @@ async def receive(request: web.Request) -> web.Response:
         _, nonce = check_request(settings, request.query)
         body = await read_body(request, settings.max_callback_bytes)
         inbound, msg = to_inbound(decode(settings, request.query, body))
-        if not await state.nonce_fits(
+        admitted = await state.admit(
             deps.redis,
             request.query["timestamp"],
             nonce,
             inbound.key,
             settings.timestamp_tolerance_s * 2,
-        ):
+        )
+        if admitted == "replay":
             raise Rejected(403, "timestamp and nonce already used for another message")
     except Rejected as exc:
         log.warning("wechat POST refused (%s): %s", exc.status, exc.reason)
@@ -208,7 +209,7 @@ async def receive(request: web.Request) -> web.Response:
 
     if inbound.kind == "silent":
         return web.Response(text=SUCCESS)
-    if not await state.claim_message(deps.redis, inbound.key):
+    if admitted == "retry":
         answer = await _earlier_answer(deps, inbound.key)
         log.info("wechat retry of %s answered %s", inbound.key, "again" if answer else "success")
         return web.Response(text=render(settings, msg, answer, nonce), content_type="text/xml")
