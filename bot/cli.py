@@ -258,6 +258,116 @@ async def qr(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_db(settings, go)
 
 
+async def import_events(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import enforcement, importer
+
+    if _no_file(args.file):
+        return 1
+
+    async def go(db: Any) -> int:
+        await _ensure_schema(db)
+        outcome = enforcement.Outcome()
+        rows = list(importer.read_rows(args.file))
+        for start in range(0, len(rows), importer.BATCH):
+            async with db.transaction() as session:
+                await enforcement.ingest(
+                    session, rows[start : start + importer.BATCH], outcome, actor="import"
+                )
+        for line, reason in outcome.skipped:
+            print(f"line {line}: skipped: {reason}", file=sys.stderr)
+        print(
+            f"events: {outcome.added} added, {outcome.unchanged} already known, {len(outcome.skipped)} skipped"
+        )
+        return 0 if not outcome.skipped else 1
+
+    return await _with_db(settings, go)
+
+
+WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+
+
+async def slots_add(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from bot import mediation, staff
+    from bot.clock import CHINA_TZ
+
+    try:
+        first = datetime.fromisoformat(args.start)
+        days = {WEEKDAYS[d.strip().lower()[:3]] for d in args.days.split(",") if d.strip()}
+    except (ValueError, KeyError):
+        print(
+            "mst: --start must look like 2026-11-25T09:30 and --days like mon,wed", file=sys.stderr
+        )
+        return 2
+    if args.minutes <= 0 or args.capacity <= 0:
+        print("mst: --minutes and --capacity must be positive", file=sys.stderr)
+        return 2
+    first = first if first.tzinfo else first.replace(tzinfo=CHINA_TZ)
+    if args.weeks > 0:
+        starts = mediation.weekly_starts(
+            first.astimezone(CHINA_TZ).date(),
+            first.astimezone(CHINA_TZ).timetz(),
+            args.weeks,
+            days or {first.weekday()},
+        )
+    else:
+        starts = [first]
+
+    async def go(db: Any) -> int:
+        async with db.transaction() as session:
+            member = await staff.by_username(session, args.mediator)
+            if member is None or not member.has_role("mediator"):
+                print(
+                    f"mst: {args.mediator} is not a staff member with the mediator role",
+                    file=sys.stderr,
+                )
+                return 1
+            added = await mediation.add_slots(
+                session,
+                member,
+                starts,
+                minutes=args.minutes,
+                capacity=args.capacity,
+                room_url=args.room,
+            )
+        print(f"slots: {added} added, {len(starts) - added} already there")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def stats(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import date, datetime, time, timedelta
+
+    from bot import stats as figures
+    from bot.clock import CHINA_TZ
+
+    def day(text: str | None, *, end: bool = False) -> datetime | None:
+        if not text:
+            return None
+        d = date.fromisoformat(text) + (timedelta(days=1) if end else timedelta())
+        return datetime.combine(d, time(0), CHINA_TZ)
+
+    try:
+        scope = figures.Scope(args.court, args.judge, day(args.since), day(args.until, end=True))
+    except ValueError:
+        print("mst: --from/--to must be dates like 2026-11-01", file=sys.stderr)
+        return 2
+
+    async def go(db: Any) -> int:
+        async with db.sessions() as session:
+            result = await figures.compute(session, scope)
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False))
+        else:
+            for key, value in result.items():
+                print(f"{key}: {value}")
+        return 0
+
+    return await _with_db(settings, go)
+
+
 async def staff_code(settings: Settings, args: argparse.Namespace) -> int:
     from bot import staff
 

@@ -44,6 +44,8 @@ class Settings:
     wechat_api_base: str = DEFAULT_WECHAT_API_BASE
     # Template for "a reply is waiting" when the 48-hour customer-service window is closed.
     wechat_template_id: str = DEMO_TEMPLATE_ID
+    # Bearer token the court's enforcement system uses to push events; unset: endpoint off.
+    enforcement_token: str | None = None
     data_dir: Path = field(default_factory=lambda: Path("."))
     # Background jobs on a timer inside the web process (embedded default);
     # off when `mst worker` (arq) runs them, and in tests that drive jobs by hand.
@@ -57,6 +59,9 @@ class Settings:
     timestamp_tolerance_s: int = 300
     # Messages per user per minute before we ask them to slow down.
     user_rate_per_minute: int = 30
+    # Per user and case, per China calendar day: complaints, and messages added to them.
+    complaint_daily_cap: int = 1
+    complaint_message_daily_cap: int = 5
 
     @property
     def safe_mode(self) -> bool:
@@ -98,6 +103,7 @@ def load_settings(
             "WECHAT_API_BASE", get("WECHAT_API_BASE", DEFAULT_WECHAT_API_BASE)
         ),
         wechat_template_id=get("WECHAT_TEMPLATE_ID", DEMO_TEMPLATE_ID) or "",
+        enforcement_token=get("MST_ENFORCEMENT_TOKEN"),
         data_dir=data_dir,
         jobs_in_process=_flag("MST_JOBS_IN_PROCESS", get("MST_JOBS_IN_PROCESS", "1")),
     )

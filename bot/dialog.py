@@ -30,6 +30,9 @@ _INSERT_MESSAGE = insert(Message).returning(Message.id)  # built once: runs twic
 _STAFF_BY_OPENID = select(Staff).where(Staff.openid == bindparam("openid"))
 
 
+FREE_TEXT_STEPS = {"ask", "complain", "progress", "book", "rate"}
+
+
 class Duplicate(Exception):
     """The database already holds this delivery (its de-duplication key)."""
 
@@ -137,7 +140,8 @@ async def route(ctx: Context) -> str | None:
         return await bind.scan(ctx)
     if inbound.kind == "unsubscribe":
         return None
-    if inbound.kind not in ("text", "voice", "click", "subscribe"):
+    photo_wanted = inbound.kind == "image" and ctx.state.get("sub") == "lead"  # asset-lead photos
+    if inbound.kind not in ("text", "voice", "click", "subscribe") and not photo_wanted:
         return await unsupported.reply(ctx)
     if inbound.kind == "voice" and not inbound.text:
         return await unsupported.reply(ctx)  # no speech recognition result to read
@@ -148,10 +152,12 @@ async def route(ctx: Context) -> str | None:
         return await judge.command(ctx, staff)
     text = inbound.text.strip()
     step = ctx.state.get("step")
-    if inbound.kind != "click":
-        if step != "ask" and bind.looks_like_bind_code(text):
+    if inbound.kind in ("text", "voice"):
+        # Inside a flow, free text belongs to the flow (a question may look like a code).
+        in_flow = step in FREE_TEXT_STEPS
+        if not in_flow and bind.looks_like_bind_code(text):
             return await bind.staff_bind(ctx)
-        lookup = await codes.by_typed_text(ctx.session, text) if step != "ask" else None
+        lookup = None if in_flow else await codes.by_typed_text(ctx.session, text)
         if lookup is not None:
             return await bind.open_case(ctx, lookup)
         if step == "verify":

@@ -160,6 +160,7 @@ def staff_fields(row: Any) -> dict[str, Any]:
         "court": _text(row, "court"),
         "roles": ",".join(dict.fromkeys(roles)),
         "team": _text(row, "team", required=False, limit=64) or None,
+        "speciality": _text(row, "speciality", required=False, limit=100) or None,
     }
 
 

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot import delivery
+from bot import delivery, mediation
 from bot.config import Settings
 from bot.deps import Deps
 from storage import audit, state
@@ -48,6 +48,18 @@ async def deliver_outbox(deps: Deps) -> int:
 
 
 MAX_PASSES = 10
+
+
+async def mediation_reminders(deps: Deps) -> int:
+    """Day-before and hour-before reminders; each booking's reminder is queued once."""
+    async with state.try_lock(deps.redis, "mediation-reminders", timeout_s=120) as got:
+        if not got:
+            return 0
+        async with deps.db.transaction() as session:
+            sent = await mediation.send_reminders(session)
+    if sent:
+        deps.wakeup.set()
+    return sent
 
 
 def schedule_for(settings: Settings) -> list[tuple[Job, float]]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import deadlines, outbox
 from bot.clock import now, say_time
 from bot.masking import mask_name
+from handlers.texts import RATE_ASK_AFTER_CLOSE
 from storage import audit
 from storage.models import AuditEvent, Binding, Case, Message, Party, Staff, Ticket
 
@@ -42,11 +43,45 @@ async def binding_for(session: AsyncSession, openid: str, case_id: int) -> Bindi
     ).scalar_one_or_none()
 
 
-async def assignee_for(session: AsyncSession, case: Case) -> Staff | None:
-    """Who answers a question on this case: its judge (the deadlines issue adds absence rules)."""
-    if case.judge_id is None:
-        return None
-    return await session.get(Staff, case.judge_id)
+@dataclass(frozen=True)
+class Routing:
+    """Who holds a new ticket, who is told, and (complaints) whom it is about."""
+
+    assignee: Staff | None
+    team: str | None
+    notify: list[Staff]
+    subject_staff_id: int | None = None
+
+
+SUPERVISION_TEAM = "督查室"
+
+
+async def route(session: AsyncSession, case: Case, kind: str, about: str | None = None) -> Routing:
+    """The one place that decides where an item goes.
+
+    Questions and asset leads go to the case's handling judge / enforcement officer.
+    Complaints go to the court's supervision team, never to the staff member they are
+    about; that person is neither told nor able to see them (see may_handle)."""
+    handler = await session.get(Staff, case.judge_id) if case.judge_id else None
+    if kind != "complaint":
+        return Routing(handler, handler.team if handler else None, [handler] if handler else [])
+    supervisors = list(
+        (
+            await session.execute(
+                select(Staff)
+                .where(
+                    Staff.court_id == case.court_id,
+                    Staff.active,
+                    Staff.roles.contains("supervision"),
+                )
+                .order_by(Staff.id)
+            )
+        ).scalars()
+    )
+    supervisors = [s for s in supervisors if s.has_role("supervision")]
+    subject = case.judge_id if about == "staff" else None
+    team = supervisors[0].team if supervisors and supervisors[0].team else SUPERVISION_TEAM
+    return Routing(None, team, [s for s in supervisors if s.id != subject], subject)
 
 
 def staff_notice(
@@ -67,16 +102,19 @@ async def open_ticket(
     kind: str,
     text: str,
     message: Message | None,
+    about: str | None = None,
 ) -> Opened:
-    assignee = await assignee_for(session, case)
+    routing = await route(session, case, kind, about)
     created = now()
     ticket = Ticket(
         case_id=case.id or 0,
         kind=kind,
         openid=binding.openid,
         party_id=binding.party_id,
-        assignee_id=assignee.id if assignee else None,
-        team=assignee.team if assignee else None,
+        assignee_id=routing.assignee.id if routing.assignee else None,
+        team=routing.team,
+        about=about,
+        subject_staff_id=routing.subject_staff_id,
         created_at=created,
         due_at=deadlines.reply_due(kind, created),
     )
@@ -86,18 +124,19 @@ async def open_ticket(
         message.ticket_id = ticket.id
         session.add(message)
     party = await session.get(Party, binding.party_id)
-    if assignee is not None and assignee.openid:
-        outbox.add(
-            session,
-            recipient=assignee.openid,
-            kind="cs_text",
-            payload={
-                "text": staff_notice(ticket, case, party, text),
-                "case_number": case.case_number,
-            },
-            case_id=case.id,
-            ticket_id=ticket.id,
-        )
+    for staff in routing.notify:
+        if staff.openid:
+            outbox.add(
+                session,
+                recipient=staff.openid,
+                kind="cs_text",
+                payload={
+                    "text": staff_notice(ticket, case, party, text),
+                    "case_number": case.case_number,
+                },
+                case_id=case.id,
+                ticket_id=ticket.id,
+            )
     event = await audit.append(
         session,
         actor=binding.openid,
@@ -106,37 +145,52 @@ async def open_ticket(
         case_id=case.id,
         payload={
             "kind": kind,
-            "assignee": assignee.username if assignee else None,
+            "about": about,
+            "assignee": routing.assignee.username if routing.assignee else None,
+            "team": routing.team,
             "due_at": ticket.due_at.isoformat() if ticket.due_at else None,
         },
     )
-    return Opened(ticket, assignee, event.hash)
+    return Opened(ticket, routing.assignee, event.hash)
+
+
+async def holders(session: AsyncSession, ticket: Ticket) -> list[Staff]:
+    """Who is told about news on a ticket: its assignee, or (team items) the team's members."""
+    if ticket.assignee_id:
+        staff = await session.get(Staff, ticket.assignee_id)
+        return [staff] if staff else []
+    if not ticket.team:
+        return []
+    team = (
+        await session.execute(select(Staff).where(Staff.team == ticket.team, Staff.active))
+    ).scalars()
+    return [s for s in team if may_handle(s, ticket)]
 
 
 async def add_to_ticket(
     session: AsyncSession, ticket: Ticket, case: Case, text: str, message: Message | None
 ) -> None:
-    """A further text from the litigant on the same ticket; it reaches the same person."""
+    """A further text from the litigant on the same ticket; it reaches the same people."""
     if message is not None:
         message.ticket_id = ticket.id
         session.add(message)
     if ticket.status == "answered":
         ticket.status = "open"  # the litigant is waiting again
         session.add(ticket)
-    assignee = await session.get(Staff, ticket.assignee_id) if ticket.assignee_id else None
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
-    if assignee is not None and assignee.openid:
-        outbox.add(
-            session,
-            recipient=assignee.openid,
-            kind="cs_text",
-            payload={
-                "text": staff_notice(ticket, case, party, text, added=True),
-                "case_number": case.case_number,
-            },
-            case_id=case.id,
-            ticket_id=ticket.id,
-        )
+    for staff in await holders(session, ticket):
+        if staff.openid:
+            outbox.add(
+                session,
+                recipient=staff.openid,
+                kind="cs_text",
+                payload={
+                    "text": staff_notice(ticket, case, party, text, added=True),
+                    "case_number": case.case_number,
+                },
+                case_id=case.id,
+                ticket_id=ticket.id,
+            )
     await audit.append(
         session,
         actor=ticket.openid,
@@ -148,16 +202,34 @@ async def add_to_ticket(
 
 
 def may_handle(staff: Staff, ticket: Ticket) -> bool:
-    """Staff see and answer only tickets routed to them or to their team."""
+    """Staff see and answer only tickets routed to them or to their team; complaints only
+    the supervision team, and never the staff member a complaint is about."""
+    if ticket.kind == "complaint":
+        return (
+            staff.has_role("supervision")
+            and staff.id != ticket.subject_staff_id
+            and ticket.team is not None
+            and staff.team == ticket.team
+        )
     if ticket.assignee_id == staff.id:
         return True
     return ticket.team is not None and staff.team is not None and ticket.team == staff.team
 
 
 def visible_filter(staff: Staff):  # type: ignore[no-untyped-def]
-    conditions = [Ticket.assignee_id == staff.id]
+    """may_handle as SQL, for listings."""
+    ordinary = [Ticket.assignee_id == staff.id]
     if staff.team:
-        conditions.append(Ticket.team == staff.team)
+        ordinary.append(Ticket.team == staff.team)
+    conditions = [and_(Ticket.kind != "complaint", or_(*ordinary))]
+    if staff.has_role("supervision") and staff.team:
+        conditions.append(
+            and_(
+                Ticket.kind == "complaint",
+                Ticket.team == staff.team,
+                or_(Ticket.subject_staff_id.is_(None), Ticket.subject_staff_id != staff.id),
+            )
+        )
     return or_(*conditions)
 
 
@@ -215,7 +287,9 @@ async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket) -> None:
         recipient=ticket.openid,
         kind="cs_text",
         payload={
-            "text": f"您的{KIND_NAMES.get(ticket.kind, '诉求')} #{ticket.id} 已办结。感谢您的耐心。",
+            "text": RATE_ASK_AFTER_CLOSE.format(
+                kind=KIND_NAMES.get(ticket.kind, "诉求"), ticket=ticket.id
+            ),
             "case_number": case.case_number,
             "notice": f"#{ticket.id} 已办结",
         },
@@ -237,6 +311,8 @@ def staff_title(staff: Staff) -> str:
         ("enforcement", "执行员"),
         ("clerk", "书记员"),
         ("mediator", "调解员"),
+        ("supervision", "督查室"),
+        ("reception", "接待员"),
     ):
         if staff.has_role(role):
             return title

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import html
 import json
 import logging
 
 from aiohttp import web
 
-from bot import delivery, keys
+from bot import delivery, enforcement, keys
 from qr import codes, tokens
 from storage.models import Outbox
 
@@ -114,7 +115,40 @@ async def waiting_message(request: web.Request) -> web.Response:
     return page("新消息", body)
 
 
+async def enforcement_events(request: web.Request) -> web.Response:
+    """The court's enforcement system pushes events here (a JSON object or an array).
+    Authenticated by a bearer token; idempotent by each event's `event_id`."""
+    deps = request.app[keys.DEPS]
+    token = deps.settings.enforcement_token
+    if not token:
+        return web.json_response({"error": "the enforcement endpoint is not enabled"}, status=404)
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return web.json_response({"error": "bad or missing bearer token"}, status=401)
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return web.json_response({"error": "the body must be JSON"}, status=400)
+    items = body if isinstance(body, list) else [body]
+    if len(items) > 1000:
+        return web.json_response({"error": "at most 1000 events per request"}, status=413)
+    outcome = enforcement.Outcome()
+    async with deps.db.transaction() as session:
+        await enforcement.ingest(
+            session, list(enumerate(items, start=1)), outcome, actor="enforcement-system"
+        )
+    deps.wakeup.set()
+    return web.json_response(
+        {
+            "added": outcome.added,
+            "already_known": outcome.unchanged,
+            "skipped": [{"item": n, "reason": why} for n, why in outcome.skipped],
+        }
+    )
+
+
 def setup(app: web.Application) -> None:
+    app.router.add_post("/api/enforcement/events", enforcement_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/q/{token}", landing)
     app.router.add_get("/m/{row_id}", waiting_message)

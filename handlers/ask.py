@@ -9,7 +9,7 @@ from handlers import texts
 from storage.models import Binding, Case, Message, Staff, Ticket
 
 
-async def start(ctx: Context) -> str:
+async def start(ctx: Context, case: Case, binding: Binding) -> str:
     ctx.state.update(step="ask", ticket_id=None)
     return texts.ASK_PROMPT
 

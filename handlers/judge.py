@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import re
 
-from bot import tickets
+from bot import mediation, tickets
 from bot.clock import say_waited
 from bot.context import Context
 from bot.masking import mask_name
-from handlers import texts
+from handlers import rating, texts
 from storage import audit
 from storage.models import Party, Staff, Ticket
 
 COMMAND = re.compile(r"^[#＃](\d{1,9})\s*(.*)$", re.S)
 CLOSE_WORDS = {"结", "办结", "结案"}
+NO_SHOW = re.compile(r"^(?:未到|缺席)\s*(\d{1,9})$")
 
 
 async def command(ctx: Context, staff: Staff) -> str:
     text = ctx.inbound.text.strip()
     if text in ("待办", "待办事项", "待处理"):
         return await todo(ctx, staff)
+    no_show = NO_SHOW.match(text)
+    if no_show is not None and staff.has_role("mediator"):
+        booking = await mediation.record_no_show(ctx.session, staff, int(no_show.group(1)))
+        return texts.NO_SHOW_RECORDED if booking else texts.NO_SHOW_BAD
     match = COMMAND.match(text)
     if match is None:
         return texts.STAFF_HELP
@@ -36,11 +41,14 @@ async def command(ctx: Context, staff: Staff) -> str:
             case_id=ticket.case_id,
             payload={"reason": "not routed to this staff member or team"},
         )
+        if ticket.kind == "complaint":
+            return texts.STAFF_NO_TICKET.format(ticket=number)  # not even that it exists
         return texts.STAFF_NOT_YOURS.format(ticket=number)
     if ticket.status == "closed":
         return texts.STAFF_ALREADY_CLOSED.format(ticket=number)
     if body in CLOSE_WORDS:
         await tickets.close(ctx.session, staff=staff, ticket=ticket)
+        await rating.ask_after_close(ctx.redis, ticket)
         return texts.STAFF_CLOSED.format(ticket=number)
     if not body:
         return texts.STAFF_EMPTY_ANSWER.format(ticket=number)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from bot import tickets
 from bot.context import Context
 from handlers import ask, texts
@@ -30,27 +32,57 @@ def choice_of(text: str) -> str | None:
     return CHOICES.get(text)
 
 
+Flow = Callable[[Context, Case, Binding], Awaitable[str]]
+
+
+def _flows() -> tuple[dict[str, Flow], dict[str, Flow]]:
+    """(what starts each menu choice, what takes the next message in each step)."""
+    from handlers import complain, enforcement, mediation, rating
+
+    starts: dict[str, Flow] = {
+        "ASK": ask.start,
+        "COMPLAIN": complain.start,
+        "BOOK": mediation.start,
+        "PROGRESS": enforcement.start,
+        "RATE": rating.start,
+    }
+    steps: dict[str, Flow] = {
+        "ask": ask.receive,
+        "complain": complain.receive,
+        "book": mediation.receive,
+        "progress": enforcement.receive,
+        "rate": rating.receive,
+    }
+    return starts, steps
+
+
 async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
     text = ctx.inbound.text.strip()
     step = ctx.state.get("step")
-    choice = choice_of(text)
+    choice = choice_of(text) if ctx.inbound.kind != "image" else None
+    starts, steps = _flows()
     if choice == "MENU":
-        ctx.state.update(step=None, ticket_id=None)
+        home(ctx)
         return await menu_text(ctx)
-    if step == "ask" and ctx.inbound.kind != "click":
-        return await ask.receive(ctx, case, binding)
+    if step in steps and (ctx.inbound.kind != "click" or choice is None):
+        return await steps[step](ctx, case, binding)
     if step == "switch" and text.isdigit():
         return await switch_to(ctx, int(text))
-    ctx.state.update(step=None, ticket_id=None)
-    if choice == "ASK":
-        return await ask.start(ctx)
-    if choice in ("COMPLAIN", "BOOK", "PROGRESS", "RATE"):
-        return texts.NOT_YET + await menu_text(ctx)
+    home(ctx)
+    if choice in starts:
+        return await starts[choice](ctx, case, binding)
     if text in ("切换", "切换案件"):
         return await switch_list(ctx)
     if text in ("我的诉求", "诉求", "查询"):
         return await my_tickets(ctx, case)
     return await menu_text(ctx)
+
+
+def home(ctx: Context) -> None:
+    """Back to the menu: forget the step and anything it was collecting."""
+    keep = {k: ctx.state[k] for k in ("case_id",) if k in ctx.state}
+    ctx.state.clear()
+    ctx.state.update(keep)
 
 
 async def switch_list(ctx: Context) -> str:

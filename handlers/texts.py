@@ -33,7 +33,6 @@ MENU = (
     "发送“我的诉求”查看办理情况{switch}"
 )
 MENU_SWITCH = "\n发送“切换”更换案件"
-NOT_YET = "这项服务正在准备中，暂时不能使用。\n请先选择 1 咨询法官，或拨打法院诉讼服务电话。\n\n"
 SWITCH_LIST = "您验证过的案件：\n{lines}\n请回复序号切换。"
 SWITCHED = "已切换到：{case_number}\n\n"
 NO_TICKETS = "您在本案还没有提交过诉求。\n\n"
@@ -59,7 +58,8 @@ STAFF_HELP = (
     "工作人员可用的指令：\n"
     "待办 —— 查看待处理事项\n"
     "#编号 回复内容 —— 答复当事人\n"
-    "#编号 结 —— 办结该事项"
+    "#编号 结 —— 办结该事项\n"
+    "未到 预约号 —— （调解员）记录当事人未到场"
 )
 STAFF_NO_TICKET = "没有找到 #{ticket}。"
 STAFF_NOT_YOURS = "#{ticket} 不是分给您或您所在团队的事项，不能处理。"
@@ -69,3 +69,82 @@ STAFF_ALREADY_CLOSED = "#{ticket} 已经办结了。"
 STAFF_EMPTY_ANSWER = "请在编号后面写上答复内容，例如：#{ticket} 您好，开庭时间是……"
 STAFF_TODO_EMPTY = "目前没有待处理的事项。"
 STAFF_TODO = "待处理事项（最早的在前）：\n{lines}"
+
+# complaints
+COMPLAIN_ABOUT = (
+    "请问您要反映的是哪方面的问题？请回复数字：\n"
+    "1 承办法官或工作人员\n"
+    "2 办案流程或拖延\n"
+    "3 对方当事人的行为\n"
+    "4 其他问题\n"
+    "发送 0 返回菜单。"
+)
+COMPLAIN_PROMPT = (
+    "请写下具体情况：什么时间、发生了什么、您希望怎么处理。\n一条消息写完即可。发送 0 返回菜单。"
+)
+COMPLAIN_RECEIVED = (
+    "已收到您的投诉，编号 #{ticket}。\n"
+    "由法院督查室负责办理，会在 {due} 前答复您。\n"
+    "回执编号：{receipt}\n"
+    "您的身份只有督查室工作人员能看到。\n"
+    "如需补充，直接发送即可；发送 0 返回菜单。"
+)
+COMPLAIN_ADDED = "已补充到投诉 #{ticket}，督查室会一并办理。\n发送 0 返回菜单。"
+COMPLAIN_CAP = (
+    "您今天已经提交过投诉了。为保证每件投诉都认真办理，同一案件每天最多提交{limit}件。\n"
+    "{day}起可以再提交。情况紧急的，请拨打法院诉讼服务电话。\n\n"
+)
+COMPLAIN_MESSAGE_CAP = (
+    "今天关于投诉的补充已经达到{limit}条。\n"
+    "{day}起可以继续补充。情况紧急的，请拨打法院诉讼服务电话。"
+)
+
+# enforcement
+PROGRESS = "执行案件 {case_number} 的进度：\n{lines}\n\n已收到执行款：{received}\n已发放给您：{paid}\n\n回复 1 提供财产线索\n发送 0 返回菜单。"
+PROGRESS_NONE = "本案暂时还没有公开的执行进度。\n有新进展时会第一时间通知您。\n\n回复 1 提供财产线索\n发送 0 返回菜单。"
+LEAD_PROMPT = (
+    "请告诉我们您知道的财产线索，例如：房产、车辆、银行账户、\n"
+    "对方在哪里上班或做生意。也可以直接发照片。\n发送 0 返回菜单。"
+)
+LEAD_RECEIVED = (
+    "已收到您的财产线索，编号 #{ticket}。\n"
+    "{who}会在 {due} 前核实并答复您。\n"
+    "回执编号：{receipt}\n"
+    "还有补充（文字或照片）可以继续发送；发送 0 返回菜单。"
+)
+LEAD_ADDED = "已补充到财产线索 #{ticket}。\n发送 0 返回菜单。"
+PHOTO = "[照片]"
+
+# mediation
+BOOK_MEDIATORS = "请选择调解员（回复序号）：\n{lines}\n发送 0 返回菜单。"
+BOOK_NO_MEDIATORS = "本院暂时没有可以预约的调解员。\n请拨打法院诉讼服务电话咨询。\n\n"
+BOOK_CURRENT = (
+    "您已预约：{when}，调解员{name}。\n回复“取消”可以取消预约；重新选择时间即为改约。\n\n"
+)
+BOOK_SLOTS = "调解员{name}可预约的时间（回复序号）：\n{lines}\n发送 0 返回菜单。"
+BOOK_NO_SLOTS = "调解员{name}近两周已经约满了，请选择其他调解员。\n\n"
+BOOK_CONFIRM = (
+    "您选择的是：\n{when}，调解员{name}，远程视频调解。\n回复 1 确认预约，发送 0 返回菜单。"
+)
+BOOK_DONE = (
+    "预约成功！\n时间：{when}\n调解员：{name}\n"
+    "到时请点击链接进入调解室：{link}\n"
+    "我们会在前一天和开始前一小时提醒您。双方当事人和承办法官都会收到通知。"
+)
+BOOK_TAKEN = "很抱歉，这个时间刚刚被别人约走了。\n\n"
+BOOK_CANCELLED = "已为您取消预约，并通知了对方当事人和法官。\n\n"
+BOOK_TOO_LATE = (
+    "离开始不到2小时，已经不能在这里取消或改约了。\n如有特殊情况，请拨打法院诉讼服务电话。\n\n"
+)
+
+# rating
+RATE_PICK = "请选择要评价的事项（回复序号）：\n{lines}\n9 评价本院的整体服务\n发送 0 返回菜单。"
+RATE_SCORE = "请为{what}打分，回复数字：\n1 满意\n2 基本满意\n3 不满意\n发送 0 返回菜单。"
+RATE_THANKS = "谢谢您的评价！\n还有想说的话，可以直接发送；不需要的话发送 0 返回菜单。\n（一天之内可以修改评价）"
+RATE_COMMENT_SAVED = "您的意见已经记下，谢谢！\n\n"
+RATE_TOO_LATE = "这件事项的评价已经超过一天，不能再修改了。谢谢您！\n\n"
+RATE_ASK_AFTER_CLOSE = (
+    "您的{kind} #{ticket} 已办结。\n请为本次办理评价，回复数字：\n1 满意\n2 基本满意\n3 不满意"
+)
+NO_SHOW_RECORDED = "已记录该预约当事人未到场。"
+NO_SHOW_BAD = "没有找到这个已开始的、由您主持的预约。"

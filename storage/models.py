@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.clock import now
@@ -26,6 +26,7 @@ class Staff(SQLModel, table=True):
     # SHA-256 of the one-time bind code; cleared once used.
     bind_code_hash: str | None = Field(default=None, max_length=64, unique=True)
     away_until: datetime | None = None
+    speciality: str | None = Field(default=None, max_length=100)  # mediators: what they handle
     active: bool = True
     created_at: datetime = Field(default_factory=now)
 
@@ -102,6 +103,9 @@ class Ticket(SQLModel, table=True):
     party_id: int | None = Field(default=None, foreign_key="party.id")
     assignee_id: int | None = Field(default=None, foreign_key="staff.id")
     team: str | None = Field(default=None, max_length=64)
+    # Complaints: what it is about, and the staff member it is about (never shown it).
+    about: str | None = Field(default=None, max_length=32)
+    subject_staff_id: int | None = Field(default=None, foreign_key="staff.id")
     created_at: datetime = Field(default_factory=now)
     due_at: datetime | None = None
     first_reply_at: datetime | None = None
@@ -163,3 +167,62 @@ class Outbox(SQLModel, table=True):
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
     created_at: datetime = Field(default_factory=now)
     sent_at: datetime | None = None
+
+
+class MediationSlot(SQLModel, table=True):
+    """A mediator's bookable time. `booked` only moves by a guarded UPDATE (see bot.mediation)."""
+
+    __tablename__ = "mediation_slot"
+    __table_args__ = (
+        UniqueConstraint("mediator_id", "start_at"),
+        CheckConstraint("booked >= 0 AND booked <= capacity", name="ck_slot_capacity"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    mediator_id: int = Field(foreign_key="staff.id", index=True)
+    start_at: datetime = Field(index=True)
+    end_at: datetime
+    capacity: int = 1
+    booked: int = 0
+    room_url: str = Field(max_length=300)
+    created_at: datetime = Field(default_factory=now)
+
+
+class Booking(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    slot_id: int = Field(foreign_key="mediation_slot.id", index=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    party_id: int = Field(foreign_key="party.id")
+    openid: str = Field(max_length=64, index=True)
+    status: str = Field(default="booked", max_length=16)  # booked | cancelled | no_show | attended
+    created_at: datetime = Field(default_factory=now)
+    cancelled_at: datetime | None = None
+    reminded_day_at: datetime | None = None
+    reminded_hour_at: datetime | None = None
+
+
+class EnforcementEvent(SQLModel, table=True):
+    """One public step of an enforcement case, as the court's enforcement system reports it."""
+
+    __tablename__ = "enforcement_event"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    external_id: str = Field(max_length=64, unique=True)
+    kind: str = Field(max_length=32)
+    happened_at: datetime
+    amount_cents: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    note: str = Field(default="", max_length=500)
+    public: bool = True
+    created_at: datetime = Field(default_factory=now)
+
+
+class Rating(SQLModel, table=True):
+    """满意 (1) / 基本满意 (2) / 不满意 (3): of a ticket's handling, or of the service in general."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", unique=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    openid: str = Field(max_length=64, index=True)
+    score: int
+    comment: str = Field(default="", max_length=500)
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)

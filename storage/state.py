@@ -148,16 +148,16 @@ async def try_lock(r: Redis, name: str, *, timeout_s: float = 60) -> AsyncIterat
                 await held.release()
 
 
-# -- failure counters (wrong digits → lockout) -------------------------------------------
+# -- counters (wrong digits → lockout, daily caps) ---------------------------------------
 
 
-async def failures(r: Redis, name: str) -> int:
-    return int(await r.get(f"{PREFIX}fail:{name}") or 0)
+async def counted(r: Redis, name: str) -> int:
+    return int(await r.get(f"{PREFIX}count:{name}") or 0)
 
 
-async def add_failure(r: Redis, name: str, window_s: int) -> int:
-    """Count one failure; the count lives `window_s` from the first failure."""
-    key = f"{PREFIX}fail:{name}"
+async def bump(r: Redis, name: str, window_s: int) -> int:
+    """Count one; the count lives `window_s` from the first one."""
+    key = f"{PREFIX}count:{name}"
     async with r.pipeline(transaction=True) as pipe:
         pipe.incr(key)
         pipe.expire(key, window_s, nx=True)
@@ -165,5 +165,17 @@ async def add_failure(r: Redis, name: str, window_s: int) -> int:
     return int(count)
 
 
+async def clear_count(r: Redis, name: str) -> None:
+    await r.delete(f"{PREFIX}count:{name}")
+
+
+async def failures(r: Redis, name: str) -> int:
+    return await counted(r, f"fail:{name}")
+
+
+async def add_failure(r: Redis, name: str, window_s: int) -> int:
+    return await bump(r, f"fail:{name}", window_s)
+
+
 async def clear_failures(r: Redis, name: str) -> None:
-    await r.delete(f"{PREFIX}fail:{name}")
+    await clear_count(r, f"fail:{name}")

@@ -288,8 +288,9 @@ async def test_click_keys_and_unknown_choices_show_the_menu(world: World) -> Non
     await verify_litigant(w)
     assert await w.send(event_xml(LITIGANT, "CLICK", "ASK")) == texts.ASK_PROMPT
     assert "1 咨询法官" in await w.send(event_xml(LITIGANT, "CLICK", "MENU"))
-    assert texts.NOT_YET in await w.send(event_xml(LITIGANT, "CLICK", "RATE"))
-    assert "1 咨询法官" in await w.say(LITIGANT, "9")
+    assert "9 评价本院的整体服务" in await w.send(event_xml(LITIGANT, "CLICK", "RATE"))
+    assert "1 咨询法官" in await w.say(LITIGANT, "0")
+    assert "1 咨询法官" in await w.say(LITIGANT, "9")  # not a menu choice: the menu again
 
 
 async def test_unverified_user_cannot_reach_a_case(world: World) -> None:

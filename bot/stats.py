@@ -1,0 +1,123 @@
+"""The figures a court reports (驾驶舱): visitors, feedback items and how satisfied people
+were with their handling, ratings, and replies on time. By court, judge, period.
+
+feedback_satisfaction: of the tickets that were rated, the share rated 满意 or 基本满意.
+ratings / rating_satisfaction: every rating given (of a ticket, or of the service in
+general) and the share of those that were 满意 or 基本满意."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import now
+from storage.models import AuditEvent, Case, Court, Rating, Staff, Ticket
+
+SATISFIED = (1, 2)  # 满意, 基本满意
+
+
+@dataclass(frozen=True)
+class Scope:
+    court: str | None = None  # court name
+    judge: str | None = None  # staff username: the case's handling judge
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _cases(scope: Scope) -> Select[Any]:
+    q = select(Case.id)
+    if scope.court:
+        q = q.join(Court, Court.id == Case.court_id).where(Court.name == scope.court)
+    if scope.judge:
+        q = q.join(Staff, Staff.id == Case.judge_id).where(Staff.username == scope.judge)
+    return q
+
+
+def _period(column: Any, scope: Scope) -> list[Any]:
+    conditions = []
+    if scope.since:
+        conditions.append(column >= scope.since)
+    if scope.until:
+        conditions.append(column < scope.until)
+    return conditions
+
+
+def share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
+    cases = _cases(scope).scalar_subquery()
+    visitors = await session.scalar(
+        select(func.count(func.distinct(AuditEvent.actor))).where(
+            AuditEvent.action == "code.scanned",
+            AuditEvent.case_id.in_(cases),
+            *_period(AuditEvent.at, scope),
+        )
+    )
+    in_scope = and_(
+        Ticket.case_id.in_(_cases(scope).scalar_subquery()), *_period(Ticket.created_at, scope)
+    )
+    feedback = await session.scalar(select(func.count()).select_from(Ticket).where(in_scope)) or 0
+    by_kind = dict(
+        (
+            await session.execute(
+                select(Ticket.kind, func.count()).where(in_scope).group_by(Ticket.kind)
+            )
+        ).all()
+    )
+    by_status = dict(
+        (
+            await session.execute(
+                select(Ticket.status, func.count()).where(in_scope).group_by(Ticket.status)
+            )
+        ).all()
+    )
+    ticket_scores = [
+        s
+        for (s,) in (
+            await session.execute(
+                select(Rating.score).join(Ticket, Ticket.id == Rating.ticket_id).where(in_scope)
+            )
+        ).all()
+    ]
+    # Every rating: of tickets' handling and of the service in general (menu 5, choice 9).
+    all_scores = [
+        s
+        for (s,) in (
+            await session.execute(
+                select(Rating.score).where(
+                    Rating.case_id.in_(_cases(scope).scalar_subquery()),
+                    *_period(Rating.created_at, scope),
+                )
+            )
+        ).all()
+    ]
+    # On time: of the tickets whose first reply was due by now or already given, the share
+    # answered by the due time.
+    moment = now()
+    due_rows = (
+        await session.execute(
+            select(Ticket.first_reply_at, Ticket.due_at).where(in_scope, Ticket.due_at.is_not(None))
+        )
+    ).all()
+    judged = [(r, d) for r, d in due_rows if r is not None or d <= moment]
+    on_time = sum(1 for r, d in judged if r is not None and r <= d)
+    return {
+        "visitors": int(visitors or 0),
+        "feedback": int(feedback),
+        "feedback_by_kind": by_kind,
+        "feedback_by_status": by_status,
+        "feedback_rated": len(ticket_scores),
+        "feedback_satisfaction": share(
+            sum(1 for s in ticket_scores if s in SATISFIED), len(ticket_scores)
+        ),
+        "ratings": len(all_scores),
+        "rating_satisfaction": share(sum(1 for s in all_scores if s in SATISFIED), len(all_scores)),
+        "on_time_rate": share(on_time, len(judged)),
+        "on_time_judged": len(judged),
+    }

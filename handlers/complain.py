@@ -1,0 +1,86 @@
+"""Complaints and reports (投诉举报): what it is about, then the text. Handled by the
+court's supervision team, never by the staff member it is about (bot.tickets.route)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot import tickets
+from bot.clock import CHINA_TZ, now
+from bot.context import Context
+from handlers import texts
+from storage import state
+from storage.models import Binding, Case, Message, Ticket
+
+ABOUT = {"1": "staff", "2": "process", "3": "other_party", "4": "other"}
+
+
+async def start(ctx: Context, case: Case, binding: Binding) -> str:
+    if await _used_today(ctx, case, "complaints") >= ctx.settings.complaint_daily_cap:
+        from handlers import menu
+
+        return texts.COMPLAIN_CAP.format(
+            limit=ctx.settings.complaint_daily_cap, day=_tomorrow()
+        ) + await menu.menu_text(ctx)
+    ctx.state.update(step="complain", sub="about", ticket_id=None)
+    return texts.COMPLAIN_ABOUT
+
+
+async def receive(ctx: Context, case: Case, binding: Binding) -> str:
+    text = ctx.inbound.text.strip()
+    if ctx.state.get("sub") == "about":
+        about = ABOUT.get(text)
+        if about is None:
+            return texts.COMPLAIN_ABOUT
+        ctx.state.update(sub="text", about=about)
+        return texts.COMPLAIN_PROMPT
+    if not text:
+        return texts.COMPLAIN_PROMPT
+    message = await ctx.session.get(Message, ctx.message_id) if ctx.message_id else None
+    ticket = (
+        await ctx.session.get(Ticket, ctx.state["ticket_id"])
+        if ctx.state.get("ticket_id")
+        else None
+    )
+    if ticket is not None and ticket.status != "closed" and ticket.case_id == case.id:
+        cap = ctx.settings.complaint_message_daily_cap
+        if await _used_today(ctx, case, "complaint-messages") >= cap:
+            return texts.COMPLAIN_MESSAGE_CAP.format(limit=cap, day=_tomorrow())
+        await tickets.add_to_ticket(ctx.session, ticket, case, text, message)
+        await _count_today(ctx, case, "complaint-messages")
+        return texts.COMPLAIN_ADDED.format(ticket=ticket.id)
+    if await _used_today(ctx, case, "complaints") >= ctx.settings.complaint_daily_cap:
+        return texts.COMPLAIN_CAP.format(limit=ctx.settings.complaint_daily_cap, day=_tomorrow())
+    opened = await tickets.open_ticket(
+        ctx.session,
+        case=case,
+        binding=binding,
+        kind="complaint",
+        text=text,
+        message=message,
+        about=ctx.state.get("about"),
+    )
+    await _count_today(ctx, case, "complaints")
+    ctx.state.update(sub="more", ticket_id=opened.ticket.id)
+    return texts.COMPLAIN_RECEIVED.format(
+        ticket=opened.ticket.id, due=tickets.due_words(opened.ticket), receipt=opened.receipt[:16]
+    )
+
+
+def _day_key(ctx: Context, case: Case, what: str) -> str:
+    return (
+        f"cap:{what}:{ctx.inbound.user}:{case.id}:{now().astimezone(CHINA_TZ).date().isoformat()}"
+    )
+
+
+async def _used_today(ctx: Context, case: Case, what: str) -> int:
+    return await state.counted(ctx.redis, _day_key(ctx, case, what))
+
+
+async def _count_today(ctx: Context, case: Case, what: str) -> None:
+    await state.bump(ctx.redis, _day_key(ctx, case, what), 2 * 24 * 3600)
+
+
+def _tomorrow() -> str:
+    day = (now().astimezone(CHINA_TZ) + timedelta(days=1)).date()
+    return f"明天（{day.month}月{day.day}日）"

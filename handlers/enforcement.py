@@ -1,0 +1,54 @@
+"""Enforcement progress (执行进度): the case's public timeline with the money received and
+paid out; "I have an asset lead" (财产线索) becomes a ticket for the enforcement officer,
+with text and photos."""
+
+from __future__ import annotations
+
+from bot import enforcement, tickets
+from bot.context import Context
+from handlers import texts
+from handlers.ask import who
+from storage.models import Binding, Case, Message, Ticket
+
+
+async def start(ctx: Context, case: Case, binding: Binding) -> str:
+    events, received, paid = await enforcement.timeline(ctx.session, case.id or 0)
+    ctx.state.update(step="progress", sub="timeline", ticket_id=None)
+    if not events:
+        return texts.PROGRESS_NONE
+    return texts.PROGRESS.format(
+        case_number=case.case_number,
+        lines="\n".join(enforcement.describe(e) for e in events),
+        received=enforcement.yuan(received),
+        paid=enforcement.yuan(paid),
+    )
+
+
+async def receive(ctx: Context, case: Case, binding: Binding) -> str:
+    if ctx.state.get("sub") == "timeline":
+        if ctx.inbound.text.strip() == "1":
+            ctx.state["sub"] = "lead"
+            return texts.LEAD_PROMPT
+        return await start(ctx, case, binding)
+    text = texts.PHOTO if ctx.inbound.kind == "image" else ctx.inbound.text.strip()
+    if not text:
+        return texts.LEAD_PROMPT
+    message = await ctx.session.get(Message, ctx.message_id) if ctx.message_id else None
+    ticket = (
+        await ctx.session.get(Ticket, ctx.state["ticket_id"])
+        if ctx.state.get("ticket_id")
+        else None
+    )
+    if ticket is not None and ticket.status != "closed" and ticket.case_id == case.id:
+        await tickets.add_to_ticket(ctx.session, ticket, case, text, message)
+        return texts.LEAD_ADDED.format(ticket=ticket.id)
+    opened = await tickets.open_ticket(
+        ctx.session, case=case, binding=binding, kind="asset_lead", text=text, message=message
+    )
+    ctx.state["ticket_id"] = opened.ticket.id
+    return texts.LEAD_RECEIVED.format(
+        ticket=opened.ticket.id,
+        who=who(opened.assignee),
+        due=tickets.due_words(opened.ticket),
+        receipt=opened.receipt[:16],
+    )

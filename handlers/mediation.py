@@ -1,0 +1,111 @@
+"""Book a remote video mediation (预约远程调解): pick a mediator from a numbered list, then
+a free time in the next two weeks, then confirm. Cancel or reschedule until the cut-off."""
+
+from __future__ import annotations
+
+from bot import mediation
+from bot.clock import say_time
+from bot.context import Context
+from handlers import texts
+from storage.models import Binding, Case, MediationSlot, Staff
+
+
+async def start(ctx: Context, case: Case, binding: Binding, *, prefix: str = "") -> str:
+    choices = await mediation.mediators(ctx.session, case.court_id)
+    if not choices:
+        from handlers import menu
+
+        menu.home(ctx)
+        return prefix + texts.BOOK_NO_MEDIATORS + await menu.menu_text(ctx)
+    current = await mediation.current_booking(ctx.session, ctx.inbound.user, case.id or 0)
+    if current is not None:
+        booking, slot = current
+        mediator = await ctx.session.get(Staff, slot.mediator_id)
+        prefix += texts.BOOK_CURRENT.format(
+            when=say_time(slot.start_at), name=mediator.name if mediator else ""
+        )
+    lines = "\n".join(
+        f"{i} {c.mediator.name}"
+        + (f"（{c.mediator.speciality}）" if c.mediator.speciality else "")
+        + (f" 最早可约 {say_time(c.next_free)}" if c.next_free else " 近两周已约满")
+        for i, c in enumerate(choices, start=1)
+    )
+    ctx.state.update(step="book", sub="mediator", mediators=[c.mediator.id for c in choices])
+    return prefix + texts.BOOK_MEDIATORS.format(lines=lines)
+
+
+async def receive(ctx: Context, case: Case, binding: Binding) -> str:
+    text = ctx.inbound.text.strip()
+    sub = ctx.state.get("sub")
+    if text in ("取消", "取消预约"):
+        return await _cancel(ctx, case, binding)
+    if sub == "mediator":
+        ids = ctx.state.get("mediators", [])
+        if not text.isdigit() or not 1 <= int(text) <= len(ids):
+            return await start(ctx, case, binding)
+        return await _slots(ctx, case, binding, ids[int(text) - 1])
+    if sub == "slot":
+        ids = ctx.state.get("slots", [])
+        if not text.isdigit() or not 1 <= int(text) <= len(ids):
+            return await _slots(ctx, case, binding, ctx.state["mediator"])
+        slot = await ctx.session.get(MediationSlot, ids[int(text) - 1])
+        mediator = await ctx.session.get(Staff, ctx.state["mediator"])
+        if slot is None or mediator is None:
+            return await start(ctx, case, binding)
+        ctx.state.update(sub="confirm", slot=slot.id)
+        return texts.BOOK_CONFIRM.format(when=say_time(slot.start_at), name=mediator.name)
+    if sub == "confirm" and text == "1":
+        return await _confirm(ctx, case, binding)
+    return await start(ctx, case, binding)
+
+
+async def _slots(
+    ctx: Context, case: Case, binding: Binding, mediator_id: int, *, prefix: str = ""
+) -> str:
+    mediator = await ctx.session.get(Staff, mediator_id)
+    slots = await mediation.free_slots(ctx.session, mediator_id)
+    if mediator is None or not slots:
+        return await start(
+            ctx,
+            case,
+            binding,
+            prefix=prefix + texts.BOOK_NO_SLOTS.format(name=mediator.name if mediator else ""),
+        )
+    ctx.state.update(sub="slot", mediator=mediator_id, slots=[s.id for s in slots])
+    lines = "\n".join(f"{i} {say_time(s.start_at)}" for i, s in enumerate(slots, start=1))
+    return prefix + texts.BOOK_SLOTS.format(name=mediator.name, lines=lines)
+
+
+async def _confirm(ctx: Context, case: Case, binding: Binding) -> str:
+    current = await mediation.current_booking(ctx.session, ctx.inbound.user, case.id or 0)
+    if current is not None and not mediation.may_change(current[1]):
+        return texts.BOOK_TOO_LATE + await start(ctx, case, binding)
+    # The new place first: if it was just taken, the old booking stays as it was.
+    booking = await mediation.book(ctx.session, ctx.state["slot"], case, binding)
+    if booking is None:
+        return await _slots(ctx, case, binding, ctx.state["mediator"], prefix=texts.BOOK_TAKEN)
+    if current is not None:
+        await mediation.cancel(ctx.session, current[0], case, reason="rescheduled")
+    slot = await ctx.session.get(MediationSlot, booking.slot_id)
+    mediator = await ctx.session.get(Staff, ctx.state["mediator"])
+    from handlers import menu
+
+    menu.home(ctx)
+    assert slot is not None
+    return texts.BOOK_DONE.format(
+        when=say_time(slot.start_at),
+        name=mediator.name if mediator else "",
+        link=mediation.room_link(slot, booking),
+    )
+
+
+async def _cancel(ctx: Context, case: Case, binding: Binding) -> str:
+    current = await mediation.current_booking(ctx.session, ctx.inbound.user, case.id or 0)
+    if current is None:
+        return await start(ctx, case, binding)
+    if not await mediation.cancel(ctx.session, current[0], case, reason="cancelled by the party"):
+        return texts.BOOK_TOO_LATE + await start(ctx, case, binding)
+    from handlers import menu
+
+    menu.home(ctx)
+    return texts.BOOK_CANCELLED + await menu.menu_text(ctx)

@@ -1,0 +1,141 @@
+"""Rating (评价): 满意 / 基本满意 / 不满意 and an optional comment, of one ticket's handling
+or of the court's service in general. One rating per ticket, changeable within a day."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import select
+
+from bot import tickets
+from bot.clock import now
+from bot.context import Context
+from handlers import texts
+from storage import audit, state
+from storage.models import Binding, Case, Rating, Ticket
+
+CHANGE_WINDOW = timedelta(days=1)
+SCORES = {"1": 1, "2": 2, "3": 3, "满意": 1, "基本满意": 2, "不满意": 3}
+SERVICE = "9"
+
+
+async def start(ctx: Context, case: Case, binding: Binding) -> str:
+    mine = [
+        t
+        for t in await tickets.for_user(ctx.session, ctx.inbound.user, case.id or 0)
+        if t.status != "open"
+    ]
+    lines = "\n".join(
+        f"{i} #{t.id} {tickets.KIND_NAMES.get(t.kind, '诉求')}（{tickets.STATUS_NAMES.get(t.status, t.status)}）"
+        for i, t in enumerate(mine[:8], start=1)
+    )
+    ctx.state.update(step="rate", sub="pick", rate_options=[t.id for t in mine[:8]])
+    return texts.RATE_PICK.format(lines=lines or "（暂时没有可评价的事项）")
+
+
+async def receive(ctx: Context, case: Case, binding: Binding) -> str:
+    text = ctx.inbound.text.strip()
+    sub = ctx.state.get("sub")
+    if sub == "pick":
+        options = ctx.state.get("rate_options", [])
+        if text == SERVICE:
+            ctx.state.update(sub="score", rate_ticket=None)
+            return texts.RATE_SCORE.format(what="本院的整体服务")
+        if text.isdigit() and 1 <= int(text) <= len(options):
+            ctx.state.update(sub="score", rate_ticket=options[int(text) - 1])
+            return texts.RATE_SCORE.format(what=f" #{options[int(text) - 1]} 的办理")
+        return await start(ctx, case, binding)
+    if sub == "score":
+        score = SCORES.get(text)
+        if score is None:
+            what = (
+                f" #{ctx.state['rate_ticket']} 的办理"
+                if ctx.state.get("rate_ticket")
+                else "本院的整体服务"
+            )
+            return texts.RATE_SCORE.format(what=what)
+        rating = await _save(ctx, case, score)
+        if rating is None:
+            return await _done(ctx, texts.RATE_TOO_LATE)
+        ctx.state.update(sub="comment", rating_id=rating.id)
+        return texts.RATE_THANKS
+    if sub == "comment" and text:
+        rating = await ctx.session.get(Rating, ctx.state.get("rating_id") or 0)
+        if rating is not None and rating.openid == ctx.inbound.user:
+            rating.comment = text[:500]
+            rating.updated_at = now()
+            ctx.session.add(rating)
+            await audit.append(
+                ctx.session,
+                actor=ctx.inbound.user,
+                action="rating.comment",
+                subject=f"rating:{rating.id}",
+                case_id=case.id,
+            )
+        return await _done(ctx, texts.RATE_COMMENT_SAVED)
+    return await start(ctx, case, binding)
+
+
+async def _done(ctx: Context, prefix: str) -> str:
+    from handlers import menu
+
+    menu.home(ctx)
+    return prefix + await menu.menu_text(ctx)
+
+
+async def _save(ctx: Context, case: Case, score: int) -> Rating | None:
+    """Create or change the rating; None when the one-day window to change it has passed."""
+    ticket_id = ctx.state.get("rate_ticket")
+    if ticket_id is not None:
+        ticket = await ctx.session.get(Ticket, ticket_id)
+        if ticket is None or ticket.openid != ctx.inbound.user:  # only your own items
+            return None
+        existing = (
+            await ctx.session.execute(select(Rating).where(Rating.ticket_id == ticket_id))
+        ).scalar_one_or_none()
+    else:
+        existing = (
+            await ctx.session.execute(
+                select(Rating)
+                .where(
+                    Rating.ticket_id.is_(None),
+                    Rating.openid == ctx.inbound.user,
+                    Rating.case_id == case.id,
+                )
+                .order_by(Rating.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if existing is not None and existing.created_at < now() - CHANGE_WINDOW:
+            existing = None  # a service rating is per day: a new day, a new rating
+    if existing is not None:
+        if existing.created_at < now() - CHANGE_WINDOW:
+            return None
+        existing.score, existing.updated_at = score, now()
+        ctx.session.add(existing)
+        rating, action = existing, "rating.changed"
+    else:
+        rating = Rating(
+            ticket_id=ticket_id, case_id=case.id or 0, openid=ctx.inbound.user, score=score
+        )
+        ctx.session.add(rating)
+        action = "rating.given"
+    await ctx.session.flush()
+    await audit.append(
+        ctx.session,
+        actor=ctx.inbound.user,
+        action=action,
+        subject=f"rating:{rating.id}",
+        case_id=case.id,
+        payload={"ticket": ticket_id, "score": score},
+    )
+    return rating
+
+
+async def ask_after_close(redis: Redis, ticket: Ticket) -> None:
+    """When a ticket is closed, the litigant's next message 1/2/3 rates it."""
+    conv: dict[str, Any] = await state.load_conversation(redis, ticket.openid)
+    conv.update(case_id=ticket.case_id, step="rate", sub="score", rate_ticket=ticket.id)
+    await state.save_conversation(redis, ticket.openid, conv)
