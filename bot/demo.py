@@ -15,6 +15,7 @@ import sys
 import tempfile
 import textwrap
 from dataclasses import replace
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import select
 
-from bot import importer
+from bot import enforcement, importer, mediation
 from bot import staff as staff_accounts
 from bot.app import create_app, open_deps
+from bot.clock import CHINA_TZ, now
 from bot.config import Settings
 from bot.fake_wechat.api import FakeWeChat
 from bot.fake_wechat.api import create_app as fake_api_app
@@ -48,6 +50,50 @@ STAFF = [
         "court": COURT,
         "roles": ["supervision"],
         "team": "督查室",
+    },
+    {
+        "username": "chenjing",
+        "name": "陈静",
+        "court": COURT,
+        "roles": ["mediator"],
+        "speciality": "婚姻家庭、借贷",
+    },
+    {
+        "username": "wanglei",
+        "name": "王磊",
+        "court": COURT,
+        "roles": ["mediator"],
+        "speciality": "合同、物业",
+    },
+]
+ENFORCEMENT_CASE = "(2026)冀1102执356号"
+EVENTS = [
+    {
+        "event_id": "demo-1",
+        "case_number": ENFORCEMENT_CASE,
+        "kind": "filing",
+        "at": "2026-10-12T09:00:00+08:00",
+    },
+    {
+        "event_id": "demo-2",
+        "case_number": ENFORCEMENT_CASE,
+        "kind": "asset_search",
+        "at": "2026-10-14T10:00:00+08:00",
+        "note": "已查询银行存款、车辆、房产",
+    },
+    {
+        "event_id": "demo-3",
+        "case_number": ENFORCEMENT_CASE,
+        "kind": "freeze",
+        "at": "2026-10-20T15:00:00+08:00",
+        "note": "冻结被执行人银行账户一个",
+    },
+    {
+        "event_id": "demo-4",
+        "case_number": ENFORCEMENT_CASE,
+        "kind": "received",
+        "at": "2026-11-05T11:00:00+08:00",
+        "amount": "12000.00",
     },
 ]
 CASES = [
@@ -97,6 +143,22 @@ async def _load_sample(settings: Settings) -> None:
             await importer.import_cases(
                 deps.db, case_file, secret=settings.secret_key, progress=False
             )
+        async with deps.db.transaction() as session:
+            await enforcement.ingest(
+                session, list(enumerate(EVENTS, 1)), enforcement.Outcome(), actor="demo"
+            )
+            first = (now() + timedelta(days=1)).astimezone(CHINA_TZ).date()
+            for username, at in (("chenjing", time(9, 30)), ("wanglei", time(14, 30))):
+                mediator = await staff_accounts.by_username(session, username)
+                assert mediator is not None
+                await mediation.add_slots(
+                    session,
+                    mediator,
+                    mediation.weekly_starts(first, at, 2, {0, 1, 2, 3, 4}),
+                    minutes=60,
+                    capacity=1,
+                    room_url=settings.public_base_url + "/room/{slot}",
+                )
     finally:
         if deps.api is not None:
             await deps.api.http.close()
