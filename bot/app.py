@@ -13,7 +13,7 @@ from sqlalchemy import inspect
 from bot import jobs, keys
 from bot import web as pages
 from bot.channels import wechat
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.deps import Deps
 from bot.wechat_api import WeChatAPI
 from storage import db as database
@@ -29,9 +29,16 @@ async def _schema_is_empty(db: database.Database) -> bool:
 
 async def open_deps(settings: Settings, *, migrate_empty: bool = True) -> Deps:
     db = database.connect(settings.database_url)
-    if migrate_empty and await _schema_is_empty(db):
+    current, head = await database.revisions(db)
+    if current is None and migrate_empty:
         log.info("empty database: creating the schema")
         await database.migrate(db)
+    elif current != head:
+        # Several processes may share this database: upgrading is a deliberate step.
+        await db.dispose()
+        raise ConfigError(
+            f"DATABASE_URL: schema is at revision {current}, this code needs {head}: run `mst migrate`"
+        )
     redis = state.connect(settings.redis_url)
     return Deps(settings=settings, db=db, redis=redis, api=open_api(settings, redis))
 

@@ -99,3 +99,16 @@ async def migrate(db: Database, revision: str = "head") -> None:
 
     async with db.engine.begin() as conn:
         await conn.run_sync(run)
+
+
+async def revisions(db: Database) -> tuple[str | None, str]:
+    """(the database's schema revision, the newest this code knows)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(str(db.engine.url))).get_current_head() or ""
+    async with db.engine.connect() as conn:
+        current = await conn.run_sync(
+            lambda c: MigrationContext.configure(c).get_current_revision()
+        )
+    return current, head

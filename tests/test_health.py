@@ -127,3 +127,20 @@ async def test_both_down(healthz: Healthz, settings: Settings, tmp_path: Path) -
     assert body["status"] == "degraded"
     assert body["database"].startswith("down: ")
     assert body["redis"].startswith("down: ")
+
+
+async def test_serve_refuses_a_schema_that_is_behind(tmp_path: Path) -> None:
+    """An old schema is not silently used (or silently upgraded under other processes)."""
+    from dataclasses import replace as _replace
+
+    from bot.app import open_deps
+    from bot.config import ConfigError, Settings
+    from storage import db as database
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/old.db"
+    db = database.connect(url)
+    await database.migrate(db, "0001")
+    await db.dispose()
+    settings = _replace(Settings(secret_key="s" * 48, data_dir=tmp_path), database_url=url)
+    with pytest.raises(ConfigError, match="mst migrate"):
+        await open_deps(settings)
