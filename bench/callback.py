@@ -1,0 +1,786 @@
+"""The /wechat callback under load: the real server (`mst serve`) against a bare aiohttp
+handler, both driven by the same client in the same run.
+
+    python -m bench.callback [--backend sqlite|pg|both] [--mode plain|safe|both]
+                             [--concurrency 50] [--requests 3000] [--port-base 18100]
+                             [--rate 500 | --rate 50,500] [--rate-duration 10]
+
+For each backend x mode: a fresh database (SQLite file in a temp dir, or the `test_c`
+PostgreSQL database with its `public` schema dropped and re-created, Redis db 12
+flushed), `mst migrate`, `mst serve`, wait for /healthz, warm up, then N text messages
+"你好" from many distinct openids with unique MsgIds, built, signed and (safe mode)
+encrypted by bot.fake_wechat.callbacks exactly as WeChat does, sent by C concurrent
+client tasks (closed loop). With --rate R (or a list), then an open loop per rate: requests start at fixed
+1/R intervals whatever the completions, latency counted from each request's scheduled
+start (so a slow server cannot hide its queueing), and requests that started late are
+counted. All requests are built before the clock starts; replies are decoded and checked
+after it stops, so the client's crypto does not steal CPU from the server while timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import math
+import os
+import platform
+import secrets
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from yarl import URL
+
+from bench import common
+from bot.fake_wechat.callbacks import WeChatServer, text_xml
+from handlers import texts
+
+TOKEN = "benchtoken"
+APP_ID = "wx5be1c7b3c0de0012"
+ACCOUNT = "gh_mashangtong"
+HEADERS = {"Content-Type": "text/xml"}
+WECHAT_PATIENCE_S = 5.0  # WeChat drops the connection after 5 s and retries
+# The server allows 30 messages per user per minute; stay well under it per phase.
+MAX_PER_USER = 20
+# Unique across runs too: 64-bit like WeChat's, from the clock in microseconds.
+_MSG_IDS = itertools.count(time.time_ns() // 1000)
+
+
+@dataclass
+class Req:
+    url: URL
+    body: bytes
+    query: dict[str, str]
+    openid: str
+    key: str  # the server's de-duplication key, wx:<MsgId>
+
+
+@dataclass
+class Result:
+    status: int | str  # HTTP status, or the exception's name
+    latency: float  # seconds, from the (scheduled) start to the last byte of the reply
+    raw: bytes | None
+    lag: float = 0.0  # open loop: how late the request actually started
+
+
+@dataclass
+class Phase:
+    target: str
+    mode: str
+    kind: str  # closed | open
+    requests: int
+    concurrency: int | None = None
+    rate: float | None = None
+    wall_s: float = 0.0
+    ok: int = 0
+    errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    p50_ms: float = float("nan")
+    p90_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    max_ms: float = float("nan")
+    over_5s: int = 0
+    late: int = 0
+    max_lag_ms: float = 0.0
+    checked: int = 0
+    bad_replies: int = 0
+    bad_kinds: dict[str, int] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # a few failures, for the JSON
+    rss_mb: float | None = None
+    server_cpu_s: float | None = None
+    client_cpu_s: float = 0.0
+    machine_cpu_s: float | None = None  # every process on the box, ours and anyone else's
+
+    @property
+    def busy_cores(self) -> float | None:
+        return (
+            None
+            if self.machine_cpu_s is None or not self.wall_s
+            else self.machine_cpu_s / self.wall_s
+        )
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.wall_s if self.wall_s else 0.0
+
+
+# -- requests -------------------------------------------------------------------------
+
+
+def build(server: WeChatServer, base: str, n: int, tag: str, users: int) -> list[Req]:
+    """n signed (and in safe mode encrypted) text messages from `users` distinct openids."""
+    users = max(users, math.ceil(n / MAX_PER_USER))
+    out = []
+    for i in range(n):
+        openid = f"oBench{tag}{i % users:07d}"
+        msg_id = next(_MSG_IDS)
+        query, body = server.request(
+            text_xml(openid, "你好", to=ACCOUNT, msg_id=msg_id), nonce=_nonce()
+        )
+        url = URL(f"{base}/wechat?{urlencode(query)}", encoded=True)
+        out.append(Req(url, body.encode(), query, openid, f"wx:{msg_id}"))
+    return out
+
+
+_NONCES: set[str] = set()
+
+
+def _nonce() -> str:
+    """A random 10-digit nonce like WeChat's, never repeated in this run. Random ones can
+    collide: 3,000 requests built within one second share a (timestamp, nonce) about once
+    in 2,000 runs, and the server's replay check then (rightly) refuses the second one."""
+    for _ in range(100):
+        nonce = str(secrets.randbelow(10**10))
+        if nonce not in _NONCES:
+            _NONCES.add(nonce)
+            return nonce
+    raise RuntimeError("cannot find an unused nonce")
+
+
+# -- the client ---------------------------------------------------------------------
+
+
+async def one(session: aiohttp.ClientSession, req: Req, due: float | None = None) -> Result:
+    started = time.perf_counter()
+    origin = due if due is not None else started
+    try:
+        async with session.post(req.url, data=req.body, headers=HEADERS) as resp:
+            raw = await resp.read()
+            status: int | str = resp.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return Result(type(exc).__name__, time.perf_counter() - origin, None, started - origin)
+    return Result(status, time.perf_counter() - origin, raw, started - origin)
+
+
+async def closed_loop(
+    session: aiohttp.ClientSession, reqs: Sequence[Req], concurrency: int, timeout_s: float
+) -> tuple[list[Result | None], float]:
+    """`concurrency` tasks, each sending its next request when its last one is answered."""
+    results: list[Result | None] = [None] * len(reqs)
+    order = iter(range(len(reqs)))
+
+    async def worker() -> None:
+        for i in order:
+            results[i] = await one(session, reqs[i])
+
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return results, time.perf_counter() - t0
+
+
+async def open_loop(
+    session: aiohttp.ClientSession, reqs: Sequence[Req], rate: float, timeout_s: float
+) -> tuple[list[Result | None], float]:
+    """Request i starts at t0 + i/rate whether or not earlier ones were answered."""
+    n = len(reqs)
+    tasks: list[asyncio.Task[Result]] = []
+    t0 = time.perf_counter() + 0.02
+    give_up = t0 + n / rate + timeout_s
+    i = 0
+    while i < n and time.perf_counter() < give_up:
+        now = time.perf_counter()
+        while i < n and t0 + i / rate <= now:
+            tasks.append(asyncio.create_task(one(session, reqs[i], due=t0 + i / rate)))
+            i += 1
+        if i < n:
+            await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=max(1.0, give_up - time.perf_counter()))
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    results: list[Result | None] = [
+        t.result() if t.done() and not t.cancelled() else None for t in tasks
+    ]
+    results += [None] * (n - len(results))
+    # Wall time: first scheduled start to the last completion.
+    ends = [t0 + (k / rate) + r.latency for k, r in enumerate(results) if r is not None]
+    return results, (max(ends) - t0) if ends else 0.0
+
+
+def session_for(connections: int, request_timeout: float) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=request_timeout),
+    )
+
+
+async def drive_closed(
+    warm: Sequence[Req],
+    reqs: Sequence[Req],
+    concurrency: int,
+    args: argparse.Namespace,
+    mark: Callable[[], tuple[float | None, float | None]],
+) -> tuple[list[Result | None], float, float, tuple[float | None, float | None]]:
+    """Warm up, then the timed closed loop:
+    (results, wall s, client CPU s, (server CPU s, whole machine's busy CPU s))."""
+    async with session_for(concurrency, args.request_timeout) as session:
+        await closed_loop(session, warm, min(concurrency, 50), args.phase_timeout)
+        cpu0, marks0 = common.self_cpu_s(), mark()
+        results, wall = await closed_loop(session, reqs, concurrency, args.phase_timeout)
+        return results, wall, common.self_cpu_s() - cpu0, _deltas(mark(), marks0)
+
+
+async def drive_open(
+    warm: Sequence[Req],
+    reqs: Sequence[Req],
+    rate: float,
+    args: argparse.Namespace,
+    mark: Callable[[], tuple[float | None, float | None]],
+) -> tuple[list[Result | None], float, float, tuple[float | None, float | None]]:
+    async with session_for(args.rate_connections, args.request_timeout) as session:
+        await closed_loop(session, warm, min(args.concurrency, 50), args.phase_timeout)
+        cpu0, marks0 = common.self_cpu_s(), mark()
+        results, wall = await open_loop(session, reqs, rate, args.phase_timeout)
+        return results, wall, common.self_cpu_s() - cpu0, _deltas(mark(), marks0)
+
+
+# -- results --------------------------------------------------------------------------
+
+
+def summarize(phase: Phase, results: Sequence[Result | None], wall: float, late_s: float) -> None:
+    phase.wall_s = wall
+    kinds: Counter[str] = Counter()
+    latencies = []
+    for r in results:
+        if r is None:
+            kinds["not finished"] += 1
+        elif r.status != 200:
+            kinds[str(r.status)] += 1
+        else:
+            latencies.append(r.latency)
+        if r is not None:
+            phase.over_5s += r.latency > WECHAT_PATIENCE_S
+            phase.late += r.lag > late_s
+            phase.max_lag_ms = max(phase.max_lag_ms, r.lag * 1000)
+    latencies.sort()
+    phase.ok = len(latencies)
+    phase.errors = sum(kinds.values())
+    phase.error_kinds = dict(kinds)
+    if latencies:
+        phase.p50_ms = common.pct(latencies, 50) * 1000
+        phase.p90_ms = common.pct(latencies, 90) * 1000
+        phase.p99_ms = common.pct(latencies, 99) * 1000
+        phase.max_ms = latencies[-1] * 1000
+
+
+def check_replies(
+    phase: Phase,
+    server: WeChatServer,
+    reqs: Sequence[Req],
+    results: Sequence[Result | None],
+    every: int,
+) -> None:
+    """Decode (and in safe mode decrypt) the replies: each must be our welcome text to the sender."""
+    bad: Counter[str] = Counter()
+    for i in range(0, len(reqs), max(1, every)):
+        r = results[i]
+        if r is None or r.status != 200 or r.raw is None:
+            continue
+        phase.checked += 1
+        try:
+            reply = server.read_reply(r.raw.decode(), reqs[i].query)
+        except Exception as exc:
+            bad[f"undecodable ({type(exc).__name__})"] += 1
+            continue
+        if reply is None:
+            bad["success/empty (no passive reply)"] += 1
+        elif reply.get("MsgType") != "text" or reply.get("ToUserName") != reqs[i].openid:
+            bad["not a text reply to the sender"] += 1
+        elif reply.get("Content") == texts.SLOW_DOWN:
+            bad["rate-limited (SLOW_DOWN)"] += 1
+        elif reply.get("Content") == texts.BUSY:
+            bad["handler failed (BUSY)"] += 1
+        elif reply.get("Content") != texts.WELCOME:
+            bad["unexpected text"] += 1
+    phase.bad_replies = sum(bad.values())
+    phase.bad_kinds = dict(bad)
+
+
+STORED_SQL = "SELECT direction, msg_key FROM message"
+
+
+def stored_messages(db_url: str) -> tuple[dict[str, int], set[str]]:
+    """Rows in `message` by direction, and the de-duplication keys of the inbound ones."""
+    if db_url.startswith("sqlite"):
+        path = db_url.split(":///", 1)[1]
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            rows = conn.execute(STORED_SQL).fetchall()
+        finally:
+            conn.close()
+    else:
+
+        async def pg() -> list[Any]:
+            import asyncpg
+
+            conn = await asyncpg.connect(db_url.replace("+asyncpg", ""), timeout=10)
+            try:
+                return [tuple(r) for r in await conn.fetch(STORED_SQL, timeout=60)]
+            finally:
+                await conn.close(timeout=5)
+
+        rows = asyncio.run(pg())
+    counts = Counter(direction for direction, _ in rows)
+    return dict(counts), {key for direction, key in rows if direction == "in" and key}
+
+
+def log_findings(text: str) -> dict[str, Any]:
+    lines = text.splitlines()
+    errors = [ln for ln in lines if " ERROR " in ln or " CRITICAL " in ln]
+    warnings = [ln for ln in lines if " WARNING " in ln]
+    first: list[str] = []
+    for ln in errors + warnings:
+        msg = ln.split(": ", 1)[-1][:160]
+        if msg not in first:
+            first.append(msg)
+    return {
+        "errors": len(errors),
+        "warnings": len(warnings),
+        "tracebacks": sum("Traceback" in ln for ln in lines),
+        "first": first[:5],
+    }
+
+
+# -- one target -----------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str  # sqlite | pg | bare aiohttp
+    mode: str  # plain | safe
+
+
+def run_target(
+    target: Target, port: int, mst: str, tmp: Path, args: argparse.Namespace
+) -> tuple[list[Phase], dict[str, Any]]:
+    safe = target.mode == "safe"
+    key = common.aes_key() if safe else None
+    wechat = WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=key)
+    work = tmp / f"{target.name.split()[0]}-{target.mode}"
+    work.mkdir()
+    info: dict[str, Any] = {"target": target.name, "mode": target.mode}
+    db_url: str | None = None
+
+    if target.name == "bare aiohttp":
+        cmd = [sys.executable, "-m", "bench.bare_server", "--port", str(port)]
+        env = common.child_env()
+        cwd = common.REPO
+    else:
+        if target.name == "sqlite":
+            db_url, redis_url = f"sqlite+aiosqlite:///{work}/bench.db", None
+        else:
+            common.reset_pg(common.PG_URL)
+            common.flush_redis(common.REDIS_URL)
+            db_url, redis_url = common.PG_URL, common.REDIS_URL
+        env = common.child_env(
+            DATABASE_URL=db_url,
+            REDIS_URL=redis_url,
+            WECHAT_TOKEN=TOKEN,
+            WECHAT_APP_ID=APP_ID,
+            WECHAT_AES_KEY=key,
+            MST_DATA_DIR=str(work),
+            MST_JOBS_IN_PROCESS="0",
+        )
+        # cwd is the temp dir: `mst` reads a `.env` from its cwd, and the repo's must not leak in.
+        cwd = work
+        info["migrate_s"], _ = common.run([mst, "migrate"], env=env, cwd=cwd, timeout=180)
+        cmd = [mst, "serve", "--port", str(port)]
+
+    server = common.start_server(
+        f"{target.name}-{target.mode}", cmd, env=env, cwd=cwd, port=port, log_dir=tmp
+    )
+    phases: list[Phase] = []
+    answered: list[str] = []  # keys of the messages that got a 200
+    sent = 0
+    try:
+        t0 = time.perf_counter()
+        info["health"] = health = server.wait_healthy(args.start_timeout)
+        expected = {"sqlite": ("sqlite", "in-process"), "pg": ("postgresql", "redis")}
+        if (
+            target.name in expected
+            and (
+                health.get("database_kind"),
+                health.get("redis_mode"),
+            )
+            != expected[target.name]
+        ):
+            raise RuntimeError(f"the server is not on the expected backend: /healthz said {health}")
+        info["start_s"] = time.perf_counter() - t0
+        info["rss_idle_mb"] = server.rss_mb()
+        tag = {"sqlite": "S", "pg": "P"}.get(target.name, "B") + target.mode[0].upper()
+
+        def marks() -> tuple[float | None, float | None]:
+            return server.cpu_s(), common.machine_cpu_s()
+
+        def finish(
+            phase: Phase, reqs: list[Req], results: list[Result | None], wall: float
+        ) -> None:
+            summarize(phase, results, wall, args.late_ms / 1000)
+            phase.rss_mb = server.rss_mb()
+            if target.name != "bare aiohttp":
+                check_replies(phase, wechat, reqs, results, args.check_every)
+            answered.extend(
+                q.key for q, r in zip(reqs, results, strict=True) if r and r.status == 200
+            )
+            phases.append(phase)
+
+        # Closed loop.
+        warm = build(wechat, server.base, args.warmup, tag + "w", args.users)
+        reqs = build(wechat, server.base, args.requests, tag + "c", args.users)
+        sent += len(warm) + len(reqs)
+        results, wall, phase_cpu, cpu_marks = asyncio.run(
+            drive_closed(warm, reqs, args.concurrency, args, marks)
+        )
+        phase = Phase(target.name, target.mode, "closed", len(reqs), concurrency=args.concurrency)
+        phase.client_cpu_s, (phase.server_cpu_s, phase.machine_cpu_s) = phase_cpu, cpu_marks
+        finish(phase, reqs, results, wall)
+
+        # Open loops at fixed arrival rates.
+        for k, rate in enumerate(args.rate):
+            info.setdefault("drain_s", []).append(drain(server, args.drain_timeout))
+            n = max(1, round(rate * args.rate_duration))
+            warm = build(wechat, server.base, min(args.warmup, 100), f"{tag}v{k}", args.users)
+            reqs = build(wechat, server.base, n, f"{tag}r{k}", args.users)
+            sent += len(warm) + len(reqs)
+            results, wall, phase_cpu, cpu_marks = asyncio.run(
+                drive_open(warm, reqs, rate, args, marks)
+            )
+            phase = Phase(target.name, target.mode, "open", n, rate=rate)
+            phase.client_cpu_s, (phase.server_cpu_s, phase.machine_cpu_s) = phase_cpu, cpu_marks
+            finish(phase, reqs, results, wall)
+        info["drain_s"] = info.get("drain_s", []) + [drain(server, args.drain_timeout)]
+        info["rss_peak_mb"] = _peak_rss(server.proc.pid)
+    finally:
+        server.stop()
+    info["log"] = log_findings(server.log_text())
+    info["sent"] = sent
+    if db_url is not None:
+        try:
+            counts, keys = stored_messages(db_url)
+            info["stored"] = counts
+            # Warm-up requests are not in `answered` for the closed loop's warm-up; only
+            # timed requests that got a 200 are checked: each must be in the database.
+            info["answered_not_stored"] = sum(1 for key in answered if key not in keys)
+        except Exception as exc:  # reporting only
+            info["stored"] = f"cannot count: {exc}"
+    return phases, info
+
+
+def drain(server: common.Server, timeout_s: float) -> float:
+    """Wait until the server is idle (under 5% of a core for 0.5 s): work left behind by
+    requests the client gave up on must not be billed to the next phase."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        before = server.cpu_s()
+        time.sleep(0.5)
+        after = server.cpu_s()
+        if before is None or after is None or after - before < 0.025:
+            break
+    return time.perf_counter() - t0
+
+
+def _delta(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else after - before
+
+
+def _deltas(
+    after: tuple[float | None, float | None], before: tuple[float | None, float | None]
+) -> tuple[float | None, float | None]:
+    return _delta(after[0], before[0]), _delta(after[1], before[1])
+
+
+def _peak_rss(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from exc
+    if not rates or any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError("rates must be positive")
+    return rates
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.callback", description=__doc__.split("\n")[0])
+    p.add_argument("--backend", choices=("sqlite", "pg", "both"), default="both")
+    p.add_argument("--mode", choices=("plain", "safe", "both"), default="both")
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--requests", type=int, default=3000)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument(
+        "--users",
+        type=int,
+        default=2000,
+        help="distinct openids per phase (raised so nobody sends over 20; the server allows 30/min)",
+    )
+    p.add_argument("--port-base", type=int, default=18100)
+    p.add_argument(
+        "--rate",
+        type=_rates,
+        default=[],
+        help="also run open loops at these arrival rates, requests/s (e.g. 500 or 50,500)",
+    )
+    p.add_argument("--rate-duration", type=float, default=10, help="seconds of the open loop")
+    p.add_argument("--rate-connections", type=int, default=256, help="client connection cap")
+    p.add_argument("--late-ms", type=float, default=10, help="a start this late counts as late")
+    p.add_argument("--check-every", type=int, default=1, help="decode every k-th reply")
+    p.add_argument("--request-timeout", type=float, default=10)
+    p.add_argument("--phase-timeout", type=float, default=120, help="cap on one phase")
+    p.add_argument("--start-timeout", type=float, default=60)
+    p.add_argument("--drain-timeout", type=float, default=30, help="cap on waiting for idle")
+    p.add_argument("--no-baseline", action="store_true", help="skip the bare aiohttp baseline")
+    p.add_argument("--mst", help="path to the mst command (default: the venv's)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (server logs, SQLite)")
+    args = p.parse_args(argv)
+    for name in ("concurrency", "requests", "warmup", "users", "rate_connections"):
+        if getattr(args, name) < (0 if name == "warmup" else 1):
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    if args.rate_duration <= 0:
+        p.error("--rate-duration must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    mst = common.mst_path(args.mst)
+    backends = ["sqlite", "pg"] if args.backend == "both" else [args.backend]
+    modes = ["plain", "safe"] if args.mode == "both" else [args.mode]
+    targets = [Target(b, m) for b in backends for m in modes]
+    if not args.no_baseline:
+        targets += [Target("bare aiohttp", m) for m in modes]
+
+    cores = os.cpu_count()
+    print(
+        f"bench.callback: {len(targets)} targets, {args.requests} requests at concurrency "
+        f"{args.concurrency}"
+        + (
+            f", open loops at {_rate_list(args.rate)}/s for {args.rate_duration:g} s"
+            if args.rate
+            else ""
+        )
+        + f"; {cores} cores, Python {platform.python_version()}, aiohttp {aiohttp.__version__}"
+        + f"; code {common.code_version()}",
+        flush=True,
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="mst-bench-"))
+    phases: list[Phase] = []
+    infos: list[dict[str, Any]] = []
+    t_start = time.perf_counter()
+    try:
+        for k, target in enumerate(targets):
+            t0 = time.perf_counter()
+            print(f"  {target.name} / {target.mode} ...", end=" ", flush=True)
+            try:
+                got, info = run_target(target, args.port_base + k, mst, tmp, args)
+            except Exception as exc:
+                print(f"FAILED: {exc}", flush=True)
+                infos.append({"target": target.name, "mode": target.mode, "failed": str(exc)})
+                continue
+            phases += got
+            infos.append(info)
+            print(f"done in {time.perf_counter() - t0:.0f} s", flush=True)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    report(phases, infos, args, cores, time.perf_counter() - t_start)
+    path = common.save_results(
+        "callback",
+        {
+            "code": common.code_version(),
+            "args": vars(args),
+            "phases": [asdict(p) for p in phases],
+            "servers": infos,
+        },
+    )
+    print(f"\nraw results: {path.relative_to(common.REPO)}")
+    # Overload in an open loop is a measurement, not a failure; these are failures:
+    if any((p.errors or p.bad_replies) for p in phases if p.kind == "closed") or any(
+        "failed" in i or i.get("answered_not_stored") for i in infos
+    ):
+        sys.exit(1)
+
+
+def report(
+    phases: list[Phase],
+    infos: list[dict[str, Any]],
+    args: argparse.Namespace,
+    cores: int | None,
+    total_s: float,
+) -> None:
+    def cpu_ms(p: Phase, v: float | None) -> float | None:
+        return None if v is None or not p.ok else v / p.ok * 1000
+
+    closed = [p for p in phases if p.kind == "closed"]
+    print("\nClosed loop (each client task sends its next request when the last is answered)")
+    print(
+        common.table(
+            [
+                "backend",
+                "mode",
+                "requests",
+                "conc",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "errors",
+                "bad replies",
+                "RSS MB",
+                "srv CPU ms/req",
+                "cli CPU ms/req",
+                "box busy cores",
+            ],
+            [
+                [
+                    p.target,
+                    p.mode,
+                    p.requests,
+                    p.concurrency,
+                    p.throughput,
+                    p.p50_ms,
+                    p.p99_ms,
+                    p.max_ms,
+                    p.errors,
+                    p.bad_replies if p.checked else None,
+                    p.rss_mb,
+                    cpu_ms(p, p.server_cpu_s),
+                    cpu_ms(p, p.client_cpu_s),
+                    p.busy_cores,
+                ]
+                for p in closed
+            ],
+        )
+    )
+    opened = [p for p in phases if p.kind == "open"]
+    if opened:
+        print(
+            f"\nOpen loop at {_rate_list(args.rate)} requests/s for {args.rate_duration:g} s "
+            "(requests start on schedule whatever the answers; latency from each request's "
+            f"scheduled start; late = started > {args.late_ms:g} ms after its slot; "
+            f">5 s = WeChat would have given up and retried)"
+        )
+        print(
+            common.table(
+                [
+                    "backend",
+                    "mode",
+                    "requests",
+                    "target/s",
+                    "done/s",
+                    "p50 ms",
+                    "p90 ms",
+                    "p99 ms",
+                    "max ms",
+                    "late",
+                    ">5 s",
+                    "errors",
+                    "bad replies",
+                    "RSS MB",
+                    "srv CPU ms/req",
+                    "box busy cores",
+                ],
+                [
+                    [
+                        p.target,
+                        p.mode,
+                        p.requests,
+                        p.rate,
+                        p.throughput,
+                        p.p50_ms,
+                        p.p90_ms,
+                        p.p99_ms,
+                        p.max_ms,
+                        p.late,
+                        p.over_5s,
+                        p.errors,
+                        p.bad_replies if p.checked else None,
+                        p.rss_mb,
+                        cpu_ms(p, p.server_cpu_s),
+                        p.busy_cores,
+                    ]
+                    for p in opened
+                ],
+            )
+        )
+
+    print("\nNotes")
+    for p in phases:
+        for what, kinds in (("errors", p.error_kinds), ("bad replies", p.bad_kinds)):
+            if kinds:
+                print(f"  {p.target}/{p.mode} {p.kind}: {what}: {kinds}")
+    for info in infos:
+        name = f"{info['target']}/{info['mode']}"
+        if "failed" in info:
+            print(f"  {name}: FAILED: {info['failed'][:300]}")
+            continue
+        bits = [
+            f"started in {info.get('start_s', 0):.1f} s",
+            f"idle RSS {info.get('rss_idle_mb') or 0:.0f} MB",
+        ]
+        if info.get("rss_peak_mb"):
+            bits.append(f"peak RSS {info['rss_peak_mb']:.0f} MB")
+        if "stored" in info:
+            bits.append(f"message rows {info['stored']} for {info['sent']} sent")
+        if "answered_not_stored" in info:
+            bits.append(f"answered 200 but not in the database: {info['answered_not_stored']}")
+        if info.get("drain_s") and max(info["drain_s"]) > 1:
+            bits.append(f"busy after the client stopped: {max(info['drain_s']):.0f} s")
+        log = info.get("log", {})
+        bits.append(f"server log: {log.get('errors', 0)} errors, {log.get('warnings', 0)} warnings")
+        print(f"  {name}: " + ", ".join(bits))
+        for line in log.get("first", []):
+            print(f"      {line}")
+    total_client = sum(p.client_cpu_s for p in phases)
+    total_wall = sum(p.wall_s for p in phases)
+    share = total_client / total_wall * 100 if total_wall else 0
+    print(
+        f"\n  This machine has {cores} cores, and the client shares them with the server: the "
+        "client (this process, one asyncio loop with aiohttp), the server (one process, one "
+        "event loop, plus aiosqlite's threads on SQLite), and on pg PostgreSQL and Redis too. "
+        f"Over the timed phases the client used {total_client:.1f} CPU-s in {total_wall:.1f} s "
+        f"({share:.0f}% of one core; see cli CPU ms/req). 'box busy cores' is every process's "
+        "CPU on the machine over the phase / wall time: near 2.0 the box was saturated, and "
+        "anything above server + client + database is someone else's work. The bare aiohttp "
+        "rows show what this client and box can measure at most; a dedicated server machine "
+        "would do better than these figures."
+    )
+    print(f"  Full run: {total_s:.0f} s.")
+
+
+def _rate_list(rates: list[float]) -> str:
+    return ", ".join(f"{r:g}" for r in rates)
+
+
+if __name__ == "__main__":
+    main()
