@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the web process")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port (needs REDIS_URL when > 1)",
+    )
     s.set_defaults(run=serve)
 
     s = sub.add_parser("demo", help="run the server with a fake WeChat and play a sample exchange")
@@ -70,6 +76,37 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("file", type=Path)
         s.add_argument("--quiet", action="store_true", help="no progress bar")
         s.set_defaults(run=fn)
+
+    s = sub.add_parser(
+        "import-events", help="import enforcement events (JSON Lines or a JSON array; idempotent)"
+    )
+    s.add_argument("file", type=Path)
+    s.set_defaults(run=import_events)
+
+    sl = sub.add_parser("slots", help="mediators' bookable times").add_subparsers(
+        dest="slots_command", required=True
+    )
+    s = sl.add_parser("add", help="add a mediator's slots: one, or a weekly pattern")
+    s.add_argument("mediator", help="the mediator's username")
+    s.add_argument("--start", required=True, help="first start, China time: 2026-11-25T09:30")
+    s.add_argument("--weeks", type=int, default=0, help="repeat for N weeks (0: only --start)")
+    s.add_argument(
+        "--days", default="", help="weekdays of the pattern: mon,wed (default: --start's)"
+    )
+    s.add_argument("--minutes", type=int, default=60)
+    s.add_argument("--capacity", type=int, default=1)
+    s.add_argument(
+        "--room", required=True, help="video room URL; {booking} and {slot} are filled in"
+    )
+    s.set_defaults(run=slots_add)
+
+    s = sub.add_parser("stats", help="visitors, feedback, ratings, satisfaction, on-time replies")
+    s.add_argument("--court", help="court name")
+    s.add_argument("--judge", help="the handling judge's username")
+    s.add_argument("--from", dest="since", help="first day, e.g. 2026-11-01 (China time)")
+    s.add_argument("--to", dest="until", help="last day, included")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=stats)
 
     s = sub.add_parser("qr", help="a case's code: token, short code, URL, image")
     s.add_argument("case_number")
@@ -109,12 +146,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
+    import multiprocessing
+
+    from bot.app import close_deps, open_deps
+
+    if args.workers <= 1:
+        _serve_one(settings, args.host, args.port, reuse_port=False)
+        return 0
+    if settings.redis_url is None:
+        raise ConfigError(
+            "REDIS_URL must be set for --workers > 1 (the processes share state in Redis)"
+        )
+
+    async def prepare() -> None:  # create or check the schema once, before the processes start
+        await close_deps(await open_deps(settings))
+
+    asyncio.run(prepare())
+    procs = [
+        multiprocessing.Process(
+            target=_serve_one, args=(settings, args.host, args.port, True), daemon=False
+        )
+        for _ in range(args.workers)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    return max((proc.exitcode or 0) for proc in procs)
+
+
+def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     from aiohttp import web
 
     from bot.app import create_app
 
-    web.run_app(create_app(settings), host=args.host, port=args.port, access_log=None)
-    return 0
+    # Stateless web processes: several may listen on one port (SO_REUSEPORT), the kernel
+    # spreads connections, and Redis + the database hold everything shared.
+    web.run_app(
+        create_app(settings), host=host, port=port, access_log=None, reuse_port=reuse_port or None
+    )
 
 
 async def demo(settings: Settings, args: argparse.Namespace) -> int:

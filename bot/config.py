@@ -53,10 +53,14 @@ class Settings:
     anchor_interval_s: float = 300.0
     # How often the outbox is looked at when nothing wakes it (new rows wake it at once).
     outbox_interval_s: float = 2.0
+    # How often mediation reminders (day before, hour before) are looked for.
+    reminder_interval_s: float = 60.0
     # Largest callback body accepted; WeChat's messages are a few KiB at most.
     max_callback_bytes: int = 64 * 1024
     # How far a callback's timestamp may be from our clock (WeChat retries within 15 s).
     timestamp_tolerance_s: int = 300
+    # Callbacks worked on at once per process; beyond it, 503 at once (WeChat retries).
+    max_in_flight: int = 256
     # Messages per user per minute before we ask them to slow down.
     user_rate_per_minute: int = 30
     # Per user and case, per China calendar day: complaints, and messages added to them.

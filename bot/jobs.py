@@ -67,6 +67,7 @@ def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
     return [
         (deliver_outbox, settings.outbox_interval_s),
         (anchor_audit, settings.anchor_interval_s),
+        (mediation_reminders, settings.reminder_interval_s),
     ]
 
 

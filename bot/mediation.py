@@ -204,7 +204,13 @@ async def _tell_everyone(
 async def record_no_show(session: AsyncSession, mediator: Staff, booking_id: int) -> Booking | None:
     booking = await session.get(Booking, booking_id)
     slot = await session.get(MediationSlot, booking.slot_id) if booking else None
-    if booking is None or slot is None or slot.mediator_id != mediator.id or slot.start_at > now():
+    if (
+        booking is None
+        or booking.status != "booked"  # a cancelled booking is no no-show
+        or slot is None
+        or slot.mediator_id != mediator.id
+        or slot.start_at > now()
+    ):
         return None
     booking.status = "no_show"
     session.add(booking)
@@ -223,7 +229,7 @@ async def send_reminders(session: AsyncSession) -> int:
     moment = now()
     sent = 0
     for field, window, words in (
-        ("reminded_day_at", DAY_BEFORE, "明天"),
+        ("reminded_day_at", DAY_BEFORE, None),  # 今天 or 明天, by the China calendar
         ("reminded_hour_at", HOUR_BEFORE, "一小时后"),
     ):
         column = getattr(Booking, field)
@@ -248,7 +254,7 @@ async def send_reminders(session: AsyncSession) -> int:
                 recipient=booking.openid,
                 kind="cs_text",
                 payload={
-                    "text": f"提醒：{words}（{say_time(slot.start_at)}）有远程调解，案号{case.case_number}。\n"
+                    "text": f"提醒：{words or _day_word(slot.start_at, moment)}（{say_time(slot.start_at)}）有远程调解，案号{case.case_number}。\n"
                     f"请提前几分钟点击链接进入：{room_link(slot, booking)}",
                     "case_number": case.case_number,
                     "notice": "远程调解提醒",
@@ -259,6 +265,12 @@ async def send_reminders(session: AsyncSession) -> int:
             session.add(booking)
             sent += 1
     return sent
+
+
+def _day_word(start: datetime, moment: datetime) -> str:
+    """A booking made on the day is reminded as 今天, not 明天."""
+    same_day = start.astimezone(CHINA_TZ).date() == moment.astimezone(CHINA_TZ).date()
+    return "今天" if same_day else "明天"
 
 
 def weekly_starts(first_day: date, at: time, weeks: int, weekdays: set[int]) -> list[datetime]:

@@ -58,7 +58,8 @@ def connect(url: str, **engine_args: Any) -> Database:
     else:
         engine_args.setdefault("pool_size", 20)
         engine_args.setdefault("max_overflow", 20)
-        engine_args.setdefault("pool_pre_ping", True)
+        # Recycle instead of pre-ping: a ping is a round trip on every checkout (two per message).
+        engine_args.setdefault("pool_recycle", 1800)
         engine = create_async_engine(url, **engine_args)
     return Database(engine, async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False))
 

@@ -371,3 +371,44 @@ async def test_flooding_is_slowed_but_nothing_is_lost(
     async with deps.db.sessions() as s:
         ins = (await s.execute(select(Message).where(Message.direction == "in"))).scalars().all()
     assert len(ins) == limit + 3
+
+
+async def test_overload_is_refused_before_anything_is_claimed(
+    aiohttp_client: Any, settings: Any, deps: Deps, wechat: WeChatServer
+) -> None:
+    from dataclasses import replace
+
+    from bot.app import create_app
+
+    busy = replace(settings, max_in_flight=0)
+    client = await aiohttp_client(create_app(busy, deps))
+    xml = text_xml(USER, "你好", msg_id=777)
+    status, _, _ = await post(client, wechat, xml)
+    assert status == 503
+    assert await count(deps, Message) == 0
+    # Nothing was claimed: the same message is taken normally once there is room.
+    calm = await aiohttp_client(create_app(settings, deps))
+    status, reply, _ = await post(calm, wechat, xml)
+    assert status == 200 and reply is not None
+    assert await count(deps, Message) == 2
+
+
+async def test_a_store_that_fails_is_503_and_the_retry_works(
+    client: TestClient, wechat: WeChatServer, deps: Deps, monkeypatch: Any
+) -> None:
+    from bot import dialog
+
+    real_accept = dialog.accept
+
+    async def broken(*args: Any, **kw: Any) -> int:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(dialog, "accept", broken)
+    xml = text_xml(USER, "你好", msg_id=888)
+    status, _, raw = await post(client, wechat, xml)
+    assert status == 503 and raw != "success"
+    assert await count(deps, Message) == 0
+    monkeypatch.setattr(dialog, "accept", real_accept)
+    status, reply, _ = await post(client, wechat, xml)  # WeChat's retry
+    assert status == 200 and reply is not None and reply["Content"] == texts.WELCOME
+    assert await count(deps, Message) == 2

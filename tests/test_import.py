@@ -658,18 +658,24 @@ def test_mask_text(raw: str, masked: str) -> None:
     assert mask_text(masked) == masked  # masking twice changes nothing
 
 
-async def test_a_case_twice_in_one_file_is_added_then_updated(staffed: Deps, tmp_path: Path) -> None:
+async def test_a_case_twice_in_one_file_is_added_then_updated(
+    staffed: Deps, tmp_path: Path
+) -> None:
     first, _ = case_rows()
     changed = {**first, "cause": "合同纠纷"}
     report = await run_cases(staffed, write_lines(tmp_path / "c.jsonl", [first, first, changed]))
     assert counts(report) == (1, 1, 1, 0)
     async with staffed.db.sessions() as s:
         case = (await s.execute(select(Case).where(Case.case_number == CASE_A))).scalar_one()
-        live = (await s.execute(select(CaseCode).where(CaseCode.case_id == case.id))).scalars().all()
+        live = (
+            (await s.execute(select(CaseCode).where(CaseCode.case_id == case.id))).scalars().all()
+        )
     assert case.cause == "合同纠纷" and len(live) == 1
 
 
-async def test_a_large_file_is_imported_in_batches_with_one_chain_per_case(staffed: Deps, tmp_path: Path) -> None:
+async def test_a_large_file_is_imported_in_batches_with_one_chain_per_case(
+    staffed: Deps, tmp_path: Path
+) -> None:
     from bot.importer import BATCH
     from storage import audit
 

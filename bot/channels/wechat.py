@@ -9,7 +9,6 @@ stored, handled, and answered. Nothing here makes an outbound HTTP call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -190,6 +189,22 @@ async def verify_url(request: web.Request) -> web.Response:
 async def receive(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     deps = request.app[keys.DEPS]
+    if _in_flight[0] >= settings.max_in_flight:
+        # Overloaded: refuse before claiming anything, so WeChat's retry is a clean retry
+        # instead of piling more work on answers that would come too late anyway.
+        log.warning("over %d callbacks in flight; answering 503", settings.max_in_flight)
+        return web.Response(status=503, text="busy, try again")
+    _in_flight[0] += 1
+    try:
+        return await _receive(request, settings, deps)
+    finally:
+        _in_flight[0] -= 1
+
+
+_in_flight = [0]  # callbacks being worked on in this process
+
+
+async def _receive(request: web.Request, settings: Settings, deps: dialog.Deps) -> web.Response:
     try:
         _, nonce = check_request(settings, request.query)
         body = await read_body(request, settings.max_callback_bytes)
@@ -248,9 +263,8 @@ async def _answer_in_time(deps: dialog.Deps, inbound: Inbound) -> str | None:
                 inbound.key,
                 ANSWER_BY_S,
             )
-            with contextlib.suppress(Exception):
-                return await asyncio.shield(task)
-            return None
+            # A storage failure must reach receive() (503, WeChat retries), never `success`.
+            return await asyncio.shield(task)
         # Stored; the answer will follow as a customer-service message from the outbox.
         task.add_done_callback(lambda t: _late_answer(deps, inbound, t))
         log.warning("handler for %s passed %.0f s; answered success", inbound.key, ANSWER_BY_S)
@@ -278,9 +292,21 @@ def _late_answer(deps: dialog.Deps, inbound: Inbound, task: asyncio.Task[str | N
         return
     from bot import outbox  # the late path only
 
-    asyncio.get_running_loop().create_task(
+    late = asyncio.get_running_loop().create_task(
         outbox.enqueue_text(deps.db, inbound.user, task.result() or "")
     )
+    # The loop keeps only weak references to tasks: hold this one until it is done.
+    _LATE_TASKS.add(late)
+    late.add_done_callback(_late_done)
+
+
+_LATE_TASKS: set[asyncio.Task[None]] = set()
+
+
+def _late_done(task: asyncio.Task[None]) -> None:
+    _LATE_TASKS.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("could not queue a late answer: %s", task.exception())
 
 
 def setup(app: web.Application) -> None:
