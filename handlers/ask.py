@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from bot import tickets
 from bot.context import Context
-from handlers import texts
-from storage.models import Binding, Case, Message, Staff, Ticket
+from handlers import items, texts
+from storage.models import Binding, Case, Staff
 
 
 async def start(ctx: Context, case: Case, binding: Binding) -> str:
@@ -22,20 +22,12 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     text = ctx.inbound.text.strip()
     if not text:
         return texts.ASK_PROMPT
-    message = await ctx.session.get(Message, ctx.message_id) if ctx.message_id else None
-    ticket = (
-        await ctx.session.get(Ticket, ctx.state["ticket_id"])
-        if ctx.state.get("ticket_id")
-        else None
-    )
-    if ticket is not None and ticket.status != "closed" and ticket.case_id == case.id:
-        await tickets.add_to_ticket(ctx.session, ticket, case, text, message)
+    ticket = await items.current(ctx, case)
+    if ticket is not None:
+        await items.add(ctx, ticket, case, text)
         assignee = await ctx.session.get(Staff, ticket.assignee_id) if ticket.assignee_id else None
         return texts.ASK_ADDED.format(ticket=ticket.id, who=who(assignee))
-    opened = await tickets.open_ticket(
-        ctx.session, case=case, binding=binding, kind="question", text=text, message=message
-    )
-    ctx.state["ticket_id"] = opened.ticket.id
+    opened = await items.open_new(ctx, case, binding, kind="question", text=text)
     return texts.ASK_RECEIVED.format(
         ticket=opened.ticket.id,
         who=who(opened.assignee),

@@ -8,9 +8,9 @@ from datetime import timedelta
 from bot import tickets
 from bot.clock import CHINA_TZ, now
 from bot.context import Context
-from handlers import texts
+from handlers import items, texts
 from storage import state
-from storage.models import Binding, Case, Message, Ticket
+from storage.models import Binding, Case
 
 ABOUT = {"1": "staff", "2": "process", "3": "other_party", "4": "other"}
 
@@ -36,32 +36,21 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
         return texts.COMPLAIN_PROMPT
     if not text:
         return texts.COMPLAIN_PROMPT
-    message = await ctx.session.get(Message, ctx.message_id) if ctx.message_id else None
-    ticket = (
-        await ctx.session.get(Ticket, ctx.state["ticket_id"])
-        if ctx.state.get("ticket_id")
-        else None
-    )
-    if ticket is not None and ticket.status != "closed" and ticket.case_id == case.id:
+    ticket = await items.current(ctx, case)
+    if ticket is not None:
         cap = ctx.settings.complaint_message_daily_cap
         if await _used_today(ctx, case, "complaint-messages") >= cap:
             return texts.COMPLAIN_MESSAGE_CAP.format(limit=cap, day=_tomorrow())
-        await tickets.add_to_ticket(ctx.session, ticket, case, text, message)
+        await items.add(ctx, ticket, case, text)
         await _count_today(ctx, case, "complaint-messages")
         return texts.COMPLAIN_ADDED.format(ticket=ticket.id)
     if await _used_today(ctx, case, "complaints") >= ctx.settings.complaint_daily_cap:
         return texts.COMPLAIN_CAP.format(limit=ctx.settings.complaint_daily_cap, day=_tomorrow())
-    opened = await tickets.open_ticket(
-        ctx.session,
-        case=case,
-        binding=binding,
-        kind="complaint",
-        text=text,
-        message=message,
-        about=ctx.state.get("about"),
+    opened = await items.open_new(
+        ctx, case, binding, kind="complaint", text=text, about=ctx.state.get("about")
     )
     await _count_today(ctx, case, "complaints")
-    ctx.state.update(sub="more", ticket_id=opened.ticket.id)
+    ctx.state["sub"] = "more"
     return texts.COMPLAIN_RECEIVED.format(
         ticket=opened.ticket.id, due=tickets.due_words(opened.ticket), receipt=opened.receipt[:16]
     )

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from bot import enforcement, tickets
 from bot.context import Context
-from handlers import texts
+from handlers import items, texts
 from handlers.ask import who
-from storage.models import Binding, Case, Message, Ticket
+from storage.models import Binding, Case
 
 
 async def start(ctx: Context, case: Case, binding: Binding) -> str:
@@ -33,19 +33,11 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     text = texts.PHOTO if ctx.inbound.kind == "image" else ctx.inbound.text.strip()
     if not text:
         return texts.LEAD_PROMPT
-    message = await ctx.session.get(Message, ctx.message_id) if ctx.message_id else None
-    ticket = (
-        await ctx.session.get(Ticket, ctx.state["ticket_id"])
-        if ctx.state.get("ticket_id")
-        else None
-    )
-    if ticket is not None and ticket.status != "closed" and ticket.case_id == case.id:
-        await tickets.add_to_ticket(ctx.session, ticket, case, text, message)
+    ticket = await items.current(ctx, case)
+    if ticket is not None:
+        await items.add(ctx, ticket, case, text)
         return texts.LEAD_ADDED.format(ticket=ticket.id)
-    opened = await tickets.open_ticket(
-        ctx.session, case=case, binding=binding, kind="asset_lead", text=text, message=message
-    )
-    ctx.state["ticket_id"] = opened.ticket.id
+    opened = await items.open_new(ctx, case, binding, kind="asset_lead", text=text)
     return texts.LEAD_RECEIVED.format(
         ticket=opened.ticket.id,
         who=who(opened.assignee),
