@@ -285,17 +285,25 @@ async def _ensure_schema(db: Any) -> None:
         await run_migrations(db)
 
 
+async def _find_case(session: Any, case_number: str) -> Any:
+    """The case, or None after telling the operator there is no such case."""
+    from storage.models import Case
+
+    case = (
+        await session.execute(select(Case).where(Case.case_number == case_number))
+    ).scalar_one_or_none()
+    if case is None:
+        print(f"mst: no case {case_number}", file=sys.stderr)
+    return case
+
+
 async def qr(settings: Settings, args: argparse.Namespace) -> int:
     from qr import codes, render
-    from storage.models import Case
 
     async def go(db: Any) -> int:
         async with db.transaction() as session:
-            case = (
-                await session.execute(select(Case).where(Case.case_number == args.case_number))
-            ).scalar_one_or_none()
+            case = await _find_case(session, args.case_number)
             if case is None:
-                print(f"mst: no case {args.case_number}", file=sys.stderr)
                 return 1
             if args.revoke:
                 gone = await codes.revoke(
@@ -525,15 +533,11 @@ async def audit_receipt(settings: Settings, args: argparse.Namespace) -> int:
 
 async def audit_export(settings: Settings, args: argparse.Namespace) -> int:
     from storage import audit
-    from storage.models import Case
 
     async def go(db: Any) -> int:
         async with db.sessions() as session:
-            case = (
-                await session.execute(select(Case).where(Case.case_number == args.case_number))
-            ).scalar_one_or_none()
+            case = await _find_case(session, args.case_number)
             if case is None:
-                print(f"mst: no case {args.case_number}", file=sys.stderr)
                 return 1
             for event in await audit.export_case(session, case.id or 0):
                 print(json.dumps(event, ensure_ascii=False))
