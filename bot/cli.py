@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="visitors, feedback, ratings, satisfaction, on-time replies")
     s.add_argument("--court", help="court name")
     s.add_argument("--judge", help="the handling judge's username")
+    s.add_argument("--team", help="items held by this team (e.g. 集约接待)")
     s.add_argument("--from", dest="since", help="first day, e.g. 2026-11-01 (China time)")
     s.add_argument("--to", dest="until", help="last day, included")
     s.add_argument("--json", action="store_true")
@@ -121,11 +122,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=qr)
 
     s = sub.add_parser(
+        "away", help="mark a staff member away (their items go to reception) or back"
+    )
+    s.add_argument("username")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--until", help="last day away, e.g. 2026-11-30")
+    g.add_argument("--back", action="store_true")
+    s.set_defaults(run=away)
+
+    t = sub.add_parser("ticket", help="one item").add_subparsers(
+        dest="ticket_command", required=True
+    )
+    s = t.add_parser("history", help="who held it when, and everything done to it")
+    s.add_argument("number", type=int)
+    s.set_defaults(run=ticket_history)
+
+    s = sub.add_parser("overdue", help="open items past their reply deadline")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=overdue)
+
+    s = sub.add_parser(
         "staff-code", help="a one-time code a staff member sends to bind their WeChat"
     )
     s.add_argument("username")
     s.add_argument("--json", action="store_true")
     s.set_defaults(run=staff_code)
+
+    s = sub.add_parser("deadline", help="when an item that came in at a given time is due")
+    s.add_argument("--kind", required=True, help="question, complaint, asset_lead or mediation")
+    s.add_argument(
+        "--from", dest="start", required=True, help="when it came in: 2026-09-30T16:00 (China time)"
+    )
+    s.add_argument("--court", help="court name (its own deadlines in MST_RULES_FILE)")
+    s.add_argument(
+        "--close", action="store_true", help="the closing deadline, not the first reply's"
+    )
+    s.set_defaults(run=deadline)
 
     a = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="audit_command", required=True
@@ -428,7 +460,9 @@ async def stats(settings: Settings, args: argparse.Namespace) -> int:
         return datetime.combine(d, time(0), CHINA_TZ)
 
     try:
-        scope = figures.Scope(args.court, args.judge, day(args.since), day(args.until, end=True))
+        scope = figures.Scope(
+            args.court, args.judge, day(args.since), day(args.until, end=True), team=args.team
+        )
     except ValueError:
         print("mst: --from/--to must be dates like 2026-11-01", file=sys.stderr)
         return 2
@@ -444,6 +478,135 @@ async def stats(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return await _with_db(settings, go)
+
+
+async def away(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import date, datetime, time, timedelta
+
+    from bot import escalation, staff
+    from bot.clock import CHINA_TZ
+
+    until = None
+    if args.until:
+        try:
+            last = date.fromisoformat(args.until)
+        except ValueError:
+            print("mst: --until must be a date like 2026-11-30", file=sys.stderr)
+            return 2
+        until = datetime.combine(last + timedelta(days=1), time(0), CHINA_TZ)
+
+    async def go(db: Any) -> int:
+        async with db.transaction() as session:
+            member = await staff.by_username(session, args.username)
+            if member is None:
+                print(f"mst: no staff member {args.username}", file=sys.stderr)
+                return 1
+            await escalation.set_away(session, member, until, actor="admin")
+        print(f"{args.username}: " + (f"away through {args.until}" if until else "back at work"))
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.clock import CHINA_TZ
+    from storage.models import AuditEvent, Staff, Ticket
+
+    async def go(db: Any) -> int:
+        async with db.sessions() as session:
+            ticket = await session.get(Ticket, args.number)
+            if ticket is None:
+                print(f"mst: no ticket #{args.number}", file=sys.stderr)
+                return 1
+            events = (
+                await session.execute(
+                    select(AuditEvent)
+                    .where(AuditEvent.subject == f"ticket:{ticket.id}")
+                    .order_by(AuditEvent.at, AuditEvent.id)
+                )
+            ).scalars()
+            names = dict((await session.execute(select(Staff.id, Staff.username))).all())
+            for ev in events:
+                payload = json.loads(ev.payload)
+                holder = payload.get("to") or {}
+                at = ev.at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+                line = f"{at}  {ev.action:<20} by {ev.actor}"
+                if holder:
+                    who = names.get(holder.get("assignee_id")) or holder.get("team") or ""
+                    line += f" -> {who} (level {holder.get('level')})"
+                if payload.get("reason"):
+                    line += f"  reason: {payload['reason']}"
+                print(line)
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def overdue(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.clock import CHINA_TZ, now
+    from storage.models import Case, Staff, Ticket
+
+    async def go(db: Any) -> int:
+        async with db.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Ticket, Case)
+                    .join(Case, Case.id == Ticket.case_id)
+                    .where(
+                        Ticket.status != "closed",
+                        Ticket.first_reply_at.is_(None),
+                        Ticket.due_at <= now(),
+                    )
+                    .order_by(Ticket.due_at)
+                )
+            ).all()
+            names = dict((await session.execute(select(Staff.id, Staff.username))).all())
+        items = [
+            {
+                "ticket": t.id,
+                "case_number": c.case_number,
+                "kind": t.kind,
+                "due_at": t.due_at.astimezone(CHINA_TZ).isoformat() if t.due_at else None,
+                "holder": names.get(t.assignee_id) or t.team,
+                "level": t.level,
+            }
+            for t, c in rows
+        ]
+        if args.json:
+            print(json.dumps(items, ensure_ascii=False))
+        else:
+            for i in items:
+                print(
+                    f"#{i['ticket']} {i['case_number']} {i['kind']} due {i['due_at']} "
+                    f"held by {i['holder']} (level {i['level']})"
+                )
+            print(f"{len(items)} overdue")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def deadline(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from bot import deadlines
+    from bot.clock import CHINA_TZ, say_time
+
+    if args.kind not in deadlines.KINDS:
+        print(f"mst: --kind must be one of {', '.join(deadlines.KINDS)}", file=sys.stderr)
+        return 2
+    try:
+        start = datetime.fromisoformat(args.start)
+    except ValueError:
+        print("mst: --from must be a time like 2026-09-30T16:00 (China time)", file=sys.stderr)
+        return 2
+    rules = deadlines.current_rules()
+    if args.court and args.court not in rules.courts:
+        print(f"mst: no deadlines of its own for {args.court!r}: the defaults", file=sys.stderr)
+    which = "close" if args.close else "reply"
+    due = deadlines.due(args.kind, start, which=which, court=args.court).astimezone(CHINA_TZ)
+    print(f"{due.isoformat()}  {say_time(due)}")
+    return 0
 
 
 async def staff_code(settings: Settings, args: argparse.Namespace) -> int:

@@ -66,6 +66,10 @@ class Settings:
     # Per user and case, per China calendar day: complaints, and messages added to them.
     complaint_daily_cap: int = 1
     complaint_message_daily_cap: int = 5
+    # Deadlines (bot/deadlines.py): the court's holiday file for years past the official
+    # calendar's data, and deadline rules per court (JSON). Checked and put in force at start-up.
+    holidays_file: Path | None = None
+    rules_file: Path | None = None
 
     @property
     def safe_mode(self) -> bool:
@@ -110,10 +114,19 @@ def load_settings(
         enforcement_token=get("MST_ENFORCEMENT_TOKEN"),
         data_dir=data_dir,
         jobs_in_process=_flag("MST_JOBS_IN_PROCESS", get("MST_JOBS_IN_PROCESS", "1")),
+        holidays_file=_path(get("MST_HOLIDAYS_FILE")),
+        rules_file=_path(get("MST_RULES_FILE")),
     )
     if len(settings.secret_key) < 32:
         raise ConfigError("MST_SECRET_KEY must be at least 32 characters")
+    from bot import deadlines  # here: bot.deadlines imports ConfigError from this module
+
+    deadlines.configure(holidays_file=settings.holidays_file, rules_file=settings.rules_file)
     return settings
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 def _database_url(url: str) -> str:

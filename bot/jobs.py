@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot import delivery, mediation
+from bot import delivery, escalation, mediation
 from bot.config import Settings
 from bot.deps import Deps
 from storage import audit, state
@@ -50,6 +50,16 @@ async def deliver_outbox(deps: Deps) -> int:
 MAX_PASSES = 10
 
 
+async def deadlines_job(deps: Deps) -> dict[str, int]:
+    """Early warnings, escalations, items off absent desks (bot.escalation)."""
+    return await escalation.run(deps)
+
+
+async def digest_job(deps: Deps) -> int:
+    """The morning digest to each staff member, once per working day."""
+    return await escalation.morning_digest(deps)
+
+
 async def mediation_reminders(deps: Deps) -> int:
     """Day-before and hour-before reminders; each booking's reminder is queued once."""
     async with state.try_lock(deps.redis, "mediation-reminders", timeout_s=120) as got:
@@ -68,6 +78,8 @@ def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
         (deliver_outbox, settings.outbox_interval_s),
         (anchor_audit, settings.anchor_interval_s),
         (mediation_reminders, settings.reminder_interval_s),
+        (deadlines_job, 60.0),
+        (digest_job, 60.0),
     ]
 
 

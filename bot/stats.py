@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import deadlines
 from bot.clock import now
 from storage.models import AuditEvent, Case, Court, Rating, Staff, Ticket
 
@@ -26,6 +27,7 @@ class Scope:
     judge: str | None = None  # staff username: the case's handling judge
     since: datetime | None = None
     until: datetime | None = None
+    team: str | None = None  # items held by this team
 
 
 def _cases(scope: Scope) -> Select[Any]:
@@ -60,7 +62,9 @@ async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
         )
     )
     in_scope = and_(
-        Ticket.case_id.in_(_cases(scope).scalar_subquery()), *_period(Ticket.created_at, scope)
+        Ticket.case_id.in_(_cases(scope).scalar_subquery()),
+        *_period(Ticket.created_at, scope),
+        *([Ticket.team == scope.team] if scope.team else []),
     )
     feedback = await session.scalar(select(func.count()).select_from(Ticket).where(in_scope)) or 0
     by_kind = dict(
@@ -98,7 +102,8 @@ async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
         ).all()
     ]
     # On time: of the tickets whose first reply was due by now or already given, the share
-    # answered by the due time.
+    # answered by the due time the litigant was promised (due_at; escalation gives a new
+    # holder its own holder_due_at, but the promise is what counts).
     moment = now()
     due_rows = (
         await session.execute(
@@ -107,6 +112,15 @@ async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
     ).all()
     judged = [(r, d) for r, d in due_rows if r is not None or d <= moment]
     on_time = sum(1 for r, d in judged if r is not None and r <= d)
+    close_rows = (
+        await session.execute(
+            select(Ticket.closed_at, Ticket.close_due_at).where(
+                in_scope, Ticket.close_due_at.is_not(None)
+            )
+        )
+    ).all()
+    close_judged = [(c, d) for c, d in close_rows if c is not None or d <= moment]
+    closed_on_time = sum(1 for c, d in close_judged if c is not None and c <= d)
     return {
         "visitors": int(visitors or 0),
         "feedback": int(feedback),
@@ -120,4 +134,9 @@ async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
         "rating_satisfaction": share(sum(1 for s in all_scores if s in SATISFIED), len(all_scores)),
         "on_time_rate": share(on_time, len(judged)),
         "on_time_judged": len(judged),
+        "close_on_time_rate": share(closed_on_time, len(close_judged)),
+        "close_on_time_judged": len(close_judged),
+        "overdue_now": sum(1 for r, d in due_rows if r is None and d <= moment),
+        # Years whose working days are a Monday–Friday guess (no official or court data).
+        "calendar_warnings": deadlines.calendar_warnings(),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import deadlines, outbox
@@ -17,7 +17,7 @@ from bot.clock import now, say_time
 from bot.masking import mask_name
 from handlers.texts import RATE_ASK_AFTER_CLOSE
 from storage import audit
-from storage.models import AuditEvent, Binding, Case, Message, Party, Staff, Ticket
+from storage.models import AuditEvent, Binding, Case, Court, Message, Party, Staff, Ticket
 
 KIND_NAMES = {
     "question": "咨询",
@@ -53,35 +53,58 @@ class Routing:
     subject_staff_id: int | None = None
 
 
-SUPERVISION_TEAM = "督查室"
+TEAM_NAMES = {"supervision": "督查室", "reception": "集约接待", "admin": "院领导"}
+WHO = {"supervision": "法院督查室", "reception": "法院接待人员", "admin": "法院领导"}
 
 
-async def route(session: AsyncSession, case: Case, kind: str, about: str | None = None) -> Routing:
-    """The one place that decides where an item goes.
+def is_away(staff: Staff | None) -> bool:
+    return staff is not None and staff.away_until is not None and staff.away_until > now()
 
-    Questions and asset leads go to the case's handling judge / enforcement officer.
-    Complaints go to the court's supervision team, never to the staff member they are
-    about; that person is neither told nor able to see them (see may_handle)."""
-    handler = await session.get(Staff, case.judge_id) if case.judge_id else None
-    if kind != "complaint":
-        return Routing(handler, handler.team if handler else None, [handler] if handler else [])
-    supervisors = list(
-        (
+
+async def role_team(
+    session: AsyncSession, court_id: int, role: str, *, exclude: int | None = None
+) -> Routing:
+    """A team inbox: the court's staff with `role`; any of them may claim an item."""
+    members = [
+        s
+        for s in (
             await session.execute(
                 select(Staff)
-                .where(
-                    Staff.court_id == case.court_id,
-                    Staff.active,
-                    Staff.roles.contains("supervision"),
-                )
+                .where(Staff.court_id == court_id, Staff.active, Staff.roles.contains(role))
                 .order_by(Staff.id)
             )
         ).scalars()
-    )
-    supervisors = [s for s in supervisors if s.has_role("supervision")]
-    subject = case.judge_id if about == "staff" else None
-    team = supervisors[0].team if supervisors and supervisors[0].team else SUPERVISION_TEAM
-    return Routing(None, team, [s for s in supervisors if s.id != subject], subject)
+        if s.has_role(role)
+    ]
+    team = next((m.team for m in members if m.team), None) or TEAM_NAMES.get(role, role)
+    notify = [m for m in members if m.team == team and m.id != exclude and not is_away(m)]
+    return Routing(None, team, notify, exclude)
+
+
+async def route(session: AsyncSession, case: Case, kind: str, about: str | None = None) -> Routing:
+    """The one place that decides where a new item goes.
+
+    Questions and asset leads go to the case's handling judge / enforcement officer, or
+    to the court's reception team while that person is away. Complaints go to the
+    court's supervision team, never to the staff member they are about; that person is
+    neither told nor able to see them (see may_handle)."""
+    if kind == "complaint":
+        subject = case.judge_id if about == "staff" else None
+        return await role_team(session, case.court_id, "supervision", exclude=subject)
+    handler = await session.get(Staff, case.judge_id) if case.judge_id else None
+    if handler is None or is_away(handler) or not handler.active:
+        return await role_team(session, case.court_id, "reception")
+    return Routing(handler, handler.team, [handler])
+
+
+def holder_words(ticket: Ticket, assignee: Staff | None) -> str:
+    """Who is handling an item, as the litigant is told."""
+    if assignee is not None:
+        return f"{staff_title(assignee)}{assignee.name}"
+    for role, words in WHO.items():
+        if ticket.team == TEAM_NAMES.get(role):
+            return words
+    return "法院工作人员"
 
 
 def staff_notice(
@@ -105,6 +128,7 @@ async def open_ticket(
     about: str | None = None,
 ) -> Opened:
     routing = await route(session, case, kind, about)
+    court = await session.get(Court, case.court_id)
     created = now()
     ticket = Ticket(
         case_id=case.id or 0,
@@ -116,7 +140,12 @@ async def open_ticket(
         about=about,
         subject_staff_id=routing.subject_staff_id,
         created_at=created,
-        due_at=deadlines.reply_due(kind, created),
+        holder_since=created,
+        due_at=deadlines.due(kind, created, court=court.name if court else None),
+        holder_due_at=deadlines.due(kind, created, court=court.name if court else None),
+        close_due_at=deadlines.due(
+            kind, created, which="close", court=court.name if court else None
+        ),
     )
     session.add(ticket)
     await session.flush()
@@ -205,8 +234,9 @@ def may_handle(staff: Staff, ticket: Ticket) -> bool:
     """Staff see and answer only tickets routed to them or to their team; complaints only
     the supervision team, and never the staff member a complaint is about."""
     if ticket.kind == "complaint":
+        # The supervision team, or whoever it was escalated to; never the person named.
         return (
-            staff.has_role("supervision")
+            (staff.has_role("supervision") or ticket.level > 0)
             and staff.id != ticket.subject_staff_id
             and ticket.team is not None
             and staff.team == ticket.team
@@ -222,12 +252,13 @@ def visible_filter(staff: Staff):  # type: ignore[no-untyped-def]
     if staff.team:
         ordinary.append(Ticket.team == staff.team)
     conditions = [and_(Ticket.kind != "complaint", or_(*ordinary))]
-    if staff.has_role("supervision") and staff.team:
+    if staff.team:
         conditions.append(
             and_(
                 Ticket.kind == "complaint",
                 Ticket.team == staff.team,
                 or_(Ticket.subject_staff_id.is_(None), Ticket.subject_staff_id != staff.id),
+                true() if staff.has_role("supervision") else Ticket.level > 0,
             )
         )
     return or_(*conditions)

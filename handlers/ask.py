@@ -14,10 +14,6 @@ async def start(ctx: Context, case: Case, binding: Binding) -> str:
     return texts.ASK_PROMPT
 
 
-def who(assignee: Staff | None) -> str:
-    return f"{tickets.staff_title(assignee)}{assignee.name}" if assignee else texts.RECEPTION
-
-
 async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     text = ctx.inbound.text.strip()
     if not text:
@@ -26,11 +22,11 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     if ticket is not None:
         await items.add(ctx, ticket, case, text)
         assignee = await ctx.session.get(Staff, ticket.assignee_id) if ticket.assignee_id else None
-        return texts.ASK_ADDED.format(ticket=ticket.id, who=who(assignee))
+        return texts.ASK_ADDED.format(ticket=ticket.id, who=tickets.holder_words(ticket, assignee))
     opened = await items.open_new(ctx, case, binding, kind="question", text=text)
     return texts.ASK_RECEIVED.format(
         ticket=opened.ticket.id,
-        who=who(opened.assignee),
+        who=tickets.holder_words(opened.ticket, opened.assignee),
         due=tickets.due_words(opened.ticket),
         receipt=opened.receipt[:16],
     )

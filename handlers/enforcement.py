@@ -7,7 +7,6 @@ from __future__ import annotations
 from bot import enforcement, tickets
 from bot.context import Context
 from handlers import items, texts
-from handlers.ask import who
 from storage.models import Binding, Case
 
 
@@ -40,7 +39,7 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     opened = await items.open_new(ctx, case, binding, kind="asset_lead", text=text)
     return texts.LEAD_RECEIVED.format(
         ticket=opened.ticket.id,
-        who=who(opened.assignee),
+        who=tickets.holder_words(opened.ticket, opened.assignee),
         due=tickets.due_words(opened.ticket),
         receipt=opened.receipt[:16],
     )

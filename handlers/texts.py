@@ -47,7 +47,6 @@ ASK_RECEIVED = (
     "如需补充，直接发送即可；发送 0 返回菜单。"
 )
 ASK_ADDED = "已补充到咨询 #{ticket}，会一并转给{who}。\n发送 0 返回菜单。"
-RECEPTION = "法院接待人员"
 
 # staff
 STAFF_BOUND = (
@@ -59,6 +58,9 @@ STAFF_HELP = (
     "待办 —— 查看待处理事项\n"
     "#编号 回复内容 —— 答复当事人\n"
     "#编号 结 —— 办结该事项\n"
+    "#编号 认领 —— 认领团队待办\n"
+    "#编号 转 用户名 原因 —— 转给其他工作人员\n"
+    "请假 至 11月30日 / 在岗 —— 登记不在岗、恢复在岗\n"
     "未到 预约号 —— （调解员）记录当事人未到场"
 )
 STAFF_NO_TICKET = "没有找到 #{ticket}。"
@@ -148,3 +150,14 @@ RATE_ASK_AFTER_CLOSE = (
 )
 NO_SHOW_RECORDED = "已记录该预约当事人未到场。"
 NO_SHOW_BAD = "没有找到这个已开始的、由您主持的预约。"
+
+# absence, claims, transfers
+AWAY_SET = "已登记：您 {until} 前不在岗。期间新的事项会转给法院接待人员，已有的事项也会陆续转过去。\n回来后发送“在岗”。"
+AWAY_BAD = "请这样写：请假 至 11月30日"
+BACK = "欢迎回来，已恢复在岗。新的事项会直接发给您。"
+CLAIMED = "#{ticket} 已由您认领，请尽快答复。"
+CLAIM_TAKEN = "#{ticket} 已经被{name}认领了。"
+CLAIM_NOT_TEAM = "#{ticket} 不在您团队的待办里，不能认领。"
+TRANSFER_BAD = "请这样写：#{ticket} 转 用户名 原因"
+TRANSFER_NO_STAFF = "没有找到工作人员“{username}”。"
+TRANSFERRED = "#{ticket} 已转给{name}，并告知了当事人。"

@@ -94,7 +94,10 @@ class Binding(SQLModel, table=True):
 class Ticket(SQLModel, table=True):
     """An item a user raised; shown to people as #<id>."""
 
-    __table_args__ = (Index("ix_ticket_assignee_status", "assignee_id", "status"),)
+    __table_args__ = (
+        Index("ix_ticket_assignee_status", "assignee_id", "status"),
+        Index("ix_ticket_status_due", "status", "holder_due_at"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="case.id", index=True)
     kind: str = Field(max_length=32)  # question | complaint | mediation | asset_lead
@@ -107,7 +110,13 @@ class Ticket(SQLModel, table=True):
     about: str | None = Field(default=None, max_length=32)
     subject_staff_id: int | None = Field(default=None, foreign_key="staff.id")
     created_at: datetime = Field(default_factory=now)
-    due_at: datetime | None = None
+    due_at: datetime | None = None  # first reply promised to the litigant when it came in
+    close_due_at: datetime | None = None
+    holder_due_at: datetime | None = None  # first reply due from the current holder
+    # Escalation: 0 with the first holder, +1 each time a deadline passes unanswered.
+    level: int = 0
+    holder_since: datetime = Field(default_factory=now)
+    warned_at: datetime | None = None  # early warning sent to the current holder
     first_reply_at: datetime | None = None
     closed_at: datetime | None = None
 

@@ -1,0 +1,322 @@
+"""Every letter answered on time: warnings, escalation through the chain with a clock we
+move by hand, the absent judge, team inboxes (claim races), transfers, the digest."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot import escalation
+from bot.clock import CHINA_TZ, set_clock
+from handlers import texts
+from storage.models import AuditEvent, Case, Staff, Ticket
+from tests.test_loop import JUDGE_WX, LITIGANT, World, ask, bind_judge, verify_litigant, world  # noqa: F401
+
+RECEPTION_WX = "oReception000000000000001"
+RECEPTION2_WX = "oReception000000000000002"
+LEADER_WX = "oLeader00000000000000001"
+
+
+@pytest.fixture
+def clock() -> Any:
+    """China time we set by hand: clock.at(2026, 11, 23, 10, 0)."""
+
+    class Clock:
+        moment = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA_TZ)  # a Monday, 10:00
+
+        def at(self, *parts: int) -> None:
+            self.moment = datetime(*parts, tzinfo=CHINA_TZ)  # type: ignore[misc]
+
+    c = Clock()
+    set_clock(lambda: c.moment.astimezone(UTC))
+    yield c
+    set_clock(None)
+
+
+async def court_staff(w: World) -> None:
+    async with w.deps.db.transaction() as s:
+        court_id = (await s.get(Case, w.case["case_id"])).court_id  # type: ignore[union-attr]
+        s.add(
+            Staff(
+                username="liuyang",
+                name="刘洋",
+                court_id=court_id,
+                roles="reception",
+                team="集约接待",
+            )
+        )
+        s.add(
+            Staff(
+                username="sunli", name="孙丽", court_id=court_id, roles="reception", team="集约接待"
+            )
+        )
+        s.add(
+            Staff(username="leader", name="院长", court_id=court_id, roles="admin", team="院领导")
+        )
+        s.add(Staff(username="lisi", name="李四", court_id=court_id, roles="judge", team="民二庭"))
+    await bind_judge(w)
+    await bind_judge(w, "liuyang", RECEPTION_WX)
+    await bind_judge(w, "sunli", RECEPTION2_WX)
+    await bind_judge(w, "leader", LEADER_WX)
+
+
+async def ticket(w: World, number: int) -> Ticket:
+    async with w.deps.db.sessions() as s:
+        t = await s.get(Ticket, number)
+    assert t is not None
+    return t
+
+
+async def tick(w: World) -> dict[str, int]:
+    result = await escalation.run(w.deps)
+    await w.deliver()
+    return result
+
+
+async def test_warning_then_escalation_through_the_whole_chain(world: World, clock: Any) -> None:
+    w = world
+    await court_staff(w)
+    await verify_litigant(w)
+    number = await ask(w, "什么时候开庭？")  # Monday 10:00; due Wednesday 17:30
+    await w.deliver()
+    # 75% of the 1,260 working minutes is 945: Mon 360 + Tue 450 + Wed 135 → Wed 10:45.
+    clock.at(2026, 11, 25, 10, 40)
+    assert (await tick(w))["warned"] == 0
+    clock.at(2026, 11, 25, 10, 46)
+    assert (await tick(w))["warned"] == 1
+    assert "将于 11月25日 周三 下午5:30 到期" in w.inbox(JUDGE_WX)[-1]
+    assert (await tick(w))["warned"] == 0  # once per level
+
+    clock.at(2026, 11, 25, 17, 31)
+    assert (await tick(w))["escalated"] == 1
+    t = await ticket(w, number)
+    assert (t.level, t.assignee_id, t.team) == (1, None, "集约接待")
+    assert "现由法院接待人员办理" in w.inbox(LITIGANT)[-1]
+    assert f"#{number}" in w.inbox(RECEPTION_WX)[-1] and f"#{number}" in w.inbox(RECEPTION2_WX)[-1]
+    assert (await tick(w))["escalated"] == 0  # the new holder has a new allowance
+    # Wed 17:31 is after hours: two working days → Friday 17:30.
+    assert t.holder_due_at == datetime(2026, 11, 27, 17, 30, tzinfo=CHINA_TZ)
+    assert t.due_at == datetime(2026, 11, 25, 17, 30, tzinfo=CHINA_TZ)  # the promise stays
+
+    clock.at(2026, 11, 27, 17, 31)
+    assert (await tick(w))["escalated"] == 1
+    t = await ticket(w, number)
+    assert (t.level, t.team) == (2, "院领导")
+    assert f"#{number}" in w.inbox(LEADER_WX)[-1]
+    clock.at(2026, 12, 7, 9, 0)
+    assert (await tick(w))["escalated"] == 0  # top of the chain: stays on the overdue list
+
+    async with w.deps.db.sessions() as s:
+        moves = list(
+            (
+                await s.execute(
+                    select(AuditEvent.action)
+                    .where(AuditEvent.subject == f"ticket:{number}")
+                    .order_by(AuditEvent.id)
+                )
+            ).scalars()
+        )
+    assert moves == ["ticket.opened", "ticket.warned", "ticket.escalated", "ticket.escalated"]
+    # The leadership answers; the litigant receives it.
+    assert await w.say(
+        LEADER_WX, f"#{number} 已督促承办法官，明天答复您。"
+    ) == texts.STAFF_ANSWERED.format(ticket=number)
+
+
+async def test_concurrent_jobs_escalate_each_ticket_once(world: World, clock: Any) -> None:
+    w = world
+    await court_staff(w)
+    await verify_litigant(w)
+    numbers = []
+    for i in range(3):
+        numbers.append(await ask(w, f"问题{i}"))
+        await w.say(LITIGANT, "0")  # back to the menu: the next question is a new ticket
+    clock.at(2026, 11, 25, 17, 31)
+    policy = escalation.Policy()
+
+    async def one_job() -> int:  # bypassing the Redis lock: the database guard alone
+        async with w.deps.db.transaction() as s:
+            return await escalation.escalate(s, policy)
+
+    results = await asyncio.gather(*(one_job() for _ in range(4)))
+    assert sum(results) == 3  # each ticket once, however many jobs ran
+    assert [(await ticket(w, n)).level for n in numbers] == [1, 1, 1]
+    async with w.deps.db.sessions() as s:
+        escalations = (
+            (await s.execute(select(AuditEvent).where(AuditEvent.action == "ticket.escalated")))
+            .scalars()
+            .all()
+        )
+    assert len(escalations) == 3
+
+
+async def test_the_absent_judge(world: World, clock: Any) -> None:
+    w = world
+    await court_staff(w)
+    await verify_litigant(w)
+    before = await ask(w, "请假前的问题")
+    await w.say(LITIGANT, "0")
+    reply = await w.say(JUDGE_WX, "请假 至 11月30日")
+    assert "11月30日" in reply
+    await w.say(LITIGANT, "1")
+    received = await w.say(LITIGANT, "请假后的问题")
+    assert "法院接待人员" in received
+    after = int(received.split("#", 1)[1].split("。", 1)[0])
+    t = await ticket(w, after)
+    assert (t.assignee_id, t.team) == (None, "集约接待")
+    # The open one from before moves too, after the configured hour.
+    clock.at(2026, 11, 23, 10, 30)
+    assert (await tick(w))["moved"] == 0
+    clock.at(2026, 11, 23, 11, 5)
+    assert (await tick(w))["moved"] == 1
+    t = await ticket(w, before)
+    assert t.team == "集约接待" and t.assignee_id is None
+    assert "承办人请假" in await _reasons(w, before)
+    assert await w.say(JUDGE_WX, "在岗") == texts.BACK
+    await w.say(LITIGANT, "0")
+    await w.say(LITIGANT, "1")
+    back = await w.say(LITIGANT, "回来后的问题")
+    assert "法官张伟" in back
+
+
+async def _reasons(w: World, number: int) -> list[str]:
+    import json
+
+    async with w.deps.db.sessions() as s:
+        payloads = (
+            await s.execute(
+                select(AuditEvent.payload).where(AuditEvent.subject == f"ticket:{number}")
+            )
+        ).scalars()
+        return [json.loads(p).get("reason", "") for p in payloads]
+
+
+async def test_claim_race_one_wins_and_transfer_with_reason(world: World, clock: Any) -> None:
+    w = world
+    await court_staff(w)
+    await w.say(JUDGE_WX, "请假 至 11月30日")
+    await verify_litigant(w)
+    number = await ask(w, "问题")
+    answers = await asyncio.gather(
+        w.say(RECEPTION_WX, f"#{number} 认领"), w.say(RECEPTION2_WX, f"#{number} 认领")
+    )
+    assert sorted(a == texts.CLAIMED.format(ticket=number) for a in answers) == [False, True]
+    loser = next(a for a in answers if a != texts.CLAIMED.format(ticket=number))
+    assert "已经被" in loser and "认领了" in loser
+    t = await ticket(w, number)
+    assert t.assignee_id is not None
+    # A judge outside the team cannot claim it.
+    await bind_judge(w, "lisi", "oLisi000000000000000000001")
+    assert await w.say(
+        "oLisi000000000000000000001", f"#{number} 认领"
+    ) == texts.STAFF_NOT_YOURS.format(ticket=number)
+    # Transfer with a reason; the new holder and the litigant are told.
+    holder_wx = RECEPTION_WX if answers[0] == texts.CLAIMED.format(ticket=number) else RECEPTION2_WX
+    assert await w.say(
+        holder_wx, f"#{number} 转 lisi 涉及民二庭的关联案件"
+    ) == texts.TRANSFERRED.format(ticket=number, name="李四")
+    await w.deliver()
+    assert f"#{number}" in w.inbox("oLisi000000000000000000001")[-1]
+    assert "现由法官李四办理" in w.inbox(LITIGANT)[-1]
+    assert "涉及民二庭的关联案件" in await _reasons(w, number)
+    t = await ticket(w, number)
+    assert t.team == "民二庭"
+
+
+async def test_a_silent_judge_is_treated_as_away_for_that_item(world: World, clock: Any) -> None:
+    w = world
+    await court_staff(w)
+    await verify_litigant(w)
+    number = await ask(w, "问题")
+    policy = escalation.Policy(silent_after=timedelta(hours=4))
+    clock.at(2026, 11, 23, 13, 59)
+    async with w.deps.db.transaction() as s:
+        assert await escalation.off_absent_desks(s, policy) == 0
+    clock.at(2026, 11, 23, 14, 1)
+    async with w.deps.db.transaction() as s:
+        assert await escalation.off_absent_desks(s, policy) == 1
+    assert "承办人长时间未答复" in await _reasons(w, number)
+
+
+async def test_morning_digest_once_a_working_day(world: World, clock: Any) -> None:
+    w = world
+    await court_staff(w)
+    await verify_litigant(w)
+    await ask(w, "问题")
+    await w.deliver()
+    clock.at(2026, 11, 24, 7, 50)
+    assert await escalation.morning_digest(w.deps) == 0  # before 8:00
+    clock.at(2026, 11, 24, 8, 5)
+    assert await escalation.morning_digest(w.deps) == 1  # the judge has one open item
+    assert await escalation.morning_digest(w.deps) == 0  # once a day
+    await w.deliver()
+    assert "您有 1 件待办" in w.inbox(JUDGE_WX)[-1]
+    clock.at(2026, 11, 28, 8, 5)  # a Saturday
+    assert await escalation.morning_digest(w.deps) == 0
+
+
+async def test_on_time_figures_and_the_overdue_list(world: World, clock: Any) -> None:
+    from bot import stats
+
+    w = world
+    await court_staff(w)
+    await verify_litigant(w)
+    answered = await ask(w, "第一个问题")
+    await w.say(LITIGANT, "0")
+    late = await ask(w, "第二个问题")
+    await w.say(LITIGANT, "0")
+    clock.at(2026, 11, 24, 9, 0)
+    await w.say(JUDGE_WX, f"#{answered} 已答复")  # in time (due Wednesday 17:30)
+    await w.say(JUDGE_WX, f"#{answered} 结")
+    clock.at(2026, 11, 25, 17, 31)  # the second is now overdue (and escalates)
+    await tick(w)
+    async with w.deps.db.sessions() as s:
+        everything = await stats.compute(s, stats.Scope())
+        reception = await stats.compute(s, stats.Scope(team="集约接待"))
+    # Reply: 1 of the 2 judged tickets on time. Closing: the closed one is judged (on time),
+    # the open one's closing deadline (10 working days) has not come: 1 of 1.
+    assert (everything["on_time_rate"], everything["on_time_judged"]) == (0.5, 2)
+    assert (everything["close_on_time_rate"], everything["close_on_time_judged"]) == (1.0, 1)
+    assert everything["overdue_now"] == 1  # escalated, but still past what was promised
+    assert (reception["feedback"], reception["on_time_judged"]) == (1, 1)
+    assert (await ticket(w, late)).level == 1
+
+
+async def test_a_court_sets_its_own_chain_and_warning_share(
+    world: World, clock: Any, tmp_path: Any
+) -> None:
+    import json
+    from dataclasses import replace
+
+    from bot import deadlines
+    from bot.config import ConfigError
+    from tests.conftest import COURT
+
+    w = world
+    rules = tmp_path / "rules.json"
+    rules.write_text(
+        json.dumps({"courts": {COURT: {"escalation": {"question": ["admin"]}}}, "warn_share": 0.5}),
+        encoding="utf-8",
+    )
+    deadlines.use_rules(deadlines.load_rules(rules))
+    try:
+        w.deps.settings = replace(w.deps.settings, rules_file=rules)
+        policy = escalation.load_policy(w.deps.settings)
+        assert policy.chain(COURT, "question") == ["admin"] and policy.warn_share == 0.5
+        assert policy.chain("another court", "question") == ["reception", "admin"]
+        await court_staff(w)
+        await verify_litigant(w)
+        number = await ask(w, "问题")
+        clock.at(2026, 11, 25, 17, 31)
+        await tick(w)
+        assert (await ticket(w, number)).team == "院领导"  # straight to the leadership
+        rules.write_text(json.dumps({"warn_share": 2}), encoding="utf-8")
+        deadlines.use_rules(deadlines.load_rules(rules))
+        with pytest.raises(ConfigError, match="MST_RULES_FILE"):
+            escalation.load_policy(w.deps.settings)
+    finally:
+        deadlines.use_rules(None)
