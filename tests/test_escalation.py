@@ -14,6 +14,7 @@ from bot import escalation
 from bot.clock import CHINA_TZ, set_clock
 from handlers import texts
 from storage.models import AuditEvent, Case, Staff, Ticket
+from tests.test_cli import cli_env  # noqa: F401  (fixture)
 from tests.test_loop import JUDGE_WX, LITIGANT, World, ask, bind_judge, verify_litigant, world  # noqa: F401
 
 RECEPTION_WX = "oReception000000000000001"
@@ -320,3 +321,36 @@ async def test_a_court_sets_its_own_chain_and_warning_share(
             escalation.load_policy(w.deps.settings)
     finally:
         deadlines.use_rules(None)
+
+
+async def test_ticket_history_away_and_overdue_from_the_command_line(
+    world: World, clock: Any, tmp_path: Any, cli_env: dict[str, str]
+) -> None:
+    import json
+
+    from tests.test_cli import mst
+
+    w = world
+    await court_staff(w)
+    await verify_litigant(w)
+    number = await ask(w, "问题")
+    clock.at(2026, 11, 25, 17, 31)
+    await tick(w)  # escalated to reception
+    env = cli_env
+    history = await mst(env, tmp_path, "ticket", "history", str(number))
+    assert history.code == 0, history.err
+    lines = history.out.splitlines()
+    assert "ticket.opened" in lines[0] and "ticket.escalated" in lines[-1]
+    assert "-> 集约接待 (level 1)" in lines[-1] and "到期未答复" in lines[-1]
+    # The real clock is past the promised Wednesday 17:30 of 2026-11-25 only after it;
+    # `mst overdue` runs on the real clock, so look at its shape and at an unknown ticket.
+    listed = await mst(env, tmp_path, "overdue", "--json")
+    assert listed.code == 0 and isinstance(json.loads(listed.out), list)
+    assert (await mst(env, tmp_path, "ticket", "history", "999")).code == 1
+    away = await mst(env, tmp_path, "away", "zhangwei", "--until", "2026-11-30")
+    assert away.code == 0
+    async with w.deps.db.sessions() as s:
+        judge = (await s.execute(select(Staff).where(Staff.username == "zhangwei"))).scalar_one()
+    assert judge.away_until == datetime(2026, 12, 1, 0, 0, tzinfo=CHINA_TZ)
+    assert (await mst(env, tmp_path, "away", "zhangwei", "--back")).code == 0
+    assert (await mst(env, tmp_path, "away", "nobody", "--back")).code == 1
