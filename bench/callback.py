@@ -1,7 +1,8 @@
 """The /wechat callback under load: the real server (`mst serve`) against a bare aiohttp
 handler, both driven by the same client in the same run.
 
-    python -m bench.callback [--backend sqlite|pg|both] [--mode plain|safe|both]
+    python -m bench.callback [--scenario text|ask] [--workers 1 | --workers 1,2]
+                             [--backend sqlite|pg|both] [--mode plain|safe|both]
                              [--concurrency 50] [--requests 3000] [--port-base 18100]
                              [--rate 500 | --rate 50,500] [--rate-duration 10]
 
@@ -15,6 +16,12 @@ client tasks (closed loop). With --rate R (or a list), then an open loop per rat
 start (so a slow server cannot hide its queueing), and requests that started late are
 counted. All requests are built before the clock starts; replies are decoded and checked
 after it stops, so the client's crypto does not steal CPU from the server while timed.
+
+--scenario ask: instead of "你好" from strangers, questions from verified litigants in the
+ask step (seeded by bench.seed before the server starts): each opens or joins their ticket,
+with its audit event and an outbox notice to the judge; checked against the database after.
+--workers K: `mst serve --workers K` (pg only for K > 1); CPU and RSS summed over the
+server's processes.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import itertools
 import math
 import os
 import platform
+import re
 import secrets
 import sqlite3
 import sys
@@ -40,7 +48,7 @@ from urllib.parse import urlencode
 import aiohttp
 from yarl import URL
 
-from bench import common
+from bench import common, seed
 from bot.fake_wechat.callbacks import WeChatServer, text_xml
 from handlers import texts
 
@@ -51,6 +59,10 @@ HEADERS = {"Content-Type": "text/xml"}
 WECHAT_PATIENCE_S = 5.0  # WeChat drops the connection after 5 s and retries
 # The server allows 30 messages per user per minute; stay well under it per phase.
 MAX_PER_USER = 20
+# SQLite `ask`: the case code, then "1" (unmeasured) put a litigant in the ask step.
+ENTER_MESSAGES = 2
+ASK_NEW = texts.ASK_RECEIVED.split("{ticket}")[0]  # 已收到您的咨询，编号 #
+ASK_JOINED = texts.ASK_ADDED.split("{ticket}")[0]  # 已补充到咨询 #
 # Unique across runs too: 64-bit like WeChat's, from the clock in microseconds.
 _MSG_IDS = itertools.count(time.time_ns() // 1000)
 
@@ -94,8 +106,10 @@ class Phase:
     checked: int = 0
     bad_replies: int = 0
     bad_kinds: dict[str, int] = field(default_factory=dict)
+    reply_kinds: dict[str, int] = field(default_factory=dict)  # ask: new ticket / joined ticket
     samples: list[dict[str, Any]] = field(default_factory=list)  # a few failures, for the JSON
     rss_mb: float | None = None
+    workers: int = 1
     server_cpu_s: float | None = None
     client_cpu_s: float = 0.0
     machine_cpu_s: float | None = None  # every process on the box, ours and anyone else's
@@ -116,19 +130,60 @@ class Phase:
 # -- requests -------------------------------------------------------------------------
 
 
-def build(server: WeChatServer, base: str, n: int, tag: str, users: int) -> list[Req]:
-    """n signed (and in safe mode encrypted) text messages from `users` distinct openids."""
-    users = max(users, math.ceil(n / MAX_PER_USER))
+def build(server: WeChatServer, base: str, senders: Sequence[tuple[str, str]]) -> list[Req]:
+    """One signed (and in safe mode encrypted) text message per (openid, text)."""
     out = []
-    for i in range(n):
-        openid = f"oBench{tag}{i % users:07d}"
+    for openid, content in senders:
         msg_id = next(_MSG_IDS)
         query, body = server.request(
-            text_xml(openid, "你好", to=ACCOUNT, msg_id=msg_id), nonce=_nonce()
+            text_xml(openid, content, to=ACCOUNT, msg_id=msg_id), nonce=_nonce()
         )
         url = URL(f"{base}/wechat?{urlencode(query)}", encoded=True)
         out.append(Req(url, body.encode(), query, openid, f"wx:{msg_id}"))
     return out
+
+
+def strangers(n: int, tag: str, users: int) -> list[tuple[str, str]]:
+    """The `text` scenario: "你好" from unbound openids (the welcome text answers), at least
+    `users` of them per phase, so that nobody sends more than MAX_PER_USER."""
+    users = max(users, math.ceil(n / MAX_PER_USER))
+    return [(f"oBench{tag}{i % users:07d}", "你好") for i in range(n)]
+
+
+class Litigants:
+    """The `ask` scenario: the seeded litigants, every one in the ask step of their own case.
+    Messages go round the pool in order, so one person's messages are `len(pool)` messages
+    apart (never two in flight at once unless the server is seconds behind) and everyone
+    sends about the same number over the whole run."""
+
+    def __init__(self, openids: Sequence[str]) -> None:
+        self.openids = list(openids)
+        self.turn = 0
+        self.sent: Counter[str] = Counter()
+
+    def next(self, n: int) -> list[tuple[str, str]]:
+        out = []
+        for _ in range(n):
+            openid = self.openids[self.turn % len(self.openids)]
+            self.turn += 1
+            self.sent[openid] += 1
+            out.append(
+                (openid, f"请问我的案子什么时候开庭？需要准备哪些材料？（第{self.sent[openid]}问）")
+            )
+        return out
+
+
+def planned_messages(args: argparse.Namespace) -> int:
+    """Every message of one target's run: warm-ups, the closed loop and the open loops."""
+    opens = sum(min(args.warmup, 100) + max(1, round(r * args.rate_duration)) for r in args.rate)
+    return args.warmup + args.requests + opens
+
+
+def litigant_count(args: argparse.Namespace, backend: str) -> int:
+    """How many litigants to seed: --users, raised so that nobody sends more than
+    MAX_PER_USER over the whole run (SQLite: 2 of them enter the ask step)."""
+    per_user = MAX_PER_USER - (ENTER_MESSAGES if backend == "sqlite" else 0)
+    return max(args.users, math.ceil(planned_messages(args) / per_user))
 
 
 _NONCES: set[str] = set()
@@ -283,9 +338,14 @@ def check_replies(
     reqs: Sequence[Req],
     results: Sequence[Result | None],
     every: int,
+    tickets: dict[str, set[int]] | None = None,
 ) -> None:
-    """Decode (and in safe mode decrypt) the replies: each must be our welcome text to the sender."""
+    """Decode (and in safe mode decrypt) the replies. `text` scenario (tickets is None): each
+    must be the welcome text to the sender. `ask`: each must say the question opened a ticket
+    (ASK_RECEIVED) or joined one (ASK_ADDED); the ticket numbers are collected per sender in
+    `tickets`, where each sender must end up with exactly one."""
     bad: Counter[str] = Counter()
+    good: Counter[str] = Counter()
     for i in range(0, len(reqs), max(1, every)):
         r = results[i]
         if r is None or r.status != 200 or r.raw is None:
@@ -304,10 +364,28 @@ def check_replies(
             bad["rate-limited (SLOW_DOWN)"] += 1
         elif reply.get("Content") == texts.BUSY:
             bad["handler failed (BUSY)"] += 1
-        elif reply.get("Content") != texts.WELCOME:
-            bad["unexpected text"] += 1
+        elif tickets is None:
+            if reply.get("Content") != texts.WELCOME:
+                bad["unexpected text"] += 1
+        else:
+            content = reply.get("Content") or ""
+            kind = (
+                "new ticket"
+                if content.startswith(ASK_NEW)
+                else "joined ticket"
+                if content.startswith(ASK_JOINED)
+                else None
+            )
+            prefix = {"new ticket": ASK_NEW, "joined ticket": ASK_JOINED}.get(kind or "", "")
+            number = re.match(r"(\d+)", content[len(prefix) :]) if kind else None
+            if number is None:
+                bad[f"not a ticket reply: {content[:24]!r}"] += 1
+                continue
+            good[kind] += 1
+            tickets.setdefault(reqs[i].openid, set()).add(int(number.group(1)))
     phase.bad_replies = sum(bad.values())
     phase.bad_kinds = dict(bad)
+    phase.reply_kinds = dict(good)
 
 
 STORED_SQL = "SELECT direction, msg_key FROM message"
@@ -362,6 +440,11 @@ def log_findings(text: str) -> dict[str, Any]:
 class Target:
     name: str  # sqlite | pg | bare aiohttp
     mode: str  # plain | safe
+    workers: int = 1  # `mst serve --workers K` (pg only when K > 1)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.mode}" + (f"-w{self.workers}" if self.workers > 1 else "")
 
 
 def run_target(
@@ -370,10 +453,17 @@ def run_target(
     safe = target.mode == "safe"
     key = common.aes_key() if safe else None
     wechat = WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=key)
-    work = tmp / f"{target.name.split()[0]}-{target.mode}"
+    work = tmp / target.label.split()[0]
     work.mkdir()
-    info: dict[str, Any] = {"target": target.name, "mode": target.mode}
+    info: dict[str, Any] = {
+        "target": target.name,
+        "mode": target.mode,
+        "workers": target.workers,
+        "scenario": args.scenario if target.name != "bare aiohttp" else "bare",
+    }
     db_url: str | None = None
+    world: seed.World | None = None
+    ask = args.scenario == "ask" and target.name != "bare aiohttp"
 
     if target.name == "bare aiohttp":
         cmd = [sys.executable, "-m", "bench.bare_server", "--port", str(port)]
@@ -398,14 +488,25 @@ def run_target(
         # cwd is the temp dir: `mst` reads a `.env` from its cwd, and the repo's must not leak in.
         cwd = work
         info["migrate_s"], _ = common.run([mst, "migrate"], env=env, cwd=cwd, timeout=180)
+        if ask:
+            # Seeded after migrate and before serve: nothing else writes meanwhile.
+            t0 = time.perf_counter()
+            world = seed.seed_database(db_url, litigant_count(args, target.name))
+            if redis_url is not None:
+                seed.seed_redis(redis_url, world)
+            info["seed_s"] = time.perf_counter() - t0
+            info["litigants"] = len(world.litigants)
         cmd = [mst, "serve", "--port", str(port)]
+        if target.workers > 1:
+            cmd += ["--workers", str(target.workers)]
 
-    server = common.start_server(
-        f"{target.name}-{target.mode}", cmd, env=env, cwd=cwd, port=port, log_dir=tmp
-    )
+    server = common.start_server(target.label, cmd, env=env, cwd=cwd, port=port, log_dir=tmp)
     phases: list[Phase] = []
     answered: list[str] = []  # keys of the messages that got a 200
     sent = 0
+    # ask: who sent questions (warm-ups included), who got a ticket reply, which ticket numbers
+    asked: set[str] = set()
+    tickets_seen: dict[str, set[int]] = {}
     try:
         t0 = time.perf_counter()
         info["health"] = health = server.wait_healthy(args.start_timeout)
@@ -419,9 +520,33 @@ def run_target(
             != expected[target.name]
         ):
             raise RuntimeError(f"the server is not on the expected backend: /healthz said {health}")
+        if target.workers > 1:
+            # Every worker must be up, not just the first to answer /healthz.
+            deadline = time.monotonic() + args.start_timeout
+            while len(server.pids()) < target.workers + 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.0)  # the last one to fork may still be opening its pools
+            info["pids"] = len(server.pids())
         info["start_s"] = time.perf_counter() - t0
         info["rss_idle_mb"] = server.rss_mb()
         tag = {"sqlite": "S", "pg": "P"}.get(target.name, "B") + target.mode[0].upper()
+        litigants = Litigants([lit.openid for lit in world.litigants]) if world else None
+
+        def senders(n: int, phase_tag: str) -> list[tuple[str, str]]:
+            if litigants is None:
+                return strangers(n, phase_tag, args.users)
+            out = litigants.next(n)
+            asked.update(openid for openid, _ in out)
+            return out
+
+        if world is not None and target.name == "sqlite":
+            # The server's Redis lives inside it: litigants walk into the ask step themselves.
+            info["enter_s"], info["enter_failed"] = enter_ask_step(wechat, server.base, world, args)
+            if info["enter_failed"]:
+                raise RuntimeError(
+                    f"{info['enter_failed']} litigants could not enter the ask step: "
+                    + server.log_tail(10)
+                )
 
         def marks() -> tuple[float | None, float | None]:
             return server.cpu_s(), common.machine_cpu_s()
@@ -430,17 +555,20 @@ def run_target(
             phase: Phase, reqs: list[Req], results: list[Result | None], wall: float
         ) -> None:
             summarize(phase, results, wall, args.late_ms / 1000)
+            phase.workers = target.workers
             phase.rss_mb = server.rss_mb()
             if target.name != "bare aiohttp":
-                check_replies(phase, wechat, reqs, results, args.check_every)
+                check_replies(
+                    phase, wechat, reqs, results, args.check_every, tickets_seen if ask else None
+                )
             answered.extend(
                 q.key for q, r in zip(reqs, results, strict=True) if r and r.status == 200
             )
             phases.append(phase)
 
         # Closed loop.
-        warm = build(wechat, server.base, args.warmup, tag + "w", args.users)
-        reqs = build(wechat, server.base, args.requests, tag + "c", args.users)
+        warm = build(wechat, server.base, senders(args.warmup, tag + "w"))
+        reqs = build(wechat, server.base, senders(args.requests, tag + "c"))
         sent += len(warm) + len(reqs)
         results, wall, phase_cpu, cpu_marks = asyncio.run(
             drive_closed(warm, reqs, args.concurrency, args, marks)
@@ -453,8 +581,8 @@ def run_target(
         for k, rate in enumerate(args.rate):
             info.setdefault("drain_s", []).append(drain(server, args.drain_timeout))
             n = max(1, round(rate * args.rate_duration))
-            warm = build(wechat, server.base, min(args.warmup, 100), f"{tag}v{k}", args.users)
-            reqs = build(wechat, server.base, n, f"{tag}r{k}", args.users)
+            warm = build(wechat, server.base, senders(min(args.warmup, 100), f"{tag}v{k}"))
+            reqs = build(wechat, server.base, senders(n, f"{tag}r{k}"))
             sent += len(warm) + len(reqs)
             results, wall, phase_cpu, cpu_marks = asyncio.run(
                 drive_open(warm, reqs, rate, args, marks)
@@ -463,9 +591,13 @@ def run_target(
             phase.client_cpu_s, (phase.server_cpu_s, phase.machine_cpu_s) = phase_cpu, cpu_marks
             finish(phase, reqs, results, wall)
         info["drain_s"] = info.get("drain_s", []) + [drain(server, args.drain_timeout)]
-        info["rss_peak_mb"] = _peak_rss(server.proc.pid)
+        info["rss_peak_mb"] = server.peak_rss_mb()
+        if litigants is not None:
+            info["max_per_litigant"] = max(litigants.sent.values(), default=0)
     finally:
-        server.stop()
+        leftovers = server.stop()
+        if leftovers:
+            info["killed_leftovers"] = leftovers
     info["log"] = log_findings(server.log_text())
     info["sent"] = sent
     if db_url is not None:
@@ -477,7 +609,83 @@ def run_target(
             info["answered_not_stored"] = sum(1 for key in answered if key not in keys)
         except Exception as exc:  # reporting only
             info["stored"] = f"cannot count: {exc}"
+    if world is not None:
+        late = sum("answered success" in ln for ln in server.log_text().splitlines())
+        info["ask_check"] = ask_check(db_url or "", asked, tickets_seen, late)
     return phases, info
+
+
+def ask_check(
+    db_url: str, asked: set[str], tickets_seen: dict[str, set[int]], late_answers: int
+) -> dict[str, Any]:
+    """After an `ask` run: one ticket per litigant who asked, one judge notice per question.
+
+    - every litigant holds at most one ticket (tickets == distinct ticket holders);
+    - tickets == litigants who sent questions (warm-ups included), or at least those who
+      got a ticket reply when some requests never reached the server;
+    - every reply a litigant got names the same ticket;
+    - the judge has one outbox row per question stored against a ticket, and there are some;
+    - every other outbox row is a late answer to a litigant: one per "answered success" the
+      server logged (its handler passed 4 s, so the answer goes out as a customer-service
+      message instead).
+    """
+    try:
+        got: dict[str, Any] = dict(seed.counts(db_url))
+    except Exception as exc:  # reporting only
+        return {"ok": False, "error": f"cannot count: {exc}"}
+    replied = len(tickets_seen)
+    got["litigants_asked"] = len(asked)
+    got["litigants_replied"] = replied
+    got["litigants_with_2+_ticket_numbers"] = sum(len(v) > 1 for v in tickets_seen.values())
+    got["ok"] = (
+        got["tickets"] == got["ticket_users"]
+        and replied <= got["tickets"] <= len(asked)
+        and got["litigants_with_2+_ticket_numbers"] == 0
+        and got["ticket_kinds"] == 0
+        and got["outbox_to_judge"] == got["questions"] > 0
+        and got["outbox"] - got["outbox_to_judge"] == late_answers
+    )
+    got["late_answers_logged"] = late_answers
+    return got
+
+
+def enter_ask_step(
+    wechat: WeChatServer, base: str, world: seed.World, args: argparse.Namespace
+) -> tuple[float, int]:
+    """SQLite `ask`: each litigant types their case code (the bot finds their binding and
+    shows the menu), then "1" (the ask prompt). Unmeasured; one litigant's two messages in
+    order, `--concurrency` litigants at a time. Returns (seconds, litigants who failed)."""
+
+    async def run() -> int:
+        failed = 0
+        gate = asyncio.Semaphore(args.concurrency)
+
+        async def walk(lit: seed.Litigant, session: aiohttp.ClientSession) -> bool:
+            async with gate:
+                code, one_ = build(wechat, base, [(lit.openid, lit.token), (lit.openid, "1")])
+                first = await one(session, code)
+                if first.status != 200:
+                    return False
+                second = await one(session, one_)
+            if second.status != 200 or second.raw is None:
+                return False
+            reply = wechat.read_reply(second.raw.decode(), one_.query)
+            return bool(reply) and reply.get("Content") == texts.ASK_PROMPT
+
+        async with session_for(args.concurrency, args.request_timeout) as session:
+            tasks = [asyncio.create_task(walk(lit, session)) for lit in world.litigants]
+            done, pending = await asyncio.wait(tasks, timeout=args.phase_timeout)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for t in done:
+                failed += 0 if (not t.exception() and t.result()) else 1
+            failed += len(pending)
+        return failed
+
+    t0 = time.perf_counter()
+    failed = asyncio.run(run())
+    return time.perf_counter() - t0, failed
 
 
 def drain(server: common.Server, timeout_s: float) -> float:
@@ -503,17 +711,17 @@ def _deltas(
     return _delta(after[0], before[0]), _delta(after[1], before[1])
 
 
-def _peak_rss(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 # -- main ---------------------------------------------------------------------------
+
+
+def _workers(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from exc
+    if not counts or any(k < 1 for k in counts):
+        raise argparse.ArgumentTypeError("worker counts must be 1 or more")
+    return counts
 
 
 def _rates(text: str) -> list[float]:
@@ -530,6 +738,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.callback", description=__doc__.split("\n")[0])
     p.add_argument("--backend", choices=("sqlite", "pg", "both"), default="both")
     p.add_argument("--mode", choices=("plain", "safe", "both"), default="both")
+    p.add_argument(
+        "--scenario",
+        choices=("text", "ask"),
+        default="text",
+        help="text: '你好' from unbound users (welcome text); ask: questions from verified "
+        "litigants in the ask step (tickets, audit, judge notices in the outbox)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=[1],
+        help="`mst serve --workers K`, or a list (1,2): one target each; K > 1 needs pg",
+    )
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--requests", type=int, default=3000)
     p.add_argument("--warmup", type=int, default=200)
@@ -537,7 +758,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--users",
         type=int,
         default=2000,
-        help="distinct openids per phase (raised so nobody sends over 20; the server allows 30/min)",
+        help="text: distinct openids per phase; ask: litigants (cases) seeded for the run "
+        "(raised so nobody sends over 20; the server allows 30/min)",
     )
     p.add_argument("--port-base", type=int, default=18100)
     p.add_argument(
@@ -571,13 +793,22 @@ def main(argv: list[str] | None = None) -> None:
     mst = common.mst_path(args.mst)
     backends = ["sqlite", "pg"] if args.backend == "both" else [args.backend]
     modes = ["plain", "safe"] if args.mode == "both" else [args.mode]
-    targets = [Target(b, m) for b in backends for m in modes]
+    targets = [
+        Target(b, m, w)
+        for b in backends
+        for m in modes
+        for w in args.workers
+        if w == 1 or b == "pg"  # several processes share state through Redis: pg only
+    ]
+    if any(w > 1 for w in args.workers) and "sqlite" in backends:
+        print("  (--workers > 1 needs REDIS_URL: sqlite runs with 1 worker only)")
     if not args.no_baseline:
         targets += [Target("bare aiohttp", m) for m in modes]
 
     cores = os.cpu_count()
     print(
-        f"bench.callback: {len(targets)} targets, {args.requests} requests at concurrency "
+        f"bench.callback: scenario {args.scenario}, {len(targets)} targets, "
+        f"{args.requests} requests at concurrency "
         f"{args.concurrency}"
         + (
             f", open loops at {_rate_list(args.rate)}/s for {args.rate_duration:g} s"
@@ -595,12 +826,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for k, target in enumerate(targets):
             t0 = time.perf_counter()
-            print(f"  {target.name} / {target.mode} ...", end=" ", flush=True)
+            print(f"  {target.label} ...", end=" ", flush=True)
             try:
                 got, info = run_target(target, args.port_base + k, mst, tmp, args)
             except Exception as exc:
                 print(f"FAILED: {exc}", flush=True)
-                infos.append({"target": target.name, "mode": target.mode, "failed": str(exc)})
+                infos.append(
+                    {
+                        "target": target.name,
+                        "mode": target.mode,
+                        "workers": target.workers,
+                        "failed": str(exc),
+                    }
+                )
                 continue
             phases += got
             infos.append(info)
@@ -626,7 +864,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nraw results: {path.relative_to(common.REPO)}")
     # Overload in an open loop is a measurement, not a failure; these are failures:
     if any((p.errors or p.bad_replies) for p in phases if p.kind == "closed") or any(
-        "failed" in i or i.get("answered_not_stored") for i in infos
+        "failed" in i
+        or i.get("answered_not_stored")
+        or ("ask_check" in i and not i["ask_check"].get("ok"))
+        for i in infos
     ):
         sys.exit(1)
 
@@ -642,12 +883,19 @@ def report(
         return None if v is None or not p.ok else v / p.ok * 1000
 
     closed = [p for p in phases if p.kind == "closed"]
+    what = {
+        "text": "'你好' from unbound users, answered with the welcome text",
+        "ask": "questions from verified litigants in the ask step: each opens or joins "
+        "their ticket and notifies the judge through the outbox",
+    }[args.scenario]
+    print(f"\nScenario {args.scenario}: {what} (bare aiohttp: a fixed reply)")
     print("\nClosed loop (each client task sends its next request when the last is answered)")
     print(
         common.table(
             [
                 "backend",
                 "mode",
+                "workers",
                 "requests",
                 "conc",
                 "req/s",
@@ -665,6 +913,7 @@ def report(
                 [
                     p.target,
                     p.mode,
+                    p.workers,
                     p.requests,
                     p.concurrency,
                     p.throughput,
@@ -695,6 +944,7 @@ def report(
                 [
                     "backend",
                     "mode",
+                    "workers",
                     "requests",
                     "target/s",
                     "done/s",
@@ -714,6 +964,7 @@ def report(
                     [
                         p.target,
                         p.mode,
+                        p.workers,
                         p.requests,
                         p.rate,
                         p.throughput,
@@ -736,11 +987,19 @@ def report(
 
     print("\nNotes")
     for p in phases:
-        for what, kinds in (("errors", p.error_kinds), ("bad replies", p.bad_kinds)):
+        name = f"{p.target}/{p.mode}" + (f"/w{p.workers}" if p.workers > 1 else "")
+        kind = p.kind + (f" {p.rate:g}/s" if p.rate else "")
+        for what, kinds in (
+            ("errors", p.error_kinds),
+            ("bad replies", p.bad_kinds),
+            ("replies", p.reply_kinds),
+        ):
             if kinds:
-                print(f"  {p.target}/{p.mode} {p.kind}: {what}: {kinds}")
+                print(f"  {name} {kind}: {what}: {kinds}")
     for info in infos:
-        name = f"{info['target']}/{info['mode']}"
+        name = f"{info['target']}/{info['mode']}" + (
+            f"/w{info['workers']}" if info.get("workers", 1) > 1 else ""
+        )
         if "failed" in info:
             print(f"  {name}: FAILED: {info['failed'][:300]}")
             continue
@@ -750,24 +1009,56 @@ def report(
         ]
         if info.get("rss_peak_mb"):
             bits.append(f"peak RSS {info['rss_peak_mb']:.0f} MB")
+        if "litigants" in info:
+            bits.append(
+                f"{info['litigants']} litigants seeded in {info.get('seed_s', 0):.1f} s"
+                + (
+                    f", entered the ask step in {info['enter_s']:.1f} s"
+                    if "enter_s" in info
+                    else ""
+                )
+                + f", at most {info.get('max_per_litigant', 0)} questions each"
+            )
+        if info.get("workers", 1) > 1:
+            bits.append(f"{info.get('pids', '?')} processes (RSS and CPU summed over them)")
         if "stored" in info:
             bits.append(f"message rows {info['stored']} for {info['sent']} sent")
         if "answered_not_stored" in info:
             bits.append(f"answered 200 but not in the database: {info['answered_not_stored']}")
         if info.get("drain_s") and max(info["drain_s"]) > 1:
             bits.append(f"busy after the client stopped: {max(info['drain_s']):.0f} s")
+        if info.get("killed_leftovers"):
+            bits.append(
+                f"processes left after the server stopped, killed: {info['killed_leftovers']}"
+            )
         log = info.get("log", {})
         bits.append(f"server log: {log.get('errors', 0)} errors, {log.get('warnings', 0)} warnings")
         print(f"  {name}: " + ", ".join(bits))
         for line in log.get("first", []):
             print(f"      {line}")
+        if "ask_check" in info:
+            c = info["ask_check"]
+            if "error" in c:
+                print(f"      ticket check: FAILED ({c['error']})")
+            else:
+                print(
+                    f"      ticket check: {'ok' if c['ok'] else 'FAILED'}: {c['tickets']} tickets "
+                    f"held by {c['ticket_users']} litigants; {c['litigants_asked']} litigants "
+                    f"asked, {c['litigants_replied']} got ticket replies, "
+                    f"{c['litigants_with_2+_ticket_numbers']} were told two ticket numbers; "
+                    f"{c['questions']} questions stored on tickets, {c['outbox_to_judge']} "
+                    f"outbox notices to the judge, {c['outbox'] - c['outbox_to_judge']} "
+                    f"late answers to litigants in the outbox for "
+                    f"{c.get('late_answers_logged', 0)} 'answered success' in the log"
+                )
     total_client = sum(p.client_cpu_s for p in phases)
     total_wall = sum(p.wall_s for p in phases)
     share = total_client / total_wall * 100 if total_wall else 0
     print(
         f"\n  This machine has {cores} cores, and the client shares them with the server: the "
-        "client (this process, one asyncio loop with aiohttp), the server (one process, one "
-        "event loop, plus aiosqlite's threads on SQLite), and on pg PostgreSQL and Redis too. "
+        "client (this process, one asyncio loop with aiohttp), the server (one process with "
+        "one event loop per worker, plus aiosqlite's threads on SQLite), and on pg PostgreSQL "
+        "and Redis too. "
         f"Over the timed phases the client used {total_client:.1f} CPU-s in {total_wall:.1f} s "
         f"({share:.0f}% of one core; see cli CPU ms/req). 'box busy cores' is every process's "
         "CPU on the machine over the phase / wall time: near 2.0 the box was saturated, and "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -185,21 +186,43 @@ class Server:
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def pids(self) -> list[int]:
+        """The server process and all its descendants (`mst serve --workers K` forks K)."""
+        return process_tree(self.proc.pid)
+
     def rss_mb(self) -> float | None:
-        return proc_rss_mb(self.proc.pid)
+        """VmRSS summed over the process tree (pages shared after fork count once per process)."""
+        return _sum(proc_rss_mb(pid) for pid in self.pids())
+
+    def peak_rss_mb(self) -> float | None:
+        """VmHWM (each process's peak RSS) summed over the process tree."""
+        return _sum(proc_status_mb(pid, "VmHWM") for pid in self.pids())
 
     def cpu_s(self) -> float | None:
-        return proc_cpu_s(self.proc.pid)
+        """user+system CPU of the process tree (live processes; all their threads)."""
+        return _sum(proc_cpu_s(pid) for pid in self.pids())
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> list[int]:
+        """SIGINT to the server's whole process group (it was started in its own session),
+        so forked workers stop too; SIGKILL to the group after `timeout`. Returns the pids
+        that were still there after the parent exited and had to be killed."""
+        leftovers: list[int] = []
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # aiohttp's run_app shuts down cleanly on it
+            pgid = self.proc.pid  # start_new_session: the group's id is the leader's pid
+            _killpg(pgid, signal.SIGINT)  # aiohttp's run_app shuts down cleanly on it
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                _killpg(pgid, signal.SIGKILL)
                 self.proc.wait(5)
+            deadline = time.monotonic() + timeout
+            while (left := group_members(pgid)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if left:
+                leftovers = left
+                _killpg(pgid, signal.SIGKILL)
         self._log.close()
+        return leftovers
 
 
 def start_server(
@@ -216,18 +239,75 @@ def start_server(
             ) from exc
     log_path = log_dir / f"{name.replace(' ', '_').replace('/', '_')}.log"
     log = log_path.open("ab")
-    proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    # Its own session (and process group): stop() signals the group, children included.
+    proc = subprocess.Popen(
+        list(cmd),
+        env=env,
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return Server(name, proc, log_path, port, log)
 
 
 def proc_rss_mb(pid: int) -> float | None:
+    return proc_status_mb(pid, "VmRSS")
+
+
+def proc_status_mb(pid: int, field: str) -> float | None:
+    """A kB field of /proc/<pid>/status (VmRSS, VmHWM) in MB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc/<pid>/task/<tid>/children (no psutil)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in a process group (field 5 of /proc/<pid>/stat), zombies excluded."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry.name))
+    return found
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _sum(values: Any) -> float | None:
+    got = [v for v in values if v is not None]
+    return sum(got) if got else None
 
 
 def proc_cpu_s(pid: int) -> float | None:
