@@ -195,16 +195,41 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
     asyncio.run(prepare())
     procs = [
-        multiprocessing.Process(
-            target=_serve_one, args=(settings, args.host, args.port, True), daemon=False
-        )
+        multiprocessing.Process(target=_serve_one, args=(settings, args.host, args.port, True))
         for _ in range(args.workers)
     ]
     for proc in procs:
         proc.start()
+    return _supervise(procs)
+
+
+def _supervise(procs: list[Any]) -> int:
+    """Run until told to stop (SIGTERM/SIGINT to this process alone, as supervisors send)
+    or until a worker dies; then stop every worker, gracefully first."""
+    import signal
+    import time
+
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping and all(proc.is_alive() for proc in procs):
+        time.sleep(0.2)
+    if not stopping:
+        print("mst: a web worker stopped unexpectedly; stopping the others", file=sys.stderr)
     for proc in procs:
-        proc.join()
-    return max((proc.exitcode or 0) for proc in procs)
+        if proc.is_alive():
+            proc.terminate()  # aiohttp shuts down gracefully on SIGTERM
+    deadline = time.monotonic() + 15
+    for proc in procs:
+        proc.join(max(deadline - time.monotonic(), 0.1))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    return 0 if stopping else 1
 
 
 def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> None:

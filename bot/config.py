@@ -60,7 +60,7 @@ class Settings:
     # How far a callback's timestamp may be from our clock (WeChat retries within 15 s).
     timestamp_tolerance_s: int = 300
     # Callbacks worked on at once per process; beyond it, 503 at once (WeChat retries).
-    max_in_flight: int = 256
+    max_in_flight: int = 64
     # Messages per user per minute before we ask them to slow down.
     user_rate_per_minute: int = 30
     # Per user and case, per China calendar day: complaints, and messages added to them.

@@ -117,20 +117,25 @@ async def respond(
 
 async def handle(deps: Deps, inbound: Inbound, accepted: asyncio.Event | None = None) -> str | None:
     """Store, then answer. `accepted` is set once the message is safely stored."""
-    conv, within_rate = await state.conversation_and_rate(
-        deps.redis, inbound.user, deps.settings.user_rate_per_minute
-    )
-    stored = await accept(deps, inbound, conv.get("case_id"))
-    if accepted is not None:
-        accepted.set()
-    if not within_rate:
-        return texts.SLOW_DOWN
-    try:
-        return await respond(deps, inbound, conv, stored)
-    except Exception:
-        # The message is stored; the person is told so rather than shown an error.
-        log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
-        return texts.BUSY
+    async with state.turn(deps.redis, inbound.user) as in_turn:
+        if not in_turn:
+            log.warning(
+                "%s: previous message still busy; handling %s anyway", inbound.user[:8], inbound.key
+            )
+        conv, within_rate = await state.conversation_and_rate(
+            deps.redis, inbound.user, deps.settings.user_rate_per_minute
+        )
+        stored = await accept(deps, inbound, conv.get("case_id"))
+        if accepted is not None:
+            accepted.set()
+        if not within_rate:
+            return texts.SLOW_DOWN
+        try:
+            return await respond(deps, inbound, conv, stored)
+        except Exception:
+            # The message is stored; the person is told so rather than shown an error.
+            log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
+            return texts.BUSY
 
 
 async def route(ctx: Context) -> str | None:
@@ -146,7 +151,7 @@ async def route(ctx: Context) -> str | None:
     if inbound.kind == "voice" and not inbound.text:
         return await unsupported.reply(ctx)  # no speech recognition result to read
     staff = (
-        await ctx.session.execute(select(Staff).where(Staff.openid == inbound.user))
+        await ctx.session.execute(_STAFF_BY_OPENID, {"openid": inbound.user})
     ).scalar_one_or_none()
     if staff is not None and inbound.kind != "subscribe":
         return await judge.command(ctx, staff)
@@ -164,8 +169,18 @@ async def route(ctx: Context) -> str | None:
             return await bind.verify(ctx)
     found = await tickets.active_case(ctx.session, inbound.user, ctx.state.get("case_id"))
     if found is None:
+        # The conversation was forgotten (a day idle, a restart): the bindings are not.
         ctx.state.pop("case_id", None)
-        return await bind.welcome(ctx)
+        cases = await tickets.cases_of(ctx.session, inbound.user)
+        if not cases:
+            return await bind.welcome(ctx)
+        if len(cases) > 1:
+            if step == "switch" and text.isdigit():
+                return await menu.switch_to(ctx, int(text))
+            return await menu.switch_list(ctx)
+        ctx.state["case_id"] = cases[0].id
+        found = await tickets.active_case(ctx.session, inbound.user, cases[0].id)
+        assert found is not None
     if inbound.kind == "subscribe":
         return await menu.menu_text(ctx)
     return await menu.handle(ctx, *found)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select, true
+from sqlalchemy import and_, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import deadlines, outbox
@@ -124,7 +124,7 @@ async def open_ticket(
     binding: Binding,
     kind: str,
     text: str,
-    message: Message | None,
+    message_id: int | None,
     about: str | None = None,
 ) -> Opened:
     routing = await route(session, case, kind, about)
@@ -149,9 +149,7 @@ async def open_ticket(
     )
     session.add(ticket)
     await session.flush()
-    if message is not None:
-        message.ticket_id = ticket.id
-        session.add(message)
+    await _link(session, message_id, ticket)
     party = await session.get(Party, binding.party_id)
     for staff in routing.notify:
         if staff.openid:
@@ -183,6 +181,14 @@ async def open_ticket(
     return Opened(ticket, routing.assignee, event.hash)
 
 
+async def _link(session: AsyncSession, message_id: int | None, ticket: Ticket) -> None:
+    """File the litigant's stored message under its ticket (one UPDATE, no reload)."""
+    if message_id is not None:
+        await session.execute(
+            update(Message).where(Message.id == message_id).values(ticket_id=ticket.id)
+        )
+
+
 async def holders(session: AsyncSession, ticket: Ticket) -> list[Staff]:
     """Who is told about news on a ticket: its assignee, or (team items) the team's members."""
     if ticket.assignee_id:
@@ -197,12 +203,10 @@ async def holders(session: AsyncSession, ticket: Ticket) -> list[Staff]:
 
 
 async def add_to_ticket(
-    session: AsyncSession, ticket: Ticket, case: Case, text: str, message: Message | None
+    session: AsyncSession, ticket: Ticket, case: Case, text: str, message_id: int | None
 ) -> None:
     """A further text from the litigant on the same ticket; it reaches the same people."""
-    if message is not None:
-        message.ticket_id = ticket.id
-        session.add(message)
+    await _link(session, message_id, ticket)
     if ticket.status == "answered":
         ticket.status = "open"  # the litigant is waiting again
         session.add(ticket)
@@ -226,7 +230,7 @@ async def add_to_ticket(
         action="ticket.message_added",
         subject=f"ticket:{ticket.id}",
         case_id=case.id,
-        payload={"message_id": message.id if message else None},
+        payload={"message_id": message_id},
     )
 
 

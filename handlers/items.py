@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from bot import tickets
 from bot.context import Context
-from storage.models import Binding, Case, Message, Ticket
-
-
-async def inbound_message(ctx: Context) -> Message | None:
-    """The stored row of the message being handled (to link it to its ticket)."""
-    return await ctx.session.get(Message, ctx.message_id) if ctx.message_id else None
+from storage.models import Binding, Case, Ticket
 
 
 async def current(ctx: Context, case: Case) -> Ticket | None:
@@ -23,7 +18,7 @@ async def current(ctx: Context, case: Case) -> Ticket | None:
 
 
 async def add(ctx: Context, ticket: Ticket, case: Case, text: str) -> None:
-    await tickets.add_to_ticket(ctx.session, ticket, case, text, await inbound_message(ctx))
+    await tickets.add_to_ticket(ctx.session, ticket, case, text, ctx.message_id)
 
 
 async def open_new(
@@ -35,7 +30,7 @@ async def open_new(
         binding=binding,
         kind=kind,
         text=text,
-        message=await inbound_message(ctx),
+        message_id=ctx.message_id,
         about=about,
     )
     ctx.state["ticket_id"] = opened.ticket.id

@@ -179,3 +179,20 @@ async def add_failure(r: Redis, name: str, window_s: int) -> int:
 
 async def clear_failures(r: Redis, name: str) -> None:
     await clear_count(r, f"fail:{name}")
+
+
+@contextlib.asynccontextmanager
+async def turn(
+    r: Redis, user: str, *, timeout_s: float = 15, wait_s: float = 3
+) -> AsyncIterator[bool]:
+    """One message of a user at a time (two lines sent quickly must not both open a ticket,
+    nor overwrite each other's conversation). Yields False — and lets the message through
+    all the same — if the previous one holds the turn for longer than `wait_s`."""
+    held = lock(r, f"user:{user}", timeout_s=timeout_s, wait_s=wait_s)
+    got = await held.acquire()
+    try:
+        yield bool(got)
+    finally:
+        if got:
+            with contextlib.suppress(LockError):
+                await held.release()

@@ -491,3 +491,23 @@ async def test_the_receipt_finds_the_ticket_event(world: World) -> None:
         [event] = await audit.find_receipt(s, receipt)
         assert await audit.find_receipt(s, "zz%") == []  # not a hash: nothing, not everything
     assert event.action == "ticket.opened" and event.hash.startswith(receipt)
+
+
+async def test_two_lines_sent_at_once_make_one_ticket(world: World) -> None:
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    await w.say(LITIGANT, "1")
+    replies = await asyncio.gather(*(w.say(LITIGANT, f"第{i}行") for i in range(4)))
+    assert sum("已收到您的咨询" in r for r in replies) == 1
+    assert sum("已补充到咨询" in r for r in replies) == 3
+    async with w.deps.db.sessions() as s:
+        assert len((await s.execute(select(Ticket))).all()) == 1
+
+
+async def test_a_forgotten_conversation_finds_the_case_again(world: World) -> None:
+    """Conversations live a day in Redis (and the stand-in forgets on restart); bindings don't."""
+    w = world
+    await verify_litigant(w)
+    await w.deps.redis.flushdb()
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
