@@ -453,8 +453,9 @@ def run_target(
     safe = target.mode == "safe"
     key = common.aes_key() if safe else None
     wechat = WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=key)
-    work = tmp / target.label.split()[0]
-    work.mkdir()
+    # One folder per target (the bare baseline runs once per mode: name it by both).
+    work = tmp / "-".join(target.label.split())
+    work.mkdir(exist_ok=True)
     info: dict[str, Any] = {
         "target": target.name,
         "mode": target.mode,
