@@ -134,16 +134,12 @@ async def _push(session: AsyncSession, case: Case, event: EnforcementEvent) -> N
         await session.execute(select(Binding.openid).where(Binding.case_id == case.id).distinct())
     ).scalars()
     for openid in followers:
-        outbox.add(
+        outbox.tell(
             session,
-            recipient=openid,
-            kind="cs_text",
-            payload={
-                "text": f"您的执行案件 {case.case_number} 有新进展：\n{describe(event)}\n发送 4 查看全部进度。",
-                "case_number": case.case_number,
-                "notice": "执行案件有新进展",
-            },
-            case_id=case.id,
+            openid,
+            f"您的执行案件 {case.case_number} 有新进展：\n{describe(event)}\n发送 4 查看全部进度。",
+            case=case,
+            notice="执行案件有新进展",
         )
 
 

@@ -131,34 +131,26 @@ async def move(
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
     for staff in to.notify:
         if staff.openid:
-            outbox.add(
+            outbox.tell(
                 session,
-                recipient=staff.openid,
-                kind="cs_text",
-                payload={
-                    "text": f"转给您的事项（{reason}）：\n"
-                    + tickets.staff_notice(ticket, case, party, "请尽快处理"),
-                    "case_number": case.case_number,
-                },
-                case_id=case.id,
+                staff.openid,
+                f"转给您的事项（{reason}）：\n"
+                + tickets.staff_notice(ticket, case, party, "请尽快处理"),
+                case=case,
                 ticket_id=ticket.id,
             )
-    outbox.add(
+    outbox.tell(
         session,
-        recipient=ticket.openid,
-        kind="cs_text",
-        payload={
-            "text": f"您的{tickets.KIND_NAMES.get(ticket.kind, '诉求')} #{ticket.id} 现由{holder}办理"
-            + (
-                f"，会在 {say_time(ticket.holder_due_at)} 前答复您。"
-                if ticket.holder_due_at and ticket.first_reply_at is None
-                else "。"
-            ),
-            "case_number": case.case_number,
-            "notice": f"#{ticket.id} 办理人变更",
-        },
-        case_id=case.id,
+        ticket.openid,
+        f"您的{tickets.KIND_NAMES.get(ticket.kind, '诉求')} #{ticket.id} 现由{holder}办理"
+        + (
+            f"，会在 {say_time(ticket.holder_due_at)} 前答复您。"
+            if ticket.holder_due_at and ticket.first_reply_at is None
+            else "。"
+        ),
+        case=case,
         ticket_id=ticket.id,
+        notice=f"#{ticket.id} 办理人变更",
     )
     await audit.append(
         session,
@@ -210,15 +202,11 @@ async def warn(session: AsyncSession, policy: Policy) -> int:
             continue
         for staff in await tickets.holders(session, ticket):
             if staff.openid:
-                outbox.add(
+                outbox.tell(
                     session,
-                    recipient=staff.openid,
-                    kind="cs_text",
-                    payload={
-                        "text": f"提醒：#{ticket.id}（{case.case_number}）将于 {say_time(ticket.holder_due_at)} 到期，请尽快答复。",
-                        "case_number": case.case_number,
-                    },
-                    case_id=case.id,
+                    staff.openid,
+                    f"提醒：#{ticket.id}（{case.case_number}）将于 {say_time(ticket.holder_due_at)} 到期，请尽快答复。",
+                    case=case,
                     ticket_id=ticket.id,
                 )
         await audit.append(
@@ -343,13 +331,10 @@ async def morning_digest(deps: Deps) -> int:
                 )
                 for t, c in items[:10]
             )
-            outbox.add(
+            outbox.tell(
                 session,
-                recipient=member.openid or "",
-                kind="cs_text",
-                payload={
-                    "text": f"早上好，{member.name}。您有 {len(items)} 件待办，其中今天到期 {len(due_today)} 件：\n{lines}"
-                },
+                member.openid,
+                f"早上好，{member.name}。您有 {len(items)} 件待办，其中今天到期 {len(due_today)} 件：\n{lines}",
             )
             sent += 1
     if sent:

@@ -192,13 +192,7 @@ async def _tell_everyone(
         if staff is not None and staff.openid:
             recipients.append((staff.openid, to_staff))
     for openid, text in dict(recipients).items():
-        outbox.add(
-            session,
-            recipient=openid,
-            kind="cs_text",
-            payload={"text": text, "case_number": case.case_number, "notice": "远程调解预约"},
-            case_id=case.id,
-        )
+        outbox.tell(session, openid, text, case=case, notice="远程调解预约")
 
 
 async def record_no_show(session: AsyncSession, mediator: Staff, booking_id: int) -> Booking | None:
@@ -249,17 +243,13 @@ async def send_reminders(session: AsyncSession) -> int:
                 booking.reminded_day_at = moment  # too late for this one; the hour reminder goes
                 session.add(booking)
                 continue
-            outbox.add(
+            outbox.tell(
                 session,
-                recipient=booking.openid,
-                kind="cs_text",
-                payload={
-                    "text": f"提醒：{words or _day_word(slot.start_at, moment)}（{say_time(slot.start_at)}）有远程调解，案号{case.case_number}。\n"
-                    f"请提前几分钟点击链接进入：{room_link(slot, booking)}",
-                    "case_number": case.case_number,
-                    "notice": "远程调解提醒",
-                },
-                case_id=case.id,
+                booking.openid,
+                f"提醒：{words or _day_word(slot.start_at, moment)}（{say_time(slot.start_at)}）有远程调解，案号{case.case_number}。\n"
+                f"请提前几分钟点击链接进入：{room_link(slot, booking)}",
+                case=case,
+                notice="远程调解提醒",
             )
             setattr(booking, field, moment)
             session.add(booking)

@@ -39,3 +39,33 @@ async def enqueue_text(db: Database, recipient: str, text: str) -> None:
     """A text for one user, in its own transaction (used when the reply missed the callback)."""
     async with db.transaction() as session:
         add(session, recipient=recipient, kind="cs_text", payload={"text": text})
+
+
+def tell(
+    session: AsyncSession,
+    recipient: str | None,
+    text: str,
+    *,
+    case: Any = None,
+    ticket_id: int | None = None,
+    notice: str | None = None,
+) -> None:
+    """A customer-service text to one person (nobody, when they have no WeChat bound).
+
+    `notice` is the one-line summary used if WeChat's 48-hour window has closed and a
+    template message goes instead (bot.delivery)."""
+    if not recipient:
+        return
+    payload: dict[str, Any] = {"text": text}
+    if case is not None:
+        payload["case_number"] = case.case_number
+    if notice:
+        payload["notice"] = notice
+    add(
+        session,
+        recipient=recipient,
+        kind="cs_text",
+        payload=payload,
+        case_id=case.id if case is not None else None,
+        ticket_id=ticket_id,
+    )

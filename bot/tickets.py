@@ -153,15 +153,11 @@ async def open_ticket(
     party = await session.get(Party, binding.party_id)
     for staff in routing.notify:
         if staff.openid:
-            outbox.add(
+            outbox.tell(
                 session,
-                recipient=staff.openid,
-                kind="cs_text",
-                payload={
-                    "text": staff_notice(ticket, case, party, text),
-                    "case_number": case.case_number,
-                },
-                case_id=case.id,
+                staff.openid,
+                staff_notice(ticket, case, party, text),
+                case=case,
                 ticket_id=ticket.id,
             )
     event = await audit.append(
@@ -213,15 +209,11 @@ async def add_to_ticket(
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
     for staff in await holders(session, ticket):
         if staff.openid:
-            outbox.add(
+            outbox.tell(
                 session,
-                recipient=staff.openid,
-                kind="cs_text",
-                payload={
-                    "text": staff_notice(ticket, case, party, text, added=True),
-                    "case_number": case.case_number,
-                },
-                case_id=case.id,
+                staff.openid,
+                staff_notice(ticket, case, party, text, added=True),
+                case=case,
                 ticket_id=ticket.id,
             )
     await audit.append(
@@ -283,17 +275,13 @@ async def answer(session: AsyncSession, *, staff: Staff, ticket: Ticket, text: s
     )
     session.add(msg)
     await session.flush()
-    outbox.add(
+    outbox.tell(
         session,
-        recipient=ticket.openid,
-        kind="cs_text",
-        payload={
-            "text": reply,
-            "case_number": case.case_number,
-            "notice": f"#{ticket.id} 有新的答复",
-        },
-        case_id=case.id,
+        ticket.openid,
+        reply,
+        case=case,
         ticket_id=ticket.id,
+        notice=f"#{ticket.id} 有新的答复",
     )
     first = ticket.first_reply_at is None
     ticket.status = "answered"
@@ -317,19 +305,13 @@ async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket) -> None:
     ticket.status = "closed"
     ticket.closed_at = now()
     session.add(ticket)
-    outbox.add(
+    outbox.tell(
         session,
-        recipient=ticket.openid,
-        kind="cs_text",
-        payload={
-            "text": RATE_ASK_AFTER_CLOSE.format(
-                kind=KIND_NAMES.get(ticket.kind, "诉求"), ticket=ticket.id
-            ),
-            "case_number": case.case_number,
-            "notice": f"#{ticket.id} 已办结",
-        },
-        case_id=case.id,
+        ticket.openid,
+        RATE_ASK_AFTER_CLOSE.format(kind=KIND_NAMES.get(ticket.kind, "诉求"), ticket=ticket.id),
+        case=case,
         ticket_id=ticket.id,
+        notice=f"#{ticket.id} 已办结",
     )
     await audit.append(
         session,
