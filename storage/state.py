@@ -49,11 +49,6 @@ async def save_conversation(r: Redis, user: str, state: dict[str, Any]) -> None:
 # -- retry de-duplication --------------------------------------------------------
 
 
-async def claim_message(r: Redis, msg_key: str) -> bool:
-    """True for the first delivery of a message; False for WeChat's retries of it."""
-    return bool(await r.set(f"{PREFIX}seen:{msg_key}", PENDING, nx=True, ex=DEDUPE_TTL_S))
-
-
 async def remember_answer(r: Redis, msg_key: str, answer: str) -> None:
     """What we answered, so a retry gets the same answer."""
     await r.set(f"{PREFIX}seen:{msg_key}", answer, ex=DEDUPE_TTL_S)
@@ -71,17 +66,6 @@ async def earlier_answer(r: Redis, msg_key: str) -> str | None:
 
 
 # -- replay window -----------------------------------------------------------------
-
-
-async def nonce_fits(r: Redis, timestamp: str, nonce: str, msg_key: str, ttl_s: int) -> bool:
-    """A signature (timestamp+nonce) may carry only the message it was made for.
-
-    In plaintext mode the signature does not cover the body, so without this a captured
-    URL could carry any forged body for as long as its timestamp is accepted."""
-    key = f"{PREFIX}nonce:{timestamp}:{nonce}"
-    if await r.set(key, msg_key, nx=True, ex=ttl_s):
-        return True
-    return await r.get(key) == msg_key
 
 
 async def admit(r: Redis, timestamp: str, nonce: str, msg_key: str, nonce_ttl_s: int) -> str:
@@ -102,16 +86,6 @@ async def admit(r: Redis, timestamp: str, nonce: str, msg_key: str, nonce_ttl_s:
 
 
 # -- rate limits -------------------------------------------------------------------
-
-
-async def within_rate(r: Redis, bucket: str, limit: int, window_s: int) -> bool:
-    """Fixed-window counter: True while `bucket` has had at most `limit` hits this window."""
-    key = f"{PREFIX}rate:{bucket}"
-    async with r.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, window_s, nx=True)
-        count, _ = await pipe.execute()
-    return int(count) <= limit
 
 
 async def conversation_and_rate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 
 import fakeredis
@@ -14,6 +15,22 @@ from redis.exceptions import LockError
 
 from storage import state
 from tests.conftest import REDIS_URL
+
+
+# The callback asks Redis once per message (state.admit: replay check + de-duplication;
+# state.conversation_and_rate): these name the three questions it answers.
+async def claim(r: Redis, msg_key: str) -> bool:
+    """Is this the first delivery of msg_key? (a fresh timestamp+nonce each time)"""
+    return await state.admit(r, "1700000000", secrets.token_hex(8), msg_key, 300) == "new"
+
+
+async def fits(r: Redis, timestamp: str, nonce: str, msg_key: str, ttl_s: int) -> bool:
+    """May this timestamp+nonce carry msg_key? (not a replay with another body)"""
+    return await state.admit(r, timestamp, nonce, msg_key, ttl_s) != "replay"
+
+
+async def within(r: Redis, user: str, limit: int, window_s: int) -> bool:
+    return (await state.conversation_and_rate(r, user, limit, window_s))[1]
 
 
 @pytest.fixture
@@ -83,33 +100,33 @@ async def test_saving_an_empty_conversation_deletes_it(r: Redis) -> None:
 
 
 async def test_claim_message_only_once(r: Redis) -> None:
-    assert await state.claim_message(r, "m1") is True
-    assert await state.claim_message(r, "m1") is False
-    assert await state.claim_message(r, "m1") is False
-    assert await state.claim_message(r, "m2") is True
+    assert await claim(r, "m1") is True
+    assert await claim(r, "m1") is False
+    assert await claim(r, "m1") is False
+    assert await claim(r, "m2") is True
     ttl = await r.ttl("mst:seen:m1")
     assert state.DEDUPE_TTL_S - 5 <= ttl <= state.DEDUPE_TTL_S
 
 
 async def test_concurrent_claims_have_one_winner(pair: tuple[Redis, Redis]) -> None:
     a, b = pair
-    results = await asyncio.gather(*(state.claim_message(c, "m1") for c in (a, b) * 10))
+    results = await asyncio.gather(*(claim(c, "m1") for c in (a, b) * 10))
     assert results.count(True) == 1
 
 
 async def test_earlier_answer_pending_then_answered(r: Redis) -> None:
     assert await state.earlier_answer(r, "m1") is None  # never seen
-    assert await state.claim_message(r, "m1")
+    assert await claim(r, "m1")
     assert await state.earlier_answer(r, "m1") is None  # still being worked on
     await state.remember_answer(r, "m1", "<xml>reply</xml>")
     assert await state.earlier_answer(r, "m1") == "<xml>reply</xml>"
-    assert await state.claim_message(r, "m1") is False  # answering does not free the claim
+    assert await claim(r, "m1") is False  # answering does not free the claim
     ttl = await r.ttl("mst:seen:m1")
     assert state.DEDUPE_TTL_S - 5 <= ttl <= state.DEDUPE_TTL_S
 
 
 async def test_an_empty_answer_means_success_not_pending(r: Redis) -> None:
-    assert await state.claim_message(r, "m1")
+    assert await claim(r, "m1")
     await state.remember_answer(r, "m1", "")
     answer = await state.earlier_answer(r, "m1")
     assert answer == ""
@@ -117,25 +134,25 @@ async def test_an_empty_answer_means_success_not_pending(r: Redis) -> None:
 
 
 async def test_release_lets_a_retry_claim_again(r: Redis) -> None:
-    assert await state.claim_message(r, "m1")
-    assert await state.claim_message(r, "m2")
+    assert await claim(r, "m1")
+    assert await claim(r, "m2")
     await state.release_message(r, "m1")
     assert await state.earlier_answer(r, "m1") is None
-    assert await state.claim_message(r, "m1") is True
-    assert await state.claim_message(r, "m2") is False  # others untouched
+    assert await claim(r, "m1") is True
+    assert await claim(r, "m2") is False  # others untouched
 
 
 # -- replay window ------------------------------------------------------------------------------
 
 
 async def test_nonce_carries_only_its_own_message(r: Redis) -> None:
-    assert await state.nonce_fits(r, "1700000000", "n1", "msgA", 300) is True
-    assert await state.nonce_fits(r, "1700000000", "n1", "msgA", 300) is True  # a retry
-    assert await state.nonce_fits(r, "1700000000", "n1", "msgB", 300) is False  # forged body
-    assert await state.nonce_fits(r, "1700000000", "n2", "msgB", 300) is True
-    assert await state.nonce_fits(r, "1700000001", "n1", "msgB", 300) is True
+    assert await fits(r, "1700000000", "n1", "msgA", 300) is True
+    assert await fits(r, "1700000000", "n1", "msgA", 300) is True  # a retry
+    assert await fits(r, "1700000000", "n1", "msgB", 300) is False  # forged body
+    assert await fits(r, "1700000000", "n2", "msgB", 300) is True
+    assert await fits(r, "1700000001", "n1", "msgB", 300) is True
     # The first message keeps the nonce; a refused one does not take it over.
-    assert await state.nonce_fits(r, "1700000000", "n1", "msgA", 300) is True
+    assert await fits(r, "1700000000", "n1", "msgA", 300) is True
     ttl = await r.ttl("mst:nonce:1700000000:n1")
     assert 295 <= ttl <= 300
 
@@ -144,31 +161,31 @@ async def test_nonce_carries_only_its_own_message(r: Redis) -> None:
 
 
 async def test_within_rate_counts_per_bucket(r: Redis) -> None:
-    assert [await state.within_rate(r, "u1", 3, 60) for _ in range(5)] == [
+    assert [await within(r, "u1", 3, 60) for _ in range(5)] == [
         True,
         True,
         True,
         False,
         False,
     ]
-    assert await state.within_rate(r, "u2", 3, 60) is True
-    assert 55 <= await r.ttl("mst:rate:u1") <= 60
+    assert await within(r, "u2", 3, 60) is True
+    assert 55 <= await r.ttl("mst:rate:user:u1") <= 60
 
 
 async def test_within_rate_is_a_fixed_window(r: Redis) -> None:
     """Later hits do not push the window out: it ends window_s after the first hit."""
-    assert await state.within_rate(r, "u1", 2, 60)
-    await r.expire("mst:rate:u1", 5)  # as if 55 s of the window had passed
-    assert await state.within_rate(r, "u1", 2, 60)
-    assert 0 < await r.ttl("mst:rate:u1") <= 5
-    assert await state.within_rate(r, "u1", 2, 60) is False
-    assert 0 < await r.ttl("mst:rate:u1") <= 5
+    assert await within(r, "u1", 2, 60)
+    await r.expire("mst:rate:user:u1", 5)  # as if 55 s of the window had passed
+    assert await within(r, "u1", 2, 60)
+    assert 0 < await r.ttl("mst:rate:user:u1") <= 5
+    assert await within(r, "u1", 2, 60) is False
+    assert 0 < await r.ttl("mst:rate:user:u1") <= 5
 
 
 async def test_within_rate_opens_again_after_the_window(r: Redis) -> None:
-    assert [await state.within_rate(r, "u1", 2, 1) for _ in range(3)] == [True, True, False]
+    assert [await within(r, "u1", 2, 1) for _ in range(3)] == [True, True, False]
     await asyncio.sleep(1.1)
-    assert [await state.within_rate(r, "u1", 2, 1) for _ in range(3)] == [True, True, False]
+    assert [await within(r, "u1", 2, 1) for _ in range(3)] == [True, True, False]
 
 
 # -- cross-process lock -------------------------------------------------------------------------
@@ -248,9 +265,8 @@ async def test_blocking_lock_gives_up_after_wait_s(pair: tuple[Redis, Redis]) ->
 
 async def test_every_key_has_the_prefix(r: Redis) -> None:
     await state.save_conversation(r, "u", {"a": 1})
-    await state.claim_message(r, "m")
-    await state.nonce_fits(r, "1", "n", "m", 60)
-    await state.within_rate(r, "u", 5, 60)
+    assert await state.admit(r, "1", "n", "m", 60) == "new"
+    assert (await state.conversation_and_rate(r, "u", 5, 60))[1]
     async with state.try_lock(r, "job") as got:
         assert got
         keys = await all_keys(r)
