@@ -17,7 +17,7 @@ from bot.clock import now, say_time
 from bot.masking import mask_name
 from handlers.texts import RATE_ASK_AFTER_CLOSE
 from storage import audit
-from storage.models import AuditEvent, Binding, Case, Court, Message, Party, Staff, Ticket
+from storage.models import Binding, Case, Court, Message, Party, Staff, Ticket
 
 KIND_NAMES = {
     "question": "咨询",
@@ -359,15 +359,6 @@ async def for_user(session: AsyncSession, openid: str, case_id: int) -> list[Tic
 
 def due_words(ticket: Ticket) -> str:
     return say_time(ticket.due_at) if ticket.due_at else "尽快"
-
-
-async def receipt_of(session: AsyncSession, ticket: Ticket) -> str | None:
-    row = await session.execute(
-        select(AuditEvent.hash).where(
-            AuditEvent.subject == f"ticket:{ticket.id}", AuditEvent.action == "ticket.opened"
-        )
-    )
-    return row.scalar_one_or_none()
 
 
 async def active_case(

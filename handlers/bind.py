@@ -8,6 +8,7 @@ import re
 from sqlalchemy import select
 
 from bot import staff as staff_accounts
+from bot import tickets
 from bot.context import Context
 from bot.masking import mask_name
 from handlers import menu, texts
@@ -47,12 +48,7 @@ async def open_case(ctx: Context, lookup: codes.Lookup) -> str | None:
     greeting = texts.CODE_OK.format(
         court=lookup.court.name, case_number=case.case_number, cause=case.cause
     )
-    existing = (
-        await ctx.session.execute(
-            select(Binding).where(Binding.openid == ctx.inbound.user, Binding.case_id == case.id)
-        )
-    ).scalar_one_or_none()
-    if existing is not None:
+    if await tickets.binding_for(ctx.session, ctx.inbound.user, case.id or 0) is not None:
         ctx.state.update(case_id=case.id, step=None, ticket_id=None)
         return greeting + texts.ALREADY_BOUND + await menu.menu_text(ctx)
     ctx.state.update(step="verify", pending_case=case.id)
