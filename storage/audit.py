@@ -72,8 +72,10 @@ _LOCK_MANY = text(
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
-    # Cached heads are only good while this transaction holds the chain locks.
-    if transaction.parent is None:
+    # Cached heads are only good while this transaction holds the chain locks, and a
+    # savepoint rolled back may have taken events with it: ask the database again.
+    # (A flush's own sub-transaction is neither: it leaves the cache alone.)
+    if transaction.parent is None or transaction.nested:
         session.info.pop("audit_heads", None)
 
 
@@ -136,9 +138,8 @@ async def append(
         "payload": canonical(payload or {}),
     }
     values["hash"] = compute_hash(SimpleNamespace(**values))
-    new_id = (
-        await session.execute(insert(AuditEvent).values(**values).returning(AuditEvent.id))
-    ).scalar_one()
+    new_id = (await conn.execute(_INSERT, values)).scalar_one()
+    heads[chain] = (seq, values["hash"])  # the next append in this transaction starts here
     return Appended(id=new_id, **values)
 
 

@@ -180,6 +180,27 @@ async def test_appends_build_one_chain_per_case_plus_global(deps: Deps) -> None:
     assert (verdict.events, verdict.chains, verdict.anchors) == (12, 3, 0)
 
 
+async def test_a_rolled_back_savepoint_does_not_leave_a_gap_in_the_chain(deps: Deps) -> None:
+    """Appends in one transaction chain on from the head they remember; a savepoint that
+    is rolled back takes its events with it, and the next append must not chain on them."""
+    from storage.models import Court
+
+    async with deps.db.transaction() as s:
+        await audit.append(s, actor="clerk", action="note", case_id=CASE_A)
+        s.add(Court(name="某法院"))
+        await s.flush()  # a flush between appends keeps what they remember
+        await audit.append(s, actor="clerk", action="note", case_id=CASE_A)
+        nested = await s.begin_nested()
+        await audit.append(s, actor="clerk", action="dropped", case_id=CASE_A)
+        await nested.rollback()
+        await audit.append(s, actor="clerk", action="note", case_id=CASE_A)
+    a = await rows(deps.db, "case:101")
+    assert [e.seq for e in a] == [1, 2, 3]
+    assert [e.action for e in a] == ["note"] * 3
+    assert_chain(a, "case:101")
+    assert (await check(deps.db)).ok
+
+
 async def test_event_fields_are_stored_as_given(deps: Deps) -> None:
     async with deps.db.transaction() as s:
         ev = await audit.append(
