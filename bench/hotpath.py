@@ -58,7 +58,9 @@ async def _run(args: argparse.Namespace, db_url: str, redis_url: str | None) -> 
         users = max(args.concurrency * 4, (args.messages + args.warmup) // 20 + 1)
         world = await asyncio.to_thread(seed.seed_database, settings.database_url, users)
         for lit in world.litigants:  # the state handlers.ask.start leaves behind
-            await state.save_conversation(redis, lit.openid, {"case_id": lit.case_id, "step": "ask"})
+            await state.save_conversation(
+                redis, lit.openid, {"case_id": lit.case_id, "step": "ask"}
+            )
         serial = iter(range(10**9))
 
         async def one(k: int) -> None:
@@ -117,7 +119,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
-    parser.add_argument("--sql", type=int, default=0, help="print one question's first N statements")
+    parser.add_argument(
+        "--sql", type=int, default=0, help="print one question's first N statements"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mst-hotpath-") as tmp:
         args.dir = tmp

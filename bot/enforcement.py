@@ -134,7 +134,7 @@ async def _push(session: AsyncSession, case: Case, event: EnforcementEvent) -> N
         await session.execute(select(Binding.openid).where(Binding.case_id == case.id).distinct())
     ).scalars()
     for openid in followers:
-        outbox.tell(
+        await outbox.tell(
             session,
             openid,
             f"您的执行案件 {case.case_number} 有新进展：\n{describe(event)}\n发送 4 查看全部进度。",

@@ -131,7 +131,7 @@ async def move(
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
     for staff in to.notify:
         if staff.openid:
-            outbox.tell(
+            await outbox.tell(
                 session,
                 staff.openid,
                 f"转给您的事项（{reason}）：\n"
@@ -139,7 +139,7 @@ async def move(
                 case=case,
                 ticket_id=ticket.id,
             )
-    outbox.tell(
+    await outbox.tell(
         session,
         ticket.openid,
         f"您的{tickets.KIND_NAMES.get(ticket.kind, '诉求')} #{ticket.id} 现由{holder}办理"
@@ -202,7 +202,7 @@ async def warn(session: AsyncSession, policy: Policy) -> int:
             continue
         for staff in await tickets.holders(session, ticket):
             if staff.openid:
-                outbox.tell(
+                await outbox.tell(
                     session,
                     staff.openid,
                     f"提醒：#{ticket.id}（{case.case_number}）将于 {say_time(ticket.holder_due_at)} 到期，请尽快答复。",
@@ -331,7 +331,7 @@ async def morning_digest(deps: Deps) -> int:
                 )
                 for t, c in items[:10]
             )
-            outbox.tell(
+            await outbox.tell(
                 session,
                 member.openid,
                 f"早上好，{member.name}。您有 {len(items)} 件待办，其中今天到期 {len(due_today)} 件：\n{lines}",

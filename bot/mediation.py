@@ -192,7 +192,7 @@ async def _tell_everyone(
         if staff is not None and staff.openid:
             recipients.append((staff.openid, to_staff))
     for openid, text in dict(recipients).items():
-        outbox.tell(session, openid, text, case=case, notice="远程调解预约")
+        await outbox.tell(session, openid, text, case=case, notice="远程调解预约")
 
 
 async def record_no_show(session: AsyncSession, mediator: Staff, booking_id: int) -> Booking | None:
@@ -243,7 +243,7 @@ async def send_reminders(session: AsyncSession) -> int:
                 booking.reminded_day_at = moment  # too late for this one; the hour reminder goes
                 session.add(booking)
                 continue
-            outbox.tell(
+            await outbox.tell(
                 session,
                 booking.openid,
                 f"提醒：{words or _day_word(slot.start_at, moment)}（{say_time(slot.start_at)}）有远程调解，案号{case.case_number}。\n"

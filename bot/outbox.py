@@ -7,13 +7,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.clock import now
 from storage.db import Database
 from storage.models import Outbox
 
+# A plain INSERT, built once: a notice goes out with nearly every message, and building an
+# ORM object for it costs more than the statement.
+_INSERT = insert(Outbox)
 
-def add(
+
+async def add(
     session: AsyncSession,
     *,
     recipient: str,
@@ -22,26 +28,30 @@ def add(
     case_id: int | None = None,
     ticket_id: int | None = None,
     channel: str = "wechat",
-) -> Outbox:
-    row = Outbox(
-        channel=channel,
-        recipient=recipient,
-        kind=kind,
-        payload=json.dumps(payload, ensure_ascii=False),
-        case_id=case_id,
-        ticket_id=ticket_id,
-    )
-    session.add(row)
-    return row
+) -> None:
+    created = now()
+    row = {
+        "channel": channel,
+        "recipient": recipient,
+        "kind": kind,
+        "payload": json.dumps(payload, ensure_ascii=False),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": created,
+        "case_id": case_id,
+        "ticket_id": ticket_id,
+        "created_at": created,
+    }
+    await (await session.connection()).execute(_INSERT, row)
 
 
 async def enqueue_text(db: Database, recipient: str, text: str) -> None:
     """A text for one user, in its own transaction (used when the reply missed the callback)."""
     async with db.transaction() as session:
-        add(session, recipient=recipient, kind="cs_text", payload={"text": text})
+        await add(session, recipient=recipient, kind="cs_text", payload={"text": text})
 
 
-def tell(
+async def tell(
     session: AsyncSession,
     recipient: str | None,
     text: str,
@@ -61,7 +71,7 @@ def tell(
         payload["case_number"] = case.case_number
     if notice:
         payload["notice"] = notice
-    add(
+    await add(
         session,
         recipient=recipient,
         kind="cs_text",

@@ -153,7 +153,7 @@ async def open_ticket(
     party = await session.get(Party, binding.party_id)
     for staff in routing.notify:
         if staff.openid:
-            outbox.tell(
+            await outbox.tell(
                 session,
                 staff.openid,
                 staff_notice(ticket, case, party, text),
@@ -209,7 +209,7 @@ async def add_to_ticket(
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
     for staff in await holders(session, ticket):
         if staff.openid:
-            outbox.tell(
+            await outbox.tell(
                 session,
                 staff.openid,
                 staff_notice(ticket, case, party, text, added=True),
@@ -275,7 +275,7 @@ async def answer(session: AsyncSession, *, staff: Staff, ticket: Ticket, text: s
     )
     session.add(msg)
     await session.flush()
-    outbox.tell(
+    await outbox.tell(
         session,
         ticket.openid,
         reply,
@@ -305,7 +305,7 @@ async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket) -> None:
     ticket.status = "closed"
     ticket.closed_at = now()
     session.add(ticket)
-    outbox.tell(
+    await outbox.tell(
         session,
         ticket.openid,
         RATE_ASK_AFTER_CLOSE.format(kind=KIND_NAMES.get(ticket.kind, "诉求"), ticket=ticket.id),
