@@ -78,29 +78,46 @@ async def record(
 
 
 async def accept(deps: Deps, inbound: Inbound, case_id: int | None) -> int:
-    """Phase one: the message is in the database before anyone answers WeChat."""
+    """Store the message on its own (when the flow could not run with it): nothing is lost."""
     try:
         async with deps.db.transaction() as session:
-            return await record(
-                session,
-                direction="in",
-                inbound=inbound,
-                content=inbound.text,
-                case_id=case_id,
-                msg_type=inbound.raw_type or inbound.kind,
-                msg_key=inbound.key,
-            )
+            return await _record_inbound(session, inbound, case_id)
     except IntegrityError as exc:
         raise Duplicate(inbound.key) from exc
 
 
+async def _record_inbound(session: AsyncSession, inbound: Inbound, case_id: int | None) -> int:
+    return await record(
+        session,
+        direction="in",
+        inbound=inbound,
+        content=inbound.text,
+        case_id=case_id,
+        msg_type=inbound.raw_type or inbound.kind,
+        msg_key=inbound.key,
+    )
+
+
 async def respond(
-    deps: Deps, inbound: Inbound, conv: dict[str, Any], message_id: int | None = None
-) -> str | None:
-    """Phase two: run the flow and store its answer in one transaction."""
+    deps: Deps,
+    inbound: Inbound,
+    conv: dict[str, Any],
+    message_id: int | None = None,
+    *,
+    within: float | None = None,
+) -> tuple[str | None, dict[str, Any]]:
+    """Run the flow and store its answer in one transaction; with no `message_id`, the
+    message is stored in it too. Returns the answer and the conversation to keep.
+    A flow still running after `within` seconds is cancelled: nothing of it is kept."""
     async with deps.db.transaction() as session:
-        ctx = Context(session, inbound, deps.settings, deps.redis, conv, message_id)
-        answer = await route(ctx)
+        if message_id is None:
+            try:
+                message_id = await _record_inbound(session, inbound, conv.get("case_id"))
+            except IntegrityError as exc:
+                raise Duplicate(inbound.key) from exc
+        ctx = Context(session, inbound, deps.settings, deps.redis, dict(conv), message_id)
+        async with asyncio.timeout(within):
+            answer = await route(ctx)
         if answer:
             await record(
                 session,
@@ -110,32 +127,69 @@ async def respond(
                 case_id=ctx.state.get("case_id"),
                 msg_type="text",
             )
-    await state.save_conversation(deps.redis, inbound.user, ctx.state)
     deps.wakeup.set()  # the flow may have queued notices: let the delivery loop look now
-    return answer
+    return answer, ctx.state
 
 
-async def handle(deps: Deps, inbound: Inbound, accepted: asyncio.Event | None = None) -> str | None:
-    """Store, then answer. `accepted` is set once the message is safely stored."""
-    async with state.turn(deps.redis, inbound.user) as in_turn:
-        if not in_turn:
+async def handle(
+    deps: Deps,
+    inbound: Inbound,
+    accepted: asyncio.Event | None = None,
+    *,
+    store_within: float | None = None,
+) -> str | None:
+    """Store the message and answer it. Normally one transaction holds the message, all the
+    flow did and its answer. If the flow fails, or is still running after `store_within`
+    seconds, that transaction is rolled back and the message is stored on its own first:
+    then a failed flow gets a polite "try again", a slow one runs again without a limit.
+    `accepted` is set as soon as the message is safely stored."""
+    async with state.turn(
+        deps.redis, inbound.user, rate_limit=deps.settings.user_rate_per_minute
+    ) as turn:
+        if not turn.held:
             log.warning(
                 "%s: previous message still busy; handling %s anyway", inbound.user[:8], inbound.key
             )
-        conv, within_rate = await state.conversation_and_rate(
-            deps.redis, inbound.user, deps.settings.user_rate_per_minute
-        )
-        stored = await accept(deps, inbound, conv.get("case_id"))
-        if accepted is not None:
-            accepted.set()
-        if not within_rate:
+        conv, case_id = turn.conversation, turn.conversation.get("case_id")
+        if not turn.within_rate:
+            await accept(deps, inbound, case_id)
+            _set(accepted)
             return texts.SLOW_DOWN
         try:
-            return await respond(deps, inbound, conv, stored)
+            answer, turn.save = await respond(deps, inbound, conv, within=store_within)
+        except Duplicate:
+            raise
+        except TimeoutError:
+            log.warning(
+                "flow for %s passed %.1f s; storing the message first", inbound.key, store_within
+            )
+            stored = await accept(deps, inbound, case_id)
+            _set(accepted)
+            return await _respond_or_apologise(deps, inbound, conv, turn, stored)
         except Exception:
-            # The message is stored; the person is told so rather than shown an error.
             log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
+            await accept(deps, inbound, case_id)  # if this fails too: not stored, WeChat retries
+            _set(accepted)
             return texts.BUSY
+        _set(accepted)
+        return answer
+
+
+async def _respond_or_apologise(
+    deps: Deps, inbound: Inbound, conv: dict[str, Any], turn: state.Turn, stored: int
+) -> str | None:
+    try:
+        answer, turn.save = await respond(deps, inbound, conv, stored)
+        return answer
+    except Exception:
+        # The message is stored; the person is told so rather than shown an error.
+        log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
+        return texts.BUSY
+
+
+def _set(accepted: asyncio.Event | None) -> None:
+    if accepted is not None:
+        accepted.set()
 
 
 async def route(ctx: Context) -> str | None:

@@ -7,9 +7,13 @@ process needs no server. Every key starts with `mst:`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import secrets
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import fakeredis
@@ -85,22 +89,6 @@ async def admit(r: Redis, timestamp: str, nonce: str, msg_key: str, nonce_ttl_s:
     return "new" if first else "retry"
 
 
-# -- rate limits -------------------------------------------------------------------
-
-
-async def conversation_and_rate(
-    r: Redis, user: str, limit: int, window_s: int = 60
-) -> tuple[dict[str, Any], bool]:
-    """The user's conversation, and whether they are within their rate, in one round trip."""
-    rate_key = f"{PREFIX}rate:user:{user}"
-    async with r.pipeline(transaction=False) as pipe:
-        pipe.get(f"{PREFIX}conv:{user}")
-        pipe.incr(rate_key)
-        pipe.expire(rate_key, window_s, nx=True)
-        raw, count, _ = await pipe.execute()
-    return (json.loads(raw) if raw else {}), int(count) <= limit
-
-
 # -- cross-process lock ------------------------------------------------------------
 
 
@@ -155,18 +143,81 @@ async def clear_failures(r: Redis, name: str) -> None:
     await clear_count(r, f"fail:{name}")
 
 
+# -- one message of a user at a time -------------------------------------------------------
+
+# Take the user's turn, and with it their conversation and rate count: one round trip per
+# message. ARGV[4] = 1 means "waited long enough": read them without the turn.
+_TAKE_TURN = """
+local held = 1
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if ARGV[4] ~= '1' then return {-1, '', 0} end
+  held = 0
+end
+local conv = redis.call('GET', KEYS[2]) or ''
+local n = redis.call('INCR', KEYS[3])
+if n == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
+return {held, conv, n}
+"""
+# Save the conversation (ARGV[4] = 1; empty means forget it) and give the turn back, if it
+# is still ours (it expires after the lock time).
+_END_TURN = """
+if ARGV[4] == '1' then
+  if ARGV[2] == '' then redis.call('DEL', KEYS[2])
+  else redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
+end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+@dataclass
+class Turn:
+    held: bool  # False: the previous message kept the turn too long; this one went ahead
+    conversation: dict[str, Any]
+    within_rate: bool
+    save: dict[str, Any] | None = None  # set it to store the conversation when the turn ends
+
+
 @contextlib.asynccontextmanager
 async def turn(
-    r: Redis, user: str, *, timeout_s: float = 15, wait_s: float = 3
-) -> AsyncIterator[bool]:
+    r: Redis,
+    user: str,
+    *,
+    rate_limit: int,
+    rate_window_s: int = 60,
+    timeout_s: float = 15,
+    wait_s: float = 3,
+) -> AsyncIterator[Turn]:
     """One message of a user at a time (two lines sent quickly must not both open a ticket,
-    nor overwrite each other's conversation). Yields False — and lets the message through
-    all the same — if the previous one holds the turn for longer than `wait_s`."""
-    held = lock(r, f"user:{user}", timeout_s=timeout_s, wait_s=wait_s)
-    got = await held.acquire()
+    nor overwrite each other's conversation), with the user's conversation and whether they
+    are within `rate_limit` messages per `rate_window_s`. If the previous message holds the
+    turn for longer than `wait_s`, this one goes ahead all the same (`held` is False).
+    Whatever is in `save` when the block ends becomes the conversation."""
+    token = secrets.token_hex(8)
+    keys = [f"{PREFIX}lock:user:{user}", f"{PREFIX}conv:{user}", f"{PREFIX}rate:user:{user}"]
+    give_up = time.monotonic() + wait_s
+    while True:
+        forced = time.monotonic() >= give_up
+        args = [token, int(timeout_s * 1000), rate_window_s, int(forced)]
+        held, raw, count = await r.register_script(_TAKE_TURN)(keys=keys, args=args)
+        if int(held) >= 0:
+            break
+        await asyncio.sleep(0.02)
+    taken = Turn(
+        held=bool(int(held)),
+        conversation=json.loads(raw) if raw else {},
+        within_rate=int(count) <= rate_limit,
+    )
     try:
-        yield bool(got)
+        yield taken
     finally:
-        if got:
-            with contextlib.suppress(LockError):
-                await held.release()
+        saved = taken.save
+        await r.register_script(_END_TURN)(
+            keys=keys[:2],
+            args=[
+                token if taken.held else "",
+                json.dumps(saved, ensure_ascii=False) if saved else "",
+                CONVERSATION_TTL_S,
+                int(saved is not None),
+            ],
+        )

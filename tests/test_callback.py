@@ -398,17 +398,17 @@ async def test_a_store_that_fails_is_503_and_the_retry_works(
 ) -> None:
     from bot import dialog
 
-    real_accept = dialog.accept
+    real_record = dialog.record
 
     async def broken(*args: Any, **kw: Any) -> int:
         raise ConnectionError("database went away")
 
-    monkeypatch.setattr(dialog, "accept", broken)
+    monkeypatch.setattr(dialog, "record", broken)
     xml = text_xml(USER, "你好", msg_id=888)
     status, _, raw = await post(client, wechat, xml)
     assert status == 503 and raw != "success"
     assert await count(deps, Message) == 0
-    monkeypatch.setattr(dialog, "accept", real_accept)
+    monkeypatch.setattr(dialog, "record", real_record)
     status, reply, _ = await post(client, wechat, xml)  # WeChat's retry
     assert status == 200 and reply is not None and reply["Content"] == texts.WELCOME
     assert await count(deps, Message) == 2

@@ -17,8 +17,9 @@ from storage import state
 from tests.conftest import REDIS_URL
 
 
-# The callback asks Redis once per message (state.admit: replay check + de-duplication;
-# state.conversation_and_rate): these name the three questions it answers.
+# The callback asks Redis once per message (state.admit: replay check + de-duplication),
+# and the dialog once more (state.turn: the turn, the conversation and the rate): these
+# name the three questions they answer.
 async def claim(r: Redis, msg_key: str) -> bool:
     """Is this the first delivery of msg_key? (a fresh timestamp+nonce each time)"""
     return await state.admit(r, "1700000000", secrets.token_hex(8), msg_key, 300) == "new"
@@ -30,7 +31,8 @@ async def fits(r: Redis, timestamp: str, nonce: str, msg_key: str, ttl_s: int) -
 
 
 async def within(r: Redis, user: str, limit: int, window_s: int) -> bool:
-    return (await state.conversation_and_rate(r, user, limit, window_s))[1]
+    async with state.turn(r, user, rate_limit=limit, rate_window_s=window_s) as turn:
+        return turn.within_rate
 
 
 @pytest.fixture
@@ -188,6 +190,75 @@ async def test_within_rate_opens_again_after_the_window(r: Redis) -> None:
     assert [await within(r, "u1", 2, 1) for _ in range(3)] == [True, True, False]
 
 
+# -- a user's turn ----------------------------------------------------------------------------
+
+
+async def test_a_turn_brings_the_conversation_and_saves_what_it_is_given(r: Redis) -> None:
+    await state.save_conversation(r, "u1", {"step": "ask", "case_id": 7})
+    async with state.turn(r, "u1", rate_limit=5) as turn:
+        assert turn.held and turn.within_rate
+        assert turn.conversation == {"step": "ask", "case_id": 7}
+        turn.save = {"step": None, "case_id": 7, "note": "王某"}
+    assert await state.load_conversation(r, "u1") == {"step": None, "case_id": 7, "note": "王某"}
+    assert 0 < await r.ttl("mst:conv:u1") <= state.CONVERSATION_TTL_S
+    assert await r.exists("mst:lock:user:u1") == 0  # the turn is given back
+
+
+async def test_a_turn_that_saves_nothing_leaves_the_conversation_alone(r: Redis) -> None:
+    await state.save_conversation(r, "u1", {"step": "ask"})
+    with pytest.raises(RuntimeError):
+        async with state.turn(r, "u1", rate_limit=5):
+            raise RuntimeError("the flow failed")
+    assert await state.load_conversation(r, "u1") == {"step": "ask"}
+    assert await r.exists("mst:lock:user:u1") == 0
+    async with state.turn(r, "u1", rate_limit=5) as turn:
+        turn.save = {}  # an empty conversation is forgotten
+    assert await r.exists("mst:conv:u1") == 0
+
+
+async def test_turns_of_one_user_go_one_at_a_time(pair: tuple[Redis, Redis]) -> None:
+    a, b = pair
+    order: list[str] = []
+
+    async def first() -> None:
+        async with state.turn(a, "u1", rate_limit=5) as turn:
+            order.append("first in")
+            await asyncio.sleep(0.3)
+            turn.save = {"n": 1}
+            order.append("first out")
+
+    async def second() -> None:
+        await asyncio.sleep(0.05)
+        async with state.turn(b, "u1", rate_limit=5) as turn:
+            order.append(f"second in, sees {turn.conversation}")
+        async with state.turn(b, "u2", rate_limit=5) as other:
+            assert other.held  # another user never waits
+
+    await asyncio.gather(first(), second())
+    assert order == ["first in", "first out", "second in, sees {'n': 1}"]
+
+
+async def test_a_turn_held_too_long_is_not_waited_for_forever(pair: tuple[Redis, Redis]) -> None:
+    a, b = pair
+    async with state.turn(a, "u1", rate_limit=5) as stuck:
+        async with state.turn(b, "u1", rate_limit=5, wait_s=0.2) as late:
+            assert stuck.held and not late.held
+            late.save = {"late": True}  # still saved, but the stuck turn is not freed by it
+        assert await a.exists("mst:lock:user:u1") == 1
+    assert await a.exists("mst:lock:user:u1") == 0
+    assert await state.load_conversation(a, "u1") == {"late": True}
+
+
+async def test_an_expired_turn_is_not_freed_by_its_old_holder(r: Redis) -> None:
+    old = state.turn(r, "u1", rate_limit=5, timeout_s=0.1)
+    assert (await old.__aenter__()).held
+    await asyncio.sleep(0.2)  # the old message ran past the lock time
+    async with state.turn(r, "u1", rate_limit=5, wait_s=0) as new:
+        assert new.held
+        await old.__aexit__(None, None, None)
+        assert await r.exists("mst:lock:user:u1") == 1  # still the new message's
+
+
 # -- cross-process lock -------------------------------------------------------------------------
 
 
@@ -266,9 +337,8 @@ async def test_blocking_lock_gives_up_after_wait_s(pair: tuple[Redis, Redis]) ->
 async def test_every_key_has_the_prefix(r: Redis) -> None:
     await state.save_conversation(r, "u", {"a": 1})
     assert await state.admit(r, "1", "n", "m", 60) == "new"
-    assert (await state.conversation_and_rate(r, "u", 5, 60))[1]
-    async with state.try_lock(r, "job") as got:
-        assert got
+    async with state.turn(r, "u", rate_limit=5) as turn, state.try_lock(r, "job") as got:
+        assert got and turn.held and turn.within_rate
         keys = await all_keys(r)
-    assert len(keys) == 5
+    assert len(keys) == 6
     assert all(k.startswith(state.PREFIX) for k in keys), keys

@@ -273,7 +273,8 @@ async def _answer_in_time(deps: dialog.Deps, inbound: Inbound) -> str | None:
 
 async def _process(deps: dialog.Deps, inbound: Inbound, accepted: asyncio.Event) -> str | None:
     try:
-        answer = await dialog.handle(deps, inbound, accepted)
+        # Leave time to store the message on its own if the flow is slow (dialog.handle).
+        answer = await dialog.handle(deps, inbound, accepted, store_within=ANSWER_BY_S * 0.75)
     except dialog.Duplicate:
         # The database has it but our de-duplication store forgot (e.g. restarted): no double.
         log.info("duplicate %s found in the database", inbound.key)
