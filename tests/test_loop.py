@@ -479,6 +479,78 @@ async def test_a_slow_handler_answers_success_in_time_and_delivers_later(
     assert world.inbox(LITIGANT) == [texts.WELCOME]
 
 
+async def count_rows(w: World, model: Any, *where: Any) -> int:
+    async with w.deps.db.sessions() as s:
+        return len((await s.execute(select(model).where(*where))).all())
+
+
+async def test_a_slow_flow_that_wrote_is_rolled_back_and_runs_once_more(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow's first run is cut off after it wrote: nothing of it stays, the message is
+    stored once, and the second run opens the one ticket and answers through the outbox."""
+    from bot import tickets
+    from bot.channels import wechat as channel
+    from storage.models import Message
+
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    monkeypatch.setattr(channel, "ANSWER_BY_S", 0.4)
+    real_open = tickets.open_ticket
+    runs: list[int] = []
+
+    async def slow_open(*args: Any, **kw: Any) -> Any:
+        opened = await real_open(*args, **kw)  # written in the transaction...
+        runs.append(opened.ticket.id)
+        # ...then too slow: cut off at 0.3 s. The second run, with no limit, passes 0.4 s.
+        await asyncio.sleep(1 if len(runs) == 1 else 0.3)
+        return opened
+
+    monkeypatch.setattr(tickets, "open_ticket", slow_open)
+    assert await w.say(LITIGANT, "请问什么时候开庭？", msg_id=4242) == ""  # `success`
+    for _ in range(30):  # the second run finishes behind the answer
+        await asyncio.sleep(0.1)
+        await w.deliver()
+        if w.inbox(LITIGANT):
+            break
+    assert len(runs) == 2
+    assert await count_rows(w, Ticket) == 1
+    assert await count_rows(w, Message, Message.msg_key == "wx:4242") == 1
+    [late] = w.inbox(LITIGANT)
+    assert f"#{runs[1]}" in late and "已收到您的咨询" in late
+    assert any(f"#{runs[1]}" in n for n in w.inbox(JUDGE_WX))
+    # The conversation went on from the second run: the next text joins the same ticket.
+    assert f"已补充到咨询 #{runs[1]}" in await w.say(LITIGANT, "还有一个问题")
+
+
+async def test_a_flow_that_fails_keeps_the_message_and_nothing_else(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import tickets
+    from storage.models import Message
+
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    real_open = tickets.open_ticket
+
+    async def broken_open(*args: Any, **kw: Any) -> Any:
+        await real_open(*args, **kw)
+        raise RuntimeError("a bug after the ticket was written")
+
+    monkeypatch.setattr(tickets, "open_ticket", broken_open)
+    assert await w.say(LITIGANT, "请问什么时候开庭？", msg_id=4343) == texts.BUSY
+    assert await count_rows(w, Message, Message.msg_key == "wx:4343") == 1
+    assert await count_rows(w, Ticket) == 0
+    assert await count_rows(w, Outbox) == 0
+    monkeypatch.setattr(tickets, "open_ticket", real_open)
+    # The conversation is as it was: still asking, so the next text becomes the question.
+    assert "已收到您的咨询" in await w.say(LITIGANT, "请问什么时候开庭？")
+
+
 async def test_the_receipt_finds_the_ticket_event(world: World) -> None:
     w = world
     await verify_litigant(w)
