@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 
 _INSERT_MESSAGE = insert(Message).returning(Message.id)  # built once: runs twice per message
-_STAFF_BY_OPENID = select(Staff).where(Staff.openid == bindparam("openid"))
+# Is this user staff? Asked for every message, so only the id, without the ORM.
+_STAFF_BY_OPENID = select(Staff.__table__.c.id).where(  # type: ignore[attr-defined]
+    Staff.__table__.c.openid == bindparam("openid")  # type: ignore[attr-defined]
+)
 
 
 FREE_TEXT_STEPS = {"ask", "complain", "progress", "book", "rate"}
@@ -204,11 +207,10 @@ async def route(ctx: Context) -> str | None:
         return await unsupported.reply(ctx)
     if inbound.kind == "voice" and not inbound.text:
         return await unsupported.reply(ctx)  # no speech recognition result to read
-    staff = (
-        await ctx.session.execute(_STAFF_BY_OPENID, {"openid": inbound.user})
-    ).scalar_one_or_none()
-    if staff is not None and inbound.kind != "subscribe":
-        return await judge.command(ctx, staff)
+    conn = await ctx.session.connection()
+    staff_id = (await conn.execute(_STAFF_BY_OPENID, {"openid": inbound.user})).scalar()
+    if staff_id is not None and inbound.kind != "subscribe":
+        return await judge.command(ctx, await ctx.session.get_one(Staff, staff_id))
     text = inbound.text.strip()
     step = ctx.state.get("step")
     if inbound.kind in ("text", "voice"):
@@ -221,7 +223,9 @@ async def route(ctx: Context) -> str | None:
             return await bind.open_case(ctx, lookup)
         if step == "verify":
             return await bind.verify(ctx)
-    found = await tickets.active_case(ctx.session, inbound.user, ctx.state.get("case_id"))
+    found = await tickets.active_case(
+        ctx.session, inbound.user, ctx.state.get("case_id"), ctx.state.get("ticket_id")
+    )
     if found is None:
         # The conversation was forgotten (a day idle, a restart): the bindings are not.
         ctx.state.pop("case_id", None)

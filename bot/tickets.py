@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select, true, update
+from sqlalchemy import and_, bindparam, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from bot import deadlines, outbox
 from bot.clock import now, say_time
@@ -177,11 +178,18 @@ async def open_ticket(
     return Opened(ticket, routing.assignee, event.hash)
 
 
+_LINK = (
+    update(Message.__table__)  # type: ignore[attr-defined]
+    .where(Message.__table__.c.id == bindparam("message_id"))  # type: ignore[attr-defined]
+    .values(ticket_id=bindparam("ticket_id"))
+)
+
+
 async def _link(session: AsyncSession, message_id: int | None, ticket: Ticket) -> None:
     """File the litigant's stored message under its ticket (one UPDATE, no reload)."""
     if message_id is not None:
-        await session.execute(
-            update(Message).where(Message.id == message_id).values(ticket_id=ticket.id)
+        await (await session.connection()).execute(
+            _LINK, {"message_id": message_id, "ticket_id": ticket.id}
         )
 
 
@@ -361,20 +369,42 @@ def due_words(ticket: Ticket) -> str:
     return say_time(ticket.due_at) if ticket.due_at else "尽快"
 
 
+_Judge = aliased(Staff)
+_Holder = aliased(Staff)
+# Everything a litigant's message may need, in one round trip: the case and their binding,
+# and (outer-joined) their party, the court, the case's judge, the ticket the conversation
+# is on and its holder. Built once: it runs for nearly every message.
+_CASE_CONTEXT = (
+    select(Case, Binding, Party, Court, _Judge, Ticket, _Holder)
+    .join(Binding, Binding.case_id == Case.id)
+    .outerjoin(Party, Party.id == Binding.party_id)
+    .outerjoin(Court, Court.id == Case.court_id)
+    .outerjoin(_Judge, _Judge.id == Case.judge_id)
+    .outerjoin(Ticket, and_(Ticket.id == bindparam("ticket_id"), Ticket.case_id == Case.id))
+    .outerjoin(_Holder, _Holder.id == Ticket.assignee_id)
+    .where(Case.id == bindparam("case_id"), Binding.openid == bindparam("openid"))
+)
+
+
 async def active_case(
-    session: AsyncSession, openid: str, case_id: int | None
+    session: AsyncSession, openid: str, case_id: int | None, ticket_id: int | None = None
 ) -> tuple[Case, Binding] | None:
-    """The case a user is working on, if they are (still) verified for it."""
+    """The case a user is working on, if they are (still) verified for it.
+
+    The party, court, judge, and the ticket `ticket_id` with its holder come in the same
+    query, so the flow's later `session.get`s of them are answered from the session."""
     if not case_id:
         return None
     row = (
         await session.execute(
-            select(Case, Binding)
-            .join(Binding, Binding.case_id == Case.id)
-            .where(Case.id == case_id, Binding.openid == openid)
+            _CASE_CONTEXT, {"case_id": case_id, "openid": openid, "ticket_id": ticket_id or 0}
         )
     ).first()
-    return (row[0], row[1]) if row else None
+    if row is None:
+        return None
+    # The session holds loaded rows weakly; keep these for the rest of the transaction.
+    session.info.setdefault("loaded", []).extend(r for r in row if r is not None)
+    return row[0], row[1]
 
 
 async def cases_of(session: AsyncSession, openid: str) -> list[Case]:
