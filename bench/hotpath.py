@@ -48,6 +48,12 @@ async def _run(args: argparse.Namespace, db_url: str, redis_url: str | None) -> 
     statements = [0]
     shown: list[str] = []
 
+    connects = [0]
+
+    @event.listens_for(db.engine.sync_engine, "connect")
+    def connected(*_a: object) -> None:
+        connects[0] += 1
+
     @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
     def count(_conn: object, _cursor: object, sql: str, *_a: object) -> None:
         statements[0] += 1
@@ -88,7 +94,7 @@ async def _run(args: argparse.Namespace, db_url: str, redis_url: str | None) -> 
             statements[0] = 0
             await one(0)
             print("\n".join(f"{i:3} {q}" for i, q in enumerate(shown, 1)))
-        statements[0] = 0
+        statements[0] = connects[0] = 0
         profiler = cProfile.Profile() if args.profile else None
         cpu0 = time.process_time()
         if profiler:
@@ -100,7 +106,8 @@ async def _run(args: argparse.Namespace, db_url: str, redis_url: str | None) -> 
         print(
             f"{args.backend}: {args.messages} questions, concurrency {args.concurrency}: "
             f"{args.messages / wall:,.0f} msg/s, {1000 * cpu / args.messages:.2f} CPU ms/msg "
-            f"(this process), {statements[0] / args.messages:.1f} SQL statements/msg"
+            f"(this process), {statements[0] / args.messages:.1f} SQL statements/msg, "
+            f"{connects[0]} new database connections"
         )
         if profiler:
             out = io.StringIO()
@@ -119,6 +126,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument(
         "--sql", type=int, default=0, help="print one question's first N statements"
     )
@@ -134,7 +142,12 @@ def main() -> None:
         db = database.connect(db_url)
         asyncio.run(_migrate(db))
         os.environ.pop("MST_CLOCK", None)
-        asyncio.run(_run(args, db_url, redis_url))
+        if args.loop == "uvloop":
+            import uvloop
+
+            uvloop.run(_run(args, db_url, redis_url))
+        else:
+            asyncio.run(_run(args, db_url, redis_url))
 
 
 async def _migrate(db: database.Database) -> None:

@@ -22,6 +22,7 @@ Importable without the database: it needs only bot.clock and bot.config.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -302,6 +303,15 @@ def _fallback_text(year: int) -> str:
     return f"{year}年没有官方节假日数据，暂按周一至周五计算工作日（可在 {HOLIDAYS_VAR} 中补充本院节假日）"
 
 
+@functools.lru_cache(maxsize=4096)
+def _official_workday(day: date) -> bool | None:
+    """The State Council's calendar (fixed data; asked several times per new ticket)."""
+    try:
+        return bool(chinese_calendar.is_workday(day))
+    except NotImplementedError:
+        return None  # past the package's data
+
+
 def is_workday(day: date) -> bool:
     if isinstance(day, datetime):
         day = _china(day).date()
@@ -310,10 +320,9 @@ def is_workday(day: date) -> bool:
         return True
     if day in calendar.off:
         return False
-    try:
-        return bool(chinese_calendar.is_workday(day))
-    except NotImplementedError:
-        pass
+    official = _official_workday(day)
+    if official is not None:
+        return official
     if day.year not in calendar.years and day.year not in _fallback_years:
         _fallback_years.add(day.year)
         log.warning(

@@ -56,8 +56,11 @@ def connect(url: str, **engine_args: Any) -> Database:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **engine_args)
         _sqlite_setup(engine)
     else:
+        # A fixed pool: a message waits its turn for a connection. Overflow connections are
+        # closed as soon as they are returned, so under load every message would open one
+        # (and prepare every statement again). Several processes share PostgreSQL's ~100.
         engine_args.setdefault("pool_size", 20)
-        engine_args.setdefault("max_overflow", 20)
+        engine_args.setdefault("max_overflow", 0)
         # Recycle instead of pre-ping: a ping is a round trip on every checkout (two per message).
         engine_args.setdefault("pool_recycle", 1800)
         engine = create_async_engine(url, **engine_args)
