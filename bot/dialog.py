@@ -112,7 +112,7 @@ async def respond(
     """Run the flow and store its answer in one transaction; with no `message_id`, the
     message is stored in it too. Returns the answer and the conversation to keep.
     A flow still running after `within` seconds is cancelled: nothing of it is kept."""
-    async with deps.db.transaction() as session:
+    async with deps.db.transaction() as session, audit.batch(session):
         if message_id is None:
             try:
                 message_id = await _record_inbound(session, inbound, conv.get("case_id"))

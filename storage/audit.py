@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -89,7 +91,7 @@ async def _lock_chain(session: AsyncSession, chain: str) -> None:
 class Appended:
     """An event as written (the fields of AuditEvent), without the ORM's bookkeeping."""
 
-    id: int
+    id: int | None  # None inside batch(): the row is written when the batch ends
     chain: str
     seq: int
     prev_hash: str
@@ -138,9 +140,31 @@ async def append(
         "payload": canonical(payload or {}),
     }
     values["hash"] = compute_hash(SimpleNamespace(**values))
-    new_id = (await conn.execute(_INSERT, values)).scalar_one()
     heads[chain] = (seq, values["hash"])  # the next append in this transaction starts here
+    batched: list[dict[str, Any]] | None = session.info.get("audit_batch")
+    if batched is not None:
+        batched.append(values)
+        return Appended(id=None, **values)
+    new_id = (await conn.execute(_INSERT, values)).scalar_one()
     return Appended(id=new_id, **values)
+
+
+@asynccontextmanager
+async def batch(session: AsyncSession) -> AsyncIterator[None]:
+    """Appends inside the block are written together, in one statement, when it ends
+    (so they have no id before). The dialog wraps each message in one: a message, what the
+    flow did and the answer are usually three events. If the block fails, nothing is
+    written, and the caller's transaction is rolled back anyway."""
+    if session.info.get("audit_batch") is not None:  # already in one: it writes ours
+        yield
+        return
+    session.info["audit_batch"] = rows = []
+    try:
+        yield
+    finally:
+        session.info.pop("audit_batch", None)
+    if rows:
+        await (await session.connection()).execute(insert(AuditEvent), rows)
 
 
 async def append_many(session: AsyncSession, events: list[dict[str, Any]]) -> None:
@@ -183,7 +207,10 @@ async def append_many(session: AsyncSession, events: list[dict[str, Any]]) -> No
         values["hash"] = compute_hash(SimpleNamespace(**values))
         heads[chain] = (seq + 1, values["hash"])
         rows.append(values)
-    if rows:
+    batched: list[dict[str, Any]] | None = session.info.get("audit_batch")
+    if batched is not None:
+        batched.extend(rows)
+    elif rows:
         await conn.execute(insert(AuditEvent), rows)
 
 

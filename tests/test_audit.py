@@ -201,6 +201,39 @@ async def test_a_rolled_back_savepoint_does_not_leave_a_gap_in_the_chain(deps: D
     assert (await check(deps.db)).ok
 
 
+async def test_a_batch_writes_its_events_together_when_it_ends(deps: Deps) -> None:
+    async with deps.db.transaction() as s:
+        await audit.append(s, actor="clerk", action="before", case_id=CASE_A)
+        async with audit.batch(s):
+            inside = [
+                await audit.append(s, actor="clerk", action=f"in {i}", case_id=c)
+                for i, c in enumerate((CASE_A, None, CASE_A))
+            ]
+            assert all(e.id is None for e in inside)  # not written yet
+            assert len(await all_rows_in(s)) == 1
+        assert len(await all_rows_in(s)) == 4
+        await audit.append(s, actor="clerk", action="after", case_id=CASE_A)
+    a = await rows(deps.db, "case:101")
+    assert [e.action for e in a] == ["before", "in 0", "in 2", "after"]
+    assert [e.hash for e in a[1:3]] == [inside[0].hash, inside[2].hash]  # receipts hold
+    assert_chain(a, "case:101")
+    assert (await check(deps.db)).ok
+
+
+async def test_a_batch_that_fails_writes_nothing(deps: Deps) -> None:
+    with pytest.raises(RuntimeError):
+        async with deps.db.transaction() as s, audit.batch(s):
+            await audit.append(s, actor="clerk", action="lost", case_id=CASE_A)
+            raise RuntimeError("the flow failed")
+    await add(deps.db, CASE_A, 1)
+    a = await rows(deps.db, "case:101")
+    assert [(e.seq, e.action) for e in a] == [(1, "note")]
+
+
+async def all_rows_in(s: AsyncSession) -> list[AuditEvent]:
+    return list((await s.execute(select(AuditEvent))).scalars())
+
+
 async def test_event_fields_are_stored_as_given(deps: Deps) -> None:
     async with deps.db.transaction() as s:
         ev = await audit.append(
