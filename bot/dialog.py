@@ -145,37 +145,53 @@ async def handle(
     flow did and its answer. If the flow fails, or is still running after `store_within`
     seconds, that transaction is rolled back and the message is stored on its own first:
     then a failed flow gets a polite "try again", a slow one runs again without a limit.
-    `accepted` is set as soon as the message is safely stored."""
+    `accepted` is set as soon as the message is safely stored. The answer is remembered
+    under the message's de-duplication key, so a retry of it gets the same answer."""
     async with state.turn(
-        deps.redis, inbound.user, rate_limit=deps.settings.user_rate_per_minute
+        deps.redis,
+        inbound.user,
+        rate_limit=deps.settings.user_rate_per_minute,
+        remember=inbound.key,
     ) as turn:
         if not turn.held:
             log.warning(
                 "%s: previous message still busy; handling %s anyway", inbound.user[:8], inbound.key
             )
-        conv, case_id = turn.conversation, turn.conversation.get("case_id")
-        if not turn.within_rate:
-            await accept(deps, inbound, case_id)
-            _set(accepted)
-            return texts.SLOW_DOWN
-        try:
-            answer, turn.save = await respond(deps, inbound, conv, within=store_within)
-        except Duplicate:
-            raise
-        except TimeoutError:
-            log.warning(
-                "flow for %s passed %.1f s; storing the message first", inbound.key, store_within
-            )
-            stored = await accept(deps, inbound, case_id)
-            _set(accepted)
-            return await _respond_or_apologise(deps, inbound, conv, turn, stored)
-        except Exception:
-            log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
-            await accept(deps, inbound, case_id)  # if this fails too: not stored, WeChat retries
-            _set(accepted)
-            return texts.BUSY
-        _set(accepted)
+        answer = await _in_turn(deps, inbound, turn, accepted, store_within)
+        turn.answer = answer or ""
         return answer
+
+
+async def _in_turn(
+    deps: Deps,
+    inbound: Inbound,
+    turn: state.Turn,
+    accepted: asyncio.Event | None,
+    store_within: float | None,
+) -> str | None:
+    conv, case_id = turn.conversation, turn.conversation.get("case_id")
+    if not turn.within_rate:
+        await accept(deps, inbound, case_id)
+        _set(accepted)
+        return texts.SLOW_DOWN
+    try:
+        answer, turn.save = await respond(deps, inbound, conv, within=store_within)
+    except Duplicate:
+        raise
+    except TimeoutError:
+        log.warning(
+            "flow for %s passed %.1f s; storing the message first", inbound.key, store_within
+        )
+        stored = await accept(deps, inbound, case_id)
+        _set(accepted)
+        return await _respond_or_apologise(deps, inbound, conv, turn, stored)
+    except Exception:
+        log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
+        await accept(deps, inbound, case_id)  # if this fails too: not stored, WeChat retries
+        _set(accepted)
+        return texts.BUSY
+    _set(accepted)
+    return answer
 
 
 async def _respond_or_apologise(

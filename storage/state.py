@@ -158,13 +158,15 @@ local n = redis.call('INCR', KEYS[3])
 if n == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
 return {held, conv, n}
 """
-# Save the conversation (ARGV[4] = 1; empty means forget it) and give the turn back, if it
-# is still ours (it expires after the lock time).
+# Save the conversation (ARGV[4] = 1; empty means forget it), remember the answer to the
+# message for its retries (ARGV[5] = 1), and give the turn back if it is still ours (it
+# expires after the lock time).
 _END_TURN = """
 if ARGV[4] == '1' then
   if ARGV[2] == '' then redis.call('DEL', KEYS[2])
   else redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
 end
+if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[7]) end
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
@@ -176,6 +178,7 @@ class Turn:
     conversation: dict[str, Any]
     within_rate: bool
     save: dict[str, Any] | None = None  # set it to store the conversation when the turn ends
+    answer: str | None = None  # set it to remember the answer to the message (see `remember`)
 
 
 @contextlib.asynccontextmanager
@@ -187,12 +190,15 @@ async def turn(
     rate_window_s: int = 60,
     timeout_s: float = 15,
     wait_s: float = 3,
+    remember: str | None = None,
 ) -> AsyncIterator[Turn]:
     """One message of a user at a time (two lines sent quickly must not both open a ticket,
     nor overwrite each other's conversation), with the user's conversation and whether they
     are within `rate_limit` messages per `rate_window_s`. If the previous message holds the
     turn for longer than `wait_s`, this one goes ahead all the same (`held` is False).
-    Whatever is in `save` when the block ends becomes the conversation."""
+    Whatever is in `save` when the block ends becomes the conversation, and `answer` is
+    kept as the answer to the message whose de-duplication key is `remember` (as
+    remember_answer does, in the same round trip)."""
     token = secrets.token_hex(8)
     keys = [f"{PREFIX}lock:user:{user}", f"{PREFIX}conv:{user}", f"{PREFIX}rate:user:{user}"]
     give_up = time.monotonic() + wait_s
@@ -211,13 +217,16 @@ async def turn(
     try:
         yield taken
     finally:
-        saved = taken.save
+        saved, answer = taken.save, taken.answer if remember else None
         await r.register_script(_END_TURN)(
-            keys=keys[:2],
+            keys=[*keys[:2], f"{PREFIX}seen:{remember or ''}"],
             args=[
                 token if taken.held else "",
                 json.dumps(saved, ensure_ascii=False) if saved else "",
                 CONVERSATION_TTL_S,
                 int(saved is not None),
+                int(answer is not None),
+                answer or "",
+                DEDUPE_TTL_S,
             ],
         )

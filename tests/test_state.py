@@ -204,6 +204,19 @@ async def test_a_turn_brings_the_conversation_and_saves_what_it_is_given(r: Redi
     assert await r.exists("mst:lock:user:u1") == 0  # the turn is given back
 
 
+async def test_a_turn_remembers_the_answer_for_retries(r: Redis) -> None:
+    assert await claim(r, "wx:1")
+    assert await state.earlier_answer(r, "wx:1") is None  # still being worked on
+    async with state.turn(r, "u1", rate_limit=5, remember="wx:1") as turn:
+        turn.answer = "已收到"
+    assert await state.earlier_answer(r, "wx:1") == "已收到"
+    assert 0 < await r.ttl("mst:seen:wx:1") <= state.DEDUPE_TTL_S
+    async with state.turn(r, "u1", rate_limit=5) as turn:
+        turn.answer = "没有 remember：不记"
+    assert await state.earlier_answer(r, "wx:1") == "已收到"
+    assert not await r.exists("mst:seen:")
+
+
 async def test_a_turn_that_saves_nothing_leaves_the_conversation_alone(r: Redis) -> None:
     await state.save_conversation(r, "u1", {"step": "ask"})
     with pytest.raises(RuntimeError):

@@ -273,19 +273,19 @@ async def _answer_in_time(deps: dialog.Deps, inbound: Inbound) -> str | None:
 
 async def _process(deps: dialog.Deps, inbound: Inbound, accepted: asyncio.Event) -> str | None:
     try:
-        # Leave time to store the message on its own if the flow is slow (dialog.handle).
-        answer = await dialog.handle(deps, inbound, accepted, store_within=ANSWER_BY_S * 0.75)
+        # Leave time to store the message on its own if the flow is slow. The dialog
+        # remembers its answer for WeChat's retries of this message.
+        return await dialog.handle(deps, inbound, accepted, store_within=ANSWER_BY_S * 0.75)
     except dialog.Duplicate:
         # The database has it but our de-duplication store forgot (e.g. restarted): no double.
         log.info("duplicate %s found in the database", inbound.key)
-        answer = None
+        await state.remember_answer(deps.redis, inbound.key, "")
+        return None
     except Exception:
         if not accepted.is_set():
             # Not stored: forget the claim so WeChat's retry gets a fresh try.
             await state.release_message(deps.redis, inbound.key)
         raise
-    await state.remember_answer(deps.redis, inbound.key, answer or "")
-    return answer
 
 
 def _late_answer(deps: dialog.Deps, inbound: Inbound, task: asyncio.Task[str | None]) -> None:
