@@ -159,7 +159,7 @@ def seed_redis(redis_url: str, world: World) -> int:
         pipe = client.pipeline(transaction=False)
         for lit in world.litigants:
             pipe.set(
-                f"{state.PREFIX}conv:{lit.openid}",
+                state.conversation_key(lit.openid),
                 json.dumps({"case_id": lit.case_id, "step": "ask"}),
                 ex=state.CONVERSATION_TTL_S,
             )

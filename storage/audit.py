@@ -66,6 +66,7 @@ _HEAD = (
     .limit(1)
 )
 _INSERT = insert(AuditEvent).returning(AuditEvent.id)
+_INSERT_ROWS = insert(AuditEvent)  # many rows at once: append_many, batch()
 _LOCK_MANY = text(
     "SELECT pg_advisory_xact_lock(hashtextextended(c, 0)) "
     "FROM (SELECT c FROM unnest(CAST(:chains AS text[])) AS c ORDER BY c) AS sorted"
@@ -141,7 +142,7 @@ async def append(
     }
     values["hash"] = compute_hash(SimpleNamespace(**values))
     heads[chain] = (seq, values["hash"])  # the next append in this transaction starts here
-    batched: list[dict[str, Any]] | None = session.info.get("audit_batch")
+    batched = _open_batch(session)
     if batched is not None:
         batched.append(values)
         return Appended(id=None, **values)
@@ -155,7 +156,7 @@ async def batch(session: AsyncSession) -> AsyncIterator[None]:
     (so they have no id before). The dialog wraps each message in one: a message, what the
     flow did and the answer are usually three events. If the block fails, nothing is
     written, and the caller's transaction is rolled back anyway."""
-    if session.info.get("audit_batch") is not None:  # already in one: it writes ours
+    if _open_batch(session) is not None:  # already in one: it writes ours
         yield
         return
     session.info["audit_batch"] = rows = []
@@ -164,7 +165,12 @@ async def batch(session: AsyncSession) -> AsyncIterator[None]:
     finally:
         session.info.pop("audit_batch", None)
     if rows:
-        await (await session.connection()).execute(insert(AuditEvent), rows)
+        await (await session.connection()).execute(_INSERT_ROWS, rows)
+
+
+def _open_batch(session: AsyncSession) -> list[dict[str, Any]] | None:
+    """The rows waiting for the end of batch(), or None outside one."""
+    return session.info.get("audit_batch")
 
 
 async def append_many(session: AsyncSession, events: list[dict[str, Any]]) -> None:
@@ -207,11 +213,11 @@ async def append_many(session: AsyncSession, events: list[dict[str, Any]]) -> No
         values["hash"] = compute_hash(SimpleNamespace(**values))
         heads[chain] = (seq + 1, values["hash"])
         rows.append(values)
-    batched: list[dict[str, Any]] | None = session.info.get("audit_batch")
+    batched = _open_batch(session)
     if batched is not None:
         batched.extend(rows)
     elif rows:
-        await conn.execute(insert(AuditEvent), rows)
+        await conn.execute(_INSERT_ROWS, rows)
 
 
 def anchored_heads(ev: AuditEvent) -> dict[str, tuple[int, str]] | None:

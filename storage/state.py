@@ -34,18 +34,31 @@ def connect(url: str | None) -> Redis:
     return Redis.from_url(url, decode_responses=True, health_check_interval=30)
 
 
+def conversation_key(user: str) -> str:
+    return f"{PREFIX}conv:{user}"
+
+
+def seen_key(msg_key: str) -> str:
+    """Where a message's claim, then its answer, is kept for WeChat's retries."""
+    return f"{PREFIX}seen:{msg_key}"
+
+
+def _conversation_json(state: dict[str, Any]) -> str:
+    return json.dumps(state, ensure_ascii=False)
+
+
 # -- conversation state --------------------------------------------------------
 
 
 async def load_conversation(r: Redis, user: str) -> dict[str, Any]:
-    raw = await r.get(f"{PREFIX}conv:{user}")
+    raw = await r.get(conversation_key(user))
     return json.loads(raw) if raw else {}
 
 
 async def save_conversation(r: Redis, user: str, state: dict[str, Any]) -> None:
-    key = f"{PREFIX}conv:{user}"
+    key = conversation_key(user)
     if state:
-        await r.set(key, json.dumps(state, ensure_ascii=False), ex=CONVERSATION_TTL_S)
+        await r.set(key, _conversation_json(state), ex=CONVERSATION_TTL_S)
     else:
         await r.delete(key)
 
@@ -55,17 +68,17 @@ async def save_conversation(r: Redis, user: str, state: dict[str, Any]) -> None:
 
 async def remember_answer(r: Redis, msg_key: str, answer: str) -> None:
     """What we answered, so a retry gets the same answer."""
-    await r.set(f"{PREFIX}seen:{msg_key}", answer, ex=DEDUPE_TTL_S)
+    await r.set(seen_key(msg_key), answer, ex=DEDUPE_TTL_S)
 
 
 async def release_message(r: Redis, msg_key: str) -> None:
     """Forget a claim whose processing failed, so WeChat's retry can try again."""
-    await r.delete(f"{PREFIX}seen:{msg_key}")
+    await r.delete(seen_key(msg_key))
 
 
 async def earlier_answer(r: Redis, msg_key: str) -> str | None:
     """The answer given to an earlier delivery, or None while it is still being worked on."""
-    value = await r.get(f"{PREFIX}seen:{msg_key}")
+    value = await r.get(seen_key(msg_key))
     return None if value in (None, PENDING) else value
 
 
@@ -80,7 +93,7 @@ async def admit(r: Redis, timestamp: str, nonce: str, msg_key: str, nonce_ttl_s:
     async with r.pipeline(transaction=False) as pipe:
         pipe.set(nonce_key, msg_key, nx=True, ex=nonce_ttl_s)
         pipe.get(nonce_key)
-        pipe.set(f"{PREFIX}seen:{msg_key}", PENDING, nx=True, ex=DEDUPE_TTL_S)
+        pipe.set(seen_key(msg_key), PENDING, nx=True, ex=DEDUPE_TTL_S)
         _, owner, first = await pipe.execute()
     if owner != msg_key:
         if first:  # not ours after all: give the claim back
@@ -200,7 +213,7 @@ async def turn(
     kept as the answer to the message whose de-duplication key is `remember` (as
     remember_answer does, in the same round trip)."""
     token = secrets.token_hex(8)
-    keys = [f"{PREFIX}lock:user:{user}", f"{PREFIX}conv:{user}", f"{PREFIX}rate:user:{user}"]
+    keys = [f"{PREFIX}lock:user:{user}", conversation_key(user), f"{PREFIX}rate:user:{user}"]
     give_up = time.monotonic() + wait_s
     while True:
         forced = time.monotonic() >= give_up
@@ -219,10 +232,10 @@ async def turn(
     finally:
         saved, answer = taken.save, taken.answer if remember else None
         await r.register_script(_END_TURN)(
-            keys=[*keys[:2], f"{PREFIX}seen:{remember or ''}"],
+            keys=[*keys[:2], seen_key(remember or "")],
             args=[
                 token if taken.held else "",
-                json.dumps(saved, ensure_ascii=False) if saved else "",
+                _conversation_json(saved) if saved else "",
                 CONVERSATION_TTL_S,
                 int(saved is not None),
                 int(answer is not None),
