@@ -130,8 +130,18 @@ async def respond(
                 case_id=ctx.state.get("case_id"),
                 msg_type="text",
             )
+    await _after_commit(ctx)
     deps.wakeup.set()  # the flow may have queued notices: let the delivery loop look now
     return answer, ctx.state
+
+
+async def _after_commit(ctx: Context) -> None:
+    for effect in ctx.after_commit:
+        try:
+            await effect()
+        except Exception:
+            # The message and its answer are stored; a count lost is logged, not shown.
+            log.exception("after-commit step failed for %s", ctx.inbound.key)
 
 
 async def handle(

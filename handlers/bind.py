@@ -4,6 +4,7 @@ staff bind their own WeChat with a one-time code."""
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from sqlalchemy import select
 
@@ -63,7 +64,8 @@ async def verify(ctx: Context) -> str | None:
         ctx.state.update(step=None, pending_case=None)
         return await menu.menu_text(ctx) if ctx.state.get("case_id") else texts.WELCOME
     counter = f"verify:{ctx.inbound.user}:{case_id}"
-    if await state.failures(ctx.redis, counter) >= MAX_WRONG:
+    failed = await state.failures(ctx.redis, counter)
+    if failed >= MAX_WRONG:
         return texts.LOCKED
     if not re.fullmatch(r"\d{4}", text):
         return texts.DIGITS_ONLY
@@ -76,7 +78,10 @@ async def verify(ctx: Context) -> str | None:
         )
     ).scalar_one_or_none()
     if party is None:
-        wrong = await state.add_failure(ctx.redis, counter, LOCK_S)
+        # Counted after commit: a rolled-back or re-run attempt must not count twice.
+        # (The user's messages are handled one at a time, so `failed` is still current.)
+        wrong = failed + 1
+        ctx.after_commit.append(partial(state.add_failure, ctx.redis, counter, LOCK_S))
         await audit.append(
             ctx.session,
             actor=ctx.inbound.user,
@@ -92,7 +97,7 @@ async def verify(ctx: Context) -> str | None:
     )
     ctx.session.add(binding)
     await ctx.session.flush()
-    await state.clear_failures(ctx.redis, counter)
+    ctx.after_commit.append(partial(state.clear_failures, ctx.redis, counter))
     await audit.append(
         ctx.session,
         actor=ctx.inbound.user,

@@ -4,6 +4,7 @@ court's supervision team, never by the staff member it is about (bot.tickets.rou
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from bot import tickets
 from bot.clock import CHINA_TZ, now
@@ -42,14 +43,14 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
         if await _used_today(ctx, case, "complaint-messages") >= cap:
             return texts.COMPLAIN_MESSAGE_CAP.format(limit=cap, day=_tomorrow())
         await items.add(ctx, ticket, case, text)
-        await _count_today(ctx, case, "complaint-messages")
+        _count_today(ctx, case, "complaint-messages")
         return texts.COMPLAIN_ADDED.format(ticket=ticket.id)
     if await _used_today(ctx, case, "complaints") >= ctx.settings.complaint_daily_cap:
         return texts.COMPLAIN_CAP.format(limit=ctx.settings.complaint_daily_cap, day=_tomorrow())
     opened = await items.open_new(
         ctx, case, binding, kind="complaint", text=text, about=ctx.state.get("about")
     )
-    await _count_today(ctx, case, "complaints")
+    _count_today(ctx, case, "complaints")
     ctx.state["sub"] = "more"
     return texts.COMPLAIN_RECEIVED.format(
         ticket=opened.ticket.id, due=tickets.due_words(opened.ticket), receipt=opened.receipt[:16]
@@ -66,8 +67,11 @@ async def _used_today(ctx: Context, case: Case, what: str) -> int:
     return await state.counted(ctx.redis, _day_key(ctx, case, what))
 
 
-async def _count_today(ctx: Context, case: Case, what: str) -> None:
-    await state.bump(ctx.redis, _day_key(ctx, case, what), 2 * 24 * 3600)
+def _count_today(ctx: Context, case: Case, what: str) -> None:
+    """Counted once the complaint is stored: one that was rolled back uses none of the cap."""
+    ctx.after_commit.append(
+        partial(state.bump, ctx.redis, _day_key(ctx, case, what), 2 * 24 * 3600)
+    )
 
 
 def _tomorrow() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
+from functools import partial
 
 from sqlalchemy import select
 
@@ -60,7 +61,7 @@ async def command(ctx: Context, staff: Staff) -> str:
         return await transfer(ctx, staff, ticket, body[1:].strip())
     if body in CLOSE_WORDS:
         await tickets.close(ctx.session, staff=staff, ticket=ticket)
-        await rating.ask_after_close(ctx.redis, ticket)
+        ctx.after_commit.append(partial(rating.ask_after_close, ctx.redis, ticket))
         return texts.STAFF_CLOSED.format(ticket=number)
     if not body:
         return texts.STAFF_EMPTY_ANSWER.format(ticket=number)

@@ -259,6 +259,34 @@ async def test_a_judge_in_the_supervision_team_still_cannot_see_a_complaint_abou
     assert (await get(w, Ticket, number)).status == "open"
 
 
+async def test_a_complaint_that_failed_uses_none_of_the_days_cap(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow made the complaint, then storing its answer failed: all of it is rolled
+    back, so the day's one complaint is still there to make."""
+    from bot import dialog
+
+    await add_staff(w, "zhaodu", "赵督", "supervision", "督查室")
+    await bind_judge(w, "zhaodu", SUPERVISOR_WX)
+    await verify_litigant(w)
+    await w.say(LITIGANT, "2")
+    await w.say(LITIGANT, "2")
+    real_record = dialog.record
+
+    async def broken_record(*args: Any, **kw: Any) -> Any:
+        if kw["direction"] == "out":
+            raise RuntimeError("the answer could not be stored")
+        return await real_record(*args, **kw)
+
+    monkeypatch.setattr(dialog, "record", broken_record)
+    assert await w.say(LITIGANT, "立案三个月了还没有开庭。") == texts.BUSY
+    assert await all_of(w, Ticket) == []
+    monkeypatch.setattr(dialog, "record", real_record)
+    # The cap is one complaint a day, and none was made: this one is taken.
+    number = number_in(await w.say(LITIGANT, "立案三个月了还没有开庭。"))
+    assert [t.id for t in await all_of(w, Ticket)] == [number]
+
+
 async def test_complaints_are_capped_per_day_with_the_day_to_come_back(
     w: World, moment: list[datetime]
 ) -> None:

@@ -198,6 +198,35 @@ async def test_wrong_digits_lock_out_for_an_hour(world: World) -> None:
     await verify_litigant(w, openid="oSomeoneElse0000000000001", digits="5678")
 
 
+async def test_a_wrong_answer_cut_off_and_run_again_counts_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow's first run is cut off after it judged the digits wrong; the second run
+    answers. The attempt counts once toward the lockout, not twice."""
+    from bot.channels import wechat as channel
+    from storage import audit
+
+    w = world
+    await w.send(event_xml(LITIGANT, "SCAN", w.case["token"]))
+    monkeypatch.setattr(channel, "ANSWER_BY_S", 0.4)
+    real_append = audit.append
+    runs: list[str] = []
+
+    async def slow_append(*args: Any, **kw: Any) -> Any:
+        if kw.get("action") == "bind.failed":
+            runs.append(kw["action"])
+            if len(runs) == 1:
+                await asyncio.sleep(1)  # cut off at 0.3 s
+        return await real_append(*args, **kw)
+
+    monkeypatch.setattr(audit, "append", slow_append)
+    # The second run is quick, so its answer still makes the 0.4 s reply.
+    assert await w.say(LITIGANT, "9999") == texts.WRONG_DIGITS.format(left=4)
+    assert len(runs) == 2
+    monkeypatch.setattr(audit, "append", real_append)
+    assert await w.say(LITIGANT, "9999") == texts.WRONG_DIGITS.format(left=3)
+
+
 async def test_judge_cannot_answer_what_is_not_theirs(world: World) -> None:
     w = world
     async with w.deps.db.transaction() as s:
