@@ -72,6 +72,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
         app[keys.DEPS] = await open_deps(settings) if owned else deps
         tasks = jobs.start_in_process(app[keys.DEPS]) if settings.jobs_in_process else []
         yield
+        await wechat.finish_behind()  # requests are done by now; the work behind them next
         await jobs.stop(tasks)
         if owned:
             await close_deps(app[keys.DEPS])

@@ -223,7 +223,7 @@ def _supervise(procs: list[Any]) -> int:
     for proc in procs:
         if proc.is_alive():
             proc.terminate()  # aiohttp shuts down gracefully on SIGTERM
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + _stop_budget()[1]
     for proc in procs:
         proc.join(max(deadline - time.monotonic(), 0.1))
         if proc.is_alive():
@@ -246,7 +246,18 @@ def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> No
         access_log=None,
         reuse_port=reuse_port or None,
         loop=new_event_loop(),
+        shutdown_timeout=_stop_budget()[0],
     )
+
+
+def _stop_budget() -> tuple[float, float]:
+    """A stopping web process: callbacks in flight answer within ANSWER_BY_S, then the flows
+    still running behind a `success` get FINISH_BEHIND_S; after both (and a margin) it is
+    killed. Returns (seconds for requests, seconds in all)."""
+    from bot.channels.wechat import ANSWER_BY_S, FINISH_BEHIND_S
+
+    requests = ANSWER_BY_S + 1
+    return requests, requests + FINISH_BEHIND_S + 5
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

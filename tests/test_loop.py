@@ -508,6 +508,28 @@ async def test_a_slow_handler_answers_success_in_time_and_delivers_later(
     assert world.inbox(LITIGANT) == [texts.WELCOME]
 
 
+async def test_shutdown_waits_for_an_answer_still_on_its_way(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server is stopped (a deploy) just after a slow message was answered `success`:
+    the flow finishes and its answer is queued before the connections close."""
+    from bot.channels import wechat as channel
+    from handlers import bind
+
+    monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
+    real_welcome = bind.welcome
+
+    async def slow_welcome(ctx: Any) -> str | None:
+        await asyncio.sleep(0.8)
+        return await real_welcome(ctx)
+
+    monkeypatch.setattr(bind, "welcome", slow_welcome)
+    assert await world.say(LITIGANT, "你好") == ""  # `success`
+    await world.client.close()  # aiohttp's shutdown and cleanup, as on SIGTERM
+    assert await world.deliver() == 1
+    assert world.inbox(LITIGANT) == [texts.WELCOME]
+
+
 async def count_rows(w: World, model: Any, *where: Any) -> int:
     async with w.deps.db.sessions() as s:
         return len((await s.execute(select(model).where(*where))).all())

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 from xml.etree.ElementTree import ParseError
 
 from aiohttp import web
@@ -29,9 +30,12 @@ from bot.events import Inbound
 from storage import state
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # WeChat gives up at 5 s; answer by 4 s whatever happens, and finish the work behind it.
 ANSWER_BY_S = 4.0
+# On shutdown, work still running behind a `success` is given this long to finish.
+FINISH_BEHIND_S = 20.0
 SUCCESS = "success"
 # Events that are notices to the account, not something a person said: no reply.
 SILENT_EVENTS = {
@@ -251,7 +255,7 @@ async def _earlier_answer(deps: dialog.Deps, key: str) -> str | None:
 
 async def _answer_in_time(deps: dialog.Deps, inbound: Inbound) -> str | None:
     accepted = asyncio.Event()
-    task = asyncio.create_task(_process(deps, inbound, accepted))
+    task = _behind(_process(deps, inbound, accepted))
     try:
         return await asyncio.wait_for(asyncio.shield(task), ANSWER_BY_S)
     except TimeoutError:
@@ -293,21 +297,38 @@ def _late_answer(deps: dialog.Deps, inbound: Inbound, task: asyncio.Task[str | N
         return
     from bot import outbox  # the late path only
 
-    late = asyncio.get_running_loop().create_task(
-        outbox.enqueue_text(deps.db, inbound.user, task.result() or "")
-    )
-    # The loop keeps only weak references to tasks: hold this one until it is done.
-    _LATE_TASKS.add(late)
+    late = _behind(outbox.enqueue_text(deps.db, inbound.user, task.result() or ""))
     late.add_done_callback(_late_done)
 
 
-_LATE_TASKS: set[asyncio.Task[None]] = set()
-
-
 def _late_done(task: asyncio.Task[None]) -> None:
-    _LATE_TASKS.discard(task)
     if not task.cancelled() and task.exception() is not None:
         log.error("could not queue a late answer: %s", task.exception())
+
+
+# Work that may outlive its callback: a flow behind a `success`, a late answer being queued.
+# Held here because the loop keeps only weak references to tasks, and waited for at shutdown.
+_BEHIND: set[asyncio.Task[Any]] = set()
+
+
+def _behind(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    task = asyncio.get_running_loop().create_task(work)
+    _BEHIND.add(task)
+    task.add_done_callback(_BEHIND.discard)
+    return task
+
+
+async def finish_behind(timeout_s: float = FINISH_BEHIND_S) -> None:
+    """Shutdown: a message answered `success` is stored, but its flow and answer are still
+    on their way. Let them finish (into the database and the outbox) before the
+    connections close, or the person would never hear back."""
+    deadline = time.monotonic() + timeout_s
+    while _BEHIND:  # a finished flow may start a late answer: look again
+        left = deadline - time.monotonic()
+        if left <= 0:
+            log.error("shutting down with %d answers still being worked on", len(_BEHIND))
+            return
+        await asyncio.wait(set(_BEHIND), timeout=left)
 
 
 def setup(app: web.Application) -> None:
