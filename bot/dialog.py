@@ -1,19 +1,26 @@
 """Dispatch of one inbound event: store it, load the user's conversation, run the flow
 handler, store what it answers. Channels call `handle`; handlers get a `Context`.
+
+A flow too slow for WeChat's 5 s is cut off and rolled back; the message is then stored on
+its own with a PendingFlow row, its flow runs again, and its answer goes out through the
+outbox. If the process stops before that commits, `resume_stranded` (a job) finishes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import json
 import logging
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import tickets
+from bot import outbox, tickets
 from bot.clock import now
 from bot.context import Context
 from bot.deps import Deps
@@ -21,7 +28,7 @@ from bot.events import Inbound
 from handlers import bind, judge, menu, texts, unsupported
 from qr import codes
 from storage import audit, state
-from storage.models import Message, Staff
+from storage.models import Message, PendingFlow, Staff
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +41,16 @@ _STAFF_BY_OPENID = select(Staff.__table__.c.id).where(  # type: ignore[attr-defi
 
 
 FREE_TEXT_STEPS = {"ask", "complain", "progress", "book", "rate"}
+# A PendingFlow row this old was left by a process that stopped: its own rerun starts at once.
+STRANDED_AFTER = timedelta(minutes=1)
 
 
 class Duplicate(Exception):
     """The database already holds this delivery (its de-duplication key)."""
+
+
+class AlreadyRun(Exception):
+    """The message's pending flow was run by someone else meanwhile."""
 
 
 def content_digest(text: str) -> str:
@@ -80,11 +93,24 @@ async def record(
     return int(msg_id)
 
 
-async def accept(deps: Deps, inbound: Inbound, case_id: int | None) -> int:
-    """Store the message on its own (when the flow could not run with it): nothing is lost."""
+async def accept(
+    deps: Deps, inbound: Inbound, case_id: int | None, *, pending: bool = False
+) -> int:
+    """Store the message on its own (when the flow could not run with it): nothing is lost.
+    `pending`: its flow is still to run, and a PendingFlow row says so until it has."""
     try:
         async with deps.db.transaction() as session:
-            return await _record_inbound(session, inbound, case_id)
+            message_id = await _record_inbound(session, inbound, case_id)
+            if pending:
+                await (await session.connection()).execute(
+                    insert(PendingFlow),
+                    {
+                        "message_id": message_id,
+                        "inbound": json.dumps(dataclasses.asdict(inbound), ensure_ascii=False),
+                        "created_at": now(),
+                    },
+                )
+            return message_id
     except IntegrityError as exc:
         raise Duplicate(inbound.key) from exc
 
@@ -109,15 +135,22 @@ async def respond(
     *,
     within: float | None = None,
 ) -> tuple[str | None, dict[str, Any]]:
-    """Run the flow and store its answer in one transaction; with no `message_id`, the
-    message is stored in it too. Returns the answer and the conversation to keep.
-    A flow still running after `within` seconds is cancelled: nothing of it is kept."""
+    """Run the flow and store its answer in one transaction. Returns the answer and the
+    conversation to keep. A flow still running after `within` seconds is cancelled:
+    nothing of it is kept.
+
+    With no `message_id`, the message is stored in the transaction too. With one, it was
+    stored before and its PendingFlow row is taken here (AlreadyRun if it is gone); the
+    callback's moment has passed, so the answer is queued in the outbox, not returned."""
+    resumed = message_id is not None
     async with deps.db.transaction() as session, audit.batch(session):
         if message_id is None:
             try:
                 message_id = await _record_inbound(session, inbound, conv.get("case_id"))
             except IntegrityError as exc:
                 raise Duplicate(inbound.key) from exc
+        elif not await _take_pending(session, message_id):
+            raise AlreadyRun(inbound.key)
         ctx = Context(session, inbound, deps.settings, deps.redis, dict(conv), message_id)
         async with asyncio.timeout(within):
             answer = await route(ctx)
@@ -130,9 +163,20 @@ async def respond(
                 case_id=ctx.state.get("case_id"),
                 msg_type="text",
             )
+            if resumed:
+                await outbox.tell(session, inbound.user, answer)
     await _after_commit(ctx)
     deps.wakeup.set()  # the flow may have queued notices: let the delivery loop look now
-    return answer, ctx.state
+    return (None if resumed else answer), ctx.state
+
+
+async def _take_pending(session: AsyncSession, message_id: int) -> bool:
+    """Take the message's PendingFlow row for this transaction. On PostgreSQL a second
+    taker waits here until the first commits, then finds nothing; SQLite's writers queue."""
+    gone = await (await session.connection()).execute(
+        delete(PendingFlow).where(PendingFlow.message_id == message_id)  # type: ignore[arg-type]
+    )
+    return bool(gone.rowcount)
 
 
 async def _after_commit(ctx: Context) -> None:
@@ -192,9 +236,10 @@ async def _in_turn(
         log.warning(
             "flow for %s passed %.1f s; storing the message first", inbound.key, store_within
         )
-        stored = await accept(deps, inbound, case_id)
+        stored = await accept(deps, inbound, case_id, pending=True)
         _set(accepted)
-        return await _respond_or_apologise(deps, inbound, conv, turn, stored)
+        await _resume(deps, inbound, turn, stored)
+        return None  # the answer is in the outbox
     except Exception:
         log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
         await accept(deps, inbound, case_id)  # if this fails too: not stored, WeChat retries
@@ -204,16 +249,42 @@ async def _in_turn(
     return answer
 
 
-async def _respond_or_apologise(
-    deps: Deps, inbound: Inbound, conv: dict[str, Any], turn: state.Turn, stored: int
-) -> str | None:
+async def _resume(deps: Deps, inbound: Inbound, turn: state.Turn, message_id: int) -> None:
+    """Run the flow of a message stored with a PendingFlow row, with no time limit; the
+    answer goes out through the outbox. If the flow fails, the person is asked (through
+    the outbox too) to send it again, as for any failed flow; the message stays stored."""
     try:
-        answer, turn.save = await respond(deps, inbound, conv, stored)
-        return answer
+        _, turn.save = await respond(deps, inbound, turn.conversation, message_id)
+    except AlreadyRun:
+        log.info("pending flow of %s was already run", inbound.key)
     except Exception:
-        # The message is stored; the person is told so rather than shown an error.
         log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
-        return texts.BUSY
+        async with deps.db.transaction() as session:
+            if await _take_pending(session, message_id):
+                await outbox.tell(session, inbound.user, texts.BUSY)
+        deps.wakeup.set()
+
+
+async def resume_stranded(deps: Deps, limit: int = 20) -> int:
+    """Messages whose flow was cut off and whose process stopped before running it again:
+    run them now, each in its user's turn. Returns how many were looked at."""
+    async with deps.db.sessions() as session:
+        rows = (
+            await session.execute(
+                select(PendingFlow.message_id, PendingFlow.inbound)
+                .where(PendingFlow.created_at < now() - STRANDED_AFTER)  # type: ignore[arg-type]
+                .order_by(PendingFlow.message_id)
+                .limit(limit)
+            )
+        ).all()
+    for message_id, raw in rows:
+        inbound = Inbound(**json.loads(raw))
+        log.warning("resuming the flow of %s, left by a stopped process", inbound.key)
+        async with state.turn(
+            deps.redis, inbound.user, rate_limit=deps.settings.user_rate_per_minute
+        ) as turn:
+            await _resume(deps, inbound, turn, message_id)
+    return len(rows)
 
 
 def _set(accepted: asyncio.Event | None) -> None:

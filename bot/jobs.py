@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot import delivery, escalation, mediation
+from bot import delivery, dialog, escalation, mediation
 from bot.config import Settings
 from bot.deps import Deps
 from storage import audit, state
@@ -72,12 +72,18 @@ async def mediation_reminders(deps: Deps) -> int:
     return sent
 
 
+async def resume_stranded(deps: Deps) -> int:
+    """Flows of messages left half-done by a process that stopped (bot.dialog)."""
+    return await dialog.resume_stranded(deps)
+
+
 def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
     """(job, interval in seconds): the one list both the in-process timer and arq use."""
     return [
         (deliver_outbox, settings.outbox_interval_s),
         (anchor_audit, settings.anchor_interval_s),
         (mediation_reminders, settings.reminder_interval_s),
+        (resume_stranded, 30.0),
         (deadlines_job, 60.0),
         (digest_job, 60.0),
     ]

@@ -139,6 +139,19 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
 
 
+class PendingFlow(SQLModel, table=True):
+    """A message stored on its own because its flow was too slow for WeChat's 5 s: the flow
+    still has to run and its answer go out. The row goes in the transaction that does so;
+    one left behind (the process stopped first) is run by the jobs (bot.dialog.resume_stranded)."""
+
+    __tablename__ = "pending_flow"
+    message_id: int = Field(
+        primary_key=True, foreign_key="message.id", sa_column_kwargs={"autoincrement": False}
+    )
+    inbound: str = Field(sa_column=Column(Text, nullable=False))  # the event, as JSON
+    created_at: datetime = Field(default_factory=now, index=True)
+
+
 class AuditEvent(SQLModel, table=True):
     """Append-only, hash-chained; one chain per case plus `global`. See storage.audit."""
 

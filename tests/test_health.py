@@ -144,3 +144,16 @@ async def test_serve_refuses_a_schema_that_is_behind(tmp_path: Path) -> None:
     settings = _replace(Settings(secret_key="s" * 48, data_dir=tmp_path), database_url=url)
     with pytest.raises(ConfigError, match="mst migrate"):
         await open_deps(settings)
+
+
+async def test_the_migrations_build_exactly_the_tables_the_models_describe(deps: Deps) -> None:
+    """A model changed without a migration (or the reverse) shows here, on both databases."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    async with deps.db.engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda c: compare_metadata(MigrationContext.configure(c), SQLModel.metadata)
+        )
+    assert diff == []

@@ -19,6 +19,7 @@ from bot import clock, delivery, jobs
 from bot.app import create_app
 from bot.config import Settings
 from bot.deps import Deps
+from bot.events import Inbound
 from bot.fake_wechat.api import FakeWeChat
 from bot.fake_wechat.api import create_app as fake_app
 from bot.fake_wechat.callbacks import WeChatServer, event_xml, text_xml
@@ -220,9 +221,10 @@ async def test_a_wrong_answer_cut_off_and_run_again_counts_once(
         return await real_append(*args, **kw)
 
     monkeypatch.setattr(audit, "append", slow_append)
-    # The second run is quick, so its answer still makes the 0.4 s reply.
-    assert await w.say(LITIGANT, "9999") == texts.WRONG_DIGITS.format(left=4)
+    assert await w.say(LITIGANT, "9999") == ""  # `success`; the second run's answer follows
     assert len(runs) == 2
+    await w.deliver()
+    assert w.inbox(LITIGANT) == [texts.WRONG_DIGITS.format(left=4)]
     monkeypatch.setattr(audit, "append", real_append)
     assert await w.say(LITIGANT, "9999") == texts.WRONG_DIGITS.format(left=3)
 
@@ -574,6 +576,67 @@ async def test_a_slow_flow_that_wrote_is_rolled_back_and_runs_once_more(
     assert any(f"#{runs[1]}" in n for n in w.inbox(JUDGE_WX))
     # The conversation went on from the second run: the next text joins the same ticket.
     assert f"已补充到咨询 #{runs[1]}" in await w.say(LITIGANT, "还有一个问题")
+
+
+async def stranded_question(w: World, msg_id: int) -> tuple[Inbound, int]:
+    """What a process leaves when it stops between storing a slow question on its own and
+    running its flow again: the message and its PendingFlow row, nothing else."""
+    from bot import dialog
+
+    await bind_judge(w)
+    await verify_litigant(w)
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    inbound = Inbound(
+        channel="wechat", user=LITIGANT, kind="text", key=f"wx:{msg_id}", text="请问什么时候开庭？"
+    )
+    return inbound, await dialog.accept(w.deps, inbound, w.case["case_id"], pending=True)
+
+
+async def test_a_flow_left_by_a_stopped_process_is_run_by_the_jobs(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import dialog
+    from storage.models import PendingFlow
+
+    w = world
+    await stranded_question(w, 5151)
+    assert await jobs.resume_stranded(w.deps) == 0  # too fresh: its own process may be on it
+    monkeypatch.setattr(dialog, "STRANDED_AFTER", timedelta(0))
+    # Two workers at once: the user's turn and the row make it run once.
+    await asyncio.gather(jobs.resume_stranded(w.deps), jobs.resume_stranded(w.deps))
+    assert await count_rows(w, PendingFlow) == 0
+    async with w.deps.db.sessions() as s:
+        [ticket] = (await s.execute(select(Ticket))).scalars().all()
+    await w.deliver()
+    [answer] = w.inbox(LITIGANT)
+    assert f"#{ticket.id}" in answer and "已收到您的咨询" in answer
+    assert any(f"#{ticket.id}" in n for n in w.inbox(JUDGE_WX))
+    assert await jobs.resume_stranded(w.deps) == 0
+    # The conversation went on from there: the next text joins the same ticket.
+    assert f"已补充到咨询 #{ticket.id}" in await w.say(LITIGANT, "还有一个问题")
+
+
+async def test_a_stranded_flow_that_fails_asks_to_send_again_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import dialog, tickets
+    from storage.models import Message, PendingFlow
+
+    w = world
+    await stranded_question(w, 5252)
+    monkeypatch.setattr(dialog, "STRANDED_AFTER", timedelta(0))
+
+    async def broken_open(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(tickets, "open_ticket", broken_open)
+    assert await jobs.resume_stranded(w.deps) == 1
+    assert await jobs.resume_stranded(w.deps) == 0
+    assert await count_rows(w, PendingFlow) == 0
+    assert await count_rows(w, Ticket) == 0
+    assert await count_rows(w, Message, Message.msg_key == "wx:5252") == 1
+    await w.deliver()
+    assert w.inbox(LITIGANT) == [texts.BUSY]
 
 
 async def test_a_flow_that_fails_keeps_the_message_and_nothing_else(
