@@ -115,6 +115,13 @@ async def accept(
         raise Duplicate(inbound.key) from exc
 
 
+async def is_stored(deps: Deps, msg_key: str) -> bool:
+    """Whether a delivery of this message is in the database (its de-duplication key)."""
+    async with deps.db.sessions() as session:
+        found = await session.execute(select(Message.id).where(Message.msg_key == msg_key))
+        return found.first() is not None
+
+
 async def _record_inbound(session: AsyncSession, inbound: Inbound, case_id: int | None) -> int:
     return await record(
         session,

@@ -66,11 +66,6 @@ async def save_conversation(r: Redis, user: str, state: dict[str, Any]) -> None:
 # -- retry de-duplication --------------------------------------------------------
 
 
-async def remember_answer(r: Redis, msg_key: str, answer: str) -> None:
-    """What we answered, so a retry gets the same answer."""
-    await r.set(seen_key(msg_key), answer, ex=DEDUPE_TTL_S)
-
-
 async def release_message(r: Redis, msg_key: str) -> None:
     """Forget a claim whose processing failed, so WeChat's retry can try again."""
     await r.delete(seen_key(msg_key))
@@ -79,7 +74,33 @@ async def release_message(r: Redis, msg_key: str) -> None:
 async def earlier_answer(r: Redis, msg_key: str) -> str | None:
     """The answer given to an earlier delivery, or None while it is still being worked on."""
     value = await r.get(seen_key(msg_key))
-    return None if value in (None, PENDING) else value
+    return None if value is None or value.startswith(PENDING) else value
+
+
+async def claimed_for(r: Redis, msg_key: str) -> float | None:
+    """Seconds since the message was claimed, while no answer is kept for it (else None)."""
+    value = await r.get(seen_key(msg_key))
+    if value is None or not value.startswith(PENDING):
+        return None
+    return max(time.time() - float(value[len(PENDING) :] or 0), 0.0)
+
+
+_SETTLE = """
+local v = redis.call('GET', KEYS[1])
+if (not v) or string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('SET', KEYS[1], '', 'EX', ARGV[2])
+  return ''
+end
+return v
+"""
+
+
+async def settle(r: Redis, msg_key: str) -> str:
+    """A message the database already has: the answer kept for it, or (none kept) ''
+    from now on, so later retries do not wait. An answer kept is never overwritten."""
+    return str(
+        await r.register_script(_SETTLE)(keys=[seen_key(msg_key)], args=[PENDING, DEDUPE_TTL_S])
+    )
 
 
 # -- replay window -----------------------------------------------------------------
@@ -93,7 +114,9 @@ async def admit(r: Redis, timestamp: str, nonce: str, msg_key: str, nonce_ttl_s:
     async with r.pipeline(transaction=False) as pipe:
         pipe.set(nonce_key, msg_key, nx=True, ex=nonce_ttl_s)
         pipe.get(nonce_key)
-        pipe.set(seen_key(msg_key), PENDING, nx=True, ex=DEDUPE_TTL_S)
+        # The claim says when it was taken: a retry can tell a first delivery still within
+        # its time from one whose process died (bot.channels.wechat).
+        pipe.set(seen_key(msg_key), f"{PENDING}{time.time():.3f}", nx=True, ex=DEDUPE_TTL_S)
         _, owner, first = await pipe.execute()
     if owner != msg_key:
         if first:  # not ours after all: give the claim back
@@ -210,8 +233,8 @@ async def turn(
     are within `rate_limit` messages per `rate_window_s`. If the previous message holds the
     turn for longer than `wait_s`, this one goes ahead all the same (`held` is False).
     Whatever is in `save` when the block ends becomes the conversation, and `answer` is
-    kept as the answer to the message whose de-duplication key is `remember` (as
-    remember_answer does, in the same round trip)."""
+    kept as the answer to the message whose de-duplication key is `remember`, in the
+    same round trip: a retry of that message gets the same answer."""
     token = secrets.token_hex(8)
     keys = [f"{PREFIX}lock:user:{user}", conversation_key(user), f"{PREFIX}rate:user:{user}"]
     give_up = time.monotonic() + wait_s

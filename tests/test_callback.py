@@ -13,6 +13,7 @@ from bot.dialog import Deps
 from bot.fake_wechat.callbacks import WeChatServer, event_xml, media_xml, sign, text_xml
 from handlers import texts
 from qr import tokens
+from storage import state
 from storage.models import AuditEvent, Message
 from tests.conftest import AES_KEY, CASE_NUMBER, COURT, TOKEN, count
 
@@ -412,3 +413,40 @@ async def test_a_store_that_fails_is_503_and_the_retry_works(
     status, reply, _ = await post(client, wechat, xml)  # WeChat's retry
     assert status == 200 and reply is not None and reply["Content"] == texts.WELCOME
     assert await count(deps, Message) == 2
+
+
+async def test_a_retry_after_the_first_process_died_unstored_is_handled(
+    client: TestClient, wechat: WeChatServer, deps: Deps, monkeypatch: Any
+) -> None:
+    """The first delivery was claimed, then its process died before storing it. WeChat's
+    retry, once the first had time to answer, handles the message instead of saying
+    `success` for a message nobody has."""
+    from bot.channels import wechat as channel
+
+    monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
+    assert await state.admit(deps.redis, "1763860000", "dead", "wx:31337", 600) == "new"
+    await asyncio.sleep(0.35)  # WeChat retries once the first has had its time
+    status, reply, _ = await post(client, wechat, text_xml(USER, "你好", msg_id=31337))
+    assert status == 200 and reply is not None and reply["Content"] == texts.WELCOME
+    assert await count(deps, Message) == 2  # one in, one out
+    status, again, _ = await post(client, wechat, text_xml(USER, "你好", msg_id=31337))
+    assert status == 200 and again is not None and again["Content"] == texts.WELCOME
+    assert await count(deps, Message) == 2
+
+
+async def test_a_retry_of_a_message_stored_but_not_answered_is_not_run_again(
+    client: TestClient, wechat: WeChatServer, deps: Deps, monkeypatch: Any
+) -> None:
+    """The first delivery stored the message, then its process died: the retry must not
+    store or run it twice (a stranded flow is the resume job's)."""
+    from bot import dialog
+    from bot.channels import wechat as channel
+    from bot.events import Inbound
+
+    monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
+    assert await state.admit(deps.redis, "1763860000", "dead", "wx:31338", 600) == "new"
+    await dialog.accept(deps, Inbound("wechat", USER, "text", "wx:31338", text="你好"), None)
+    await asyncio.sleep(0.35)
+    status, reply, raw = await post(client, wechat, text_xml(USER, "你好", msg_id=31338))
+    assert status == 200 and reply is None and raw == "success"
+    assert await count(deps, Message) == 1

@@ -120,19 +120,37 @@ async def test_earlier_answer_pending_then_answered(r: Redis) -> None:
     assert await state.earlier_answer(r, "m1") is None  # never seen
     assert await claim(r, "m1")
     assert await state.earlier_answer(r, "m1") is None  # still being worked on
-    await state.remember_answer(r, "m1", "<xml>reply</xml>")
+    async with state.turn(r, "u1", rate_limit=30, remember="m1") as t:
+        t.answer = "<xml>reply</xml>"
     assert await state.earlier_answer(r, "m1") == "<xml>reply</xml>"
     assert await claim(r, "m1") is False  # answering does not free the claim
     ttl = await r.ttl("mst:seen:m1")
     assert state.DEDUPE_TTL_S - 5 <= ttl <= state.DEDUPE_TTL_S
 
 
-async def test_an_empty_answer_means_success_not_pending(r: Redis) -> None:
+async def test_a_claim_tells_its_age_until_answered(r: Redis) -> None:
+    assert await state.claimed_for(r, "m1") is None  # never seen
     assert await claim(r, "m1")
-    await state.remember_answer(r, "m1", "")
+    first = await state.claimed_for(r, "m1")
+    assert first is not None and 0 <= first < 1
+    await asyncio.sleep(0.2)
+    later = await state.claimed_for(r, "m1")
+    assert later is not None and later >= first + 0.15
+    await state.settle(r, "m1")
+    assert await state.claimed_for(r, "m1") is None
+
+
+async def test_settling_ends_a_claim_with_success_and_never_wipes_an_answer(r: Redis) -> None:
+    assert await claim(r, "m1")
+    assert await state.settle(r, "m1") == ""
     answer = await state.earlier_answer(r, "m1")
-    assert answer == ""
-    assert answer is not None
+    assert answer == "" and answer is not None  # success, not pending
+    assert await claim(r, "m2")
+    async with state.turn(r, "u1", rate_limit=30, remember="m2") as t:
+        t.answer = "<xml>reply</xml>"
+    assert await state.settle(r, "m2") == "<xml>reply</xml>"
+    assert await state.earlier_answer(r, "m2") == "<xml>reply</xml>"
+    assert await state.settle(r, "m3") == ""  # forgotten (e.g. Redis restarted): success
 
 
 async def test_release_lets_a_retry_claim_again(r: Redis) -> None:

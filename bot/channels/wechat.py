@@ -229,7 +229,11 @@ async def _receive(request: web.Request, settings: Settings, deps: dialog.Deps) 
     if inbound.kind == "silent":
         return web.Response(text=SUCCESS)
     if admitted == "retry":
-        answer = await _earlier_answer(deps, inbound.key)
+        try:
+            answer = await _answer_retry(deps, inbound)
+        except Exception:
+            log.exception("could not handle the retry of %s; WeChat will retry", inbound.key)
+            return web.Response(status=503, text="temporarily unavailable")
         log.info("wechat retry of %s answered %s", inbound.key, "again" if answer else "success")
         return web.Response(text=render(settings, msg, answer, nonce), content_type="text/xml")
     try:
@@ -242,15 +246,27 @@ async def _receive(request: web.Request, settings: Settings, deps: dialog.Deps) 
     return web.Response(text=body_out, content_type="text/xml" if answer else "text/plain")
 
 
-async def _earlier_answer(deps: dialog.Deps, key: str) -> str | None:
-    """A retry: wait (within WeChat's patience) for the first delivery's answer."""
+async def _answer_retry(deps: dialog.Deps, inbound: Inbound) -> str | None:
+    """WeChat's retry of a message taken before: the first delivery's answer, waited for
+    within WeChat's patience. Once the first has had its ANSWER_BY_S, it has answered or
+    stored the message, unless its process died: then a stored message gets `success`
+    (its flow, if cut off, is the resume job's) and one never stored is handled here.
+    Should the first come back after all, the message's unique key in the database
+    keeps it to one."""
     deadline = time.monotonic() + ANSWER_BY_S
-    while time.monotonic() < deadline:
-        answer = await state.earlier_answer(deps.redis, key)
+    while True:
+        answer = await state.earlier_answer(deps.redis, inbound.key)
         if answer is not None:
             return answer
+        claimed = await state.claimed_for(deps.redis, inbound.key)
+        if claimed is not None and claimed >= ANSWER_BY_S:
+            if await dialog.is_stored(deps, inbound.key):
+                return None
+            log.warning("%s claimed %.0f s ago and never stored; handling it", inbound.key, claimed)
+            return await _answer_in_time(deps, inbound)
+        if time.monotonic() >= deadline:
+            return None
         await asyncio.sleep(0.1)
-    return None
 
 
 async def _answer_in_time(deps: dialog.Deps, inbound: Inbound) -> str | None:
@@ -281,10 +297,10 @@ async def _process(deps: dialog.Deps, inbound: Inbound, accepted: asyncio.Event)
         # remembers its answer for WeChat's retries of this message.
         return await dialog.handle(deps, inbound, accepted, store_within=ANSWER_BY_S * 0.75)
     except dialog.Duplicate:
-        # The database has it but our de-duplication store forgot (e.g. restarted): no double.
+        # The database has it: an earlier delivery stored it (or our de-duplication store
+        # forgot, e.g. restarted). No double; answer as that delivery did, if it is kept.
         log.info("duplicate %s found in the database", inbound.key)
-        await state.remember_answer(deps.redis, inbound.key, "")
-        return None
+        return await state.settle(deps.redis, inbound.key) or None
     except Exception:
         if not accepted.is_set():
             # Not stored: forget the claim so WeChat's retry gets a fresh try.
