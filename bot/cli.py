@@ -239,15 +239,44 @@ def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> No
 
     # Stateless web processes: several may listen on one port (SO_REUSEPORT), the kernel
     # spreads connections, and Redis + the database hold everything shared.
+    loop = new_event_loop()
+    own_signals = _stop_once_on_signals(loop)
     web.run_app(
         create_app(settings),
         host=host,
         port=port,
         access_log=None,
         reuse_port=reuse_port or None,
-        loop=new_event_loop(),
+        loop=loop,
         shutdown_timeout=_stop_budget()[0],
+        handle_signals=not own_signals,
     )
+
+
+def _stop_once_on_signals(loop: asyncio.AbstractEventLoop) -> bool:
+    """SIGINT/SIGTERM start a graceful stop; later ones are ignored. A worker is often told
+    twice (Ctrl+C or systemd signal the whole process group, then `mst serve` passes the
+    stop on), and aiohttp would let the second signal cut its cleanup short, leaving
+    connections half closed and the work behind a `success` unfinished.
+    Returns False where the loop cannot take signal handlers (Windows): aiohttp's own then."""
+    import signal
+
+    from aiohttp import web
+
+    stopping: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if stopping:
+            return  # already stopping
+        stopping.append(signum)
+        raise web.GracefulExit()
+
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _stop_budget() -> tuple[float, float]:

@@ -157,3 +157,57 @@ async def test_the_migrations_build_exactly_the_tables_the_models_describe(deps:
             lambda c: compare_metadata(MigrationContext.configure(c), SQLModel.metadata)
         )
     assert diff == []
+
+
+async def test_serve_stops_cleanly_when_told_twice(settings: Settings, deps: Deps) -> None:
+    """Ctrl+C and systemd signal every process of `mst serve`, which passes the stop on
+    too: a worker is told twice. The second must not cut its cleanup short."""
+    import os
+    import signal
+    import socket
+    import sys
+
+    import aiohttp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "WECHAT_", "MST_"))
+    }
+    env.update(DATABASE_URL=settings.database_url, MST_DATA_DIR=str(settings.data_dir))
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    mst = Path(sys.executable).parent / "mst"
+    proc = await asyncio.create_subprocess_exec(
+        str(mst),
+        "serve",
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("mst serve did not come up")
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    stderr = err.decode()
+    assert "Traceback" not in stderr and "Exception closing" not in stderr, stderr
+    assert proc.returncode == 0, stderr
