@@ -115,11 +115,22 @@ async def accept(
         raise Duplicate(inbound.key) from exc
 
 
-async def is_stored(deps: Deps, msg_key: str) -> bool:
-    """Whether a delivery of this message is in the database (its de-duplication key)."""
+def reply_key(msg_key: str) -> str:
+    """The key of the answer given in the callback to the message `msg_key`."""
+    return f"re:{msg_key}"
+
+
+async def stored_reply(deps: Deps, msg_key: str) -> tuple[bool, str | None]:
+    """Whether a delivery of this message is in the database, and the answer given to it
+    in the callback, if one was (an answer that went through the outbox is not)."""
     async with deps.db.sessions() as session:
-        found = await session.execute(select(Message.id).where(Message.msg_key == msg_key))
-        return found.first() is not None
+        found = await session.execute(
+            select(Message.msg_key, Message.content).where(
+                Message.msg_key.in_([msg_key, reply_key(msg_key)])  # type: ignore[union-attr]
+            )
+        )
+        rows = {key: content for key, content in found.all()}
+    return msg_key in rows, rows.get(reply_key(msg_key))
 
 
 async def _record_inbound(session: AsyncSession, inbound: Inbound, case_id: int | None) -> int:
@@ -169,6 +180,9 @@ async def respond(
                 content=answer,
                 case_id=ctx.state.get("case_id"),
                 msg_type="text",
+                # An answer for the callback: findable by a retry whose first delivery's
+                # process died before it could answer.
+                msg_key=None if resumed else reply_key(inbound.key),
             )
             if resumed:
                 await outbox.tell(session, inbound.user, answer)

@@ -450,3 +450,22 @@ async def test_a_retry_of_a_message_stored_but_not_answered_is_not_run_again(
     status, reply, raw = await post(client, wechat, text_xml(USER, "你好", msg_id=31338))
     assert status == 200 and reply is None and raw == "success"
     assert await count(deps, Message) == 1
+
+
+async def test_a_retry_after_the_first_process_died_unanswered_gets_the_stored_answer(
+    client: TestClient, wechat: WeChatServer, deps: Deps, monkeypatch: Any
+) -> None:
+    """The first delivery committed the message and its answer, then its process died
+    before answering WeChat: the retry gives that answer, and nothing runs twice."""
+    from bot import dialog
+    from bot.channels import wechat as channel
+    from bot.events import Inbound
+
+    monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
+    assert await state.admit(deps.redis, "1763860000", "dead", "wx:31339", 600) == "new"
+    first = Inbound("wechat", USER, "text", "wx:31339", text="你好")
+    assert await dialog.respond(deps, first, {}) == (texts.WELCOME, {})
+    await asyncio.sleep(0.35)
+    status, reply, _ = await post(client, wechat, text_xml(USER, "你好", msg_id=31339))
+    assert status == 200 and reply is not None and reply["Content"] == texts.WELCOME
+    assert await count(deps, Message) == 2

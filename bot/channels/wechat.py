@@ -249,10 +249,10 @@ async def _receive(request: web.Request, settings: Settings, deps: dialog.Deps) 
 async def _answer_retry(deps: dialog.Deps, inbound: Inbound) -> str | None:
     """WeChat's retry of a message taken before: the first delivery's answer, waited for
     within WeChat's patience. Once the first has had its ANSWER_BY_S, it has answered or
-    stored the message, unless its process died: then a stored message gets `success`
-    (its flow, if cut off, is the resume job's) and one never stored is handled here.
-    Should the first come back after all, the message's unique key in the database
-    keeps it to one."""
+    stored the message, unless its process died: then a stored message gets the answer
+    stored with it, or `success` (its flow, if cut off, is the resume job's), and one
+    never stored is handled here. Should the first come back after all, the message's
+    unique key in the database keeps it to one."""
     deadline = time.monotonic() + ANSWER_BY_S
     while True:
         answer = await state.earlier_answer(deps.redis, inbound.key)
@@ -260,8 +260,9 @@ async def _answer_retry(deps: dialog.Deps, inbound: Inbound) -> str | None:
             return answer
         claimed = await state.claimed_for(deps.redis, inbound.key)
         if claimed is not None and claimed >= ANSWER_BY_S:
-            if await dialog.is_stored(deps, inbound.key):
-                return None
+            stored, answer = await dialog.stored_reply(deps, inbound.key)
+            if stored:
+                return answer
             log.warning("%s claimed %.0f s ago and never stored; handling it", inbound.key, claimed)
             return await _answer_in_time(deps, inbound)
         if time.monotonic() >= deadline:
