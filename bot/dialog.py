@@ -219,7 +219,8 @@ async def handle(
     """Store the message and answer it. Normally one transaction holds the message, all the
     flow did and its answer. If the flow fails, or is still running after `store_within`
     seconds, that transaction is rolled back and the message is stored on its own first:
-    then a failed flow gets a polite "try again", a slow one runs again without a limit.
+    then a failed flow gets a polite "try again"; a slow one runs again without a limit,
+    and its answer goes through the outbox (None is returned: the callback says `success`).
     `accepted` is set as soon as the message is safely stored. The answer is remembered
     under the message's de-duplication key, so a retry of it gets the same answer."""
     async with state.turn(
