@@ -71,18 +71,25 @@ async def release_message(r: Redis, msg_key: str) -> None:
     await r.delete(seen_key(msg_key))
 
 
+async def seen(r: Redis, msg_key: str) -> tuple[str | None, float | None]:
+    """What an earlier delivery left, in one read: (the answer it gave, or None while it
+    is still being worked on; seconds since it was claimed, while no answer is kept)."""
+    value = await r.get(seen_key(msg_key))
+    if value is None:
+        return None, None
+    if not value.startswith(PENDING):
+        return value, None
+    return None, max(time.time() - float(value[len(PENDING) :] or 0), 0.0)
+
+
 async def earlier_answer(r: Redis, msg_key: str) -> str | None:
     """The answer given to an earlier delivery, or None while it is still being worked on."""
-    value = await r.get(seen_key(msg_key))
-    return None if value is None or value.startswith(PENDING) else value
+    return (await seen(r, msg_key))[0]
 
 
 async def claimed_for(r: Redis, msg_key: str) -> float | None:
     """Seconds since the message was claimed, while no answer is kept for it (else None)."""
-    value = await r.get(seen_key(msg_key))
-    if value is None or not value.startswith(PENDING):
-        return None
-    return max(time.time() - float(value[len(PENDING) :] or 0), 0.0)
+    return (await seen(r, msg_key))[1]
 
 
 _SETTLE = """

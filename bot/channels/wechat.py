@@ -9,6 +9,7 @@ stored, handled, and answered. Nothing here makes an outbound HTTP call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Coroutine
@@ -61,7 +62,13 @@ class Rejected(Exception):
 def _crypto(settings: Settings) -> WeChatCrypto | None:
     if settings.wechat_aes_key is None:
         return None
-    return WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
+    return _crypto_for(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
+
+
+@functools.lru_cache(maxsize=8)
+def _crypto_for(token: str, aes_key: str, app_id: str) -> WeChatCrypto:
+    # Built once, not twice per message (decrypt, then encrypt the reply).
+    return WeChatCrypto(token, aes_key, app_id)
 
 
 def check_request(settings: Settings, query: Any) -> tuple[str, str]:
@@ -255,10 +262,9 @@ async def _answer_retry(deps: dialog.Deps, inbound: Inbound) -> str | None:
     unique key in the database keeps it to one."""
     deadline = time.monotonic() + ANSWER_BY_S
     while True:
-        answer = await state.earlier_answer(deps.redis, inbound.key)
+        answer, claimed = await state.seen(deps.redis, inbound.key)
         if answer is not None:
             return answer
-        claimed = await state.claimed_for(deps.redis, inbound.key)
         if claimed is not None and claimed >= ANSWER_BY_S:
             stored, answer = await dialog.stored_reply(deps, inbound.key)
             if stored:
