@@ -10,8 +10,10 @@ A configured service that cannot be reached fails the test; nothing is skipped.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, text
 
+from bot import clock
 from bot.app import create_app
 from bot.config import Settings
 from bot.dialog import Deps
@@ -33,6 +36,21 @@ REDIS_URL = os.environ.get("MST_TEST_REDIS_URL")
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APP_ID = "wx1234567890abcdef"
 TOKEN = "testtoken"
+
+
+# Every test starts on the same Monday, 10:00 in China, whatever today is: deadlines,
+# working days and "today" in texts must not depend on the day the suite runs. The
+# clock moves on in real time from there (ordering and waits behave as in life); a
+# test that needs exact moments sets its own clock on top of this one.
+TEST_EPOCH = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def settled_clock() -> Iterator[datetime]:
+    started = time.monotonic()
+    clock.set_clock(lambda: TEST_EPOCH + timedelta(seconds=time.monotonic() - started))
+    yield TEST_EPOCH
+    clock.set_clock(None)
 
 
 @pytest.fixture

@@ -56,6 +56,15 @@ class World:
     async def deliver(self) -> int:
         return await jobs.deliver_outbox(self.deps)
 
+    async def delivered_to(self, openid: str) -> list[str]:
+        """Wait for an answer still on its way behind a `success` (its commit sets
+        deps.wakeup), deliver it, and return what the person has received."""
+        while not self.inbox(openid):
+            await asyncio.wait_for(self.deps.wakeup.wait(), 30)
+            self.deps.wakeup.clear()
+            await self.deliver()
+        return self.inbox(openid)
+
     def inbox(self, openid: str) -> list[str]:
         return [s.text for s in self.fake.sent_to(openid)]
 
@@ -212,19 +221,19 @@ async def test_a_wrong_answer_cut_off_and_run_again_counts_once(
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.4)
     real_append = audit.append
     runs: list[str] = []
+    never = asyncio.Event()
 
     async def slow_append(*args: Any, **kw: Any) -> Any:
         if kw.get("action") == "bind.failed":
             runs.append(kw["action"])
             if len(runs) == 1:
-                await asyncio.sleep(1)  # cut off at 0.3 s
+                await never.wait()  # stuck until cut off at 0.3 s
         return await real_append(*args, **kw)
 
     monkeypatch.setattr(audit, "append", slow_append)
     assert await w.say(LITIGANT, "9999") == ""  # `success`; the second run's answer follows
+    assert await w.delivered_to(LITIGANT) == [texts.WRONG_DIGITS.format(left=4)]
     assert len(runs) == 2
-    await w.deliver()
-    assert w.inbox(LITIGANT) == [texts.WRONG_DIGITS.format(left=4)]
     monkeypatch.setattr(audit, "append", real_append)
     assert await w.say(LITIGANT, "9999") == texts.WRONG_DIGITS.format(left=3)
 
@@ -503,11 +512,8 @@ async def test_a_slow_handler_answers_success_in_time_and_delivers_later(
     query, body = world.wechat.request(text_xml(LITIGANT, "你好"))
     resp = await world.client.post("/wechat", params=query, data=body.encode())
     assert resp.status == 200 and await resp.text() == "success"
-    for _ in range(50):  # the handler finishes behind the answer
-        await asyncio.sleep(0.1)
-        if await world.deliver():
-            break
-    assert world.inbox(LITIGANT) == [texts.WELCOME]
+    # the handler finishes behind the answer
+    assert await world.delivered_to(LITIGANT) == [texts.WELCOME]
 
 
 async def test_shutdown_waits_for_an_answer_still_on_its_way(
@@ -553,21 +559,20 @@ async def test_a_slow_flow_that_wrote_is_rolled_back_and_runs_once_more(
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.4)
     real_open = tickets.open_ticket
     runs: list[int] = []
+    never = asyncio.Event()  # the first run waits on it until it is cut off
 
     async def slow_open(*args: Any, **kw: Any) -> Any:
         opened = await real_open(*args, **kw)  # written in the transaction...
         runs.append(opened.ticket.id)
-        # ...then too slow: cut off at 0.3 s. The second run, with no limit, passes 0.4 s.
-        await asyncio.sleep(1 if len(runs) == 1 else 0.3)
+        if len(runs) == 1:
+            await never.wait()  # ...then stuck: cut off at 0.3 s, outside any SQL
+        else:
+            await asyncio.sleep(0.5)  # the rerun has no limit: it may pass 0.4 s
         return opened
 
     monkeypatch.setattr(tickets, "open_ticket", slow_open)
     assert await w.say(LITIGANT, "请问什么时候开庭？", msg_id=4242) == ""  # `success`
-    for _ in range(30):  # the second run finishes behind the answer
-        await asyncio.sleep(0.1)
-        await w.deliver()
-        if w.inbox(LITIGANT):
-            break
+    await w.delivered_to(LITIGANT)  # the second run commits its answer behind the `success`
     assert len(runs) == 2
     assert await count_rows(w, Ticket) == 1
     assert await count_rows(w, Message, Message.msg_key == "wx:4242") == 1
