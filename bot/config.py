@@ -63,6 +63,8 @@ class Settings:
     max_in_flight: int = 64
     # Messages per user per minute before we ask them to slow down.
     user_rate_per_minute: int = 30
+    # Staff answer many people at once; over this their command is refused, visibly.
+    staff_rate_per_minute: int = 120
     # Per user and case, per China calendar day: complaints, and messages added to them.
     complaint_daily_cap: int = 1
     complaint_message_daily_cap: int = 5

@@ -247,9 +247,15 @@ async def _in_turn(
 ) -> str | None:
     conv, case_id = turn.conversation, turn.conversation.get("case_id")
     if not turn.within_rate:
-        await accept(deps, inbound, case_id)
-        _set(accepted)
-        return texts.SLOW_DOWN
+        # Staff answer many people: they have their own, higher limit (asked only here, past
+        # the litigants' one), and what goes over it is refused visibly, never swallowed.
+        staff = await _is_staff(deps, inbound.user)
+        if not staff or turn.count > deps.settings.staff_rate_per_minute:
+            await accept(deps, inbound, case_id)
+            _set(accepted)
+            if staff:
+                return texts.STAFF_TOO_FAST.format(text=_gist(inbound.text))
+            return texts.SLOW_DOWN
     try:
         answer, turn.save = await respond(deps, inbound, conv, within=store_within)
     except Duplicate:
@@ -269,6 +275,17 @@ async def _in_turn(
         return texts.BUSY
     _set(accepted)
     return answer
+
+
+async def _is_staff(deps: Deps, user: str) -> bool:
+    async with deps.db.sessions() as session:
+        conn = await session.connection()
+        return (await conn.execute(_STAFF_BY_OPENID, {"openid": user})).scalar() is not None
+
+
+def _gist(text: str, limit: int = 30) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def _resume(deps: Deps, inbound: Inbound, turn: state.Turn, message_id: int) -> None:

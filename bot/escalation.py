@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import deadlines, outbox, tickets
+from bot import access, deadlines, outbox, tickets
 from bot.clock import CHINA_TZ, now, say_time
 from bot.config import ConfigError, Settings
 from bot.deps import Deps
@@ -103,9 +103,11 @@ async def move(
     False when someone else moved it first (the guard saw another level or holder)."""
     moment = now()
     before_assignee, before_team, before_level = ticket.assignee_id, ticket.team, ticket.level
+    before_inbox = ticket.inbox
     values: dict[str, Any] = {
         "assignee_id": to.assignee.id if to.assignee else None,
         "team": to.team,
+        "inbox": to.inbox,
         "holder_since": moment,
         "warned_at": None,
         "level": before_level if new_level is None else new_level,
@@ -130,7 +132,7 @@ async def move(
     holder = tickets.holder_words(ticket, to.assignee)
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
     for staff in to.notify:
-        if staff.openid:
+        if staff.openid and access.may_see(await access.viewer(session, staff), ticket):
             await outbox.tell(
                 session,
                 staff.openid,
@@ -160,8 +162,18 @@ async def move(
         case_id=case.id,
         payload={
             "reason": reason,
-            "from": {"assignee_id": before_assignee, "team": before_team, "level": before_level},
-            "to": {"assignee_id": values["assignee_id"], "team": to.team, "level": values["level"]},
+            "from": {
+                "assignee_id": before_assignee,
+                "team": before_team,
+                "inbox": before_inbox,
+                "level": before_level,
+            },
+            "to": {
+                "assignee_id": values["assignee_id"],
+                "team": to.team,
+                "inbox": to.inbox,
+                "level": values["level"],
+            },
         },
     )
     return True
@@ -200,7 +212,7 @@ async def warn(session: AsyncSession, policy: Policy) -> int:
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]
             continue
-        for staff in await tickets.holders(session, ticket):
+        for staff in await access.who_is_told(session, ticket):
             if staff.openid:
                 await outbox.tell(
                     session,
@@ -270,8 +282,6 @@ async def off_absent_desks(session: AsyncSession, policy: Policy) -> int:
         else:
             continue
         target = await tickets.role_team(session, case.court_id, "reception")
-        if target.team == ticket.team and ticket.assignee_id is None:
-            continue
         if await move(
             session, ticket, case, target, action="ticket.moved", reason=reason, actor="system"
         ):
@@ -314,7 +324,7 @@ async def morning_digest(deps: Deps) -> int:
             await session.execute(select(Staff).where(Staff.active, Staff.openid.is_not(None)))
         ).scalars()
         for member in staff_rows:
-            items = await tickets.open_for_staff(session, member)
+            items = await tickets.open_for_staff(session, await access.viewer(session, member))
             if not items:
                 continue
             due_today = [
@@ -350,7 +360,8 @@ async def claim(session: AsyncSession, staff: Staff, ticket: Ticket) -> bool:
         session,
         ticket,
         case,
-        tickets.Routing(staff, ticket.team, []),  # the team keeps it in view; nobody else told
+        # The inbox keeps it in view; nobody else is told.
+        tickets.Routing(staff, ticket.team, ticket.inbox, []),
         action="ticket.claimed",
         reason="认领",
         actor=f"staff:{staff.username}",
@@ -360,13 +371,17 @@ async def claim(session: AsyncSession, staff: Staff, ticket: Ticket) -> bool:
 async def transfer(
     session: AsyncSession, by: Staff, ticket: Ticket, to: Staff, reason: str
 ) -> bool:
+    """Give the item to `to` (the caller checked access.may_transfer); they and the staff
+    who support them are told."""
     case = await session.get(Case, ticket.case_id)
     assert case is not None
+    after = access.moved(ticket, to)
+    told = [to] if ticket.kind == "complaint" else [to, *await access.supporters(session, to)]
     return await move(
         session,
         ticket,
         case,
-        tickets.Routing(to, to.team, [to]),
+        tickets.Routing(to, after.team, after.inbox, told),
         action="ticket.transferred",
         reason=reason or "转办",
         actor=f"staff:{by.username}",

@@ -32,6 +32,7 @@ ROLES = (
     "supervision",
     "mediator",
     "assistant",
+    "leader",
     "admin",
 )
 BATCH = 500
@@ -141,11 +142,21 @@ def _object(row: Any) -> dict[str, Any]:
     return row
 
 
+USERNAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
 def staff_fields(row: Any) -> dict[str, Any]:
     row = _object(row)
     username = _text(row, "username", limit=64)
-    if not re.match(r"^[A-Za-z0-9_.-]+$", username):
+    if not USERNAME.match(username):
         raise RowError("username may use letters, digits, _ . - only")
+    supports = row.get("supports") or []
+    if not isinstance(supports, list) or not all(
+        isinstance(u, str) and USERNAME.match(u) for u in supports
+    ):
+        raise RowError("supports must be a list of usernames (the judges this person works for)")
+    if username in supports:
+        raise RowError("a staff member cannot support themselves")
     roles = row.get("roles")
     if not isinstance(roles, list) or not roles:
         raise RowError("roles must be a non-empty list")
@@ -161,6 +172,7 @@ def staff_fields(row: Any) -> dict[str, Any]:
         "roles": ",".join(dict.fromkeys(roles)),
         "team": _text(row, "team", required=False, limit=64) or None,
         "speciality": _text(row, "speciality", required=False, limit=100) or None,
+        "supports": ",".join(dict.fromkeys(supports)) or None,
     }
 
 

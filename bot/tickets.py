@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, or_, select, true, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from bot import deadlines, outbox
+from bot import access, deadlines, outbox
 from bot.clock import now, say_time
 from bot.masking import mask_name
 from handlers.texts import RATE_ASK_AFTER_CLOSE
@@ -46,10 +46,12 @@ async def binding_for(session: AsyncSession, openid: str, case_id: int) -> Bindi
 
 @dataclass(frozen=True)
 class Routing:
-    """Who holds a new ticket, who is told, and (complaints) whom it is about."""
+    """Who holds a ticket (a person, or a team inbox by role), who is told, and
+    (complaints) whom it is about."""
 
     assignee: Staff | None
     team: str | None
+    inbox: str | None
     notify: list[Staff]
     subject_staff_id: int | None = None
 
@@ -65,47 +67,36 @@ def is_away(staff: Staff | None) -> bool:
 async def role_team(
     session: AsyncSession, court_id: int, role: str, *, exclude: int | None = None
 ) -> Routing:
-    """A team inbox: the court's staff with `role`; any of them may claim an item."""
-    members = [
-        s
-        for s in (
-            await session.execute(
-                select(Staff)
-                .where(Staff.court_id == court_id, Staff.active, Staff.roles.contains(role))
-                .order_by(Staff.id)
-            )
-        ).scalars()
-        if s.has_role(role)
-    ]
+    """A team inbox of the court: its staff with `role`; any of them may claim an item.
+    `exclude`: the person a complaint names, who is neither told nor able to see it."""
+    members = await access.inbox_members(session, court_id, role)
     team = next((m.team for m in members if m.team), None) or TEAM_NAMES.get(role, role)
-    notify = [m for m in members if m.team == team and m.id != exclude and not is_away(m)]
-    return Routing(None, team, notify, exclude)
+    notify = [m for m in members if m.id != exclude and not is_away(m)]
+    return Routing(None, team, role, notify, exclude)
 
 
 async def route(session: AsyncSession, case: Case, kind: str, about: str | None = None) -> Routing:
     """The one place that decides where a new item goes.
 
-    Questions and asset leads go to the case's handling judge / enforcement officer, or
-    to the court's reception team while that person is away. Complaints go to the
-    court's supervision team, never to the staff member they are about; that person is
-    neither told nor able to see them (see may_handle)."""
+    Questions and asset leads go to the case's handling judge / enforcement officer (and
+    the staff who support them), or to the court's reception team while that person is
+    away. Complaints go to the court's supervision team, never to the staff member they
+    are about; that person is neither told nor able to see them (bot.access)."""
     if kind == "complaint":
         subject = case.judge_id if about == "staff" else None
         return await role_team(session, case.court_id, "supervision", exclude=subject)
     handler = await session.get(Staff, case.judge_id) if case.judge_id else None
     if handler is None or is_away(handler) or not handler.active:
         return await role_team(session, case.court_id, "reception")
-    return Routing(handler, handler.team, [handler])
+    helpers = [s for s in await access.supporters(session, handler) if not is_away(s)]
+    return Routing(handler, handler.team, None, [handler, *helpers])
 
 
 def holder_words(ticket: Ticket, assignee: Staff | None) -> str:
     """Who is handling an item, as the litigant is told."""
     if assignee is not None:
         return f"{staff_title(assignee)}{assignee.name}"
-    for role, words in WHO.items():
-        if ticket.team == TEAM_NAMES.get(role):
-            return words
-    return "法院工作人员"
+    return WHO.get(ticket.inbox or "", "法院工作人员")
 
 
 def staff_notice(
@@ -133,11 +124,13 @@ async def open_ticket(
     created = now()
     ticket = Ticket(
         case_id=case.id or 0,
+        court_id=case.court_id,
         kind=kind,
         openid=binding.openid,
         party_id=binding.party_id,
         assignee_id=routing.assignee.id if routing.assignee else None,
         team=routing.team,
+        inbox=routing.inbox,
         about=about,
         subject_staff_id=routing.subject_staff_id,
         created_at=created,
@@ -153,7 +146,7 @@ async def open_ticket(
     await _link(session, message_id, ticket)
     party = await session.get(Party, binding.party_id)
     for staff in routing.notify:
-        if staff.openid:
+        if staff.openid and access.may_see(await access.viewer(session, staff), ticket):
             await outbox.tell(
                 session,
                 staff.openid,
@@ -193,19 +186,6 @@ async def _link(session: AsyncSession, message_id: int | None, ticket: Ticket) -
         )
 
 
-async def holders(session: AsyncSession, ticket: Ticket) -> list[Staff]:
-    """Who is told about news on a ticket: its assignee, or (team items) the team's members."""
-    if ticket.assignee_id:
-        staff = await session.get(Staff, ticket.assignee_id)
-        return [staff] if staff else []
-    if not ticket.team:
-        return []
-    team = (
-        await session.execute(select(Staff).where(Staff.team == ticket.team, Staff.active))
-    ).scalars()
-    return [s for s in team if may_handle(s, ticket)]
-
-
 async def add_to_ticket(
     session: AsyncSession, ticket: Ticket, case: Case, text: str, message_id: int | None
 ) -> None:
@@ -215,7 +195,7 @@ async def add_to_ticket(
         ticket.status = "open"  # the litigant is waiting again
         session.add(ticket)
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
-    for staff in await holders(session, ticket):
+    for staff in await access.who_is_told(session, ticket):
         if staff.openid:
             await outbox.tell(
                 session,
@@ -232,40 +212,6 @@ async def add_to_ticket(
         case_id=case.id,
         payload={"message_id": message_id},
     )
-
-
-def may_handle(staff: Staff, ticket: Ticket) -> bool:
-    """Staff see and answer only tickets routed to them or to their team; complaints only
-    the supervision team, and never the staff member a complaint is about."""
-    if ticket.kind == "complaint":
-        # The supervision team, or whoever it was escalated to; never the person named.
-        return (
-            (staff.has_role("supervision") or ticket.level > 0)
-            and staff.id != ticket.subject_staff_id
-            and ticket.team is not None
-            and staff.team == ticket.team
-        )
-    if ticket.assignee_id == staff.id:
-        return True
-    return ticket.team is not None and staff.team is not None and ticket.team == staff.team
-
-
-def visible_filter(staff: Staff):  # type: ignore[no-untyped-def]
-    """may_handle as SQL, for listings."""
-    ordinary = [Ticket.assignee_id == staff.id]
-    if staff.team:
-        ordinary.append(Ticket.team == staff.team)
-    conditions = [and_(Ticket.kind != "complaint", or_(*ordinary))]
-    if staff.team:
-        conditions.append(
-            and_(
-                Ticket.kind == "complaint",
-                Ticket.team == staff.team,
-                or_(Ticket.subject_staff_id.is_(None), Ticket.subject_staff_id != staff.id),
-                true() if staff.has_role("supervision") else Ticket.level > 0,
-            )
-        )
-    return or_(*conditions)
 
 
 async def answer(session: AsyncSession, *, staff: Staff, ticket: Ticket, text: str) -> Message:
@@ -344,11 +290,12 @@ def staff_title(staff: Staff) -> str:
     return "工作人员"
 
 
-async def open_for_staff(session: AsyncSession, staff: Staff) -> list[tuple[Ticket, Case]]:
+async def open_for_staff(session: AsyncSession, viewer: access.Viewer) -> list[tuple[Ticket, Case]]:
+    """The open items a staff member may see, oldest first (their 待办 and digest)."""
     rows = await session.execute(
         select(Ticket, Case)
         .join(Case, Case.id == Ticket.case_id)
-        .where(visible_filter(staff), Ticket.status != "closed")
+        .where(access.visible(viewer), Ticket.status != "closed")
         .order_by(Ticket.created_at, Ticket.id)
         .limit(20)
     )

@@ -16,6 +16,7 @@ from storage.models import Outbox
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 2.0
+MAX_ROW_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -97,10 +98,14 @@ async def waiting_message(request: web.Request) -> web.Response:
     until the link expires (the link is signed for that recipient and row)."""
     deps = request.app[keys.DEPS]
     row_id = request.match_info["row_id"]
-    row = None
-    if row_id.isdigit():
-        async with deps.db.sessions() as session:
-            row = await session.get(Outbox, int(row_id))
+    if not (row_id.isascii() and row_id.isdigit() and 0 < int(row_id) <= MAX_ROW_ID):
+        return page(
+            "没有找到",
+            "<h1>没有找到这条消息</h1><div class='card'>请回到公众号对话框查看。</div>",
+            404,
+        )
+    async with deps.db.sessions() as session:
+        row = await session.get(Outbox, int(row_id))
     ok = row is not None and delivery.link_valid(
         deps.settings.secret_key, row, request.query.get("e", ""), request.query.get("s", "")
     )
@@ -122,8 +127,9 @@ async def enforcement_events(request: web.Request) -> web.Response:
     token = deps.settings.enforcement_token
     if not token:
         return web.json_response({"error": "the enforcement endpoint is not enabled"}, status=404)
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    # The whole header, scheme included, compared in constant time.
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
         return web.json_response({"error": "bad or missing bearer token"}, status=401)
     try:
         body = await request.json()

@@ -4,21 +4,17 @@ staff bind their own WeChat with a one-time code."""
 from __future__ import annotations
 
 import re
-from functools import partial
 
 from sqlalchemy import select
 
+from bot import access, attempts, outbox, tickets
 from bot import staff as staff_accounts
-from bot import tickets
 from bot.context import Context
 from bot.masking import mask_name
 from handlers import menu, texts
 from qr import codes
-from storage import audit, state
-from storage.models import Binding, Party, Staff
-
-MAX_WRONG = 5
-LOCK_S = 3600
+from storage import audit
+from storage.models import Binding, Case, Court, Party, Staff
 
 
 async def welcome(ctx: Context) -> str | None:
@@ -63,10 +59,9 @@ async def verify(ctx: Context) -> str | None:
     if text == "0" or case_id is None:
         ctx.state.update(step=None, pending_case=None)
         return await menu.menu_text(ctx) if ctx.state.get("case_id") else texts.WELCOME
-    counter = f"verify:{ctx.inbound.user}:{case_id}"
-    failed = await state.failures(ctx.redis, counter)
-    if failed >= MAX_WRONG:
-        return texts.LOCKED
+    tries = await attempts.verify_tries(ctx.session, ctx.inbound.user, case_id)
+    if tries.blocked() is not None:
+        return await _locked_words(ctx, case_id, tries)
     if not re.fullmatch(r"\d{4}", text):
         return texts.DIGITS_ONLY
     party = (
@@ -78,26 +73,31 @@ async def verify(ctx: Context) -> str | None:
         )
     ).scalar_one_or_none()
     if party is None:
-        # Counted after commit: a rolled-back or re-run attempt must not count twice.
-        # (The user's messages are handled one at a time, so `failed` is still current.)
-        wrong = failed + 1
-        ctx.after_commit.append(partial(state.add_failure, ctx.redis, counter, LOCK_S))
+        # Counted in this transaction: a rolled-back or re-run attempt counts once.
+        await attempts.record(ctx.session, "verify", ctx.inbound.user, case_id)
+        tries = attempts.VerifyTries(tries.person_and_case + 1, tries.case + 1, tries.person + 1)
         await audit.append(
             ctx.session,
             actor=ctx.inbound.user,
             action="bind.failed",
             case_id=case_id,
-            payload={"attempt": wrong},
+            payload={"attempt": tries.person_and_case, "on_case": tries.case},
         )
-        if wrong >= MAX_WRONG:
-            return texts.LOCKED
-        return texts.WRONG_DIGITS.format(left=MAX_WRONG - wrong)
+        if tries.case == attempts.VERIFY_PER_CASE:
+            await _tell_court_case_paused(ctx, case_id)
+        if tries.blocked() is not None:
+            return await _locked_words(ctx, case_id, tries)
+        left = min(
+            attempts.VERIFY_PER_PERSON_AND_CASE - tries.person_and_case,
+            attempts.VERIFY_PER_PERSON - tries.person,
+            attempts.VERIFY_PER_CASE - tries.case,
+        )
+        return texts.WRONG_DIGITS.format(left=left)
     binding = Binding(
         openid=ctx.inbound.user, case_id=case_id, party_id=party.id or 0, method="phone_tail"
     )
     ctx.session.add(binding)
     await ctx.session.flush()
-    ctx.after_commit.append(partial(state.clear_failures, ctx.redis, counter))
     await audit.append(
         ctx.session,
         actor=ctx.inbound.user,
@@ -112,6 +112,37 @@ async def verify(ctx: Context) -> str | None:
     ) + await menu.menu_text(ctx)
 
 
+async def _locked_words(ctx: Context, case_id: int, tries: attempts.VerifyTries) -> str:
+    if tries.blocked() != "case":
+        return texts.LOCKED
+    case = await ctx.session.get(Case, case_id)
+    court = await ctx.session.get(Court, case.court_id) if case else None
+    return texts.CASE_PAUSED.format(court=court.name if court else "法院")
+
+
+async def _tell_court_case_paused(ctx: Context, case_id: int) -> None:
+    """Too many wrong digits on one case from everyone together: someone may be guessing.
+    The court's reception team is told once, when the pause begins, and it is recorded."""
+    case = await ctx.session.get_one(Case, case_id)
+    await audit.append(
+        ctx.session,
+        actor="system",
+        action="bind.case_paused",
+        case_id=case_id,
+        payload={"wrong_tries": attempts.VERIFY_PER_CASE, "window_s": attempts.WINDOW.seconds},
+    )
+    for member in await access.inbox_members(ctx.session, case.court_id, "reception"):
+        if member.openid:
+            await outbox.tell(
+                ctx.session,
+                member.openid,
+                texts.CASE_PAUSED_NOTICE.format(
+                    case_number=case.case_number, n=attempts.VERIFY_PER_CASE
+                ),
+                case=case,
+            )
+
+
 # Bind codes always hold a letter, so a litigant's number is never taken for one.
 BIND_CODE = re.compile(rf"^(?=.*[A-Za-z])[0-9A-Za-z]{{{staff_accounts.BIND_CODE_LEN}}}$")
 
@@ -121,6 +152,9 @@ def looks_like_bind_code(text: str) -> bool:
 
 
 async def staff_bind(ctx: Context) -> str | None:
+    mine, everyone = await attempts.bind_tries(ctx.session, ctx.inbound.user)
+    if attempts.bind_blocked(mine, everyone):
+        return texts.BIND_PAUSED  # the code is not even looked at: no answer to learn from
     code_hash = staff_accounts.code_hash(ctx.inbound.text.strip())
     member = (
         await ctx.session.execute(
@@ -128,7 +162,17 @@ async def staff_bind(ctx: Context) -> str | None:
         )
     ).scalar_one_or_none()
     if member is None:
-        await audit.append(ctx.session, actor=ctx.inbound.user, action="staff.bind_failed")
+        # One row per wrong try; the audit log hears only of a lockout, once.
+        await attempts.record(ctx.session, "bind", ctx.inbound.user)
+        if attempts.bind_blocked(mine + 1, everyone + 1) and not attempts.bind_blocked(
+            mine, everyone
+        ):
+            await audit.append(
+                ctx.session,
+                actor=ctx.inbound.user,
+                action="staff.bind_locked",
+                payload={"wrong_tries": mine + 1, "everyone": everyone + 1},
+            )
         return texts.BIND_CODE_BAD
     # One WeChat per staff member, one staff member per WeChat.
     previous = (

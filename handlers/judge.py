@@ -8,7 +8,7 @@ from functools import partial
 
 from sqlalchemy import select
 
-from bot import escalation, mediation, tickets
+from bot import access, escalation, mediation, tickets
 from bot.clock import CHINA_TZ, now, say_waited
 from bot.context import Context
 from bot.masking import mask_name
@@ -38,39 +38,74 @@ async def command(ctx: Context, staff: Staff) -> str:
     if match is None:
         return texts.STAFF_HELP
     number, body = int(match.group(1)), match.group(2).strip()
+    me = await access.viewer(ctx.session, staff)
     ticket = await ctx.session.get(Ticket, number)
-    if ticket is None:
+    verb = _verb(body)
+    if ticket is None or not access.may_see(me, ticket):
+        if ticket is not None:
+            await audit.append(
+                ctx.session,
+                actor=f"staff:{staff.username}",
+                action="ticket.refused",
+                subject=f"ticket:{ticket.id}",
+                case_id=ticket.case_id,
+                payload={"reason": "not theirs to see", "verb": verb},
+            )
+        # One answer whether it exists or not: numbers must not tell what exists.
         return texts.STAFF_NO_TICKET.format(ticket=number)
-    if not tickets.may_handle(staff, ticket):
-        await audit.append(
-            ctx.session,
-            actor=f"staff:{staff.username}",
-            action="ticket.refused",
-            subject=f"ticket:{ticket.id}",
-            case_id=ticket.case_id,
-            payload={"reason": "not routed to this staff member or team"},
-        )
-        if ticket.kind == "complaint":
-            return texts.STAFF_NO_TICKET.format(ticket=number)  # not even that it exists
-        return texts.STAFF_NOT_YOURS.format(ticket=number)
     if ticket.status == "closed":
         return texts.STAFF_ALREADY_CLOSED.format(ticket=number)
-    if body in ("认领", "领"):
+    if not body:
+        return texts.STAFF_EMPTY_ANSWER.format(ticket=number)
+    if verb == "transfer":
+        return await transfer(ctx, me, ticket, body[1:].strip())
+    if not access.may_act(me, ticket, verb):
+        return await _refuse(ctx, me, ticket, verb)
+    if verb == "claim":
         return await claim(ctx, staff, ticket)
-    if body.startswith("转"):
-        return await transfer(ctx, staff, ticket, body[1:].strip())
-    if body in CLOSE_WORDS:
+    if verb == "close":
         await tickets.close(ctx.session, staff=staff, ticket=ticket)
         ctx.after_commit.append(partial(rating.ask_after_close, ctx.redis, ticket))
         return texts.STAFF_CLOSED.format(ticket=number)
-    if not body:
-        return texts.STAFF_EMPTY_ANSWER.format(ticket=number)
     await tickets.answer(ctx.session, staff=staff, ticket=ticket, text=body)
     return texts.STAFF_ANSWERED.format(ticket=number)
 
 
+def _verb(body: str) -> str:
+    if body in ("认领", "领"):
+        return "claim"
+    if body.startswith("转"):
+        return "transfer"
+    if body in CLOSE_WORDS:
+        return "close"
+    return "answer"
+
+
+async def _refuse(ctx: Context, me: access.Viewer, ticket: Ticket, verb: str) -> str:
+    """Someone who may see the item asked for what their part does not allow: say what
+    they can do instead, and record the refusal."""
+    await audit.append(
+        ctx.session,
+        actor=f"staff:{me.staff.username}",
+        action="ticket.refused",
+        subject=f"ticket:{ticket.id}",
+        case_id=ticket.case_id,
+        payload={"reason": access.relation(me, ticket), "verb": verb},
+    )
+    if verb == "claim":
+        if ticket.assignee_id is not None:
+            holder = await ctx.session.get(Staff, ticket.assignee_id)
+            return texts.CLAIM_TAKEN.format(
+                ticket=ticket.id, name=holder.name if holder else "他人"
+            )
+        return texts.CLAIM_NOT_TEAM.format(ticket=ticket.id)
+    if access.relation(me, ticket) == "leader":
+        return texts.LEADER_ONLY_REASSIGN.format(ticket=ticket.id)
+    return texts.STAFF_CANNOT.format(ticket=ticket.id)
+
+
 async def todo(ctx: Context, staff: Staff) -> str:
-    items = await tickets.open_for_staff(ctx.session, staff)
+    items = await tickets.open_for_staff(ctx.session, await access.viewer(ctx.session, staff))
     if not items:
         return texts.STAFF_TODO_EMPTY
     lines = []
@@ -105,11 +140,6 @@ async def away(ctx: Context, staff: Staff, text: str) -> str:
 
 
 async def claim(ctx: Context, staff: Staff, ticket: Ticket) -> str:
-    if ticket.assignee_id is not None:
-        holder = await ctx.session.get(Staff, ticket.assignee_id)
-        return texts.CLAIM_TAKEN.format(ticket=ticket.id, name=holder.name if holder else "他人")
-    if ticket.team != staff.team:
-        return texts.CLAIM_NOT_TEAM.format(ticket=ticket.id)
     if not await escalation.claim(ctx.session, staff, ticket):
         await ctx.session.refresh(ticket)
         holder = await ctx.session.get(Staff, ticket.assignee_id) if ticket.assignee_id else None
@@ -117,19 +147,52 @@ async def claim(ctx: Context, staff: Staff, ticket: Ticket) -> str:
     return texts.CLAIMED.format(ticket=ticket.id)
 
 
-async def transfer(ctx: Context, staff: Staff, ticket: Ticket, rest: str) -> str:
+async def transfer(ctx: Context, me: access.Viewer, ticket: Ticket, rest: str) -> str:
+    """`#n 转 <name or username> [reason]`: to someone of the same court who may then see
+    and handle it (bot.access.may_transfer); a name two people share is asked back."""
     parts = rest.split(maxsplit=1)
     if not parts:
         return texts.TRANSFER_BAD.format(ticket=ticket.id)
-    target = (
-        await ctx.session.execute(select(Staff).where(Staff.username == parts[0], Staff.active))
-    ).scalar_one_or_none()
-    if target is None or target.court_id != staff.court_id:
-        return texts.TRANSFER_NO_STAFF.format(username=parts[0])
-    if ticket.kind == "complaint" and target.id == ticket.subject_staff_id:
-        return texts.TRANSFER_NO_STAFF.format(username=parts[0])  # never to the person named
-    if not await escalation.transfer(
-        ctx.session, staff, ticket, target, parts[1] if len(parts) > 1 else ""
-    ):
+    who, reason = parts[0], parts[1] if len(parts) > 1 else ""
+    if not access.may_act(me, ticket, "transfer"):
+        return await _refuse(ctx, me, ticket, "transfer")
+    found = [
+        s
+        for s in (
+            await ctx.session.execute(
+                select(Staff)
+                .where(
+                    Staff.court_id == me.staff.court_id,
+                    Staff.active,
+                    (Staff.username == who) | (Staff.name == who),
+                )
+                .order_by(Staff.id)
+            )
+        ).scalars()
+    ]
+    by_username = [s for s in found if s.username == who]
+    candidates = by_username or found
+    if not candidates:
+        return texts.TRANSFER_NO_STAFF.format(username=who)
+    if len(candidates) > 1:
+        lines = "\n".join(
+            f"{s.name}（{s.team or tickets.staff_title(s)}）：#{ticket.id} 转 {s.username}"
+            for s in candidates
+        )
+        return texts.TRANSFER_WHICH.format(name=who, lines=lines)
+    target = candidates[0]
+    if not access.may_transfer(me, ticket, await access.viewer(ctx.session, target)):
+        await audit.append(
+            ctx.session,
+            actor=f"staff:{me.staff.username}",
+            action="ticket.transfer_refused",
+            subject=f"ticket:{ticket.id}",
+            case_id=ticket.case_id,
+            payload={"to": target.username},
+        )
+        if ticket.kind == "complaint":
+            return texts.TRANSFER_COMPLAINT.format(ticket=ticket.id, name=target.name)
+        return texts.TRANSFER_NOT_ALLOWED.format(ticket=ticket.id, name=target.name)
+    if not await escalation.transfer(ctx.session, me.staff, ticket, target, reason):
         return texts.CLAIM_TAKEN.format(ticket=ticket.id, name="他人")
     return texts.TRANSFERRED.format(ticket=ticket.id, name=target.name)

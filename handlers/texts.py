@@ -19,6 +19,14 @@ DIGITS_ONLY = "请输入4位数字，也就是登记手机号的最后四位。\
 VERIFIED = "验证成功！您是本案的{role}{name}。\n\n"
 WRONG_DIGITS = "号码不对，请再试一次。\n还可以再试 {left} 次。"
 LOCKED = "输错次数太多了，为保护您的案件信息，请1小时后再试。\n如需帮助，请到法院诉讼服务中心。"
+CASE_PAUSED = (
+    "为保护案件信息，这个案件的手机号验证暂时停用了，请1小时后再试。\n"
+    "也可以带上身份证到{court}诉讼服务中心，工作人员会当面帮您办理。"
+)
+CASE_PAUSED_NOTICE = (
+    "安全提醒：案件 {case_number} 的手机号验证1小时内错了{n}次，可能有人在猜号码，"
+    "已暂停该案验证1小时。当事人本人可到诉讼服务中心当面办理。"
+)
 ALREADY_BOUND = "您已经验证过这个案件了。\n\n"
 
 # menu
@@ -53,18 +61,21 @@ STAFF_BOUND = (
     "绑定成功！{name}（{username}），您好。\n当事人的诉求会发到这里。\n发送“待办”查看待处理事项。"
 )
 BIND_CODE_BAD = "这个绑定码无效或已经用过了。\n请向管理员重新获取。"
+BIND_PAUSED = "绑定码输错次数太多，已暂停绑定，请1小时后再试。\n如需帮助，请联系本院管理员。"
 STAFF_HELP = (
     "工作人员可用的指令：\n"
     "待办 —— 查看待处理事项\n"
     "#编号 回复内容 —— 答复当事人\n"
     "#编号 结 —— 办结该事项\n"
     "#编号 认领 —— 认领团队待办\n"
-    "#编号 转 用户名 原因 —— 转给其他工作人员\n"
+    "#编号 转 姓名 原因 —— 转给其他工作人员\n"
     "请假 至 11月30日 / 在岗 —— 登记不在岗、恢复在岗\n"
     "未到 预约号 —— （调解员）记录当事人未到场"
 )
-STAFF_NO_TICKET = "没有找到 #{ticket}。"
-STAFF_NOT_YOURS = "#{ticket} 不是分给您或您所在团队的事项，不能处理。"
+STAFF_NO_TICKET = "没有找到您可以办理的 #{ticket}。\n发送“待办”查看您的事项。"
+STAFF_CANNOT = "#{ticket} 您可以查看，但这一步需要由承办人办理。"
+LEADER_ONLY_REASSIGN = "#{ticket} 由庭里的同事承办，您可以查看和改派：\n#{ticket} 转 姓名 原因"
+STAFF_TOO_FAST = "发送太快了，这一条没有发出：\n{text}\n请稍等一分钟后重发。"
 STAFF_ANSWERED = "已将您的答复发给当事人（#{ticket}）。"
 STAFF_CLOSED = "#{ticket} 已办结，已通知当事人。"
 STAFF_ALREADY_CLOSED = "#{ticket} 已经办结了。"
@@ -158,6 +169,9 @@ BACK = "欢迎回来，已恢复在岗。新的事项会直接发给您。"
 CLAIMED = "#{ticket} 已由您认领，请尽快答复。"
 CLAIM_TAKEN = "#{ticket} 已经被{name}认领了。"
 CLAIM_NOT_TEAM = "#{ticket} 不在您团队的待办里，不能认领。"
-TRANSFER_BAD = "请这样写：#{ticket} 转 用户名 原因"
-TRANSFER_NO_STAFF = "没有找到工作人员“{username}”。"
+TRANSFER_BAD = "请这样写：#{ticket} 转 姓名 原因"
+TRANSFER_NO_STAFF = "本院没有找到工作人员“{username}”。\n请写对方的姓名或用户名。"
+TRANSFER_WHICH = "本院有不止一位“{name}”，请按下面的写法选一位：\n{lines}"
+TRANSFER_COMPLAINT = "#{ticket} 是投诉，只能在督查室内部或向院领导转办，不能转给{name}。"
+TRANSFER_NOT_ALLOWED = "#{ticket} 不能转给{name}：转过去后对方无法办理。"
 TRANSFERRED = "#{ticket} 已转给{name}，并告知了当事人。"

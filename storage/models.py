@@ -27,11 +27,17 @@ class Staff(SQLModel, table=True):
     bind_code_hash: str | None = Field(default=None, max_length=64, unique=True)
     away_until: datetime | None = None
     speciality: str | None = Field(default=None, max_length=100)  # mediators: what they handle
+    # An assistant's or clerk's judges: comma-separated usernames of the same court. They see
+    # and handle what is routed to those people (bot.access).
+    supports: str | None = Field(default=None, max_length=500)
     active: bool = True
     created_at: datetime = Field(default_factory=now)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles.split(",")
+
+    def supported(self) -> list[str]:
+        return [u for u in (self.supports or "").split(",") if u]
 
 
 class Case(SQLModel, table=True):
@@ -100,12 +106,17 @@ class Ticket(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="case.id", index=True)
+    # The case's court, kept on the ticket so that every access rule is scoped by it first.
+    court_id: int = Field(foreign_key="court.id", index=True)
     kind: str = Field(max_length=32)  # question | complaint | mediation | asset_lead
     status: str = Field(default="open", max_length=16)  # open | answered | closed
     openid: str = Field(max_length=64, index=True)
     party_id: int | None = Field(default=None, foreign_key="party.id")
     assignee_id: int | None = Field(default=None, foreign_key="staff.id")
     team: str | None = Field(default=None, max_length=64)
+    # The team inbox holding the item, by role (reception, supervision, admin): its members
+    # see it, claimed or not. None: routed to a person (see bot.access).
+    inbox: str | None = Field(default=None, max_length=16)
     # Complaints: what it is about, and the staff member it is about (never shown it).
     about: str | None = Field(default=None, max_length=32)
     subject_staff_id: int | None = Field(default=None, foreign_key="staff.id")
@@ -137,6 +148,23 @@ class Message(SQLModel, table=True):
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     staff_id: int | None = Field(default=None, foreign_key="staff.id")
     created_at: datetime = Field(default_factory=now)
+
+
+class FailedAttempt(SQLModel, table=True):
+    """A wrong try at a secret (a case's phone digits, a staff bind code). Limits count these
+    rows, so a Redis restart hands out no fresh guesses (bot.attempts)."""
+
+    __tablename__ = "failed_attempt"
+    __table_args__ = (
+        Index("ix_failed_attempt_case", "kind", "case_id", "at"),
+        Index("ix_failed_attempt_openid", "kind", "openid", "at"),
+        Index("ix_failed_attempt_at", "kind", "at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # verify | bind
+    openid: str = Field(max_length=64)
+    case_id: int | None = Field(default=None, foreign_key="case.id")
+    at: datetime = Field(default_factory=now)
 
 
 class PendingFlow(SQLModel, table=True):

@@ -220,6 +220,7 @@ class Turn:
     held: bool  # False: the previous message kept the turn too long; this one went ahead
     conversation: dict[str, Any]
     within_rate: bool
+    count: int  # the user's messages in the rate window, this one included
     save: dict[str, Any] | None = None  # set it to store the conversation when the turn ends
     answer: str | None = None  # set it to remember the answer to the message (see `remember`)
 
@@ -256,6 +257,7 @@ async def turn(
         held=bool(int(held)),
         conversation=json.loads(raw) if raw else {},
         within_rate=int(count) <= rate_limit,
+        count=int(count),
     )
     try:
         yield taken

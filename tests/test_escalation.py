@@ -214,7 +214,7 @@ async def test_claim_race_one_wins_and_transfer_with_reason(world: World, clock:
     await bind_judge(w, "lisi", "oLisi000000000000000000001")
     assert await w.say(
         "oLisi000000000000000000001", f"#{number} 认领"
-    ) == texts.STAFF_NOT_YOURS.format(ticket=number)
+    ) == texts.STAFF_NO_TICKET.format(ticket=number)
     # Transfer with a reason; the new holder and the litigant are told.
     holder_wx = RECEPTION_WX if answers[0] == texts.CLAIMED.format(ticket=number) else RECEPTION2_WX
     assert await w.say(

@@ -1018,6 +1018,7 @@ async def stats_fixture(w: World, moment: list[datetime]) -> None:
         for case, kind, created, due, replied, rated in tickets:
             ticket = Ticket(
                 case_id=cases[case],
+                court_id=(await s.get_one(Case, cases[case])).court_id,
                 kind=kind,
                 status="closed" if replied else "open",
                 openid="u1",

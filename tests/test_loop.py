@@ -248,9 +248,9 @@ async def test_judge_cannot_answer_what_is_not_theirs(world: World) -> None:
     await verify_litigant(w)
     number = await ask(w, "问题")
     refused = await w.say(OTHER_WX, f"#{number} 我来答")
-    assert refused == texts.STAFF_NOT_YOURS.format(ticket=number)
+    assert refused == texts.STAFF_NO_TICKET.format(ticket=number)
     assert f"#{number}" not in await w.say(OTHER_WX, "待办")
-    assert await w.say(OTHER_WX, f"#{number} 结") == texts.STAFF_NOT_YOURS.format(ticket=number)
+    assert await w.say(OTHER_WX, f"#{number} 结") == texts.STAFF_NO_TICKET.format(ticket=number)
     await w.deliver()
     assert w.inbox(LITIGANT) == []
     async with w.deps.db.sessions() as s:
