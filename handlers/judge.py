@@ -93,7 +93,7 @@ async def _refuse(ctx: Context, me: access.Viewer, ticket: Ticket, verb: str) ->
         payload={"reason": access.relation(me, ticket), "verb": verb},
     )
     if verb == "claim":
-        if ticket.assignee_id is not None:
+        if ticket.inbox is not None and ticket.assignee_id is not None:
             holder = await ctx.session.get(Staff, ticket.assignee_id)
             return texts.CLAIM_TAKEN.format(
                 ticket=ticket.id, name=holder.name if holder else "他人"

@@ -759,6 +759,9 @@ async def test_the_enforcement_system_pushes_events_over_http(w: World) -> None:
         {},
         {"Authorization": "Bearer wrong-token"},
         {"Authorization": f"Basic {ENFORCEMENT_TOKEN}"},
+        {"Authorization": ENFORCEMENT_TOKEN},  # the token alone, without its scheme
+        {"Authorization": f"Bearer {ENFORCEMENT_TOKEN}x"},
+        {"Authorization": f"bearer  {ENFORCEMENT_TOKEN}"},
     ):
         resp = await w.client.post(url, json=body, headers=headers)
         assert resp.status == 401, headers
