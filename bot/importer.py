@@ -157,6 +157,8 @@ def staff_fields(row: Any) -> dict[str, Any]:
         raise RowError("supports must be a list of usernames (the judges this person works for)")
     if username in supports:
         raise RowError("a staff member cannot support themselves")
+    if len(",".join(supports)) > 500:
+        raise RowError("supports is too long (at most 500 characters of usernames)")
     roles = row.get("roles")
     if not isinstance(roles, list) or not roles:
         raise RowError("roles must be a non-empty list")

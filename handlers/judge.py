@@ -43,14 +43,7 @@ async def command(ctx: Context, staff: Staff) -> str:
     verb = _verb(body)
     if ticket is None or not access.may_see(me, ticket):
         if ticket is not None:
-            await audit.append(
-                ctx.session,
-                actor=f"staff:{staff.username}",
-                action="ticket.refused",
-                subject=f"ticket:{ticket.id}",
-                case_id=ticket.case_id,
-                payload={"reason": "not theirs to see", "verb": verb},
-            )
+            await _record_refusal(ctx, staff, ticket, verb=verb, reason="not theirs to see")
         # One answer whether it exists or not: numbers must not tell what exists.
         return texts.STAFF_NO_TICKET.format(ticket=number)
     if ticket.status == "closed":
@@ -71,6 +64,19 @@ async def command(ctx: Context, staff: Staff) -> str:
     return texts.STAFF_ANSWERED.format(ticket=number)
 
 
+async def _record_refusal(
+    ctx: Context, staff: Staff, ticket: Ticket, *, verb: str, reason: str | None
+) -> None:
+    await audit.append(
+        ctx.session,
+        actor=f"staff:{staff.username}",
+        action="ticket.refused",
+        subject=f"ticket:{ticket.id}",
+        case_id=ticket.case_id,
+        payload={"verb": verb, "reason": reason},
+    )
+
+
 def _verb(body: str) -> str:
     if body in ("认领", "领"):
         return "claim"
@@ -84,14 +90,7 @@ def _verb(body: str) -> str:
 async def _refuse(ctx: Context, me: access.Viewer, ticket: Ticket, verb: str) -> str:
     """Someone who may see the item asked for what their part does not allow: say what
     they can do instead, and record the refusal."""
-    await audit.append(
-        ctx.session,
-        actor=f"staff:{me.staff.username}",
-        action="ticket.refused",
-        subject=f"ticket:{ticket.id}",
-        case_id=ticket.case_id,
-        payload={"reason": access.relation(me, ticket), "verb": verb},
-    )
+    await _record_refusal(ctx, me.staff, ticket, verb=verb, reason=access.relation(me, ticket))
     if verb == "claim":
         if ticket.inbox is not None and ticket.assignee_id is not None:
             holder = await ctx.session.get(Staff, ticket.assignee_id)
@@ -182,13 +181,8 @@ async def transfer(ctx: Context, me: access.Viewer, ticket: Ticket, rest: str) -
         return texts.TRANSFER_WHICH.format(name=who, lines=lines)
     target = candidates[0]
     if not access.may_transfer(me, ticket, await access.viewer(ctx.session, target)):
-        await audit.append(
-            ctx.session,
-            actor=f"staff:{me.staff.username}",
-            action="ticket.transfer_refused",
-            subject=f"ticket:{ticket.id}",
-            case_id=ticket.case_id,
-            payload={"to": target.username},
+        await _record_refusal(
+            ctx, me.staff, ticket, verb="transfer", reason=f"not to {target.username}"
         )
         if ticket.kind == "complaint":
             return texts.TRANSFER_COMPLAINT.format(ticket=ticket.id, name=target.name)

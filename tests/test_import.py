@@ -181,6 +181,22 @@ async def test_changed_staff_row_is_updated_with_one_event(deps: Deps, tmp_path:
 
 BAD_STAFF: list[tuple[str, Any, str]] = [
     (
+        "supports-not-list",
+        {
+            "username": "zl",
+            "name": "某",
+            "court": COURT,
+            "roles": ["clerk"],
+            "supports": "zhangwei",
+        },
+        "supports must be",
+    ),
+    (
+        "supports-self",
+        {"username": "zl", "name": "某", "court": COURT, "roles": ["clerk"], "supports": ["zl"]},
+        "cannot support themselves",
+    ),
+    (
         "unknown-role",
         {"username": "boss", "name": "老板", "court": COURT, "roles": ["judge", "king"]},
         "king",
@@ -227,6 +243,33 @@ async def test_bad_staff_rows_are_skipped_by_line_and_good_rows_kept(
     async with deps.db.sessions() as s:
         names = set((await s.execute(select(Staff.username))).scalars())
     assert names == {"zhangwei", "lina"}
+
+
+async def test_assistants_clerks_and_leaders_are_imported(deps: Deps, tmp_path: Path) -> None:
+    rows = [
+        *staff_rows(),
+        {
+            "username": "wangzl",
+            "name": "王助理",
+            "court": COURT,
+            "roles": ["assistant"],
+            "team": "民一庭",
+            "supports": ["zhangwei", "lina"],
+        },
+        {
+            "username": "liuting",
+            "name": "刘庭长",
+            "court": COURT,
+            "roles": ["judge", "leader"],
+            "team": "民一庭",
+        },
+    ]
+    assert counts(await run_staff(deps, write_lines(tmp_path / "s.jsonl", rows))) == (4, 0, 0, 0)
+    assert counts(await run_staff(deps, write_lines(tmp_path / "s.jsonl", rows))) == (0, 0, 4, 0)
+    async with deps.db.sessions() as s:
+        helper = (await s.execute(select(Staff).where(Staff.username == "wangzl"))).scalar_one()
+        leader = (await s.execute(select(Staff).where(Staff.username == "liuting"))).scalar_one()
+    assert helper.supported() == ["zhangwei", "lina"] and leader.has_role("leader")
 
 
 async def test_unknown_role_reason_lists_the_allowed_roles(deps: Deps, tmp_path: Path) -> None:

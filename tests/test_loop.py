@@ -218,6 +218,7 @@ async def test_a_wrong_answer_cut_off_and_run_again_counts_once(
 
     w = world
     await w.send(event_xml(LITIGANT, "SCAN", w.case["token"]))
+    real_answer_by = channel.ANSWER_BY_S
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.4)
     real_append = audit.append
     runs: list[str] = []
@@ -235,6 +236,7 @@ async def test_a_wrong_answer_cut_off_and_run_again_counts_once(
     assert await w.delivered_to(LITIGANT) == [texts.WRONG_DIGITS.format(left=4)]
     assert len(runs) == 2
     monkeypatch.setattr(audit, "append", real_append)
+    monkeypatch.setattr(channel, "ANSWER_BY_S", real_answer_by)
     assert await w.say(LITIGANT, "9999") == texts.WRONG_DIGITS.format(left=3)
 
 
@@ -556,6 +558,7 @@ async def test_a_slow_flow_that_wrote_is_rolled_back_and_runs_once_more(
     await bind_judge(w)
     await verify_litigant(w)
     assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    real_answer_by = channel.ANSWER_BY_S
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.4)
     real_open = tickets.open_ticket
     runs: list[int] = []
@@ -580,6 +583,7 @@ async def test_a_slow_flow_that_wrote_is_rolled_back_and_runs_once_more(
     assert f"#{runs[1]}" in late and "已收到您的咨询" in late
     assert any(f"#{runs[1]}" in n for n in w.inbox(JUDGE_WX))
     # The conversation went on from the second run: the next text joins the same ticket.
+    monkeypatch.setattr(channel, "ANSWER_BY_S", real_answer_by)
     assert f"已补充到咨询 #{runs[1]}" in await w.say(LITIGANT, "还有一个问题")
 
 
