@@ -135,6 +135,8 @@ async def enforcement_events(request: web.Request) -> web.Response:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
         return web.json_response({"error": "the body must be JSON"}, status=400)
+    except RecursionError:  # nesting deeper than the parser goes: never a real event
+        return web.json_response({"error": "the JSON is nested too deeply"}, status=400)
     items = body if isinstance(body, list) else [body]
     if len(items) > 1000:
         return web.json_response({"error": "at most 1000 events per request"}, status=413)

@@ -469,3 +469,60 @@ async def test_a_retry_after_the_first_process_died_unanswered_gets_the_stored_a
     status, reply, _ = await post(client, wechat, text_xml(USER, "你好", msg_id=31339))
     assert status == 200 and reply is not None and reply["Content"] == texts.WELCOME
     assert await count(deps, Message) == 2
+
+
+# -- whatever WeChat really sends is answered, never with a 5xx ----------------------------------
+
+
+def _raw(fields: dict[str, Any]) -> str:
+    return "<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields.items()) + "</xml>"
+
+
+def _message(**fields: Any) -> str:
+    base = {"ToUserName": "gh_x", "FromUserName": USER, "CreateTime": int(time.time())}
+    return _raw({**base, **fields})
+
+
+async def test_odd_but_real_messages_are_answered_and_fit_the_columns(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    """Each of these once got a 500 (or an endless 503): WeChat then retries it forever."""
+    samples = {
+        "long event name": _message(MsgType="event", Event="qualification_verify_success"),
+        "longer event name": _message(MsgType="event", Event="user_authorization_cancellation"),
+        "huge event key": _message(MsgType="event", Event="SCAN", EventKey="K" * 5000),
+        "huge click key": _message(MsgType="event", Event="CLICK", EventKey="菜" * 3000),
+        "long media id": _message(MsgType="image", MediaId="M" * 300, PicUrl="http://p", MsgId=7),
+        "non-numeric MsgId": _message(MsgType="text", Content="你好", MsgId="abc-123"),
+        "huge MsgId": _message(MsgType="text", Content="你好", MsgId="9" * 400),
+    }
+    for label, xml in samples.items():
+        status, _, raw = await post(client, wechat, xml)
+        assert status == 200, (label, raw)
+        # And its retry is recognised as one: answered alike, stored once.
+        status, _, again = await post(client, wechat, xml)
+        assert status == 200 and again == raw, label
+    async with deps.db.sessions() as s:
+        rows = (await s.execute(select(Message).where(Message.direction == "in"))).scalars().all()
+    assert len(rows) == len(samples)
+    assert all(len(m.msg_key or "") <= 128 and len(m.msg_type) <= 32 for m in rows)
+    assert {m.msg_key for m in rows} >= {"wx:abc-123"}
+    assert any(m.msg_type == "image" and m.media_id is None for m in rows)
+
+
+async def test_a_sender_id_no_user_could_have_is_ignored_with_success(
+    client: TestClient, wechat: WeChatServer, deps: Deps
+) -> None:
+    xml = _raw(
+        {
+            "ToUserName": "gh_x",
+            "FromUserName": "o" * 80,
+            "CreateTime": int(time.time()),
+            "MsgType": "text",
+            "Content": "你好",
+            "MsgId": 1,
+        }
+    )
+    status, reply, raw = await post(client, wechat, xml)
+    assert (status, reply, raw) == (200, None, "success")
+    assert await count(deps, Message) == 0

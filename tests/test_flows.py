@@ -779,6 +779,9 @@ async def test_the_enforcement_system_pushes_events_over_http(w: World) -> None:
     assert "at most two decimals" in result["skipped"][0]["reason"]
     resp = await w.client.post(url, data=b"{not json", headers=auth)
     assert resp.status == 400
+    deep = b"[" * 100_000 + b"]" * 100_000
+    resp = await w.client.post(url, data=deep, headers=auth)
+    assert resp.status == 400 and "nested" in (await resp.json())["error"]
 
     assert await w.deliver() == 4  # two events, two parties, once each
     for party in (LITIGANT, OTHER_PARTY):

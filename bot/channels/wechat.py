@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -57,6 +58,26 @@ class Rejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class Ignored(Exception):
+    """A signed message from WeChat we cannot use (an id too long to be a user's, say):
+    answered `success`, so WeChat does not retry it forever, and logged with the reason."""
+
+
+# What our columns hold. Every field from outside is bounded here, where it enters.
+MAX_OPENID = 64  # WeChat's openids are 28 characters
+MAX_KEY = 96  # de-duplication keys; the stored answer's key adds a prefix (dialog.reply_key)
+MAX_TYPE = 32
+MAX_MEDIA_ID = 128
+MAX_EVENT_KEY = 128  # a scene string is at most 64; menu keys at most 128 bytes
+
+
+def bounded_key(key: str) -> str:
+    """A de-duplication key that fits its column: long ones are replaced by their digest."""
+    if len(key) <= MAX_KEY:
+        return key
+    return "wx:h:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _crypto(settings: Settings) -> WeChatCrypto | None:
@@ -126,32 +147,42 @@ def to_inbound(xml: str) -> tuple[Inbound, Any]:
         msg = parse_message(xml)
     except (KeyError, TypeError, ValueError) as exc:
         raise Rejected(400, "message without MsgType") from exc
-    if not msg.source or not msg.target:
+    data = msg._data
+    source = str(data.get("FromUserName") or "")
+    if not source or not data.get("ToUserName"):
         raise Rejected(400, "message without FromUserName/ToUserName")
-    raw = str(msg._data.get("MsgType", "")).lower()
+    if len(source) > MAX_OPENID:
+        raise Ignored(f"FromUserName of {len(source)} characters is no user of ours")
+    created = str(data.get("CreateTime") or "")[:20]
+    raw = str(data.get("MsgType", "")).lower()[:MAX_TYPE]
     if raw == "event":
-        event = str(msg._data.get("Event", "")).lower()
+        event = str(data.get("Event", "")).lower()
+        event_key = str(data.get("EventKey") or "")
         # WeChat's rule is FromUserName + CreateTime; the event and its key keep two
         # different scans within one second apart.
-        key = f"wx:{msg.source}:{msg.time}:{event}:{msg._data.get('EventKey') or ''}"[:128]
-        kind, code, text = _event_kind(event, msg)
+        key = bounded_key(f"wx:{source}:{created}:{event}:{event_key}")
+        kind, code, text = _event_kind(event, event_key[:MAX_EVENT_KEY])
         return Inbound(
-            "wechat", msg.source, kind, key, text=text, code=code, raw_type=f"event.{event}"
+            "wechat", source, kind, key, text=text, code=code, raw_type=f"event.{event}"[:MAX_TYPE]
         ), msg
-    key = f"wx:{msg.id}" if msg.id else f"wx:{msg.source}:{msg.time}:{raw}"
+    # The MsgId as WeChat wrote it: a number today, but never trusted to be one.
+    msg_id = str(data.get("MsgId") or "").strip()
+    key = bounded_key(f"wx:{msg_id}" if msg_id else f"wx:{source}:{created}:{raw}")
     text = ""
     if raw == "text":
-        text = msg.content or ""
+        text = str(data.get("Content") or "")
     elif raw == "voice":
-        text = getattr(msg, "recognition", None) or ""  # speech recognised by WeChat, if enabled
+        text = str(data.get("Recognition") or "")  # speech recognised by WeChat, if enabled
     kind = raw if raw in MESSAGE_KINDS else "other"
-    media_id = msg._data.get("MediaId")
-    return Inbound("wechat", msg.source, kind, key, text=text, media_id=media_id, raw_type=raw), msg
+    media_id = str(data.get("MediaId") or "") or None
+    if media_id is not None and len(media_id) > MAX_MEDIA_ID:
+        log.warning("MediaId of %d characters from %s not kept", len(media_id), source[:8])
+        media_id = None
+    return Inbound("wechat", source, kind, key, text=text, media_id=media_id, raw_type=raw), msg
 
 
-def _event_kind(event: str, msg: Any) -> tuple[str, str | None, str]:
-    key = str(msg._data.get("EventKey") or "")
-    if event == "subscribe_scan":  # wechatpy strips qrscene_ from the key
+def _event_kind(event: str, key: str) -> tuple[str, str | None, str]:
+    if event == "subscribe_scan":  # a scan by a new follower; wechatpy strips qrscene_
         return "subscribe", key, ""
     if event == "subscribe":
         return "subscribe", None, ""
@@ -232,6 +263,9 @@ async def _receive(request: web.Request, settings: Settings, deps: dialog.Deps) 
     except Rejected as exc:
         log.warning("wechat POST refused (%s): %s", exc.status, exc.reason)
         return web.Response(status=exc.status, text=exc.reason)
+    except Ignored as exc:
+        log.warning("wechat POST ignored: %s", exc)
+        return web.Response(text=SUCCESS)
 
     if inbound.kind == "silent":
         return web.Response(text=SUCCESS)
