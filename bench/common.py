@@ -81,7 +81,17 @@ def check_local(url: str) -> None:
 async def _reset_pg(url: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=10)
+    plain = url.replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        conn = await asyncpg.connect(plain, timeout=10)
+    except asyncpg.InvalidCatalogNameError:  # a fresh machine: the benchmark's own database
+        base, name = plain.rsplit("/", 1)
+        admin = await asyncpg.connect(f"{base}/postgres", timeout=10)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close(timeout=5)
+        conn = await asyncpg.connect(plain, timeout=10)
     try:
         await conn.execute("DROP SCHEMA IF EXISTS public CASCADE", timeout=60)
         await conn.execute("CREATE SCHEMA public", timeout=10)
