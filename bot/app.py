@@ -54,10 +54,12 @@ def open_api(settings: Settings, redis: Redis) -> WeChatAPI:
 
 
 async def close_deps(deps: Deps) -> None:
-    if deps.api is not None:
-        await deps.api.http.close()
-    await deps.redis.aclose()
-    await deps.db.dispose()
+    try:
+        if deps.api is not None:
+            await deps.api.http.close()
+        await deps.redis.aclose()
+    finally:
+        await deps.db.dispose()  # even when Redis is gone
 
 
 def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:

@@ -314,12 +314,9 @@ async def chat(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def worker(settings: Settings, args: argparse.Namespace) -> int:
-    from arq.worker import run_worker
+    from bot.worker import run
 
-    from bot.worker import worker_settings
-
-    run_worker(worker_settings(settings))
-    return 0
+    return run(settings)
 
 
 async def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[int]]) -> int:
