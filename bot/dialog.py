@@ -27,7 +27,7 @@ from bot.deps import Deps
 from bot.events import Inbound
 from handlers import bind, judge, menu, texts, unsupported
 from qr import codes
-from storage import audit, state
+from storage import audit, conversations, state
 from storage.models import Message, PendingFlow, Staff
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,8 @@ async def respond(
         ctx = Context(session, inbound, deps.settings, deps.redis, dict(conv), message_id)
         async with asyncio.timeout(within):
             answer = await route(ctx)
+        if ctx.state != conv:  # the step survives a Redis restart: it commits with the message
+            await conversations.save(session, inbound.user, ctx.state)
         if answer:
             await record(
                 session,
@@ -245,6 +247,7 @@ async def _in_turn(
     accepted: asyncio.Event | None,
     store_within: float | None,
 ) -> str | None:
+    await _recall(deps, inbound.user, turn)
     conv, case_id = turn.conversation, turn.conversation.get("case_id")
     if not turn.within_rate:
         # Staff answer many people: they have their own, higher limit (asked only here, past
@@ -275,6 +278,14 @@ async def _in_turn(
         return texts.BUSY
     _set(accepted)
     return answer
+
+
+async def _recall(deps: Deps, user: str, turn: state.Turn) -> None:
+    """Redis had no conversation for the user (a day idle, or Redis lost it): the one kept
+    in the database, if any, is theirs."""
+    if not turn.conversation:
+        async with deps.db.sessions() as session:
+            turn.conversation = await conversations.load(session, user)
 
 
 async def _is_staff(deps: Deps, user: str) -> bool:
@@ -322,6 +333,7 @@ async def resume_stranded(deps: Deps, limit: int = 20) -> int:
         async with state.turn(
             deps.redis, inbound.user, rate_limit=deps.settings.user_rate_per_minute
         ) as turn:
+            await _recall(deps, inbound.user, turn)
             await _resume(deps, inbound, turn, message_id)
     return len(rows)
 

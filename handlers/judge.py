@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from functools import partial
 
 from sqlalchemy import select
 
@@ -58,7 +57,7 @@ async def command(ctx: Context, staff: Staff) -> str:
         return await claim(ctx, staff, ticket)
     if verb == "close":
         await tickets.close(ctx.session, staff=staff, ticket=ticket)
-        ctx.after_commit.append(partial(rating.ask_after_close, ctx.redis, ticket))
+        await rating.ask_after_close(ctx, ticket)
         return texts.STAFF_CLOSED.format(ticket=number)
     await tickets.answer(ctx.session, staff=staff, ticket=ticket, text=body)
     return texts.STAFF_ANSWERED.format(ticket=number)

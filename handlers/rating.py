@@ -4,16 +4,16 @@ or of the court's service in general. One rating per ticket, changeable within a
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy import select
 
 from bot import tickets
 from bot.clock import now
 from bot.context import Context
 from handlers import texts
-from storage import audit, state
+from storage import audit, conversations, state
 from storage.models import Binding, Case, Rating, Ticket
 
 CHANGE_WINDOW = timedelta(days=1)
@@ -134,8 +134,12 @@ async def _save(ctx: Context, case: Case, score: int) -> Rating | None:
     return rating
 
 
-async def ask_after_close(redis: Redis, ticket: Ticket) -> None:
-    """When a ticket is closed, the litigant's next message 1/2/3 rates it."""
-    conv: dict[str, Any] = await state.load_conversation(redis, ticket.openid)
+async def ask_after_close(ctx: Context, ticket: Ticket) -> None:
+    """When a ticket is closed, the litigant's next message 1/2/3 rates it. Their
+    conversation is kept with the closing (it survives Redis) and cached once it commits."""
+    conv: dict[str, Any] = await state.load_conversation(
+        ctx.redis, ticket.openid
+    ) or await conversations.load(ctx.session, ticket.openid)
     conv.update(case_id=ticket.case_id, step="rate", sub="score", rate_ticket=ticket.id)
-    await state.save_conversation(redis, ticket.openid, conv)
+    await conversations.save(ctx.session, ticket.openid, conv)
+    ctx.after_commit.append(partial(state.save_conversation, ctx.redis, ticket.openid, conv))

@@ -150,6 +150,15 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
 
 
+class Conversation(SQLModel, table=True):
+    """A person's place in a flow, saved with the message that moved it (storage.conversations);
+    Redis keeps the same as a cache."""
+
+    user: str = Field(primary_key=True, max_length=64)
+    state: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    updated_at: datetime = Field(default_factory=now)
+
+
 class FailedAttempt(SQLModel, table=True):
     """A wrong try at a secret (a case's phone digits, a staff bind code). Limits count these
     rows, so a Redis restart hands out no fresh guesses (bot.attempts)."""

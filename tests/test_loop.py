@@ -706,3 +706,30 @@ async def test_a_forgotten_conversation_finds_the_case_again(world: World) -> No
     await verify_litigant(w)
     await w.deps.redis.flushdb()
     assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+
+
+async def test_a_redis_restart_mid_question_loses_nothing(world: World) -> None:
+    """Redis restarted (persistence off) between "1" and the question: the question still
+    becomes a ticket and the judge is told; so does a rating asked for before the restart."""
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    await w.deps.redis.flushdb()
+    received = await w.say(LITIGANT, "请问开庭要带什么材料？")
+    assert "已收到您的咨询" in received, received
+    number = int(re.search(r"#(\d+)", received).group(1))  # type: ignore[union-attr]
+    await w.deliver()
+    assert any("请问开庭要带什么材料？" in n for n in w.inbox(JUDGE_WX))
+    # The judge closes it; the litigant is asked to rate; Redis restarts again.
+    assert await w.say(JUDGE_WX, f"#{number} 结") == texts.STAFF_CLOSED.format(ticket=number)
+    await w.deps.redis.flushdb()
+    assert "谢谢您的评价" in await w.say(LITIGANT, "1")
+    # A day idle, the step is forgotten in the database as in Redis.
+    assert await w.say(LITIGANT, "0")  # back to the menu
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    await w.deps.redis.flushdb()
+    later = clock.now() + timedelta(days=2)
+    clock.set_clock(lambda: later)
+    # "2" is a menu choice again (投诉), not a question.
+    assert await w.say(LITIGANT, "2") == texts.COMPLAIN_ABOUT
