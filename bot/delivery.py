@@ -20,10 +20,13 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.clock import now
+from bot import metrics
+from bot.clock import now, to_china
 from bot.deps import Deps
 from bot.wechat_api import (
     DAILY_LIMIT,
+    MINUTE_LIMIT,
+    PERMANENT,
     QUOTA_USED,
     WINDOW_CLOSED,
     TransientError,
@@ -31,15 +34,20 @@ from bot.wechat_api import (
     WeChatError,
 )
 from storage import audit
+from storage.db import Database
 from storage.models import Outbox
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)  # well past the API client's 10 s timeout
-MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 5
 BACKOFF_MAX_S = 3600
 DAILY_LIMIT_WAIT = timedelta(hours=1)
+MINUTE_LIMIT_WAIT = timedelta(minutes=1)
+# A row that could not be sent for this long is failed (and listed by `mst outbox`), even
+# for errors that might pass: by then a person must look at it.
+GIVE_UP_AFTER = timedelta(days=3)
+GIVE_UP_TRIES = 8
 LINK_TTL = timedelta(days=7)
 
 
@@ -95,22 +103,35 @@ async def deliver_due(deps: Deps, api: WeChatAPI, limit: int = 20) -> int:
 
 
 async def deliver_one(deps: Deps, api: WeChatAPI, row: Outbox) -> None:
+    """Send one claimed row. Only an error no retry can change (PERMANENT: the person
+    unfollowed, blocked us, is no user of ours) fails it at once; anything else — WeChat
+    down, tokens refused, quotas, our own configuration — is tried again with a growing
+    pause, and fails only after GIVE_UP_AFTER, with its reason kept."""
     payload: dict[str, Any] = json.loads(row.payload)
     try:
         via = await _send(deps, api, row, payload)
     except WeChatError as exc:
-        if exc.errcode == DAILY_LIMIT:
+        if exc.errcode in PERMANENT:
+            await _give_up(deps, row, f"{exc.errcode} {PERMANENT[exc.errcode]}")
+        elif exc.errcode == DAILY_LIMIT:
             await _retry_later(deps, row, f"{exc}", now() + DAILY_LIMIT_WAIT)
+        elif exc.errcode == MINUTE_LIMIT:
+            await _retry_later(deps, row, f"{exc}", now() + MINUTE_LIMIT_WAIT)
         else:
-            await _give_up(deps, row, f"{exc}")
+            await _retry_or_give_up(deps, row, f"{exc}")
         return
     except TransientError as exc:
-        if row.attempts >= MAX_ATTEMPTS:
-            await _give_up(deps, row, f"{exc} (after {row.attempts} attempts)")
-        else:
-            await _retry_later(deps, row, f"{exc}", now() + backoff(row.attempts))
+        await _retry_or_give_up(deps, row, f"{exc}")
         return
     await _finish(deps, row, via)
+
+
+async def _retry_or_give_up(deps: Deps, row: Outbox, error: str) -> None:
+    # Old and tried many times (a requeued row starts counting its tries afresh).
+    if row.created_at < now() - GIVE_UP_AFTER and row.attempts >= GIVE_UP_TRIES:
+        await _give_up(deps, row, f"{error} (not sent in {GIVE_UP_AFTER.days} days)")
+    else:
+        await _retry_later(deps, row, error, now() + backoff(row.attempts))
 
 
 async def _send(deps: Deps, api: WeChatAPI, row: Outbox, payload: dict[str, Any]) -> str:
@@ -136,7 +157,7 @@ async def _send(deps: Deps, api: WeChatAPI, row: Outbox, payload: dict[str, Any]
         {
             "first": payload.get("notice") or "您有一条新消息",
             "keyword1": payload.get("case_number", ""),
-            "keyword2": now().astimezone().strftime("%Y-%m-%d %H:%M"),
+            "keyword2": to_china(now()).strftime("%Y-%m-%d %H:%M"),  # the court's time
             "remark": "点击查看详情。",
         },
         url=reply_link(settings.public_base_url, settings.secret_key, row),
@@ -180,6 +201,7 @@ async def _finish(deps: Deps, row: Outbox, via: str) -> None:
         ):
             log.warning("outbox %s: claim lost before it was marked sent", row.id)
             return
+        metrics.DELIVERIES.labels(via).inc()
         await audit.append(
             session,
             actor="worker",
@@ -197,6 +219,7 @@ async def _finish(deps: Deps, row: Outbox, via: str) -> None:
 
 async def _retry_later(deps: Deps, row: Outbox, error: str, when: Any) -> None:
     log.warning("outbox %s: attempt %d failed (%s); next try %s", row.id, row.attempts, error, when)
+    metrics.DELIVERIES.labels("retry").inc()
     async with deps.db.transaction() as session:
         await _mark(
             session,
@@ -210,6 +233,7 @@ async def _retry_later(deps: Deps, row: Outbox, error: str, when: Any) -> None:
 
 async def _give_up(deps: Deps, row: Outbox, error: str) -> None:
     log.error("outbox %s: giving up: %s", row.id, error)
+    metrics.DELIVERIES.labels("failed").inc()
     async with deps.db.transaction() as session:
         if await _mark(session, row, status="failed", claimed_until=None, last_error=error[:500]):
             await audit.append(
@@ -220,3 +244,28 @@ async def _give_up(deps: Deps, row: Outbox, error: str) -> None:
                 case_id=row.case_id,
                 payload={"to": row.recipient, "error": error[:200], "ticket": row.ticket_id},
             )
+
+
+async def requeue_failed(db: Database, ids: list[int] | None, *, actor: str) -> int:
+    """`mst outbox retry`: failed rows (all, or those `ids`) are tried again from now."""
+    async with db.transaction() as session:
+        which = [Outbox.status == "failed"]
+        if ids:
+            which.append(Outbox.id.in_(ids))  # type: ignore[union-attr]
+        rows = list((await session.execute(select(Outbox.id, Outbox.case_id).where(*which))).all())
+        if not rows:
+            return 0
+        await session.execute(
+            update(Outbox)
+            .where(Outbox.id.in_([r.id for r in rows]))  # type: ignore[union-attr]
+            .values(status="pending", next_attempt_at=now(), attempts=0, last_error=None)
+        )
+        for row_id, case_id in rows:
+            await audit.append(
+                session,
+                actor=actor,
+                action="delivery.requeued",
+                subject=f"outbox:{row_id}",
+                case_id=case_id,
+            )
+    return len(rows)

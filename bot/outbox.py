@@ -5,9 +5,11 @@ on WeChat's API."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import now
@@ -79,3 +81,37 @@ async def tell(
         case_id=case.id if case is not None else None,
         ticket_id=ticket_id,
     )
+
+
+@dataclass
+class Report:
+    """The outbox as an operator (`mst outbox`) and /healthz see it."""
+
+    counts: dict[str, int]
+    oldest_waiting: datetime | None  # the oldest notice not yet sent (pending or sending)
+    failed: list[Outbox] = field(default_factory=list)
+
+
+async def report(session: AsyncSession, *, failed_limit: int = 50) -> Report:
+    counts = {
+        status: int(n)
+        for status, n in (
+            await session.execute(select(Outbox.status, func.count()).group_by(Outbox.status))
+        ).all()
+    }
+    oldest = (
+        await session.execute(
+            select(func.min(Outbox.created_at)).where(Outbox.status.in_(("pending", "sending")))  # type: ignore[attr-defined]
+        )
+    ).scalar()
+    failed = list(
+        (
+            await session.execute(
+                select(Outbox)
+                .where(Outbox.status == "failed")
+                .order_by(Outbox.id.desc())  # type: ignore[union-attr]
+                .limit(failed_limit)
+            )
+        ).scalars()
+    )
+    return Report(counts, oldest, failed)

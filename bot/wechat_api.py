@@ -16,6 +16,8 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
+from bot import metrics
+from bot.clock import now
 from storage import state
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,18 @@ TOKEN_INVALID = {40001, 40014, 42001}  # invalid credential / invalid token / to
 WINDOW_CLOSED = 45015  # more than 48 h since the user last wrote
 QUOTA_USED = 45047  # customer-service quota for this user message used up
 DAILY_LIMIT = 45009  # the API's daily call quota reached
+MINUTE_LIMIT = 45011  # calls per minute over the limit
 SYSTEM_BUSY = -1
+# What no retry will change for this recipient: the row fails, with the reason.
+PERMANENT = {
+    40003: "不合法的 OpenID（不是本公众号的用户）",
+    43004: "对方没有关注或已取消关注公众号",
+    43019: "对方已将公众号拉黑",
+    50002: "对方的微信账号受限",
+}
+# Token fetches are capped per day: after one, refuse to fetch another for this long; a
+# token WeChat still refuses meanwhile means "try the call later", not "fetch again".
+TOKEN_REFRESH_FLOOR_S = 60
 # Refresh this long before WeChat's stated expiry, so no call carries a dying token.
 TOKEN_MARGIN_S = 300
 TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
@@ -55,8 +68,14 @@ class WeChatAPI:
     def _token_key(self) -> str:
         return f"{state.PREFIX}wx:token:{self.app_id}"
 
+    @property
+    def _fetched_key(self) -> str:
+        return f"{state.PREFIX}wx:token-fetched:{self.app_id}"
+
     async def token(self, *, stale: str | None = None) -> str:
-        """The shared token. `stale`: a token WeChat just refused — replace it, once."""
+        """The shared token. `stale`: a token WeChat just refused — replace it, unless one
+        was fetched within TOKEN_REFRESH_FLOOR_S (then TransientError: call again later).
+        Single-flight across processes: one fetch under the lock, the others reuse it."""
         cached = await self.redis.get(self._token_key)
         if cached and cached != stale:
             return cached
@@ -65,6 +84,13 @@ class WeChatAPI:
             cached = await self.redis.get(self._token_key)
             if cached and cached != stale:
                 return cached
+            fetched = float(await self.redis.get(self._fetched_key) or 0)
+            if stale and now().timestamp() - fetched < TOKEN_REFRESH_FLOOR_S:
+                raise TransientError(
+                    f"wechat refused a token fetched under {TOKEN_REFRESH_FLOOR_S} s ago; "
+                    "not fetching another yet"
+                )
+            await self.redis.set(self._fetched_key, f"{now().timestamp():.3f}", ex=86400)
             data = await self._request(
                 "GET",
                 "/cgi-bin/token",
@@ -78,23 +104,26 @@ class WeChatAPI:
             ttl = max(int(data.get("expires_in", 7200)) - TOKEN_MARGIN_S, 60)
             await self.redis.set(self._token_key, token, ex=ttl)
             log.info("wechat access token refreshed (valid %d s)", ttl)
+            metrics.TOKEN_REFRESHES.inc()
             return token
 
     async def call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST with the shared token; a refused token is refreshed and the call retried once."""
+        """POST with the shared token; a refused token is refreshed and the call tried once
+        more. Refused again, it is WeChat's trouble or ours to wait out: TransientError."""
         token = await self.token()
-        try:
-            return await self._request(
-                "POST", path, params={"access_token": token}, payload=payload
-            )
-        except WeChatError as exc:
-            if exc.errcode not in TOKEN_INVALID:
-                raise
-            log.warning("wechat refused the access token (%s); refreshing", exc.errcode)
-            token = await self.token(stale=token)
-            return await self._request(
-                "POST", path, params={"access_token": token}, payload=payload
-            )
+        for attempt in range(2):
+            try:
+                return await self._request(
+                    "POST", path, params={"access_token": token}, payload=payload
+                )
+            except WeChatError as exc:
+                if exc.errcode not in TOKEN_INVALID:
+                    raise
+                if attempt == 1:
+                    raise TransientError(f"{path}: token refused twice ({exc})") from exc
+                log.warning("wechat refused the access token (%s); refreshing", exc.errcode)
+                token = await self.token(stale=token)
+        raise AssertionError("unreachable")
 
     async def _request(
         self,

@@ -15,7 +15,7 @@ import pytest
 import zxingcpp
 from defusedxml import ElementTree
 from PIL import Image
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from bot import staff as staff_codes
 from bot.config import Settings
@@ -360,3 +360,32 @@ async def test_a_configuration_error_exits_2_with_one_line(
     assert run.out == ""
     [line] = run.err.strip().splitlines()
     assert line.startswith("mst: configuration error:") and name in line
+
+
+async def test_outbox_lists_failed_notices_and_retries_them(
+    deps: Deps, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    from bot import outbox as queue
+    from storage.models import Outbox
+
+    async with deps.db.transaction() as s:
+        await queue.tell(s, "oFailed00000000000000001", "您的咨询 #3 已有答复，电话13800001234")
+        await queue.tell(s, "oWaiting0000000000000001", "还在等")
+    async with deps.db.transaction() as s:
+        await s.execute(
+            update(Outbox)
+            .where(Outbox.recipient == "oFailed00000000000000001")
+            .values(status="failed", last_error="43004 对方没有关注或已取消关注公众号")
+        )
+    run = await mst(cli_env, tmp_path, "outbox", "--json")
+    assert run.code == 0, run.err
+    listed = json.loads(run.out)
+    assert listed["counts"] == {"failed": 1, "pending": 1}
+    assert [f["error"] for f in listed["failed"]] == ["43004 对方没有关注或已取消关注公众号"]
+    human = await mst(cli_env, tmp_path, "outbox")
+    assert "失败 1 条" in human.out and "mst outbox retry" in human.out
+    assert "13800001234" not in human.out  # phone numbers masked
+    retried = await mst(cli_env, tmp_path, "outbox", "retry", "--json")
+    assert json.loads(retried.out) == {"requeued": 1}
+    after = json.loads((await mst(cli_env, tmp_path, "outbox", "--json")).out)
+    assert after["counts"] == {"pending": 2} and after["failed"] == []

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from bot import clock, delivery, jobs
+from bot import clock, delivery, jobs, wechat_api
 from bot.app import create_app
 from bot.config import Settings
 from bot.deps import Deps
@@ -358,20 +358,79 @@ async def answered_ticket(w: World) -> int:
     return number
 
 
-async def test_refused_token_is_refreshed_once(world: World) -> None:
+async def test_refused_token_is_refreshed_once(world: World, frozen_clock: list[datetime]) -> None:
     w = world
     await answered_ticket(w)
     issued = w.fake.tokens_issued
+    frozen_clock[0] += timedelta(seconds=wechat_api.TOKEN_REFRESH_FLOOR_S + 1)
     w.fake.expire_tokens()  # WeChat no longer accepts the cached token: 40001
     assert await w.deliver() == 1
     assert w.inbox(LITIGANT)[-1].endswith("答复内容")
     assert w.fake.tokens_issued == issued + 1
 
 
-async def test_injected_40001_then_success(world: World) -> None:
+async def test_a_token_refused_just_after_its_fetch_is_not_fetched_again_at_once(
+    world: World, frozen_clock: list[datetime]
+) -> None:
+    """Token fetches are capped per day: within the floor a refused token means 'later'."""
     w = world
     await answered_ticket(w)
+    issued = w.fake.tokens_issued
     w.fake.fail("/cgi-bin/message/custom/send", 40001)
+    await w.deliver()
+    assert w.inbox(LITIGANT) == [] and w.fake.tokens_issued == issued
+    frozen_clock[0] += timedelta(seconds=6)  # the row's backoff; the token was fine after all
+    await w.deliver()
+    assert w.inbox(LITIGANT) == ["法官张伟回复 #1：答复内容"]
+    assert w.fake.tokens_issued == issued
+
+
+async def test_a_wechat_token_outage_fails_nothing_and_fetches_few_tokens(
+    world: World, frozen_clock: list[datetime]
+) -> None:
+    """WeChat answered 40001 to everything for a while: every notice waits and goes out
+    once it is over, with a token fetched at most once per floor, not once per notice."""
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    await w.say(LITIGANT, "1")
+    for i in range(10):
+        await w.say(LITIGANT, f"补充{i}")  # 10 notices to the judge
+    issued = w.fake.tokens_issued
+    w.fake.fail("/cgi-bin/message/custom/send", 40001, times=10_000)
+    for _ in range(6):  # 30 s of outage, a delivery pass every 5 s
+        await w.deliver()
+        frozen_clock[0] += timedelta(seconds=5)
+    assert w.inbox(JUDGE_WX) == []
+    assert w.fake.tokens_issued - issued <= 1  # within one floor: one fetch at most
+    async with w.deps.db.sessions() as s:
+        rows = (await s.execute(select(Outbox).where(Outbox.recipient == JUDGE_WX))).scalars()
+        assert {r.status for r in rows} == {"pending"}
+    w.fake.clear_failures()
+    for _ in range(12):  # the backoff has grown: let an hour pass, a pass each 5 minutes
+        frozen_clock[0] += timedelta(minutes=5)
+        await w.deliver()
+    assert len(w.inbox(JUDGE_WX)) == 10
+
+
+async def test_only_truly_permanent_errors_fail_a_row(
+    world: World, frozen_clock: list[datetime]
+) -> None:
+    w = world
+    await answered_ticket(w)
+    w.fake.fail("/cgi-bin/message/custom/send", 48001)  # not allowed: our configuration
+    await w.deliver()
+    async with w.deps.db.sessions() as s:
+        row = (await s.execute(select(Outbox).where(Outbox.recipient == LITIGANT))).scalar_one()
+    assert row.status == "pending" and "48001" in (row.last_error or "")
+    frozen_clock[0] += timedelta(seconds=6)
+    w.fake.fail("/cgi-bin/message/custom/send", 43004)  # the person unfollowed
+    await w.deliver()
+    async with w.deps.db.sessions() as s:
+        row = (await s.execute(select(Outbox).where(Outbox.recipient == LITIGANT))).scalar_one()
+    assert row.status == "failed" and row.last_error == "43004 对方没有关注或已取消关注公众号"
+    # Requeued by an operator, it is tried again (and goes out).
+    assert await delivery.requeue_failed(w.deps.db, None, actor="admin") == 1
     await w.deliver()
     assert w.inbox(LITIGANT) == ["法官张伟回复 #1：答复内容"]
 

@@ -56,6 +56,10 @@ class FakeWeChat:
         """The next `times` calls to `path` answer `errcode` (-500 means an HTTP 500)."""
         self._failures[path].extend([errcode] * times)
 
+    def clear_failures(self) -> None:
+        """The outage is over: no more injected errors."""
+        self._failures.clear()
+
     def close_window(self, openid: str) -> None:
         self._closed_windows.add(openid)
 
