@@ -4,13 +4,15 @@ and closed on cleanup (aiohttp signals)."""
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy import inspect
 
-from bot import jobs, keys
+from bot import jobs, keys, metrics
 from bot import web as pages
 from bot.channels import wechat
 from bot.config import ConfigError, Settings
@@ -62,9 +64,28 @@ async def close_deps(deps: Deps) -> None:
         await deps.db.dispose()  # even when Redis is gone
 
 
+@web.middleware
+async def measured(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Requests and latencies by route pattern (never by raw path: ids would explode it)."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response: web.StreamResponse = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.REQUESTS.labels(route, str(status)).inc()
+        metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
+
+
 def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
     """`deps` given (tests, demo): the caller owns them; otherwise opened and closed here."""
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[measured])
     app[keys.SETTINGS] = settings
     wechat.setup(app)
     pages.setup(app)

@@ -38,6 +38,7 @@ async def deliver_outbox(deps: Deps) -> int:
     """Deliver what is due in the outbox (a bounded number of passes per run)."""
     if deps.api is None:
         return 0
+    await state.heartbeat(deps.redis)  # /healthz tells a dead worker by this
     total = 0
     for _ in range(MAX_PASSES):
         handled = await delivery.deliver_due(deps, deps.api)

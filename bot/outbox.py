@@ -115,3 +115,13 @@ async def report(session: AsyncSession, *, failed_limit: int = 50) -> Report:
         ).scalars()
     )
     return Report(counts, oldest, failed)
+
+
+async def failed_since(session: AsyncSession, since: datetime) -> int:
+    return int(
+        (
+            await session.execute(
+                select(func.count()).where(Outbox.status == "failed", Outbox.created_at >= since)
+            )
+        ).scalar_one()
+    )

@@ -7,11 +7,16 @@ import hmac
 import html
 import json
 import logging
+import time
+from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 
-from bot import delivery, enforcement, keys
+from bot import delivery, enforcement, keys, metrics, outbox
+from bot.clock import now
 from qr import codes, tokens
+from storage import state
 from storage.models import Outbox
 
 log = logging.getLogger(__name__)
@@ -19,22 +24,85 @@ CHECK_TIMEOUT_S = 2.0
 MAX_ROW_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
 
 
+# /healthz turns 503 past these: the jobs have not run (a dead worker), a notice has
+# waited too long, or many notices failed lately. Each needs a person.
+JOBS_STALE_S = 120.0
+WAITING_TOO_LONG_S = 600.0
+FAILED_LAST_HOUR_MAX = 20
+STARTED = time.monotonic()
+
+
 async def healthz(request: web.Request) -> web.Response:
     deps = request.app[keys.DEPS]
-    report: dict[str, str] = {}
+    report: dict[str, Any] = {}
+    problems: list[str] = []
     for name, check in (("database", deps.db.ping), ("redis", deps.redis.ping)):
         try:
             await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
             report[name] = "ok"
         except Exception as exc:
             report[name] = f"down: {type(exc).__name__}"
+            problems.append(name)
             log.warning("health: %s is down: %s", name, exc)
     report["redis_mode"] = "redis" if deps.settings.redis_url else "in-process"
     report["database_kind"] = deps.db.dialect
-    ok = all(report[k] == "ok" for k in ("database", "redis"))
+    if "redis" not in problems:
+        age = await state.heartbeat_age(deps.redis)
+        report["jobs_last_ran_s"] = None if age is None else round(age, 1)
+        # No heartbeat yet is fine for a process that has just started.
+        if (age if age is not None else time.monotonic() - STARTED) > JOBS_STALE_S:
+            problems.append("jobs")
+    if "database" not in problems:
+        try:
+            async with deps.db.sessions() as session:
+                waiting = await outbox.report(session, failed_limit=0)
+                failed_lately = await outbox.failed_since(session, now() - timedelta(hours=1))
+        except Exception as exc:  # e.g. a schema not yet migrated
+            report["outbox"] = f"unreadable: {type(exc).__name__}"
+            problems.append("outbox")
+            return _health(report, problems)
+        oldest = (
+            None
+            if waiting.oldest_waiting is None
+            else round((now() - waiting.oldest_waiting).total_seconds(), 1)
+        )
+        report["outbox"] = {
+            "waiting": waiting.counts.get("pending", 0) + waiting.counts.get("sending", 0),
+            "oldest_waiting_s": oldest,
+            "failed": waiting.counts.get("failed", 0),
+            "failed_last_hour": failed_lately,
+        }
+        if oldest is not None and oldest > WAITING_TOO_LONG_S:
+            problems.append("outbox")
+        if failed_lately >= FAILED_LAST_HOUR_MAX:
+            problems.append("deliveries")
+    return _health(report, problems)
+
+
+def _health(report: dict[str, Any], problems: list[str]) -> web.Response:
+    report["problems"] = problems
     return web.json_response(
-        {"status": "ok" if ok else "degraded", **report}, status=200 if ok else 503
+        {"status": "degraded" if problems else "ok", **report}, status=503 if problems else 200
     )
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """Prometheus text format: this process's counters, and the outbox as it stands."""
+    deps = request.app[keys.DEPS]
+    try:
+        async with deps.db.sessions() as session:
+            waiting = await outbox.report(session, failed_limit=0)
+        for status in ("pending", "sending", "sent", "failed"):
+            metrics.OUTBOX_ROWS.labels(status).set(waiting.counts.get(status, 0))
+        metrics.OUTBOX_OLDEST.set(
+            0
+            if waiting.oldest_waiting is None
+            else (now() - waiting.oldest_waiting).total_seconds()
+        )
+    except Exception as exc:  # the counters still say something; the gauges keep their last
+        log.warning("metrics: the outbox could not be read: %s", exc)
+    body, content_type = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 PAGE = """<!doctype html>
@@ -158,5 +226,6 @@ async def enforcement_events(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app.router.add_post("/api/enforcement/events", enforcement_events)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/q/{token}", landing)
     app.router.add_get("/m/{row_id}", waiting_message)

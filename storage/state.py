@@ -275,3 +275,19 @@ async def turn(
                 DEDUPE_TTL_S,
             ],
         )
+
+
+# -- the jobs' heartbeat -------------------------------------------------------------
+
+HEARTBEAT_KEY = f"{PREFIX}heartbeat:jobs"
+
+
+async def heartbeat(r: Redis) -> None:
+    """The background jobs ran just now (whoever runs them: a worker or the web process)."""
+    await r.set(HEARTBEAT_KEY, f"{time.time():.3f}", ex=24 * 3600)
+
+
+async def heartbeat_age(r: Redis) -> float | None:
+    """Seconds since the jobs last ran, or None if they never did (or Redis forgot)."""
+    value = await r.get(HEARTBEAT_KEY)
+    return None if value is None else max(time.time() - float(value), 0.0)

@@ -7,12 +7,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
+from sqlalchemy import update
 
 from bot.app import create_app
 from bot.config import Settings
@@ -76,6 +78,9 @@ async def test_healthy(client: TestClient, deps: Deps, settings: Settings) -> No
         "redis": "ok",
         "redis_mode": "redis" if settings.redis_url else "in-process",
         "database_kind": deps.db.dialect,
+        "jobs_last_ran_s": None,  # no worker yet, but the process has only just started
+        "outbox": {"waiting": 0, "oldest_waiting_s": None, "failed": 0, "failed_last_hour": 0},
+        "problems": [],
     }
     assert body["database_kind"] == ("sqlite" if settings.is_sqlite else "postgresql")
 
@@ -211,3 +216,56 @@ async def test_serve_stops_cleanly_when_told_twice(settings: Settings, deps: Dep
     stderr = err.decode()
     assert "Traceback" not in stderr and "Exception closing" not in stderr, stderr
     assert proc.returncode == 0, stderr
+
+
+# -- what /healthz adds about the work behind the web: jobs, the outbox ------------------
+
+
+async def test_a_dead_worker_turns_health_503(client: TestClient, deps: Deps) -> None:
+    await state.heartbeat(deps.redis)
+    assert (await client.get("/healthz")).status == 200
+    await deps.redis.set(state.HEARTBEAT_KEY, f"{time.time() - 300:.3f}")  # 5 minutes silent
+    resp = await client.get("/healthz")
+    body = await resp.json()
+    assert resp.status == 503 and body["problems"] == ["jobs"] and body["jobs_last_ran_s"] >= 300
+
+
+async def test_a_notice_waiting_too_long_or_many_failing_turn_health_503(
+    client: TestClient, deps: Deps
+) -> None:
+    from bot import outbox
+    from bot.clock import now
+    from storage.models import Outbox
+
+    await state.heartbeat(deps.redis)
+    async with deps.db.transaction() as s:
+        await outbox.tell(s, "oWaiting0000000000000001", "还在等")
+        await s.execute(update(Outbox).values(created_at=now() - timedelta(minutes=11)))
+    body = await (await client.get("/healthz")).json()
+    assert body["problems"] == ["outbox"] and body["outbox"]["oldest_waiting_s"] >= 660
+    async with deps.db.transaction() as s:
+        await s.execute(update(Outbox).values(status="sent"))
+        for i in range(20):
+            await outbox.tell(s, f"oGone{i:019d}", "对方已取消关注")
+        await s.execute(update(Outbox).where(Outbox.status == "pending").values(status="failed"))
+    resp = await client.get("/healthz")
+    body = await resp.json()
+    assert resp.status == 503 and body["problems"] == ["deliveries"]
+    assert body["outbox"]["failed_last_hour"] == 20
+
+
+async def test_metrics_in_prometheus_text(client: TestClient, deps: Deps) -> None:
+    from bot import outbox
+
+    async with deps.db.transaction() as s:
+        await outbox.tell(s, "oWaiting0000000000000001", "还在等")
+    await client.get("/healthz")
+    await client.get("/m/123456789012")  # a route pattern, not the raw path, is the label
+    resp = await client.get("/metrics")
+    text = await resp.text()
+    assert resp.status == 200 and resp.content_type == "text/plain"
+    assert 'mst_http_requests_total{route="/healthz",status="200"}' in text
+    assert 'route="/m/{row_id}",status="404"' in text and "123456789012" not in text
+    assert 'mst_outbox_rows{status="pending"} 1.0' in text
+    assert "mst_outbox_oldest_waiting_seconds" in text
+    assert "mst_wechat_token_refreshes_total" in text
