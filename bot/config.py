@@ -59,8 +59,11 @@ class Settings:
     max_callback_bytes: int = 64 * 1024
     # How far a callback's timestamp may be from our clock (WeChat retries within 15 s).
     timestamp_tolerance_s: int = 300
-    # Callbacks worked on at once per process; beyond it, 503 at once (WeChat retries).
+    # Callbacks worked on at once per process. Beyond it a callback waits for its turn up
+    # to `admit_wait_s`, then gets 503 (WeChat retries): how many get in follows how fast
+    # the server really is, not a fixed count.
     max_in_flight: int = 64
+    admit_wait_s: float = 1.0
     # Messages per user per minute before we ask them to slow down.
     user_rate_per_minute: int = 30
     # Staff answer many people at once; over this their command is refused, visibly.

@@ -7,3 +7,4 @@ from bot.deps import Deps
 
 SETTINGS = web.AppKey("settings", Settings)
 DEPS = web.AppKey("deps", Deps)
+GATE = web.AppKey("gate", object)  # bot.channels.wechat.Gate: admission and known outages

@@ -63,7 +63,10 @@ def connect(url: str, **engine_args: Any) -> Database:
         engine_args.setdefault("max_overflow", 0)
         # Recycle instead of pre-ping: a ping is a round trip on every checkout (two per message).
         engine_args.setdefault("pool_recycle", 1800)
-        engine = create_async_engine(url, **engine_args)
+        # Bounded waits: with PostgreSQL gone a message fails within WeChat's 5 s (503, a
+        # retry) instead of queueing for a connection for half a minute.
+        engine_args.setdefault("pool_timeout", 3)
+        engine = create_async_engine(url, connect_args={"timeout": 3}, **engine_args)
     return Database(engine, async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False))
 
 

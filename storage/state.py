@@ -31,7 +31,15 @@ PENDING = "__pending__"
 def connect(url: str | None) -> Redis:
     if url is None:
         return fakeredis.FakeAsyncRedis(decode_responses=True)
-    return Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    # Bounded waits: with Redis gone a message must fail fast (503, WeChat retries), not
+    # hang past WeChat's 5 s on a socket that never answers.
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+    )
 
 
 def conversation_key(user: str) -> str:

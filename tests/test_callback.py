@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from bot import keys
 from bot.dialog import Deps
 from bot.fake_wechat.callbacks import WeChatServer, event_xml, media_xml, sign, text_xml
 from handlers import texts
@@ -381,7 +382,7 @@ async def test_overload_is_refused_before_anything_is_claimed(
 
     from bot.app import create_app
 
-    busy = replace(settings, max_in_flight=0)
+    busy = replace(settings, max_in_flight=0, admit_wait_s=0.05)
     client = await aiohttp_client(create_app(busy, deps))
     xml = text_xml(USER, "你好", msg_id=777)
     status, _, _ = await post(client, wechat, xml)
@@ -409,8 +410,15 @@ async def test_a_store_that_fails_is_503_and_the_retry_works(
     status, _, raw = await post(client, wechat, xml)
     assert status == 503 and raw != "success"
     assert await count(deps, Message) == 0
+    # While the database is known to be down, others get 503 at once, nothing claimed.
+    other = text_xml(USER + "2", "你好", msg_id=889)
+    status, _, raw = await post(client, wechat, other)
+    assert status == 503 and "database unavailable" in raw
+    assert await state.earlier_answer(deps.redis, "wx:889") is None
+    assert await deps.redis.get(state.seen_key("wx:889")) is None
     monkeypatch.setattr(dialog, "record", real_record)
-    status, reply, _ = await post(client, wechat, xml)  # WeChat's retry
+    client.app[keys.GATE].down_until.clear()  # type: ignore[attr-defined]  # its hold is over
+    status, reply, _ = await post(client, wechat, xml)  # WeChat's retry, 5 s later
     assert status == 200 and reply is not None and reply["Content"] == texts.WELCOME
     assert await count(deps, Message) == 2
 
@@ -526,3 +534,39 @@ async def test_a_sender_id_no_user_could_have_is_ignored_with_success(
     status, reply, raw = await post(client, wechat, xml)
     assert (status, reply, raw) == (200, None, "success")
     assert await count(deps, Message) == 0
+
+
+async def test_redis_down_answers_503_at_once_not_500(
+    aiohttp_client: Any, settings: Any, deps: Deps, wechat: WeChatServer
+) -> None:
+    from redis.asyncio import Redis
+
+    from bot.app import create_app
+
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, decode_responses=True)
+    broken = Deps(settings=settings, db=deps.db, redis=dead)
+    client = await aiohttp_client(create_app(settings, broken))
+    started = time.monotonic()
+    status, _, _ = await post(client, wechat, text_xml(USER, "你好", msg_id=901))
+    assert status == 503
+    status, _, raw = await post(client, wechat, text_xml(USER, "你好", msg_id=902))
+    assert status == 503 and "redis unavailable" in raw  # the second without trying
+    assert time.monotonic() - started < 3
+    assert await count(deps, Message) == 0
+    await dead.aclose()
+
+
+async def test_a_burst_waits_for_a_slot_instead_of_503(
+    aiohttp_client: Any, settings: Any, deps: Deps, wechat: WeChatServer
+) -> None:
+    """More messages at once than slots: they queue briefly and are all answered."""
+    from dataclasses import replace
+
+    from bot.app import create_app
+
+    narrow = replace(settings, max_in_flight=2, admit_wait_s=30)
+    client = await aiohttp_client(create_app(narrow, deps))
+    results = await asyncio.gather(
+        *(post(client, wechat, text_xml(f"{USER}{i}", "你好")) for i in range(12))
+    )
+    assert [status for status, _, _ in results] == [200] * 12

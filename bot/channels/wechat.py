@@ -14,12 +14,15 @@ import hashlib
 import logging
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from xml.etree.ElementTree import ParseError
 
 from aiohttp import web
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as safe_fromstring
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
@@ -228,25 +231,66 @@ async def verify_url(request: web.Request) -> web.Response:
     return web.Response(text=request.query.get("echostr", ""))
 
 
+# A store that just failed is taken as down for this long: callbacks meanwhile get 503 at
+# once instead of each waiting for its own timeout; the first after it tries again.
+OUTAGE_HOLD_S = 1.0
+
+
+@dataclass
+class Gate:
+    """Admission for this process: `slots` callbacks work at once, the rest wait their turn
+    for `wait_s` at most; and which store (database, redis) is known to be down."""
+
+    slots: asyncio.Semaphore
+    wait_s: float
+    down_until: dict[str, float] = field(default_factory=dict)
+
+    def down(self) -> str | None:
+        moment = time.monotonic()
+        return next((k for k, until in self.down_until.items() if until > moment), None)
+
+    def failed(self, exc: BaseException) -> str | None:
+        """Note an outage if `exc` says a store is unreachable; returns which."""
+        store = _store_of(exc)
+        if store is not None:
+            self.down_until[store] = time.monotonic() + OUTAGE_HOLD_S
+        return store
+
+
+def _store_of(exc: BaseException) -> str | None:
+    chain: BaseException | None = exc
+    while chain is not None:
+        if isinstance(chain, RedisError):
+            return "redis"
+        if isinstance(chain, SQLAlchemyError | ConnectionError | OSError | TimeoutError):
+            return "database"
+        chain = chain.__cause__ or chain.__context__
+    return None
+
+
 async def receive(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     deps = request.app[keys.DEPS]
-    if _in_flight[0] >= settings.max_in_flight:
-        # Overloaded: refuse before claiming anything, so WeChat's retry is a clean retry
-        # instead of piling more work on answers that would come too late anyway.
-        log.warning("over %d callbacks in flight; answering 503", settings.max_in_flight)
-        return web.Response(status=503, text="busy, try again")
-    _in_flight[0] += 1
+    gate: Gate = request.app[keys.GATE]  # type: ignore[assignment]
+    down = gate.down()
+    if down is not None:
+        # Refuse before claiming anything, so WeChat's retry is a clean retry.
+        return web.Response(status=503, text=f"{down} unavailable, try again")
     try:
-        return await _receive(request, settings, deps)
+        await asyncio.wait_for(gate.slots.acquire(), gate.wait_s)
+    except TimeoutError:
+        # Overloaded: what waits longer would be answered too late anyway.
+        log.warning("no callback slot within %.1f s; answering 503", gate.wait_s)
+        return web.Response(status=503, text="busy, try again")
+    try:
+        return await _receive(request, settings, deps, gate)
     finally:
-        _in_flight[0] -= 1
+        gate.slots.release()
 
 
-_in_flight = [0]  # callbacks being worked on in this process
-
-
-async def _receive(request: web.Request, settings: Settings, deps: dialog.Deps) -> web.Response:
+async def _receive(
+    request: web.Request, settings: Settings, deps: dialog.Deps, gate: Gate
+) -> web.Response:
     try:
         _, nonce = check_request(settings, request.query)
         body = await read_body(request, settings.max_callback_bytes)
@@ -260,6 +304,10 @@ async def _receive(request: web.Request, settings: Settings, deps: dialog.Deps) 
         )
         if admitted == "replay":
             raise Rejected(403, "timestamp and nonce already used for another message")
+    except (RedisError, OSError) as exc:
+        gate.failed(exc)
+        log.error("redis unavailable (%s); answering 503", exc)
+        return web.Response(status=503, text="temporarily unavailable")
     except Rejected as exc:
         log.warning("wechat POST refused (%s): %s", exc.status, exc.reason)
         return web.Response(status=exc.status, text=exc.reason)
@@ -272,19 +320,27 @@ async def _receive(request: web.Request, settings: Settings, deps: dialog.Deps) 
     if admitted == "retry":
         try:
             answer = await _answer_retry(deps, inbound)
-        except Exception:
-            log.exception("could not handle the retry of %s; WeChat will retry", inbound.key)
+        except Exception as exc:
+            _log_failure(gate, exc, f"could not handle the retry of {inbound.key}")
             return web.Response(status=503, text="temporarily unavailable")
         log.info("wechat retry of %s answered %s", inbound.key, "again" if answer else "success")
         return web.Response(text=render(settings, msg, answer, nonce), content_type="text/xml")
     try:
         answer = await _answer_in_time(deps, inbound)
-    except Exception:
+    except Exception as exc:
         # Not stored (database down?): no answer, so WeChat retries in a few seconds.
-        log.exception("could not store %s; WeChat will retry", inbound.key)
+        _log_failure(gate, exc, f"could not store {inbound.key}")
         return web.Response(status=503, text="temporarily unavailable")
     body_out = render(settings, msg, answer, nonce)
     return web.Response(text=body_out, content_type="text/xml" if answer else "text/plain")
+
+
+def _log_failure(gate: Gate, exc: BaseException, what: str) -> None:
+    store = gate.failed(exc)
+    if store is None:
+        log.exception("%s; WeChat will retry", what)
+    else:  # an outage is one line, not a traceback per message
+        log.error("%s: %s unavailable (%s); WeChat will retry", what, store, type(exc).__name__)
 
 
 async def _answer_retry(deps: dialog.Deps, inbound: Inbound) -> str | None:
@@ -389,5 +445,7 @@ async def finish_behind(timeout_s: float = FINISH_BEHIND_S) -> None:
 
 
 def setup(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    app[keys.GATE] = Gate(asyncio.Semaphore(settings.max_in_flight), settings.admit_wait_s)
     app.router.add_get("/wechat", verify_url)
     app.router.add_post("/wechat", receive)
