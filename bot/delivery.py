@@ -39,7 +39,10 @@ from storage.models import Outbox
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)  # well past the API client's 10 s timeout
+# A claim's lease: past the API client's 10 s timeout, and renewed before a send when a
+# long batch has used half of it. A worker killed mid-send leaves the row to be sent again
+# once the lease runs out: delivery is at least once, the window as small as the lease.
+LEASE = timedelta(seconds=30)
 BACKOFF_BASE_S = 5
 BACKOFF_MAX_S = 3600
 DAILY_LIMIT_WAIT = timedelta(hours=1)
@@ -98,8 +101,21 @@ async def deliver_due(deps: Deps, api: WeChatAPI, limit: int = 20) -> int:
     """One pass: claim and deliver what is due. Returns how many rows were handled."""
     rows = await claim(deps, limit)
     for row in rows:
+        if not await _still_ours(deps, row):
+            continue  # the lease ran out during the batch and another worker took it
         await deliver_one(deps, api, row)
     return len(rows)
+
+
+async def _still_ours(deps: Deps, row: Outbox) -> bool:
+    """Renew the row's lease if half of it is gone, so it is not sent twice meanwhile."""
+    moment = now()
+    if row.claimed_until is not None and row.claimed_until - moment > LEASE / 2:
+        return True
+    async with deps.db.transaction() as session:
+        ours = await _mark(session, row, claimed_until=moment + LEASE)
+    row.claimed_until = moment + LEASE
+    return ours
 
 
 async def deliver_one(deps: Deps, api: WeChatAPI, row: Outbox) -> None:

@@ -522,6 +522,22 @@ async def test_worker_crash_between_claim_and_send(
     assert w.inbox(LITIGANT) == ["法官张伟回复 #1：答复内容"]
 
 
+async def test_a_slow_batch_renews_its_leases_and_a_lost_one_is_not_sent_twice(
+    world: World, frozen_clock: list[datetime]
+) -> None:
+    w = world
+    await answered_ticket(w)
+    [row] = await delivery.claim(w.deps)  # worker A
+    frozen_clock[0] += delivery.LEASE * 0.6  # A's batch is slow: more than half the lease
+    assert await delivery._still_ours(w.deps, row)  # renewed before its send
+    frozen_clock[0] += delivery.LEASE * 0.6
+    assert await w.deliver() == 0  # worker B: the renewed lease still holds
+    frozen_clock[0] += delivery.LEASE  # A stalls for good; B takes the row and sends it
+    assert await w.deliver() == 1
+    assert not await delivery._still_ours(w.deps, row)  # A, back, finds it is not its own
+    assert w.inbox(LITIGANT) == ["法官张伟回复 #1：答复内容"]
+
+
 async def test_concurrent_workers_send_each_row_once(world: World) -> None:
     w = world
     await bind_judge(w)
