@@ -24,7 +24,7 @@ from bot.clock import now
 from qr import tokens
 from storage import db as database
 from storage import state
-from storage.models import Binding, Case, CaseCode, Court, Party, Staff
+from storage.models import Binding, Case, CaseCode, Conversation, Court, Party, Staff
 
 COURT = "衡水市桃城区人民法院"
 JUDGE_OPENID = "oBenchJudge000000000000000001"
@@ -112,6 +112,18 @@ async def _seed(db_url: str, n: int) -> World:
                         "verified_at": stamp,
                     }
                     for oid, cid, pid in zip(openids, case_ids, party_ids, strict=True)
+                ],
+            )
+            # Each in the ask step, kept where the server keeps it (and caches it in Redis).
+            await conn.execute(
+                insert(Conversation.__table__),  # type: ignore[attr-defined]
+                [
+                    {
+                        "user": oid,
+                        "state": json.dumps({"case_id": cid, "step": "ask"}),
+                        "updated_at": stamp,
+                    }
+                    for oid, cid in zip(openids, case_ids, strict=True)
                 ],
             )
             code_tokens = [tokens.new_token() for _ in case_ids]

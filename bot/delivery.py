@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=30)
 BACKOFF_BASE_S = 5
 BACKOFF_MAX_S = 3600
-DAILY_LIMIT_WAIT = timedelta(hours=1)
 MINUTE_LIMIT_WAIT = timedelta(minutes=1)
 # A row that could not be sent for this long is failed (and listed by `mst outbox`), even
 # for errors that might pass: by then a person must look at it.
@@ -129,10 +128,11 @@ async def deliver_one(deps: Deps, api: WeChatAPI, row: Outbox) -> None:
     except WeChatError as exc:
         if exc.errcode in PERMANENT:
             await _give_up(deps, row, f"{exc.errcode} {PERMANENT[exc.errcode]}")
-        elif exc.errcode == DAILY_LIMIT:
-            await _retry_later(deps, row, f"{exc}", now() + DAILY_LIMIT_WAIT)
-        elif exc.errcode == MINUTE_LIMIT:
-            await _retry_later(deps, row, f"{exc}", now() + MINUTE_LIMIT_WAIT)
+        elif exc.errcode in (DAILY_LIMIT, MINUTE_LIMIT):
+            # Quotas: not before a minute, then the usual growing pause (a daily quota
+            # cleared by the operator is noticed within the hour, not the next day).
+            wait = max(MINUTE_LIMIT_WAIT, backoff(row.attempts))
+            await _retry_later(deps, row, f"{exc}", now() + wait)
         else:
             await _retry_or_give_up(deps, row, f"{exc}")
         return

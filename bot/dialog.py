@@ -231,7 +231,7 @@ async def handle(
         rate_limit=deps.settings.user_rate_per_minute,
         remember=inbound.key,
     ) as turn:
-        if not turn.held:
+        if not turn.held and not turn.degraded:
             log.warning(
                 "%s: previous message still busy; handling %s anyway", inbound.user[:8], inbound.key
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -19,8 +20,9 @@ from typing import Any
 import fakeredis
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 
+log = logging.getLogger(__name__)
 PREFIX = "mst:"
 CONVERSATION_TTL_S = 24 * 3600
 # WeChat retries within 15 s; keep the key well past that so a late retry still matches.
@@ -231,6 +233,9 @@ class Turn:
     count: int  # the user's messages in the rate window, this one included
     save: dict[str, Any] | None = None  # set it to store the conversation when the turn ends
     answer: str | None = None  # set it to remember the answer to the message (see `remember`)
+    # Redis could not be reached: no turn, no rate count, no cached conversation. The
+    # message is still handled (the database keeps the conversation and de-duplicates).
+    degraded: bool = False
 
 
 @contextlib.asynccontextmanager
@@ -254,13 +259,18 @@ async def turn(
     token = secrets.token_hex(8)
     keys = [f"{PREFIX}lock:user:{user}", conversation_key(user), f"{PREFIX}rate:user:{user}"]
     give_up = time.monotonic() + wait_s
-    while True:
-        forced = time.monotonic() >= give_up
-        args = [token, int(timeout_s * 1000), rate_window_s, int(forced)]
-        held, raw, count = await r.register_script(_TAKE_TURN)(keys=keys, args=args)
-        if int(held) >= 0:
-            break
-        await asyncio.sleep(0.02)
+    try:
+        while True:
+            forced = time.monotonic() >= give_up
+            args = [token, int(timeout_s * 1000), rate_window_s, int(forced)]
+            held, raw, count = await r.register_script(_TAKE_TURN)(keys=keys, args=args)
+            if int(held) >= 0:
+                break
+            await asyncio.sleep(0.02)
+    except RedisError as exc:
+        log.warning("redis unavailable (%s): %s handled without its turn", exc, user[:8])
+        yield Turn(held=False, conversation={}, within_rate=True, count=0, degraded=True)
+        return
     taken = Turn(
         held=bool(int(held)),
         conversation=json.loads(raw) if raw else {},
@@ -271,31 +281,19 @@ async def turn(
         yield taken
     finally:
         saved, answer = taken.save, taken.answer if remember else None
-        await r.register_script(_END_TURN)(
-            keys=[*keys[:2], seen_key(remember or "")],
-            args=[
-                token if taken.held else "",
-                _conversation_json(saved) if saved else "",
-                CONVERSATION_TTL_S,
-                int(saved is not None),
-                int(answer is not None),
-                answer or "",
-                DEDUPE_TTL_S,
-            ],
-        )
-
-
-# -- the jobs' heartbeat -------------------------------------------------------------
-
-HEARTBEAT_KEY = f"{PREFIX}heartbeat:jobs"
-
-
-async def heartbeat(r: Redis) -> None:
-    """The background jobs ran just now (whoever runs them: a worker or the web process)."""
-    await r.set(HEARTBEAT_KEY, f"{time.time():.3f}", ex=24 * 3600)
-
-
-async def heartbeat_age(r: Redis) -> float | None:
-    """Seconds since the jobs last ran, or None if they never did (or Redis forgot)."""
-    value = await r.get(HEARTBEAT_KEY)
-    return None if value is None else max(time.time() - float(value), 0.0)
+        try:
+            await r.register_script(_END_TURN)(
+                keys=[*keys[:2], seen_key(remember or "")],
+                args=[
+                    token if taken.held else "",
+                    _conversation_json(saved) if saved else "",
+                    CONVERSATION_TTL_S,
+                    int(saved is not None),
+                    int(answer is not None),
+                    answer or "",
+                    DEDUPE_TTL_S,
+                ],
+            )
+        except RedisError as exc:
+            # All of it is in the database already; the cache catches up next time.
+            log.warning("redis unavailable (%s): the turn of %s ends uncached", exc, user[:8])

@@ -258,10 +258,12 @@ class Gate:
 
 
 def _store_of(exc: BaseException) -> str | None:
+    """Which store an error says is unreachable. Redis is not one to hold messages off
+    for: without it they are handled on the database alone."""
     chain: BaseException | None = exc
     while chain is not None:
         if isinstance(chain, RedisError):
-            return "redis"
+            return None
         if isinstance(chain, SQLAlchemyError | ConnectionError | OSError | TimeoutError):
             return "database"
         chain = chain.__cause__ or chain.__context__
@@ -295,19 +297,9 @@ async def _receive(
         _, nonce = check_request(settings, request.query)
         body = await read_body(request, settings.max_callback_bytes)
         inbound, msg = to_inbound(decode(settings, request.query, body))
-        admitted = await state.admit(
-            deps.redis,
-            request.query["timestamp"],
-            nonce,
-            inbound.key,
-            settings.timestamp_tolerance_s * 2,
-        )
+        admitted = await _admit(deps, request.query["timestamp"], nonce, inbound.key, settings)
         if admitted == "replay":
             raise Rejected(403, "timestamp and nonce already used for another message")
-    except (RedisError, OSError) as exc:
-        gate.failed(exc)
-        log.error("redis unavailable (%s); answering 503", exc)
-        return web.Response(status=503, text="temporarily unavailable")
     except Rejected as exc:
         log.warning("wechat POST refused (%s): %s", exc.status, exc.reason)
         return web.Response(status=exc.status, text=exc.reason)
@@ -333,6 +325,22 @@ async def _receive(
         return web.Response(status=503, text="temporarily unavailable")
     body_out = render(settings, msg, answer, nonce)
     return web.Response(text=body_out, content_type="text/xml" if answer else "text/plain")
+
+
+async def _admit(
+    deps: dialog.Deps, timestamp: str, nonce: str, key: str, settings: Settings
+) -> str:
+    """The replay window and retry de-duplication (Redis). With Redis unreachable the
+    message is still taken: the database's unique key de-duplicates it, and the replay
+    window is off until Redis is back (a signed URL is good for the timestamp's 5 minutes
+    only, and the body's own key still keeps each message to one)."""
+    try:
+        return await state.admit(
+            deps.redis, timestamp, nonce, key, settings.timestamp_tolerance_s * 2
+        )
+    except RedisError as exc:
+        log.warning("redis unavailable (%s): taking %s without the replay window", exc, key)
+        return "new"
 
 
 def _log_failure(gate: Gate, exc: BaseException, what: str) -> None:
@@ -397,7 +405,10 @@ async def _process(deps: dialog.Deps, inbound: Inbound, accepted: asyncio.Event)
         # The database has it: an earlier delivery stored it (or our de-duplication store
         # forgot, e.g. restarted). No double; answer as that delivery did, if it is kept.
         log.info("duplicate %s found in the database", inbound.key)
-        return await state.settle(deps.redis, inbound.key) or None
+        try:
+            return await state.settle(deps.redis, inbound.key) or None
+        except RedisError:  # the answer given to it is in the database too
+            return (await dialog.stored_reply(deps, inbound.key))[1]
     except Exception:
         if not accepted.is_set():
             # Not stored: forget the claim so WeChat's retry gets a fresh try.
