@@ -297,3 +297,19 @@ async def turn(
         except RedisError as exc:
             # All of it is in the database already; the cache catches up next time.
             log.warning("redis unavailable (%s): the turn of %s ends uncached", exc, user[:8])
+
+
+# -- the jobs' heartbeat -------------------------------------------------------------
+
+HEARTBEAT_KEY = f"{PREFIX}heartbeat:jobs"
+
+
+async def heartbeat(r: Redis) -> None:
+    """The background jobs ran just now (whoever runs them: a worker or the web process)."""
+    await r.set(HEARTBEAT_KEY, f"{time.time():.3f}", ex=24 * 3600)
+
+
+async def heartbeat_age(r: Redis) -> float | None:
+    """Seconds since the jobs last ran, or None if they never did (or Redis forgot)."""
+    value = await r.get(HEARTBEAT_KEY)
+    return None if value is None else max(time.time() - float(value), 0.0)
