@@ -29,7 +29,6 @@ MAX_ROW_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
 JOBS_STALE_S = 120.0
 WAITING_TOO_LONG_S = 600.0
 FAILED_LAST_HOUR_MAX = 20
-STARTED = time.monotonic()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -50,7 +49,9 @@ async def healthz(request: web.Request) -> web.Response:
         age = await state.heartbeat_age(deps.redis)
         report["jobs_last_ran_s"] = None if age is None else round(age, 1)
         # No heartbeat yet is fine for a process that has just started.
-        if (age if age is not None else time.monotonic() - STARTED) > JOBS_STALE_S:
+        if (
+            age if age is not None else time.monotonic() - request.app[keys.STARTED]
+        ) > JOBS_STALE_S:
             problems.append("jobs")
     if "database" not in problems:
         try:
@@ -224,6 +225,7 @@ async def enforcement_events(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    app[keys.STARTED] = time.monotonic()
     app.router.add_post("/api/enforcement/events", enforcement_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)
