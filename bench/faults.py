@@ -61,6 +61,7 @@ PATIENCE_S = 5.0  # WeChat waits 5 s for an answer...
 TRIES = 3  # ...and tries three times in all
 PG_BIN = Path("/usr/lib/postgresql")
 QUESTION = re.compile(r"第\d+问：开庭需要带什么材料？")
+LINK = re.compile(r"/m/(\d+)\?")
 _MSG_IDS = itertools.count(time.time_ns() // 1000)
 
 
@@ -323,6 +324,24 @@ async def db_facts(pg_url: str, keys: list[str], texts: list[str]) -> dict[str, 
         await conn.close()
 
 
+async def notice_rows(pg_url: str, texts: list[str]) -> dict[str, list[int]]:
+    """The outbox rows (notices to the judge) that carry each question's text."""
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch("SELECT id, payload FROM outbox WHERE payload LIKE '%问：开庭%'")
+    finally:
+        await conn.close()
+    wanted = set(texts)
+    out: dict[str, list[int]] = {}
+    for row in rows:
+        for q in QUESTION.findall(json.loads(row["payload"]).get("text", "")):
+            if q in wanted:
+                out.setdefault(q, []).append(int(row["id"]))
+    return out
+
+
 async def settle(pg_url: str, before: datetime, within_s: float) -> float:
     """Wait (bounded) until no notice made before `before` is waiting; returns how long
     it took (the load goes on meanwhile, so newer ones are always waiting)."""
@@ -472,10 +491,21 @@ async def main_async(args: argparse.Namespace) -> int:
                 acked = [m for m in mine if m.acked]
                 refusals = [t for m in load.sent for t, s in m.tries if s != 200 and t >= healed]
                 recovered = (max(refusals) - healed) if refusals else 0.0
-                # Each question's text is unique: count the notices that carried it.
-                carried = Counter(q for s in fake.sent for q in QUESTION.findall(s.text))
-                twice = sum(1 for m in mine if carried[m.text] > 1)
-                undelivered = sum(1 for m in acked if carried[m.text] == 0)
+                # Each question's text is unique: count the sends that carried its notice,
+                # as a customer-service text or as a template linking to its row.
+                rows_of = await notice_rows(pg.url, [m.text for m in mine])
+                carried = Counter(q for sent in fake.sent for q in QUESTION.findall(sent.text))
+                linked = Counter(
+                    int(r)
+                    for sent in fake.sent
+                    for r in LINK.findall(str(sent.payload.get("url", "")))
+                )
+                delivered = {
+                    m.text: carried[m.text] + sum(linked[r] for r in rows_of.get(m.text, []))
+                    for m in mine
+                }
+                twice = sum(1 for m in mine if delivered[m.text] > 1)
+                undelivered = sum(1 for m in acked if delivered[m.text] == 0)
                 timeline = " → ".join(
                     f"{t - injected:+.0f}s {w}" for t, w in health if t >= start and t <= end + 30
                 )

@@ -231,9 +231,13 @@ async def verify_url(request: web.Request) -> web.Response:
     return web.Response(text=request.query.get("echostr", ""))
 
 
-# A store that just failed is taken as down for this long: callbacks meanwhile get 503 at
-# once instead of each waiting for its own timeout; the first after it tries again.
+# A store that just failed is taken as down for this long; the first callback after it
+# tries again (and so finds out whether it is back).
 OUTAGE_HOLD_S = 1.0
+# While the database is known to be down, a callback waits this long for it to come back
+# before answering 503: WeChat tries three times 5 s apart, so a short outage is ridden
+# out by a later try being held until the database answers again, not lost.
+HOLD_FOR_STORE_S = 3.0
 
 
 @dataclass
@@ -248,6 +252,16 @@ class Gate:
     def down(self) -> str | None:
         moment = time.monotonic()
         return next((k for k, until in self.down_until.items() if until > moment), None)
+
+    async def back_within(self, seconds: float) -> bool:
+        """Wait while a store is known to be down, `seconds` at most: True once it may be
+        back (its hold is over: this callback may be the one that finds out)."""
+        deadline = time.monotonic() + seconds
+        while self.down() is not None:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
 
     def failed(self, exc: BaseException) -> str | None:
         """Note an outage if `exc` says a store is unreachable; returns which."""
@@ -275,7 +289,7 @@ async def receive(request: web.Request) -> web.Response:
     deps = request.app[keys.DEPS]
     gate: Gate = request.app[keys.GATE]  # type: ignore[assignment]
     down = gate.down()
-    if down is not None:
+    if down is not None and not await gate.back_within(HOLD_FOR_STORE_S):
         # Refuse before claiming anything, so WeChat's retry is a clean retry.
         return web.Response(status=503, text=f"{down} unavailable, try again")
     try:
