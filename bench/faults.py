@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import re
 import secrets
