@@ -60,10 +60,10 @@ class Settings:
     # How far a callback's timestamp may be from our clock (WeChat retries within 15 s).
     timestamp_tolerance_s: int = 300
     # Callbacks worked on at once per process. Beyond it a callback waits for its turn up
-    # to `admit_wait_s`, then gets 503 (WeChat retries): how many get in follows how fast
-    # the server really is, not a fixed count.
+    # to `admit_wait_s` (and never past what its answer by 4 s allows), then gets 503
+    # (WeChat retries): how many get in follows how fast the server really is.
     max_in_flight: int = 64
-    admit_wait_s: float = 1.0
+    admit_wait_s: float = 3.0
     # Messages per user per minute before we ask them to slow down.
     user_rate_per_minute: int = 30
     # Staff answer many people at once; over this their command is refused, visibly.

@@ -238,6 +238,7 @@ OUTAGE_HOLD_S = 1.0
 # before answering 503: WeChat tries three times 5 s apart, so a short outage is ridden
 # out by a later try being held until the database answers again, not lost.
 HOLD_FOR_STORE_S = 3.0
+MIN_WORK_S = 1.0  # what a callback keeps, of its ANSWER_BY_S, for its own work
 
 
 @dataclass
@@ -252,6 +253,17 @@ class Gate:
     def down(self) -> str | None:
         moment = time.monotonic()
         return next((k for k, until in self.down_until.items() if until > moment), None)
+
+    async def admit(self, seconds: float) -> bool:
+        """A slot, waited for `seconds` at most."""
+        if not self.slots.locked():
+            await self.slots.acquire()
+            return True
+        try:
+            await asyncio.wait_for(self.slots.acquire(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def back_within(self, seconds: float) -> bool:
         """Wait while a store is known to be down, `seconds` at most: True once it may be
@@ -285,27 +297,33 @@ def _store_of(exc: BaseException) -> str | None:
 
 
 async def receive(request: web.Request) -> web.Response:
+    """Every callback is answered within ANSWER_BY_S of its arrival: time spent waiting for
+    the database to come back or for a slot comes out of the time left to handle it."""
     settings = request.app[keys.SETTINGS]
     deps = request.app[keys.DEPS]
     gate: Gate = request.app[keys.GATE]  # type: ignore[assignment]
+    deadline = time.monotonic() + ANSWER_BY_S
     down = gate.down()
-    if down is not None and not await gate.back_within(HOLD_FOR_STORE_S):
+    if down is not None and not await gate.back_within(min(HOLD_FOR_STORE_S, _left(deadline))):
         # Refuse before claiming anything, so WeChat's retry is a clean retry.
         return web.Response(status=503, text=f"{down} unavailable, try again")
-    try:
-        await asyncio.wait_for(gate.slots.acquire(), gate.wait_s)
-    except TimeoutError:
+    if not await gate.admit(min(gate.wait_s, _left(deadline))):
         # Overloaded: what waits longer would be answered too late anyway.
-        log.warning("no callback slot within %.1f s; answering 503", gate.wait_s)
+        log.warning("no callback slot in time; answering 503")
         return web.Response(status=503, text="busy, try again")
     try:
-        return await _receive(request, settings, deps, gate)
+        return await _receive(request, settings, deps, gate, deadline)
     finally:
         gate.slots.release()
 
 
+def _left(deadline: float) -> float:
+    """How long a callback may still wait and keep MIN_WORK_S to be handled in."""
+    return max(deadline - MIN_WORK_S - time.monotonic(), 0.0)
+
+
 async def _receive(
-    request: web.Request, settings: Settings, deps: dialog.Deps, gate: Gate
+    request: web.Request, settings: Settings, deps: dialog.Deps, gate: Gate, deadline: float
 ) -> web.Response:
     try:
         _, nonce = check_request(settings, request.query)
@@ -325,14 +343,14 @@ async def _receive(
         return web.Response(text=SUCCESS)
     if admitted == "retry":
         try:
-            answer = await _answer_retry(deps, inbound)
+            answer = await _answer_retry(deps, inbound, deadline)
         except Exception as exc:
             _log_failure(gate, exc, f"could not handle the retry of {inbound.key}")
             return web.Response(status=503, text="temporarily unavailable")
         log.info("wechat retry of %s answered %s", inbound.key, "again" if answer else "success")
         return web.Response(text=render(settings, msg, answer, nonce), content_type="text/xml")
     try:
-        answer = await _answer_in_time(deps, inbound)
+        answer = await _answer_in_time(deps, inbound, deadline)
     except Exception as exc:
         # Not stored (database down?): no answer, so WeChat retries in a few seconds.
         _log_failure(gate, exc, f"could not store {inbound.key}")
@@ -365,14 +383,13 @@ def _log_failure(gate: Gate, exc: BaseException, what: str) -> None:
         log.error("%s: %s unavailable (%s); WeChat will retry", what, store, type(exc).__name__)
 
 
-async def _answer_retry(deps: dialog.Deps, inbound: Inbound) -> str | None:
+async def _answer_retry(deps: dialog.Deps, inbound: Inbound, deadline: float) -> str | None:
     """WeChat's retry of a message taken before: the first delivery's answer, waited for
     within WeChat's patience. Once the first has had its ANSWER_BY_S, it has answered or
     stored the message, unless its process died: then a stored message gets the answer
     stored with it, or `success` (its flow, if cut off, is the resume job's), and one
     never stored is handled here. Should the first come back after all, the message's
     unique key in the database keeps it to one."""
-    deadline = time.monotonic() + ANSWER_BY_S
     while True:
         answer, claimed = await state.seen(deps.redis, inbound.key)
         if answer is not None:
@@ -382,39 +399,42 @@ async def _answer_retry(deps: dialog.Deps, inbound: Inbound) -> str | None:
             if stored:
                 return answer
             log.warning("%s claimed %.0f s ago and never stored; handling it", inbound.key, claimed)
-            return await _answer_in_time(deps, inbound)
+            return await _answer_in_time(deps, inbound, deadline)
         if time.monotonic() >= deadline:
             return None
         await asyncio.sleep(0.1)
 
 
-async def _answer_in_time(deps: dialog.Deps, inbound: Inbound) -> str | None:
+async def _answer_in_time(deps: dialog.Deps, inbound: Inbound, deadline: float) -> str | None:
+    budget = max(deadline - time.monotonic(), MIN_WORK_S)
     accepted = asyncio.Event()
-    task = _behind(_process(deps, inbound, accepted))
+    task = _behind(_process(deps, inbound, accepted, budget * 0.75))
     try:
-        return await asyncio.wait_for(asyncio.shield(task), ANSWER_BY_S)
+        return await asyncio.wait_for(asyncio.shield(task), budget)
     except TimeoutError:
         if not accepted.is_set():
             # Not stored yet: we may not say "received". Let WeChat time out and retry;
             # the retry waits for this same task's answer.
             log.error(
-                "message %s not stored within %.0f s; leaving it to WeChat's retry",
+                "message %s not stored within %.1f s; leaving it to WeChat's retry",
                 inbound.key,
-                ANSWER_BY_S,
+                budget,
             )
             # A storage failure must reach receive() (503, WeChat retries), never `success`.
             return await asyncio.shield(task)
         # Stored; the answer will follow as a customer-service message from the outbox.
         task.add_done_callback(lambda t: _late_answer(deps, inbound, t))
-        log.warning("handler for %s passed %.0f s; answered success", inbound.key, ANSWER_BY_S)
+        log.warning("handler for %s passed %.1f s; answered success", inbound.key, budget)
         return None
 
 
-async def _process(deps: dialog.Deps, inbound: Inbound, accepted: asyncio.Event) -> str | None:
+async def _process(
+    deps: dialog.Deps, inbound: Inbound, accepted: asyncio.Event, store_within: float
+) -> str | None:
     try:
         # Leave time to store the message on its own if the flow is slow. The dialog
         # remembers its answer for WeChat's retries of this message.
-        return await dialog.handle(deps, inbound, accepted, store_within=ANSWER_BY_S * 0.75)
+        return await dialog.handle(deps, inbound, accepted, store_within=store_within)
     except dialog.Duplicate:
         # The database has it: an earlier delivery stored it (or our de-duplication store
         # forgot, e.g. restarted). No double; answer as that delivery did, if it is kept.
