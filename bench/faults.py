@@ -507,8 +507,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 }
                 twice = sum(1 for m in mine if delivered[m.text] > 1)
                 undelivered = sum(1 for m in acked if delivered[m.text] == 0)
+                before = [w for t, w in health if t < start][-1:] or ["?"]
                 timeline = " → ".join(
-                    f"{t - injected:+.0f}s {w}" for t, w in health if t >= start and t <= end + 30
+                    [f"before: {before[0]}"]
+                    + [f"{t - injected:+.0f}s {w}" for t, w in health if start <= t <= end + 30]
                 )
                 rows.append(
                     [
