@@ -344,8 +344,9 @@ async def notice_rows(pg_url: str, texts: list[str]) -> dict[str, list[int]]:
 
 
 async def settle(pg_url: str, before: datetime, within_s: float) -> float:
-    """Wait (bounded) until no notice made before `before` is waiting; returns how long
-    it took (the load goes on meanwhile, so newer ones are always waiting)."""
+    """Wait (bounded) until nothing from before `before` is waiting — a notice not yet
+    sent, a flow still owed a run (bot.dialog.resume_stranded) — and return how long it
+    took (the load goes on meanwhile, so newer ones are always waiting)."""
     import asyncpg
 
     started = time.monotonic()
@@ -353,8 +354,9 @@ async def settle(pg_url: str, before: datetime, within_s: float) -> float:
     try:
         while time.monotonic() - started < within_s:
             n = await conn.fetchval(
-                "SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending') "
-                "AND created_at <= $1",
+                "SELECT (SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending') "
+                "AND created_at <= $1) + (SELECT count(*) FROM pending_flow "
+                "WHERE created_at <= $1)",
                 before,
             )
             if n == 0:
@@ -579,7 +581,7 @@ def main(argv: list[str] | None = None) -> None:
         help="which faults, in order",
     )
     p.add_argument("--after", type=float, default=10.0, help="load after each heal (s)")
-    p.add_argument("--settle", type=float, default=90.0, help="bound on waiting for notices (s)")
+    p.add_argument("--settle", type=float, default=150.0, help="bound on waiting for notices (s)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = p.parse_args(argv)
     if os.geteuid() != 0 and shutil.which("runuser") is None:

@@ -273,7 +273,10 @@ async def _in_turn(
         return None  # the answer is in the outbox
     except Exception:
         log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
-        await accept(deps, inbound, case_id)  # if this fails too: not stored, WeChat retries
+        # Stored with a PendingFlow row: the resume job runs the flow again later (a
+        # database that flapped mid-flow, say), so the message still reaches a person.
+        # If this fails too: not stored, WeChat retries.
+        await accept(deps, inbound, case_id, pending=True)
         _set(accepted)
         return texts.BUSY
     _set(accepted)

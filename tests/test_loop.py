@@ -723,11 +723,11 @@ async def test_a_stranded_flow_that_fails_asks_to_send_again_once(
     assert w.inbox(LITIGANT) == [texts.BUSY]
 
 
-async def test_a_flow_that_fails_keeps_the_message_and_nothing_else(
+async def test_a_flow_that_fails_keeps_the_message_and_runs_it_again_later(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import tickets
-    from storage.models import Message
+    from bot import dialog, tickets
+    from storage.models import Message, PendingFlow
 
     w = world
     await bind_judge(w)
@@ -744,9 +744,16 @@ async def test_a_flow_that_fails_keeps_the_message_and_nothing_else(
     assert await count_rows(w, Message, Message.msg_key == "wx:4343") == 1
     assert await count_rows(w, Ticket) == 0
     assert await count_rows(w, Outbox) == 0
+    assert await count_rows(w, PendingFlow) == 1  # ...but its flow is still owed
     monkeypatch.setattr(tickets, "open_ticket", real_open)
-    # The conversation is as it was: still asking, so the next text becomes the question.
-    assert "已收到您的咨询" in await w.say(LITIGANT, "请问什么时候开庭？")
+    # A minute on, the resume job runs it again: it reaches the judge, and the person hears.
+    later = clock.now() + dialog.STRANDED_AFTER + timedelta(seconds=1)
+    clock.set_clock(lambda: later)
+    assert await dialog.resume_stranded(w.deps) == 1
+    await w.deliver()
+    assert any("请问什么时候开庭？" in n for n in w.inbox(JUDGE_WX))
+    assert any("已收到您的咨询" in n for n in w.inbox(LITIGANT))
+    assert await count_rows(w, Ticket) == 1 and await count_rows(w, PendingFlow) == 0
 
 
 async def test_the_receipt_finds_the_ticket_event(world: World) -> None:
