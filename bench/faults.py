@@ -470,6 +470,7 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     health: list[tuple[float, str]] = []
     rows = []
+    details: dict[str, Any] = {}
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             driver = asyncio.create_task(load.run(http))
@@ -509,6 +510,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 }
                 twice = sum(1 for m in mine if delivered[m.text] > 1)
                 undelivered = sum(1 for m in acked if delivered[m.text] == 0)
+                details[phase.name] = {
+                    "never_acked": [(m.key, m.tries) for m in mine if not m.acked],
+                    "undelivered": [m.key for m in acked if delivered[m.text] == 0],
+                }
                 before = [w for t, w in health if t < start][-1:] or ["?"]
                 timeline = " → ".join(
                     [f"before: {before[0]}"]
@@ -563,7 +568,14 @@ async def main_async(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r[0]} healthz: {r[-1]}")
     out = common.save_results(
-        "faults", {"headers": headers, "rows": rows, "rate": args.rate, "users": args.users}
+        "faults",
+        {
+            "headers": headers,
+            "rows": rows,
+            "rate": args.rate,
+            "users": args.users,
+            "details": details,
+        },
     )
     print(f"\nsaved {out}")
     if not args.keep:

@@ -233,7 +233,7 @@ async def verify_url(request: web.Request) -> web.Response:
 
 # A store that just failed is taken as down for this long; the first callback after it
 # tries again (and so finds out whether it is back).
-OUTAGE_HOLD_S = 1.0
+OUTAGE_HOLD_S = 0.5
 # While the database is known to be down, a callback waits this long for it to come back
 # before answering 503: WeChat tries three times 5 s apart, so a short outage is ridden
 # out by a later try being held until the database answers again, not lost.
@@ -353,7 +353,10 @@ async def _receive(
         answer = await _answer_in_time(deps, inbound, deadline)
     except Exception as exc:
         # Not stored (database down?): no answer, so WeChat retries in a few seconds.
-        _log_failure(gate, exc, f"could not store {inbound.key}")
+        if _log_failure(gate, exc, f"could not store {inbound.key}") == "database":
+            # Pooled connections may be dead (a restarted server): start the pool afresh,
+            # so the first callback after the outage finds the database, not a stale socket.
+            await deps.db.engine.dispose()
         return web.Response(status=503, text="temporarily unavailable")
     body_out = render(settings, msg, answer, nonce)
     return web.Response(text=body_out, content_type="text/xml" if answer else "text/plain")
@@ -375,12 +378,13 @@ async def _admit(
         return "new"
 
 
-def _log_failure(gate: Gate, exc: BaseException, what: str) -> None:
+def _log_failure(gate: Gate, exc: BaseException, what: str) -> str | None:
     store = gate.failed(exc)
     if store is None:
         log.exception("%s; WeChat will retry", what)
     else:  # an outage is one line, not a traceback per message
         log.error("%s: %s unavailable (%s); WeChat will retry", what, store, type(exc).__name__)
+    return store
 
 
 async def _answer_retry(deps: dialog.Deps, inbound: Inbound, deadline: float) -> str | None:
