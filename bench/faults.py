@@ -352,16 +352,17 @@ async def settle(pg_url: str, before: datetime, within_s: float) -> float:
     started = time.monotonic()
     conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        while time.monotonic() - started < within_s:
-            n = await conn.fetchval(
-                "SELECT (SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending') "
-                "AND created_at <= $1) + (SELECT count(*) FROM pending_flow "
-                "WHERE created_at <= $1)",
-                before,
-            )
-            if n == 0:
-                break
-            await asyncio.sleep(1)
+        # Owed flows first (their run queues new notices), then every notice queued so far.
+        for query in (
+            "SELECT count(*) FROM pending_flow WHERE created_at <= $1",
+            "SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending') "
+            "AND created_at <= $1",
+        ):
+            while time.monotonic() - started < within_s:
+                if await conn.fetchval(query, before) == 0:
+                    break
+                await asyncio.sleep(1)
+            before = datetime.now(UTC)
     finally:
         await conn.close()
     return time.monotonic() - started
@@ -455,7 +456,13 @@ async def main_async(args: argparse.Namespace) -> int:
     world = await asyncio.to_thread(seed.seed_database, pg.url, args.users)
     await asyncio.to_thread(seed.seed_redis, redis.url, world)
     web_port = free_port()
-    web_p = Process("web", [mst, "serve", "--port", str(web_port)], env, root, web_port)
+    web_p = Process(
+        "web",
+        [mst, "serve", "--port", str(web_port), "--workers", str(args.workers)],
+        env,
+        root,
+        web_port,
+    )
     worker = Process("worker", [mst, "worker"], env, root)
     web_p.start()
     worker.start()
@@ -594,6 +601,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--after", type=float, default=10.0, help="load after each heal (s)")
     p.add_argument("--settle", type=float, default=150.0, help="bound on waiting for notices (s)")
+    p.add_argument("--workers", type=int, default=1, help="web processes (mst serve --workers)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = p.parse_args(argv)
     if os.geteuid() != 0 and shutil.which("runuser") is None:

@@ -149,3 +149,26 @@ async def test_the_worker_rides_out_a_redis_restart(
         finally:
             log.close()
     assert code == 0, (tmp_path / "worker.log").read_text()
+
+
+async def test_the_web_process_jobs_ride_out_a_failing_store(deps: Deps) -> None:
+    """The same jobs run on a timer inside `mst serve`: an outage is one failed run."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from bot import jobs
+
+    runs: list[str] = []
+    second = asyncio.Event()
+
+    async def flaky(_: Deps) -> None:
+        runs.append("run")
+        if len(runs) == 1:
+            raise RedisConnectionError("Redis went away")
+        second.set()
+
+    task = asyncio.create_task(jobs.run_forever(deps, flaky, 0.01))
+    try:
+        await asyncio.wait_for(second.wait(), 30)  # it ran again after the failure
+    finally:
+        await jobs.stop([task])
+    assert len(runs) >= 2
