@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -15,3 +16,9 @@ class Inbound:
     code: str | None = None  # case-code token carried by a scan
     media_id: str | None = None
     raw_type: str = ""  # the channel's own type name, for logs and unknown kinds
+
+    @property
+    def plain(self) -> str:
+        """The text as a command is read: NFKC (full-width digits and letters as plain
+        ones) and trimmed. What the person said is `text`, kept as they said it."""
+        return unicodedata.normalize("NFKC", self.text).strip()

@@ -178,6 +178,11 @@ _LINK = (
 )
 
 
+async def file_under(session: AsyncSession, message_id: int | None, ticket: Ticket) -> None:
+    """File one more of the litigant's stored messages under the ticket."""
+    await _link(session, message_id, ticket)
+
+
 async def _link(session: AsyncSession, message_id: int | None, ticket: Ticket) -> None:
     """File the litigant's stored message under its ticket (one UPDATE, no reload)."""
     if message_id is not None:

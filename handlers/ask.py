@@ -18,12 +18,21 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     text = ctx.inbound.text.strip()
     if not text:
         return texts.ASK_PROMPT
+    return await ask_with(ctx, case, binding, text, [ctx.message_id] if ctx.message_id else [])
+
+
+async def ask_with(
+    ctx: Context, case: Case, binding: Binding, text: str, message_ids: list[int]
+) -> str:
+    """`text` (from the messages `message_ids`) joins the question of this step, or opens it."""
     ticket = await items.current(ctx, case)
     if ticket is not None:
-        await items.add(ctx, ticket, case, text)
+        await items.add(ctx, ticket, case, text, message_ids)
         assignee = await ctx.session.get(Staff, ticket.assignee_id) if ticket.assignee_id else None
         return texts.ASK_ADDED.format(ticket=ticket.id, who=tickets.holder_words(ticket, assignee))
-    opened = await items.open_new(ctx, case, binding, kind="question", text=text)
+    opened = await items.open_new(
+        ctx, case, binding, kind="question", text=text, message_ids=message_ids
+    )
     return texts.ASK_RECEIVED.format(
         ticket=opened.ticket.id,
         who=tickets.holder_words(opened.ticket, opened.assignee),

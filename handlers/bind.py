@@ -55,7 +55,7 @@ async def open_case(ctx: Context, lookup: codes.Lookup) -> str | None:
 async def verify(ctx: Context) -> str | None:
     """The user answers with the last four digits of the registered phone."""
     case_id = ctx.state.get("pending_case")
-    text = ctx.inbound.text.strip()
+    text = ctx.inbound.plain
     if text == "0" or case_id is None:
         ctx.state.update(step=None, pending_case=None)
         return await menu.menu_text(ctx) if ctx.state.get("case_id") else texts.WELCOME

@@ -30,7 +30,7 @@ async def start(ctx: Context, case: Case, binding: Binding) -> str:
 async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     text = ctx.inbound.text.strip()
     if ctx.state.get("sub") == "about":
-        about = ABOUT.get(text)
+        about = ABOUT.get(ctx.inbound.plain)
         if about is None:
             return texts.COMPLAIN_ABOUT
         ctx.state.update(sub="text", about=about)

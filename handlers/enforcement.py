@@ -25,7 +25,7 @@ async def start(ctx: Context, case: Case, binding: Binding) -> str:
 
 async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     if ctx.state.get("sub") == "timeline":
-        if ctx.inbound.text.strip() == "1":
+        if ctx.inbound.plain == "1":
             ctx.state["sub"] = "lead"
             return texts.LEAD_PROMPT
         return await start(ctx, case, binding)

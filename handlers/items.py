@@ -17,21 +17,37 @@ async def current(ctx: Context, case: Case) -> Ticket | None:
     return ticket
 
 
-async def add(ctx: Context, ticket: Ticket, case: Case, text: str) -> None:
-    await tickets.add_to_ticket(ctx.session, ticket, case, text, ctx.message_id)
+async def add(
+    ctx: Context, ticket: Ticket, case: Case, text: str, message_ids: list[int] | None = None
+) -> None:
+    first, *more = message_ids if message_ids is not None else [ctx.message_id]
+    await tickets.add_to_ticket(ctx.session, ticket, case, text, first)
+    for message_id in more:
+        await tickets.file_under(ctx.session, message_id, ticket)
 
 
 async def open_new(
-    ctx: Context, case: Case, binding: Binding, *, kind: str, text: str, about: str | None = None
+    ctx: Context,
+    case: Case,
+    binding: Binding,
+    *,
+    kind: str,
+    text: str,
+    about: str | None = None,
+    message_ids: list[int] | None = None,
 ) -> tickets.Opened:
+    """A new item from this message (or from the messages `message_ids`, kept earlier)."""
+    first, *more = message_ids if message_ids else [ctx.message_id]
     opened = await tickets.open_ticket(
         ctx.session,
         case=case,
         binding=binding,
         kind=kind,
         text=text,
-        message_id=ctx.message_id,
+        message_id=first,
         about=about,
     )
+    for message_id in more:
+        await tickets.file_under(ctx.session, message_id, opened.ticket)
     ctx.state["ticket_id"] = opened.ticket.id
     return opened

@@ -22,14 +22,15 @@ NO_SHOW = re.compile(r"^(?:未到|缺席)\s*(\d{1,9})$")
 
 async def command(ctx: Context, staff: Staff) -> str:
     text = ctx.inbound.text.strip()
-    if text in ("待办", "待办事项", "待处理"):
+    word = ctx.inbound.plain  # commands read plain; an answer's own text is kept as written
+    if word in ("待办", "待办事项", "待处理"):
         return await todo(ctx, staff)
     if text.startswith("请假"):
         return await away(ctx, staff, text)
-    if text in ("在岗", "销假", "回来了"):
+    if word in ("在岗", "销假", "回来了"):
         await escalation.set_away(ctx.session, staff, None, actor=f"staff:{staff.username}")
         return texts.BACK
-    no_show = NO_SHOW.match(text)
+    no_show = NO_SHOW.match(word)
     if no_show is not None and staff.has_role("mediator"):
         booking = await mediation.record_no_show(ctx.session, staff, int(no_show.group(1)))
         return texts.NO_SHOW_RECORDED if booking else texts.NO_SHOW_BAD

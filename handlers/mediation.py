@@ -35,7 +35,7 @@ async def start(ctx: Context, case: Case, binding: Binding, *, prefix: str = "")
 
 
 async def receive(ctx: Context, case: Case, binding: Binding) -> str:
-    text = ctx.inbound.text.strip()
+    text = ctx.inbound.plain
     sub = ctx.state.get("sub")
     if text in ("取消", "取消预约"):
         return await _cancel(ctx, case, binding)

@@ -36,7 +36,7 @@ async def start(ctx: Context, case: Case, binding: Binding) -> str:
 
 
 async def receive(ctx: Context, case: Case, binding: Binding) -> str:
-    text = ctx.inbound.text.strip()
+    text = ctx.inbound.plain if ctx.state.get("sub") != "comment" else ctx.inbound.text.strip()
     sub = ctx.state.get("sub")
     if sub == "pick":
         options = ctx.state.get("rate_options", [])

@@ -41,6 +41,12 @@ MENU = (
     "发送“我的诉求”查看办理情况{switch}"
 )
 MENU_SWITCH = "\n发送“切换”更换案件"
+CONFIRM_ASK = "您是想问法官这个问题吗？\n“{said}”\n回复数字：\n1 是，发给法官\n0 回菜单"
+HOW_TO_REACH_A_PERSON = (
+    "需要人工帮助的话：\n"
+    "1 发送数字 1，再写下您的问题，会转给承办法官或接待人员，并按时答复；\n"
+    "2 也可以到法院诉讼服务中心，工作人员会当面帮您。\n\n"
+)
 SWITCH_LIST = "您验证过的案件：\n{lines}\n请回复序号切换。"
 SWITCHED = "已切换到：{case_number}\n\n"
 NO_TICKETS = "您在本案还没有提交过诉求。\n\n"

@@ -26,7 +26,7 @@ from bot.fake_wechat.callbacks import WeChatServer, event_xml, text_xml
 from bot.staff import issue_bind_code
 from bot.wechat_api import WeChatAPI
 from handlers import texts
-from storage.models import AuditEvent, Binding, Case, Outbox, Party, Staff, Ticket
+from storage.models import AuditEvent, Binding, Case, Message, Outbox, Party, Staff, Ticket
 from tests.conftest import AES_KEY, APP_ID, CASE_NUMBER, TOKEN
 
 SECRET = "app-secret"
@@ -165,7 +165,10 @@ async def test_scan_verify_ask_answer_close(world: World) -> None:
     await w.deliver()
     assert w.inbox(LITIGANT) == [f"法官张伟回复 #{number}：下周一上午九点开庭。"]
 
-    assert await w.say(LITIGANT, "0") == (await w.say(LITIGANT, "乱七八糟"))  # both show the menu
+    # At the menu any sentence is kept and the person asked; 0 goes back to the menu.
+    assert "请回复数字选择" in await w.say(LITIGANT, "0")
+    assert (await w.say(LITIGANT, "乱七八糟")).startswith("您是想问法官这个问题吗？")
+    assert "请回复数字选择" in await w.say(LITIGANT, "0")
     mine = await w.say(LITIGANT, "我的诉求")
     assert f"#{number} 咨询：已答复" in mine
 
@@ -272,9 +275,10 @@ async def test_litigant_cannot_act_as_staff_and_codes_are_one_time(world: World)
     async with w.deps.db.sessions() as s:
         member = (await s.execute(select(Staff).where(Staff.username == "zhangwei"))).scalar_one()
     assert member.openid == JUDGE_WX
-    # A litigant's `#n ...` is just text for them: the menu, not an answer.
+    # A litigant's `#n ...` is just text for them: kept like any sentence, not an answer.
     await verify_litigant(w)
-    assert "1 咨询法官" in await w.say(LITIGANT, "#1 我自己答")
+    reply = await w.say(LITIGANT, "#1 我自己答")
+    assert reply.startswith("您是想问法官这个问题吗？") and "已将您的答复" not in reply
 
 
 async def test_retries_of_one_question_make_one_ticket(world: World) -> None:
@@ -815,3 +819,41 @@ async def test_a_redis_restart_mid_question_loses_nothing(world: World) -> None:
     clock.set_clock(lambda: later)
     # "2" is a menu choice again (投诉), not a question.
     assert await w.say(LITIGANT, "2") == texts.COMPLAIN_ABOUT
+
+
+async def test_free_text_at_the_menu_is_never_dropped(world: World) -> None:
+    """Item 1 of the first-day issue, as an elderly litigant writes."""
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    for said in ("咨询", "一", "１", "问法官", "1。"):
+        assert await w.say(LITIGANT, said) == texts.ASK_PROMPT, said
+        assert "请回复数字选择" in await w.say(LITIGANT, "0")
+    assert await w.say(LITIGANT, "投诉") == texts.COMPLAIN_ABOUT
+    assert "请回复数字选择" in await w.say(LITIGANT, "0")
+    assert texts.HOW_TO_REACH_A_PERSON in await w.say(LITIGANT, "人工")
+    # A sentence is kept, the person asked; a second one joins it; 1 makes it the question.
+    asked = await w.say(LITIGANT, "谢谢法官！那我儿子需要带身份证吗？")
+    assert asked.startswith("您是想问法官这个问题吗？") and "带身份证" in asked
+    again = await w.say(LITIGANT, "还有户口本")
+    assert "带身份证" in again and "户口本" in again
+    received = await w.say(LITIGANT, "1")
+    assert "已收到您的咨询" in received, received
+    await w.deliver()
+    [notice] = [n for n in w.inbox(JUDGE_WX) if "带身份证" in n]
+    assert "户口本" in notice
+    # Both messages are filed under the ticket.
+    number = int(re.search(r"#(\d+)", received).group(1))  # type: ignore[union-attr]
+    async with w.deps.db.sessions() as s:
+        filed = (
+            (await s.execute(select(Message.content).where(Message.ticket_id == number)))
+            .scalars()
+            .all()
+        )
+    assert set(filed) >= {"谢谢法官！那我儿子需要带身份证吗？", "还有户口本"}
+
+
+async def test_full_width_digits_verify_without_using_a_try(world: World) -> None:
+    w = world
+    await w.send(event_xml(LITIGANT, "SCAN", w.case["token"]))
+    assert "验证成功" in await w.say(LITIGANT, "１２３４")
