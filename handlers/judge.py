@@ -36,7 +36,7 @@ async def command(ctx: Context, staff: Staff) -> str:
         return texts.NO_SHOW_RECORDED if booking else texts.NO_SHOW_BAD
     match = COMMAND.match(text)
     if match is None:
-        return texts.STAFF_HELP
+        return texts.STAFF_HELP.format(example=a_week_on())
     number, body = int(match.group(1)), match.group(2).strip()
     me = await access.viewer(ctx.session, staff)
     ticket = await ctx.session.get(Ticket, number)
@@ -119,20 +119,26 @@ async def todo(ctx: Context, staff: Staff) -> str:
     return texts.STAFF_TODO.format(lines="\n".join(lines))
 
 
+def a_week_on() -> str:
+    """An example date for 请假 that is always ahead of today (in China time)."""
+    day = now().astimezone(CHINA_TZ).date() + timedelta(days=7)
+    return f"{day.month}月{day.day}日"
+
+
 AWAY_UNTIL = re.compile(r"^请假\s*(?:至|到)?\s*(\d{1,2})月(\d{1,2})[日号]?$")
 
 
 async def away(ctx: Context, staff: Staff, text: str) -> str:
     match = AWAY_UNTIL.match(text.replace(" ", ""))
     if match is None:
-        return texts.AWAY_BAD
+        return texts.AWAY_BAD.format(example=a_week_on())
     today = now().astimezone(CHINA_TZ).date()
     try:
         day = date(today.year, int(match.group(1)), int(match.group(2)))
         if day < today:
             day = date(today.year + 1, day.month, day.day)  # 请假至1月3日, said in December
     except ValueError:
-        return texts.AWAY_BAD
+        return texts.AWAY_BAD.format(example=a_week_on())
     until = datetime.combine(day + timedelta(days=1), time(0), CHINA_TZ)  # away through that day
     await escalation.set_away(ctx.session, staff, until, actor=f"staff:{staff.username}")
     return texts.AWAY_SET.format(until=f"{day.month}月{day.day}日（含）")

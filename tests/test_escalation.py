@@ -354,3 +354,10 @@ async def test_ticket_history_away_and_overdue_from_the_command_line(
     assert judge.away_until == datetime(2026, 12, 1, 0, 0, tzinfo=CHINA_TZ)
     assert (await mst(env, tmp_path, "away", "zhangwei", "--back")).code == 0
     assert (await mst(env, tmp_path, "away", "nobody", "--back")).code == 1
+
+
+async def test_the_staff_help_example_date_is_always_ahead(world: World, clock: Any) -> None:
+    await bind_judge(world)
+    clock.at(2027, 3, 1, 9, 0)
+    assert "请假 至 3月8日" in await world.say(JUDGE_WX, "怎么用")
+    assert await world.say(JUDGE_WX, "请假 到下周") == texts.AWAY_BAD.format(example="3月8日")

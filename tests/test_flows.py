@@ -31,7 +31,7 @@ from bot.fake_wechat.api import FakeWeChat
 from bot.fake_wechat.api import create_app as fake_app
 from bot.fake_wechat.callbacks import WeChatServer, event_xml, media_xml
 from bot.wechat_api import WeChatAPI
-from handlers import texts
+from handlers import judge, texts
 from qr import codes
 from storage import audit
 from storage.models import (
@@ -523,7 +523,9 @@ async def test_cancel_and_reschedule_until_two_hours_before_and_no_shows(
     assert await w.say(MEDIATOR_WX, f"未到 {third.id}") == texts.NO_SHOW_BAD  # not started
     moment[0] = cn(11, 25, 9, 40)
     assert await w.say(MEDIATOR2_WX, f"未到 {third.id}") == texts.NO_SHOW_BAD  # not theirs
-    assert await w.say(JUDGE_WX, f"未到 {third.id}") == texts.STAFF_HELP  # not a mediator
+    assert await w.say(JUDGE_WX, f"未到 {third.id}") == texts.STAFF_HELP.format(
+        example=judge.a_week_on()
+    )  # not a mediator
     assert await w.say(MEDIATOR_WX, f"未到 {first.id}") == texts.NO_SHOW_BAD  # was cancelled
     assert await w.say(MEDIATOR_WX, f"未到 {third.id}") == texts.NO_SHOW_RECORDED
     assert (await get(w, Booking, third.id)).status == "no_show"
