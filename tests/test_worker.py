@@ -8,9 +8,7 @@ The test runs its own redis-server on a free port (never the machine's), the rea
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.faults import Redis
 from bot import outbox
 from bot.config import Settings
 from bot.deps import Deps
@@ -33,57 +32,9 @@ MST = Path(sys.executable).parent / "mst"
 USER = "oWorkerUser0000000000001"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateRedis:
-    def __init__(self, tmp: Path) -> None:
-        self.port, self.tmp, self.proc = free_port(), tmp, None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        assert server, "redis-server is needed (scripts/test starts the machine's)"
-        self.proc = subprocess.Popen(  # type: ignore[assignment]
-            [
-                server,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.tmp),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise AssertionError("the private redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)  # type: ignore[attr-defined]
-            self.proc.wait()  # type: ignore[attr-defined]
-            self.proc = None
-
-
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    r = PrivateRedis(tmp_path)
+def private_redis(tmp_path: Path) -> Iterator[Redis]:
+    r = Redis(tmp_path)  # bench.faults' own redis-server: a free port, nothing kept on disk
     r.start()
     yield r
     r.kill()
@@ -102,7 +53,7 @@ async def test_the_worker_rides_out_a_redis_restart(
     settings: Settings,
     cli_env: dict[str, str],  # noqa: F811
     tmp_path: Path,
-    private_redis: PrivateRedis,
+    private_redis: Redis,
     aiohttp_server: Any,
 ) -> None:
     fake = FakeWeChat(app_id=APP_ID, app_secret=SECRET)
