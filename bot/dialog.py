@@ -365,12 +365,13 @@ async def route(ctx: Context) -> str | None:
     text = inbound.text.strip()
     step = ctx.state.get("step")
     if inbound.kind in ("text", "voice"):
-        # Inside a flow, free text belongs to the flow (a question may look like a code).
+        # Inside a flow, free text belongs to the flow (a question may look like a code),
+        # except a case code that is really one: that opens its case, never joins an item.
         in_flow = step in FREE_TEXT_STEPS
         if not in_flow and bind.looks_like_bind_code(text):
             return await bind.staff_bind(ctx)
-        lookup = None if in_flow else await codes.by_typed_text(ctx.session, text)
-        if lookup is not None:
+        lookup = await codes.by_typed_text(ctx.session, inbound.plain)
+        if lookup is not None and (not in_flow or lookup.status in ("ok", "revoked")):
             return await bind.open_case(ctx, lookup)
         if step == "verify":
             return await bind.verify(ctx)

@@ -9,10 +9,13 @@ from storage.models import Binding, Case, Ticket
 
 
 async def current(ctx: Context, case: Case) -> Ticket | None:
-    """The ticket this step opened, while it is still open and on this case."""
+    """The ticket this step opened, while it is still open and on this case. A question the
+    judge has answered is not extended: what comes after the answer is a new question."""
     ticket_id = ctx.state.get("ticket_id")
     ticket = await ctx.session.get(Ticket, ticket_id) if ticket_id else None
     if ticket is None or ticket.status == "closed" or ticket.case_id != case.id:
+        return None
+    if ticket.kind == "question" and ticket.status == "answered":
         return None
     return ticket
 

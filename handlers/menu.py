@@ -38,6 +38,11 @@ WORDS = {
     "MENU": ("菜单", "主菜单", "返回", "返回菜单"),
 }
 HELP = ("人工", "帮助", "客服", "转人工", "人工服务", "找人")
+SWITCH_WORDS = ("切换", "切换案件")
+MINE_WORDS = ("我的诉求", "诉求", "查询")
+# Steps whose next text is the person's own words (an item's content).
+FREE_TEXT_STEPS = ("ask", "complain", "progress")
+OWN_WORDS_SUBSTEPS = (None, "text", "more", "lead")  # not those that ask for a number
 _BY_WORD = {word: key for key, words in WORDS.items() for word in words}
 _TRAILING = "。.!！?？~～ "
 
@@ -84,6 +89,11 @@ async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
         return await menu_text(ctx)
     if step == "confirm_ask" and choice == "ASK" and text.rstrip(_TRAILING) in ("1", "一", "是"):
         return await ask_kept(ctx, case, binding)
+    # Where a step takes free text (a question, a complaint, a lead), a text that is only a
+    # command still means the command: it never becomes part of the item.
+    command = choice in starts or text in SWITCH_WORDS or text in MINE_WORDS
+    if command and step in FREE_TEXT_STEPS and ctx.state.get("sub") in OWN_WORDS_SUBSTEPS:
+        step = None
     if step in steps and (ctx.inbound.kind != "click" or choice is None):
         return await steps[step](ctx, case, binding)
     if step == "switch" and text.isdigit():
@@ -92,9 +102,9 @@ async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
     home(ctx)
     if choice in starts:
         return await starts[choice](ctx, case, binding)
-    if text in ("切换", "切换案件"):
+    if text in SWITCH_WORDS:
         return await switch_list(ctx)
-    if text in ("我的诉求", "诉求", "查询"):
+    if text in MINE_WORDS:
         return await my_tickets(ctx, case)
     if text.rstrip(_TRAILING) in HELP:
         return texts.HOW_TO_REACH_A_PERSON + await menu_text(ctx)

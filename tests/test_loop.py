@@ -857,3 +857,35 @@ async def test_full_width_digits_verify_without_using_a_try(world: World) -> Non
     w = world
     await w.send(event_xml(LITIGANT, "SCAN", w.case["token"]))
     assert "验证成功" in await w.say(LITIGANT, "１２３４")
+
+
+async def test_commands_win_over_adding_to_an_item(world: World) -> None:
+    """Item 2 of the first-day issue: after question #1 was answered, a case code, "4",
+    切换 and 我的诉求 were each added to #1 and pushed to the judge. No more."""
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    first = await ask(w, "请问什么时候开庭？")
+    await w.say(JUDGE_WX, f"#{first} 下周一上午九点。")
+    # After the answer, a new sentence is a new question, and the reply names it.
+    again = await w.say(LITIGANT, "开庭地点在哪里？")
+    assert "已收到您的咨询" in again and f"#{first}" not in again
+    second = int(re.search(r"#(\d+)", again).group(1))  # type: ignore[union-attr]
+    assert second != first
+    # In the question step, commands are commands.
+    assert "您在本案的诉求" in await w.say(LITIGANT, "我的诉求")
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    assert "您验证过的案件" in await w.say(LITIGANT, "切换")
+    assert await w.say(LITIGANT, "0")
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    assert "执行" in await w.say(LITIGANT, "4")  # the menu's 4, not a supplement
+    assert await w.say(LITIGANT, "0")
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    assert CASE_NUMBER in await w.say(LITIGANT, w.case["short_code"])  # opens the case
+    await w.deliver()
+    for notice in w.inbox(JUDGE_WX):
+        assert not any(cmd in notice for cmd in ("我的诉求", "切换", w.case["short_code"]))
+        assert "：4\n" not in notice
+    async with w.deps.db.sessions() as s:
+        tickets_now = (await s.execute(select(Ticket))).scalars().all()
+    assert len(tickets_now) == 2
