@@ -131,13 +131,13 @@ async def move(
         setattr(ticket, key, value)
     holder = tickets.holder_words(ticket, to.assignee)
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
+    said = await tickets.first_words(session, ticket)  # the new holder reads the words
     for staff in to.notify:
         if staff.openid and access.may_see(await access.viewer(session, staff), ticket):
             await outbox.tell(
                 session,
                 staff.openid,
-                f"转给您的事项（{reason}）：\n"
-                + tickets.staff_notice(ticket, case, party, "请尽快处理"),
+                f"转给您的事项（{reason}）：\n" + tickets.staff_notice(ticket, case, party, said),
                 case=case,
                 ticket_id=ticket.id,
             )

@@ -367,3 +367,40 @@ async def cases_of(session: AsyncSession, openid: str) -> list[Case]:
         .order_by(Binding.id)
     )
     return list(rows.scalars())
+
+
+async def thread(session: AsyncSession, ticket: Ticket) -> list[Message]:
+    """What was said on an item, oldest first: the litigant's messages filed under it and
+    the staff's answers (the bot's own replies are not part of it)."""
+    rows = await session.execute(
+        select(Message)
+        .where(
+            Message.ticket_id == ticket.id,
+            (Message.direction == "in") | Message.staff_id.is_not(None),  # type: ignore[union-attr]
+        )
+        .order_by(Message.id)  # type: ignore[arg-type]
+    )
+    return list(rows.scalars())
+
+
+async def first_words(session: AsyncSession, ticket: Ticket, limit: int = 200) -> str:
+    """The litigant's own words that opened the item (for notices and listings)."""
+    said = [m.content for m in await thread(session, ticket) if m.direction == "in" and m.content]
+    text = "\n".join(said) or "（没有文字）"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def thread_text(session: AsyncSession, ticket: Ticket) -> str:
+    """The whole thread for a staff member's screen: numbered, with times, who said what."""
+    party = await session.get(Party, ticket.party_id) if ticket.party_id else None
+    litigant = f"{party.role}{mask_name(party.name)}" if party else "当事人"
+    lines = []
+    for i, m in enumerate(await thread(session, ticket), start=1):
+        if m.direction == "in":
+            who, said = litigant, m.content or ("[照片]" if m.msg_type == "image" else "[语音]")
+        else:
+            staff = await session.get(Staff, m.staff_id) if m.staff_id else None
+            who = f"{staff_title(staff)}{staff.name}" if staff else "法院"
+            said = m.content.split("：", 1)[-1]  # the answer as the staff member wrote it
+        lines.append(f"{i}. {say_time(m.created_at)} {who}：{said}")
+    return "\n".join(lines) or "（还没有消息）"

@@ -48,8 +48,13 @@ async def command(ctx: Context, staff: Staff) -> str:
         return texts.STAFF_NO_TICKET.format(ticket=number)
     if ticket.status == "closed":
         return texts.STAFF_ALREADY_CLOSED.format(ticket=number)
-    if not body:
-        return texts.STAFF_EMPTY_ANSWER.format(ticket=number)
+    if not body:  # `#n` alone: the item as it stands, to read before answering
+        return texts.STAFF_THREAD.format(
+            ticket=number,
+            kind=tickets.KIND_NAMES.get(ticket.kind, "诉求"),
+            status=tickets.STATUS_NAMES.get(ticket.status, ticket.status),
+            thread=await tickets.thread_text(ctx.session, ticket),
+        )
     if verb == "transfer":
         return await transfer(ctx, me, ticket, body[1:].strip())
     if not access.may_act(me, ticket, verb):
@@ -112,9 +117,10 @@ async def todo(ctx: Context, staff: Staff) -> str:
         party = await ctx.session.get(Party, ticket.party_id) if ticket.party_id else None
         who = f"{party.role}{mask_name(party.name)}" if party else "当事人"
         state = tickets.STATUS_NAMES.get(ticket.status, ticket.status)
+        words = await tickets.first_words(ctx.session, ticket, limit=30)
         lines.append(
             f"#{ticket.id} {tickets.KIND_NAMES.get(ticket.kind, '诉求')} {case.case_number} {who} "
-            f"{state}，已等{say_waited(ticket.created_at)}"
+            f"{state}，已等{say_waited(ticket.created_at)}\n    “{words}”"
         )
     return texts.STAFF_TODO.format(lines="\n".join(lines))
 

@@ -85,7 +85,7 @@ STAFF_TOO_FAST = "发送太快了，这一条没有发出：\n{text}\n请稍等�
 STAFF_ANSWERED = "已将您的答复发给当事人（#{ticket}）。"
 STAFF_CLOSED = "#{ticket} 已办结，已通知当事人。"
 STAFF_ALREADY_CLOSED = "#{ticket} 已经办结了。"
-STAFF_EMPTY_ANSWER = "请在编号后面写上答复内容，例如：#{ticket} 您好，开庭时间是……"
+STAFF_THREAD = "#{ticket} {kind}（{status}）\n{thread}\n\n答复请发送：#{ticket} 答复内容"
 STAFF_TODO_EMPTY = "目前没有待处理的事项。"
 STAFF_TODO = "待处理事项（最早的在前）：\n{lines}"
 

@@ -361,3 +361,26 @@ async def test_the_staff_help_example_date_is_always_ahead(world: World, clock: 
     clock.at(2027, 3, 1, 9, 0)
     assert "请假 至 3月8日" in await world.say(JUDGE_WX, "怎么用")
     assert await world.say(JUDGE_WX, "请假 到下周") == texts.AWAY_BAD.format(example="3月8日")
+
+
+async def test_staff_read_what_they_were_given(world: World, clock: Any) -> None:
+    """Item 8 of the first-day issue: the words travel with the item, `#n` shows its thread,
+    待办 shows what each item says."""
+    w = world
+    await court_staff(w)
+    await verify_litigant(w)
+    number = await ask(w, "请问法官，我儿子能替我出庭吗？")
+    await w.say(LITIGANT, "他有授权委托书")
+    assert "请问法官，我儿子能替我出庭吗？" in await w.say(JUDGE_WX, "待办")
+    await w.say(JUDGE_WX, f"#{number} 可以，请带上委托书和身份证。")
+    thread = await w.say(JUDGE_WX, f"#{number}")
+    assert thread.startswith(f"#{number} 咨询（已答复）")
+    lines = thread.splitlines()
+    assert lines[1].startswith("1. 11月23日 周一 上午10:00 原告王**：请问法官")
+    assert lines[2].endswith("原告王**：他有授权委托书")
+    assert lines[3].endswith("法官张伟：可以，请带上委托书和身份证。")
+    # Transferred to reception, the new holder gets the litigant's words, not "请尽快处理".
+    assert "已转给" in await w.say(JUDGE_WX, f"#{number} 转 刘洋 他在外地开会")
+    await w.deliver()
+    notice = w.inbox(RECEPTION_WX)[-1]
+    assert "请问法官，我儿子能替我出庭吗？" in notice and "请尽快处理" not in notice
