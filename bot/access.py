@@ -132,8 +132,8 @@ def visible(v: Viewer) -> Any:
     )
 
 
-def _away(staff: Staff) -> bool:
-    return staff.away_until is not None and staff.away_until > now()
+def is_away(staff: Staff | None) -> bool:
+    return staff is not None and staff.away_until is not None and staff.away_until > now()
 
 
 async def inbox_members(session: AsyncSession, court_id: int, role: str) -> list[Staff]:
@@ -172,7 +172,7 @@ async def who_is_told(session: AsyncSession, t: Ticket) -> list[Staff]:
         holder = await session.get(Staff, t.assignee_id)
         people = [] if holder is None else [holder, *await supporters(session, holder)]
     elif t.inbox is not None:
-        people = [s for s in await inbox_members(session, t.court_id, t.inbox) if not _away(s)]
+        people = [s for s in await inbox_members(session, t.court_id, t.inbox) if not is_away(s)]
     else:
         people = []
     return [s for s in people if may_see(await viewer(session, s), t)]

@@ -257,7 +257,9 @@ async def _in_turn(
             await accept(deps, inbound, case_id)
             _set(accepted)
             if staff:
-                return texts.STAFF_TOO_FAST.format(text=_gist(inbound.text))
+                return texts.STAFF_TOO_FAST.format(
+                    text=texts.gist(" ".join(inbound.text.split()), 30)
+                )
             return texts.SLOW_DOWN
     try:
         answer, turn.save = await respond(deps, inbound, conv, within=store_within)
@@ -295,11 +297,6 @@ async def _is_staff(deps: Deps, user: str) -> bool:
     async with deps.db.sessions() as session:
         conn = await session.connection()
         return (await conn.execute(_STAFF_BY_OPENID, {"openid": user})).scalar() is not None
-
-
-def _gist(text: str, limit: int = 30) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def _resume(deps: Deps, inbound: Inbound, turn: state.Turn, message_id: int) -> None:

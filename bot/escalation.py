@@ -271,7 +271,7 @@ async def off_absent_desks(session: AsyncSession, policy: Policy) -> int:
         holder = await session.get(Staff, ticket.assignee_id)
         if holder is None:
             continue
-        if tickets.is_away(holder) and ticket.holder_since <= moment - policy.away_move_after:
+        if access.is_away(holder) and ticket.holder_since <= moment - policy.away_move_after:
             reason = "承办人请假"
         elif (
             policy.silent_after is not None

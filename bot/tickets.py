@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from bot import access, deadlines, outbox
+from bot.access import is_away
 from bot.clock import now, say_time
 from bot.masking import mask_name
-from handlers.texts import RATE_ASK_AFTER_CLOSE
+from handlers.texts import RATE_ASK_AFTER_CLOSE, gist
 from storage import audit
 from storage.models import Binding, Case, Court, Message, Party, Staff, Ticket
 
@@ -58,10 +59,6 @@ class Routing:
 
 TEAM_NAMES = {"supervision": "督查室", "reception": "集约接待", "admin": "院领导"}
 WHO = {"supervision": "法院督查室", "reception": "法院接待人员", "admin": "法院领导"}
-
-
-def is_away(staff: Staff | None) -> bool:
-    return staff is not None and staff.away_until is not None and staff.away_until > now()
 
 
 async def role_team(
@@ -386,8 +383,7 @@ async def thread(session: AsyncSession, ticket: Ticket) -> list[Message]:
 async def first_words(session: AsyncSession, ticket: Ticket, limit: int = 200) -> str:
     """The litigant's own words that opened the item (for notices and listings)."""
     said = [m.content for m in await thread(session, ticket) if m.direction == "in" and m.content]
-    text = "\n".join(said) or "（没有文字）"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return gist("\n".join(said) or "（没有文字）", limit)
 
 
 async def thread_text(session: AsyncSession, ticket: Ticket) -> str:

@@ -121,7 +121,7 @@ def keep_for_asking(ctx: Context, said: str, kept: dict[str, object] | None) -> 
     lines = [*(kept or {}).get("lines", []), said]  # type: ignore[misc]
     ids = [*(kept or {}).get("message_ids", []), ctx.message_id]  # type: ignore[misc]
     ctx.state.update(step="confirm_ask", kept={"lines": lines, "message_ids": ids})
-    return texts.CONFIRM_ASK.format(said=_gist("\n".join(lines)))
+    return texts.CONFIRM_ASK.format(said=texts.gist("\n".join(lines), 60))
 
 
 async def ask_kept(ctx: Context, case: Case, binding: Binding) -> str:
@@ -130,10 +130,6 @@ async def ask_kept(ctx: Context, case: Case, binding: Binding) -> str:
     ids = [i for i in kept.get("message_ids", []) if i]
     ctx.state.update(step="ask", ticket_id=None, kept=None)
     return await ask.ask_with(ctx, case, binding, "\n".join(kept.get("lines", [])), ids)
-
-
-def _gist(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def home(ctx: Context) -> None:

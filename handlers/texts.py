@@ -1,5 +1,11 @@
 """What people read, in one place: short, polite, numbered, for elderly readers too."""
 
+
+def gist(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 WELCOME = (
     "您好，这里是法院“码上通”。\n"
     "请用微信扫一扫案件材料上的二维码，\n"
