@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
 
+# China Standard Time as a fixed offset (no DST since 1991): tests write moments with it.
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+_court_tz: tzinfo = ZoneInfo(DEFAULT_TIMEZONE)
 
 _now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
 
@@ -21,8 +25,19 @@ def set_clock(fn: Callable[[], datetime] | None) -> None:
     _now = fn or (lambda: datetime.now(UTC))
 
 
-def to_china(moment: datetime) -> datetime:
-    return moment.astimezone(CHINA_TZ)
+def court_tz() -> tzinfo:
+    """The time zone every time a person reads is in (MST_TIMEZONE, Asia/Shanghai by default)."""
+    return _court_tz
+
+
+def set_timezone(name: str) -> None:
+    """Put MST_TIMEZONE in force; an unknown name raises KeyError (zoneinfo's own error)."""
+    global _court_tz
+    _court_tz = ZoneInfo(name)
+
+
+def to_court(moment: datetime) -> datetime:
+    return moment.astimezone(_court_tz)
 
 
 _WEEKDAYS = "一二三四五六日"
@@ -30,7 +45,7 @@ _WEEKDAYS = "一二三四五六日"
 
 def say_time(moment: datetime) -> str:
     """In plain words for people: 11月25日 周三 下午5:30."""
-    t = to_china(moment)
+    t = to_court(moment)
     if t.hour < 12:
         part, hour = "上午", t.hour
     else:

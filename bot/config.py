@@ -16,6 +16,9 @@ from urllib.parse import urlparse
 
 from dotenv import dotenv_values
 
+from bot import clock
+from bot.clock import DEFAULT_TIMEZONE
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./mst.db"
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
@@ -75,6 +78,8 @@ class Settings:
     # calendar's data, and deadline rules per court (JSON). Checked and put in force at start-up.
     holidays_file: Path | None = None
     rules_file: Path | None = None
+    # Every time a person reads, and the working day deadlines count in (an IANA name).
+    timezone: str = DEFAULT_TIMEZONE
 
     @property
     def safe_mode(self) -> bool:
@@ -121,13 +126,23 @@ def load_settings(
         jobs_in_process=_flag("MST_JOBS_IN_PROCESS", get("MST_JOBS_IN_PROCESS", "1")),
         holidays_file=_path(get("MST_HOLIDAYS_FILE")),
         rules_file=_path(get("MST_RULES_FILE")),
+        timezone=_timezone(get("MST_TIMEZONE", DEFAULT_TIMEZONE) or DEFAULT_TIMEZONE),
     )
     if len(settings.secret_key) < 32:
         raise ConfigError("MST_SECRET_KEY must be at least 32 characters")
+    clock.set_timezone(settings.timezone)
     from bot import deadlines  # here: bot.deadlines imports ConfigError from this module
 
     deadlines.configure(holidays_file=settings.holidays_file, rules_file=settings.rules_file)
     return settings
+
+
+def _timezone(name: str) -> str:
+    try:
+        clock.ZoneInfo(name)
+    except (KeyError, ValueError):
+        raise ConfigError(f"MST_TIMEZONE: unknown time zone {name!r} (e.g. Asia/Shanghai)") from None
+    return name
 
 
 def _path(value: str | None) -> Path | None:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import chinese_calendar
 
-from bot.clock import CHINA_TZ
+from bot.clock import court_tz
 from bot.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -339,14 +339,14 @@ def is_workday(day: date) -> bool:
 
 
 def _china(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=CHINA_TZ) if moment.tzinfo is None else moment.astimezone(CHINA_TZ)
+    return moment.replace(tzinfo=court_tz()) if moment.tzinfo is None else moment.astimezone(court_tz())
 
 
 def _periods(day: date) -> list[tuple[datetime, datetime]]:
     if not is_workday(day):
         return []
     return [
-        (datetime.combine(day, start, CHINA_TZ), datetime.combine(day, end, CHINA_TZ))
+        (datetime.combine(day, start, court_tz()), datetime.combine(day, end, court_tz()))
         for start, end in WORK_PERIODS
     ]
 
@@ -378,7 +378,7 @@ def add_working_days(start: datetime, days: int) -> datetime:
         day += timedelta(days=1)
         if is_workday(day):
             counted += 1
-    return datetime.combine(day, DAY_ENDS, CHINA_TZ).astimezone(UTC)
+    return datetime.combine(day, DAY_ENDS, court_tz()).astimezone(UTC)
 
 
 def add_working_hours(start: datetime, hours: int) -> datetime:

@@ -21,7 +21,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
-from bot.clock import now, to_china
+from bot.clock import now, to_court
 from bot.deps import Deps
 from bot.wechat_api import (
     DAILY_LIMIT,
@@ -173,7 +173,7 @@ async def _send(deps: Deps, api: WeChatAPI, row: Outbox, payload: dict[str, Any]
         {
             "first": payload.get("notice") or "您有一条新消息",
             "keyword1": payload.get("case_number", ""),
-            "keyword2": to_china(now()).strftime("%Y-%m-%d %H:%M"),  # the court's time
+            "keyword2": to_court(now()).strftime("%Y-%m-%d %H:%M"),  # the court's time
             "remark": "点击查看详情。",
         },
         url=reply_link(settings.public_base_url, settings.secret_key, row),

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from bot import enforcement, importer, mediation
 from bot import staff as staff_accounts
 from bot.app import create_app, open_deps
-from bot.clock import CHINA_TZ, now
+from bot.clock import court_tz, now
 from bot.config import Settings
 from bot.fake_wechat.api import FakeWeChat
 from bot.fake_wechat.api import create_app as fake_api_app
@@ -147,7 +147,7 @@ async def _load_sample(settings: Settings) -> None:
             await enforcement.ingest(
                 session, list(enumerate(EVENTS, 1)), enforcement.Outcome(), actor="demo"
             )
-            first = (now() + timedelta(days=1)).astimezone(CHINA_TZ).date()
+            first = (now() + timedelta(days=1)).astimezone(court_tz()).date()
             for username, at in (("chenjing", time(9, 30)), ("wanglei", time(14, 30))):
                 mediator = await staff_accounts.by_username(session, username)
                 assert mediator is not None

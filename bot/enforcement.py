@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import outbox
-from bot.clock import CHINA_TZ, say_time
+from bot.clock import court_tz, say_time
 from bot.importer import RowError
 from storage import audit
 from storage.models import Binding, Case, EnforcementEvent
@@ -58,7 +58,7 @@ def parse_event(row: Any) -> dict[str, Any]:
     except ValueError as exc:
         raise RowError("at must be a time like 2026-11-20T10:30:00+08:00") from exc
     if happened.tzinfo is None:
-        happened = happened.replace(tzinfo=CHINA_TZ)  # the court's systems speak China time
+        happened = happened.replace(tzinfo=court_tz())  # the court's systems speak the court's local time
     amount = row.get("amount")
     cents = None
     if amount is not None:

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import access, deadlines, outbox, tickets
-from bot.clock import CHINA_TZ, now, say_time
+from bot.clock import court_tz, now, say_time
 from bot.config import ConfigError, Settings
 from bot.deps import Deps
 from storage import audit, state
@@ -310,14 +310,14 @@ async def run(deps: Deps) -> dict[str, int]:
 async def morning_digest(deps: Deps) -> int:
     """Once each working day after 8:00 China time: each staff member's open items and
     those due today."""
-    today = now().astimezone(CHINA_TZ)
+    today = now().astimezone(court_tz())
     if today.hour < 8 or not deadlines.is_workday(today.date()):
         return 0
     if not await deps.redis.set(
         f"{state.PREFIX}digest:{today.date().isoformat()}", "1", nx=True, ex=2 * 86400
     ):
         return 0  # another process, or an earlier run today, sent it
-    end_of_day = datetime.combine(today.date(), datetime.max.time(), CHINA_TZ)
+    end_of_day = datetime.combine(today.date(), datetime.max.time(), court_tz())
     sent = 0
     async with deps.db.transaction() as session:
         staff_rows = (

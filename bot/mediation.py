@@ -10,7 +10,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import outbox
-from bot.clock import CHINA_TZ, now, say_time
+from bot.clock import court_tz, now, say_time
 from storage import audit
 from storage.models import Binding, Booking, Case, MediationSlot, Party, Staff
 
@@ -62,7 +62,7 @@ async def mediators(session: AsyncSession, court_id: int) -> list[Choice]:
         ).all()
     )
     choices = [Choice(s, nexts.get(s.id)) for s in staff]
-    far = datetime.max.replace(tzinfo=CHINA_TZ)
+    far = datetime.max.replace(tzinfo=court_tz())
     return sorted(choices, key=lambda c: c.next_free or far)
 
 
@@ -259,14 +259,14 @@ async def send_reminders(session: AsyncSession) -> int:
 
 def _day_word(start: datetime, moment: datetime) -> str:
     """A booking made on the day is reminded as 今天, not 明天."""
-    same_day = start.astimezone(CHINA_TZ).date() == moment.astimezone(CHINA_TZ).date()
+    same_day = start.astimezone(court_tz()).date() == moment.astimezone(court_tz()).date()
     return "今天" if same_day else "明天"
 
 
 def weekly_starts(first_day: date, at: time, weeks: int, weekdays: set[int]) -> list[datetime]:
     """Start times (China time) on the given weekdays (0=Monday) for `weeks` weeks."""
     days = [first_day + timedelta(days=i) for i in range(weeks * 7)]
-    return [datetime.combine(d, at, CHINA_TZ) for d in days if d.weekday() in weekdays]
+    return [datetime.combine(d, at, court_tz()) for d in days if d.weekday() in weekdays]
 
 
 async def add_slots(

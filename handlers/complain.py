@@ -7,7 +7,7 @@ from datetime import timedelta
 from functools import partial
 
 from bot import tickets
-from bot.clock import CHINA_TZ, now
+from bot.clock import court_tz, now
 from bot.context import Context
 from handlers import items, texts
 from storage import state
@@ -59,7 +59,7 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
 
 def _day_key(ctx: Context, case: Case, what: str) -> str:
     return (
-        f"cap:{what}:{ctx.inbound.user}:{case.id}:{now().astimezone(CHINA_TZ).date().isoformat()}"
+        f"cap:{what}:{ctx.inbound.user}:{case.id}:{now().astimezone(court_tz()).date().isoformat()}"
     )
 
 
@@ -75,5 +75,5 @@ def _count_today(ctx: Context, case: Case, what: str) -> None:
 
 
 def _tomorrow() -> str:
-    day = (now().astimezone(CHINA_TZ) + timedelta(days=1)).date()
+    day = (now().astimezone(court_tz()) + timedelta(days=1)).date()
     return f"明天（{day.month}月{day.day}日）"

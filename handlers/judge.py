@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import select
 
 from bot import access, escalation, mediation, tickets
-from bot.clock import CHINA_TZ, now, say_waited
+from bot.clock import court_tz, now, say_waited
 from bot.context import Context
 from bot.masking import mask_name
 from handlers import rating, texts
@@ -127,7 +127,7 @@ async def todo(ctx: Context, staff: Staff) -> str:
 
 def a_week_on() -> str:
     """An example date for 请假 that is always ahead of today (in China time)."""
-    day = now().astimezone(CHINA_TZ).date() + timedelta(days=7)
+    day = now().astimezone(court_tz()).date() + timedelta(days=7)
     return f"{day.month}月{day.day}日"
 
 
@@ -138,14 +138,14 @@ async def away(ctx: Context, staff: Staff, text: str) -> str:
     match = AWAY_UNTIL.match(text.replace(" ", ""))
     if match is None:
         return texts.AWAY_BAD.format(example=a_week_on())
-    today = now().astimezone(CHINA_TZ).date()
+    today = now().astimezone(court_tz()).date()
     try:
         day = date(today.year, int(match.group(1)), int(match.group(2)))
         if day < today:
             day = date(today.year + 1, day.month, day.day)  # 请假至1月3日, said in December
     except ValueError:
         return texts.AWAY_BAD.format(example=a_week_on())
-    until = datetime.combine(day + timedelta(days=1), time(0), CHINA_TZ)  # away through that day
+    until = datetime.combine(day + timedelta(days=1), time(0), court_tz())  # away through that day
     await escalation.set_away(ctx.session, staff, until, actor=f"staff:{staff.username}")
     return texts.AWAY_SET.format(until=f"{day.month}月{day.day}日（含）")
 

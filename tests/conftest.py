@@ -51,6 +51,7 @@ def settled_clock() -> Iterator[datetime]:
     clock.set_clock(lambda: TEST_EPOCH + timedelta(seconds=time.monotonic() - started))
     yield TEST_EPOCH
     clock.set_clock(None)
+    clock.set_timezone(clock.DEFAULT_TIMEZONE)  # a test that loaded MST_TIMEZONE leaves none behind
 
 
 @pytest.fixture

@@ -172,6 +172,17 @@ def test_an_unusable_data_dir_is_a_config_error(tmp_path: Path) -> None:
     assert str(not_a_dir) in str(caught.value)
 
 
+def test_the_court_time_zone_is_a_setting_and_put_in_force(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from bot import clock
+
+    assert load(tmp_path).timezone == "Asia/Shanghai"
+    assert clock.say_time(datetime(2026, 12, 1, 21, 34, tzinfo=UTC)) == "12月2日 周三 上午5:34"
+    assert load(tmp_path, MST_TIMEZONE="Asia/Urumqi").timezone == "Asia/Urumqi"
+    assert clock.say_time(datetime(2026, 12, 1, 21, 34, tzinfo=UTC)) == "12月2日 周三 上午3:34"
+
+
 # -- bad values --------------------------------------------------------------------------
 
 
@@ -196,6 +207,8 @@ def test_an_unusable_data_dir_is_a_config_error(tmp_path: Path) -> None:
         ("WECHAT_AES_KEY", "!" * 43),
         ("MST_SECRET_KEY", "too-short"),
         ("MST_JOBS_IN_PROCESS", "maybe"),
+        ("MST_TIMEZONE", "Mars/Olympus"),
+        ("MST_TIMEZONE", "+08:00"),
     ],
 )
 def test_bad_value_raises_config_error_naming_the_variable(

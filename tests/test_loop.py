@@ -441,12 +441,15 @@ async def test_only_truly_permanent_errors_fail_a_row(
 
 async def test_window_closed_falls_back_to_a_template_with_a_signed_link(world: World) -> None:
     w = world
+    clock.set_timezone("Asia/Tokyo")  # MST_TIMEZONE: the court's zone, not UTC, not the host's
     w.fake.enforce_window = True
     w.fake.close_window(LITIGANT)
     number = await answered_ticket(w)
     await w.deliver()
     [sent] = w.fake.sent_to(LITIGANT)
     assert sent.kind == "template" and sent.payload["template_id"]
+    # TEST_EPOCH is 10:00 China time: 11:00 in Tokyo, 02:00 UTC.
+    assert sent.payload["data"]["keyword2"]["value"].startswith("2026-11-23 11:0")
     url = sent.payload["url"]
     path = url.split("http://court.example", 1)[1]
     page = await w.client.get(path)
