@@ -47,6 +47,10 @@ class Settings:
     wechat_api_base: str = DEFAULT_WECHAT_API_BASE
     # Template for "a reply is waiting" when the 48-hour customer-service window is closed.
     wechat_template_id: str = DEMO_TEMPLATE_ID
+    # What the landing page a printed code opens shows, so a person can follow the account:
+    # its name (公众号名称) and an image of its own QR code (PNG or JPEG).
+    wechat_account_name: str | None = None
+    wechat_account_qr: Path | None = None
     # Bearer token the court's enforcement system uses to push events; unset: endpoint off.
     enforcement_token: str | None = None
     data_dir: Path = field(default_factory=lambda: Path("."))
@@ -121,6 +125,8 @@ def load_settings(
             "WECHAT_API_BASE", get("WECHAT_API_BASE", DEFAULT_WECHAT_API_BASE)
         ),
         wechat_template_id=get("WECHAT_TEMPLATE_ID", DEMO_TEMPLATE_ID) or "",
+        wechat_account_name=get("WECHAT_ACCOUNT_NAME"),
+        wechat_account_qr=_image(get("WECHAT_ACCOUNT_QR")),
         enforcement_token=get("MST_ENFORCEMENT_TOKEN"),
         data_dir=data_dir,
         jobs_in_process=_flag("MST_JOBS_IN_PROCESS", get("MST_JOBS_IN_PROCESS", "1")),
@@ -141,8 +147,19 @@ def _timezone(name: str) -> str:
     try:
         clock.ZoneInfo(name)
     except (KeyError, ValueError):
-        raise ConfigError(f"MST_TIMEZONE: unknown time zone {name!r} (e.g. Asia/Shanghai)") from None
+        raise ConfigError(
+            f"MST_TIMEZONE: unknown time zone {name!r} (e.g. Asia/Shanghai)"
+        ) from None
     return name
+
+
+def _image(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg") or not path.is_file():
+        raise ConfigError(f"WECHAT_ACCOUNT_QR must be a PNG or JPEG file, got {value!r}")
+    return path
 
 
 def _path(value: str | None) -> Path | None:

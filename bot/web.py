@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot import delivery, enforcement, keys, metrics, outbox
 from bot.clock import now
+from handlers import texts
 from qr import codes, tokens
 from storage import state
 from storage.models import Outbox
@@ -115,6 +116,7 @@ PAGE = """<!doctype html>
         font-size: 22px; line-height: 1.7; margin: 0; padding: 24px; color: #222; background: #f7f7f2; }}
  h1 {{ font-size: 28px; margin: 0 0 16px; }}
  .card {{ background: #fff; border-radius: 12px; padding: 20px; margin-bottom: 20px; }}
+ .qr {{ width: 220px; height: 220px; display: block; margin: 8px 0; }}
  .code {{ font-size: 32px; font-weight: bold; letter-spacing: 4px; color: #a61b1b; }}
  ol {{ padding-left: 1.3em; }}
 </style></head>
@@ -131,15 +133,17 @@ def page(title: str, body: str, status: int = 200) -> web.Response:
 
 
 async def landing(request: web.Request) -> web.Response:
-    """What a scan shows: the court and case number (never party names) and how to go on."""
+    """What a scan shows: the court and case number (never party names) and how to go on:
+    follow the account (its name and QR), send the case code, give the phone's last digits."""
     deps = request.app[keys.DEPS]
+    settings = deps.settings
     async with deps.db.sessions() as session:
         lookup = await codes.by_token(session, request.match_info["token"])
     if lookup.status == "revoked":
         return page(
             "二维码已停用",
             "<h1>这个二维码已经停用</h1><div class='card'>请向法院索取新的二维码，"
-            "或拨打法院诉讼服务电话咨询。</div>",
+            f"或{html.escape(texts.call(lookup.court))}咨询。</div>",
             status=410,
         )
     if lookup.status != "ok" or lookup.case is None or lookup.court is None or lookup.code is None:
@@ -148,18 +152,36 @@ async def landing(request: web.Request) -> web.Response:
             "<h1>没有找到这个案件</h1><div class='card'>请确认扫描的是法院文书上的二维码。</div>",
             status=404,
         )
+    name = settings.wechat_account_name
+    if settings.wechat_account_qr is not None:
+        follow = (
+            f"<li>长按下面的二维码，选“识别图中二维码”，关注“{html.escape(name or '本院公众号')}”；"
+            "<br><img class='qr' src='/account-qr' alt='公众号二维码'></li>"
+        )
+    elif name:
+        follow = f"<li>在微信里搜索“{html.escape(name)}”，关注这个公众号；</li>"
+    else:
+        follow = "<li>在微信里搜索并关注本院公众号；</li>"
     body = (
         f"<h1>{html.escape(lookup.court.name)}</h1>"
         f"<div class='card'>案号：{html.escape(lookup.case.case_number)}<br>"
         f"案由：{html.escape(lookup.case.cause)}</div>"
-        "<div class='card'><b>怎样继续：</b><ol>"
-        "<li>在微信里搜索并关注本院公众号；</li>"
+        f"<div class='card'><b>怎样继续：</b><ol>{follow}"
         "<li>在公众号对话框里发送下面的案件码；</li>"
         "<li>按提示输入登记手机号的后四位。</li></ol>"
         f"<div class='code'>{html.escape(tokens.pretty(lookup.code.short_code))}</div></div>"
-        "<div class='card'>不会操作？请到法院诉讼服务中心，工作人员会帮您办理。</div>"
+        f"<div class='card'>不会操作？请到{html.escape(texts.desk(lookup.court))}，"
+        "工作人员会帮您办理。</div>"
     )
     return page(f"{lookup.court.name} {lookup.case.case_number}", body)
+
+
+async def account_qr(request: web.Request) -> web.StreamResponse:
+    """The Official Account's own QR (WECHAT_ACCOUNT_QR), shown on the landing page."""
+    path = request.app[keys.DEPS].settings.wechat_account_qr
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 
 
 async def waiting_message(request: web.Request) -> web.Response:
@@ -230,4 +252,5 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/q/{token}", landing)
+    app.router.add_get("/account-qr", account_qr)
     app.router.add_get("/m/{row_id}", waiting_message)

@@ -41,7 +41,7 @@ async def open_case(ctx: Context, lookup: codes.Lookup) -> str | None:
         payload={"status": lookup.status, "via": ctx.inbound.kind},
     )
     if lookup.status == "revoked":
-        return texts.CODE_REVOKED
+        return texts.CODE_REVOKED.format(call=texts.call(lookup.court))
     greeting = texts.CODE_OK.format(
         court=lookup.court.name, case_number=case.case_number, cause=case.cause
     )
@@ -113,11 +113,11 @@ async def verify(ctx: Context) -> str | None:
 
 
 async def _locked_words(ctx: Context, case_id: int, tries: attempts.VerifyTries) -> str:
-    if tries.blocked() != "case":
-        return texts.LOCKED
     case = await ctx.session.get(Case, case_id)
     court = await ctx.session.get(Court, case.court_id) if case else None
-    return texts.CASE_PAUSED.format(court=court.name if court else "法院")
+    if tries.blocked() != "case":
+        return texts.LOCKED.format(desk=texts.desk(court))
+    return texts.CASE_PAUSED.format(desk=texts.desk(court))
 
 
 async def _tell_court_case_paused(ctx: Context, case_id: int) -> None:

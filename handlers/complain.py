@@ -11,7 +11,7 @@ from bot.clock import court_tz, now
 from bot.context import Context
 from handlers import items, texts
 from storage import state
-from storage.models import Binding, Case
+from storage.models import Binding, Case, Court
 
 ABOUT = {"1": "staff", "2": "process", "3": "other_party", "4": "other"}
 
@@ -21,7 +21,7 @@ async def start(ctx: Context, case: Case, binding: Binding) -> str:
         from handlers import menu
 
         return texts.COMPLAIN_CAP.format(
-            limit=ctx.settings.complaint_daily_cap, day=_tomorrow()
+            limit=ctx.settings.complaint_daily_cap, day=_tomorrow(), call=await _call(ctx, case)
         ) + await menu.menu_text(ctx)
     ctx.state.update(step="complain", sub="about", ticket_id=None)
     return texts.COMPLAIN_ABOUT
@@ -41,12 +41,16 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     if ticket is not None:
         cap = ctx.settings.complaint_message_daily_cap
         if await _used_today(ctx, case, "complaint-messages") >= cap:
-            return texts.COMPLAIN_MESSAGE_CAP.format(limit=cap, day=_tomorrow())
+            return texts.COMPLAIN_MESSAGE_CAP.format(
+                limit=cap, day=_tomorrow(), call=await _call(ctx, case)
+            )
         await items.add(ctx, ticket, case, text)
         _count_today(ctx, case, "complaint-messages")
         return texts.COMPLAIN_ADDED.format(ticket=ticket.id)
     if await _used_today(ctx, case, "complaints") >= ctx.settings.complaint_daily_cap:
-        return texts.COMPLAIN_CAP.format(limit=ctx.settings.complaint_daily_cap, day=_tomorrow())
+        return texts.COMPLAIN_CAP.format(
+            limit=ctx.settings.complaint_daily_cap, day=_tomorrow(), call=await _call(ctx, case)
+        )
     opened = await items.open_new(
         ctx, case, binding, kind="complaint", text=text, about=ctx.state.get("about")
     )
@@ -55,6 +59,10 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     return texts.COMPLAIN_RECEIVED.format(
         ticket=opened.ticket.id, due=tickets.due_words(opened.ticket), receipt=opened.receipt[:16]
     )
+
+
+async def _call(ctx: Context, case: Case) -> str:
+    return texts.call(await ctx.session.get(Court, case.court_id))
 
 
 def _day_key(ctx: Context, case: Case, what: str) -> str:

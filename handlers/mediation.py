@@ -7,7 +7,7 @@ from bot import mediation
 from bot.clock import say_time
 from bot.context import Context
 from handlers import texts
-from storage.models import Binding, Case, MediationSlot, Staff
+from storage.models import Binding, Case, Court, MediationSlot, Staff
 
 
 async def start(ctx: Context, case: Case, binding: Binding, *, prefix: str = "") -> str:
@@ -16,7 +16,12 @@ async def start(ctx: Context, case: Case, binding: Binding, *, prefix: str = "")
         from handlers import menu
 
         menu.home(ctx)
-        return prefix + texts.BOOK_NO_MEDIATORS + await menu.menu_text(ctx)
+        court = await ctx.session.get(Court, case.court_id)
+        return (
+            prefix
+            + texts.BOOK_NO_MEDIATORS.format(call=texts.call(court))
+            + await menu.menu_text(ctx)
+        )
     current = await mediation.current_booking(ctx.session, ctx.inbound.user, case.id or 0)
     if current is not None:
         booking, slot = current
@@ -79,7 +84,7 @@ async def _slots(
 async def _confirm(ctx: Context, case: Case, binding: Binding) -> str:
     current = await mediation.current_booking(ctx.session, ctx.inbound.user, case.id or 0)
     if current is not None and not mediation.may_change(current[1]):
-        return texts.BOOK_TOO_LATE + await start(ctx, case, binding)
+        return await _too_late(ctx, case) + await start(ctx, case, binding)
     # The new place first: if it was just taken, the old booking stays as it was.
     booking = await mediation.book(ctx.session, ctx.state["slot"], case, binding)
     if booking is None:
@@ -104,8 +109,12 @@ async def _cancel(ctx: Context, case: Case, binding: Binding) -> str:
     if current is None:
         return await start(ctx, case, binding)
     if not await mediation.cancel(ctx.session, current[0], case, reason="cancelled by the party"):
-        return texts.BOOK_TOO_LATE + await start(ctx, case, binding)
+        return await _too_late(ctx, case) + await start(ctx, case, binding)
     from handlers import menu
 
     menu.home(ctx)
     return texts.BOOK_CANCELLED + await menu.menu_text(ctx)
+
+
+async def _too_late(ctx: Context, case: Case) -> str:
+    return texts.BOOK_TOO_LATE.format(call=texts.call(await ctx.session.get(Court, case.court_id)))

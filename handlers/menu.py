@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from bot import tickets
 from bot.context import Context
 from handlers import ask, texts
-from storage.models import Binding, Case
+from storage.models import Binding, Case, Court
 
 # Number and custom-menu click key for each choice (CONTRACT.md).
 CHOICES = {"1": "ASK", "2": "COMPLAIN", "3": "BOOK", "4": "PROGRESS", "5": "RATE", "0": "MENU"}
@@ -107,7 +107,8 @@ async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
     if text in MINE_WORDS:
         return await my_tickets(ctx, case)
     if text.rstrip(_TRAILING) in HELP:
-        return texts.HOW_TO_REACH_A_PERSON + await menu_text(ctx)
+        court = await ctx.session.get(Court, case.court_id)
+        return texts.HOW_TO_REACH_A_PERSON.format(desk=texts.desk(court)) + await menu_text(ctx)
     said = ctx.inbound.text.strip()
     # Words (not a stray number) are something the person said: kept, never dropped.
     if ctx.inbound.kind in ("text", "voice") and any(ch.isalpha() for ch in said):

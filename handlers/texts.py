@@ -1,9 +1,34 @@
 """What people read, in one place: short, polite, numbered, for elderly readers too."""
 
+from __future__ import annotations
+
+from storage.models import Court
+
 
 def gist(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, an ellipsis marking the cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def call(court: Court | None) -> str:
+    """Where a text says "call the court": with the number when the court has given one."""
+    phone = court.phone if court else None
+    return f"拨打法院诉讼服务电话（{phone}）" if phone else "拨打法院诉讼服务电话"
+
+
+def desk(court: Court | None) -> str:
+    """The court's service desk, with where, when and its phone, as far as the court has said."""
+    name = court.name if court else "法院"
+    known = [
+        v
+        for v in (
+            court.address if court else None,
+            court.hours if court else None,
+            f"电话 {court.phone}" if court and court.phone else None,
+        )
+        if v
+    ]
+    return f"{name}诉讼服务中心" + (f"（{'，'.join(known)}）" if known else "")
 
 
 WELCOME = (
@@ -13,7 +38,7 @@ WELCOME = (
 )
 CODE_OK = "您好！您扫描的是：\n{court}\n{case_number}（{cause}）\n"
 ASK_DIGITS = "为确认您的身份，请输入本案登记的手机号码后四位。"
-CODE_REVOKED = "这个二维码已经停用了。\n请向法院索取新的二维码，或拨打诉讼服务电话咨询。"
+CODE_REVOKED = "这个二维码已经停用了。\n请向法院索取新的二维码，或{call}咨询。"
 CODE_UNKNOWN = "没有找到这个案件码。\n请核对二维码下方的10位案件码后重新发送。"
 CODE_MISTYPED = "案件码好像输错了一位。\n请对照材料再输入一次（字母不分大小写）。"
 UNSUPPORTED = "抱歉，目前只能接收文字消息。\n请用文字告诉我们您的问题，谢谢。"
@@ -24,10 +49,10 @@ BUSY = "您的消息已收到，系统正忙，稍后会有人回复您。"
 DIGITS_ONLY = "请输入4位数字，也就是登记手机号的最后四位。\n发送 0 可以取消。"
 VERIFIED = "验证成功！您是本案的{role}{name}。\n\n"
 WRONG_DIGITS = "号码不对，请再试一次。\n还可以再试 {left} 次。"
-LOCKED = "输错次数太多了，为保护您的案件信息，请1小时后再试。\n如需帮助，请到法院诉讼服务中心。"
+LOCKED = "输错次数太多了，为保护您的案件信息，请1小时后再试。\n如需帮助，请到{desk}。"
 CASE_PAUSED = (
     "为保护案件信息，这个案件的手机号验证暂时停用了，请1小时后再试。\n"
-    "也可以带上身份证到{court}诉讼服务中心，工作人员会当面帮您办理。"
+    "也可以带上身份证到{desk}，工作人员会当面帮您办理。"
 )
 CASE_PAUSED_NOTICE = (
     "安全提醒：案件 {case_number} 的手机号验证1小时内错了{n}次，可能有人在猜号码，"
@@ -51,7 +76,7 @@ CONFIRM_ASK = "您是想问法官这个问题吗？\n“{said}”\n回复数字�
 HOW_TO_REACH_A_PERSON = (
     "需要人工帮助的话，请发送数字 1，再写下您的问题，\n"
     "会转给承办法官或接待人员，并按时答复您。\n"
-    "也可以到法院诉讼服务中心，工作人员会当面帮您。\n\n"
+    "也可以到{desk}，工作人员会当面帮您。\n\n"
 )
 SWITCH_LIST = "您验证过的案件：\n{lines}\n请回复序号切换。"
 SWITCHED = "已切换到：{case_number}\n\n"
@@ -117,11 +142,10 @@ COMPLAIN_RECEIVED = (
 COMPLAIN_ADDED = "已补充到投诉 #{ticket}，督查室会一并办理。\n发送 0 返回菜单。"
 COMPLAIN_CAP = (
     "您今天已经提交过投诉了。为保证每件投诉都认真办理，同一案件每天最多提交{limit}件。\n"
-    "{day}起可以再提交。情况紧急的，请拨打法院诉讼服务电话。\n\n"
+    "{day}起可以再提交。情况紧急的，请{call}。\n\n"
 )
 COMPLAIN_MESSAGE_CAP = (
-    "今天关于投诉的补充已经达到{limit}条。\n"
-    "{day}起可以继续补充。情况紧急的，请拨打法院诉讼服务电话。"
+    "今天关于投诉的补充已经达到{limit}条。\n{day}起可以继续补充。情况紧急的，请{call}。"
 )
 
 # enforcement
@@ -142,7 +166,7 @@ PHOTO = "[照片]"
 
 # mediation
 BOOK_MEDIATORS = "请选择调解员（回复序号）：\n{lines}\n发送 0 返回菜单。"
-BOOK_NO_MEDIATORS = "本院暂时没有可以预约的调解员。\n请拨打法院诉讼服务电话咨询。\n\n"
+BOOK_NO_MEDIATORS = "本院暂时没有可以预约的调解员。\n请{call}咨询。\n\n"
 BOOK_CURRENT = (
     "您已预约：{when}，调解员{name}。\n回复“取消”可以取消预约；重新选择时间即为改约。\n\n"
 )
@@ -158,9 +182,7 @@ BOOK_DONE = (
 )
 BOOK_TAKEN = "很抱歉，这个时间刚刚被别人约走了。\n\n"
 BOOK_CANCELLED = "已为您取消预约，并通知了对方当事人和法官。\n\n"
-BOOK_TOO_LATE = (
-    "离开始不到2小时，已经不能在这里取消或改约了。\n如有特殊情况，请拨打法院诉讼服务电话。\n\n"
-)
+BOOK_TOO_LATE = "离开始不到2小时，已经不能在这里取消或改约了。\n如有特殊情况，请{call}。\n\n"
 
 # rating
 RATE_PICK = "请选择要评价的事项（回复序号）：\n{lines}\n9 评价本院的整体服务\n发送 0 返回菜单。"

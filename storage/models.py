@@ -13,6 +13,10 @@ from bot.clock import now
 class Court(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, unique=True)
+    # The service desk people are sent to (诉讼服务中心): what the chat tells them (mst court set).
+    phone: str | None = Field(default=None, max_length=40)
+    address: str | None = Field(default=None, max_length=200)
+    hours: str | None = Field(default=None, max_length=100)
 
 
 class Staff(SQLModel, table=True):

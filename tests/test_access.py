@@ -422,11 +422,13 @@ async def test_many_new_accounts_get_ten_guesses_per_case_per_hour_in_all(world:
         guesses += 1
         if n < attempts.VERIFY_PER_CASE - 1:
             assert "号码不对" in reply, reply
-    assert reply == texts.CASE_PAUSED.format(court=COURT)
+    assert reply == texts.CASE_PAUSED.format(desk=f"{COURT}诉讼服务中心")
     await w.deps.redis.flushdb()  # a Redis restart with persistence off
     fresh = "oAttackerFresh0000000001"
     await _scan(w, fresh, w.case["token"])
-    assert await w.say(fresh, "1234") == texts.CASE_PAUSED.format(court=COURT)  # right digits too
+    assert await w.say(fresh, "1234") == texts.CASE_PAUSED.format(
+        desk=f"{COURT}诉讼服务中心"
+    )  # right digits too
     async with w.deps.db.sessions() as s:
         assert (await s.execute(select(Binding))).first() is None
         notices = [r for r in (await s.execute(select(Outbox))).scalars() if r.recipient == "oRec"]
@@ -464,10 +466,12 @@ async def test_one_account_cannot_spread_its_guesses_over_many_cases(world: Worl
         token = tokens[i % 3] if i < 9 else w.case["token"]
         await _scan(w, attacker, token)
         reply = await w.say(attacker, "0000")
-    assert reply == texts.LOCKED
+    assert reply == texts.LOCKED.format(desk=f"{COURT}诉讼服务中心")
     await w.deps.redis.flushdb()
     await _scan(w, attacker, w.case["token"])
-    assert await w.say(attacker, "1234") == texts.LOCKED  # right digits, wrong hour
+    assert await w.say(attacker, "1234") == texts.LOCKED.format(
+        desk=f"{COURT}诉讼服务中心"
+    )  # right digits, wrong hour
 
 
 async def test_bind_codes_lock_out_and_failures_are_recorded_compactly(world: World) -> None:

@@ -356,9 +356,13 @@ async def test_revoked_code_gets_a_clear_answer(
         assert case is not None
         await codes.revoke(s, case, reason="lost document", actor="admin")
     _, reply, _ = await post(client, wechat, event_xml(USER, "SCAN", sample_case["token"]))
-    assert reply is not None and reply["Content"] == texts.CODE_REVOKED
+    assert reply is not None and reply["Content"] == texts.CODE_REVOKED.format(
+        call=texts.call(None)
+    )
     _, reply, _ = await post(client, wechat, text_xml(USER, sample_case["short_code"]))
-    assert reply is not None and reply["Content"] == texts.CODE_REVOKED
+    assert reply is not None and reply["Content"] == texts.CODE_REVOKED.format(
+        call=texts.call(None)
+    )
 
 
 async def test_flooding_is_slowed_but_nothing_is_lost(

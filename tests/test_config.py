@@ -209,6 +209,8 @@ def test_the_court_time_zone_is_a_setting_and_put_in_force(tmp_path: Path) -> No
         ("MST_JOBS_IN_PROCESS", "maybe"),
         ("MST_TIMEZONE", "Mars/Olympus"),
         ("MST_TIMEZONE", "+08:00"),
+        ("WECHAT_ACCOUNT_QR", "/nonexistent/account.png"),
+        ("WECHAT_ACCOUNT_QR", "README.md"),
     ],
 )
 def test_bad_value_raises_config_error_naming_the_variable(

@@ -301,14 +301,16 @@ async def test_complaints_are_capped_per_day_with_the_day_to_come_back(
         assert await w.say(LITIGANT, f"补充{i}") == texts.COMPLAIN_ADDED.format(ticket=number)
     tomorrow = "明天（11月24日）"
     assert await w.say(LITIGANT, "补充5") == texts.COMPLAIN_MESSAGE_CAP.format(
-        limit=5, day=tomorrow
+        limit=5, day=tomorrow, call=texts.call(None)
     )
     assert await w.say(LITIGANT, "补充6") == texts.COMPLAIN_MESSAGE_CAP.format(
-        limit=5, day=tomorrow
+        limit=5, day=tomorrow, call=texts.call(None)
     )
     await w.say(LITIGANT, "0")
     refused = await w.say(LITIGANT, "2")
-    assert refused.startswith(texts.COMPLAIN_CAP.format(limit=1, day=tomorrow))
+    assert refused.startswith(
+        texts.COMPLAIN_CAP.format(limit=1, day=tomorrow, call=texts.call(None))
+    )
     assert "1 咨询法官" in refused  # and the menu, to carry on
     assert await w.say(LITIGANT, "2") == refused
 
@@ -509,11 +511,15 @@ async def test_cancel_and_reschedule_until_two_hours_before_and_no_shows(
     third = (await all_of(w, Booking))[-1]
     moment[0] = cn(11, 25, 7, 45)
     await w.say(LITIGANT, "3")
-    assert (await w.say(LITIGANT, "取消")).startswith(texts.BOOK_TOO_LATE)
+    assert (await w.say(LITIGANT, "取消")).startswith(
+        texts.BOOK_TOO_LATE.format(call=texts.call(None))
+    )
     listing = await w.say(LITIGANT, "3")
     slots = await w.say(LITIGANT, choice_for(listing, "王芳"))
     await w.say(LITIGANT, choice_for(slots, friday))
-    assert (await w.say(LITIGANT, "1")).startswith(texts.BOOK_TOO_LATE)
+    assert (await w.say(LITIGANT, "1")).startswith(
+        texts.BOOK_TOO_LATE.format(call=texts.call(None))
+    )
     assert (await get(w, Booking, third.id)).status == "booked"
     assert (await slot_at(w, cn(11, 25, 9, 30))).booked == 1
     assert (await slot_at(w, cn(11, 27, 9, 0))).booked == 0

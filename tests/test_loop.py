@@ -27,9 +27,10 @@ from bot.staff import issue_bind_code
 from bot.wechat_api import WeChatAPI
 from handlers import texts
 from storage.models import AuditEvent, Binding, Case, Message, Outbox, Party, Staff, Ticket
-from tests.conftest import AES_KEY, APP_ID, CASE_NUMBER, TOKEN
+from tests.conftest import AES_KEY, APP_ID, CASE_NUMBER, COURT, TOKEN
 
 SECRET = "app-secret"
+LOCKED = texts.LOCKED.format(desk=f"{COURT}诉讼服务中心")  # the court gave no details
 LITIGANT = "oLitigant00000000000000001"
 JUDGE_WX = "oJudge000000000000000000001"
 OTHER_WX = "oOtherJudge0000000000000001"
@@ -202,9 +203,9 @@ async def test_wrong_digits_lock_out_for_an_hour(world: World) -> None:
     await w.send(event_xml(LITIGANT, "SCAN", w.case["token"]))
     for left in (4, 3, 2, 1):
         assert f"还可以再试 {left} 次" in await w.say(LITIGANT, "9999")
-    assert await w.say(LITIGANT, "9999") == texts.LOCKED
-    assert await w.say(LITIGANT, "1234") == texts.LOCKED  # even the right digits, for an hour
-    assert await w.say(LITIGANT, "12") == texts.LOCKED
+    assert await w.say(LITIGANT, "9999") == LOCKED
+    assert await w.say(LITIGANT, "1234") == LOCKED  # even the right digits, for an hour
+    assert await w.say(LITIGANT, "12") == LOCKED
     async with w.deps.db.sessions() as s:
         assert (await s.execute(select(Binding))).first() is None
     # Someone else is not locked out.
@@ -834,7 +835,9 @@ async def test_free_text_at_the_menu_is_never_dropped(world: World) -> None:
         assert "请回复数字选择" in await w.say(LITIGANT, "0")
     assert await w.say(LITIGANT, "投诉") == texts.COMPLAIN_ABOUT
     assert "请回复数字选择" in await w.say(LITIGANT, "0")
-    assert texts.HOW_TO_REACH_A_PERSON in await w.say(LITIGANT, "人工")
+    assert texts.HOW_TO_REACH_A_PERSON.format(desk=f"{COURT}诉讼服务中心") in await w.say(
+        LITIGANT, "人工"
+    )
     # A sentence is kept, the person asked; a second one joins it; 1 makes it the question.
     asked = await w.say(LITIGANT, "谢谢法官！那我儿子需要带身份证吗？")
     assert asked.startswith("您是想问法官这个问题吗？") and "带身份证" in asked

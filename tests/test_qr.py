@@ -414,3 +414,39 @@ async def test_landing_page_escapes_what_it_shows(deps: Deps, client: TestClient
     assert "法院 &lt;u&gt;&amp;amp;&lt;/u&gt;" in page
     title = re.search(r"<title>(.*?)</title>", page)
     assert title is not None and "<" not in title.group(1)
+
+
+async def test_the_landing_page_leads_into_the_chat(
+    aiohttp_client: Any, settings: Any, deps: Deps, sample_case: dict[str, Any], tmp_path: Any
+) -> None:
+    """First-day issue, item 7: the page names the account and shows its own QR to follow,
+    and sends people who cannot manage to the court's desk with its address and phone."""
+    from dataclasses import replace
+
+    from bot import courts
+    from tests.conftest import _client
+
+    account_qr = tmp_path / "account.png"
+    account_qr.write_bytes(render.png("http://weixin.qq.com/r/court-account"))
+    configured = replace(
+        settings, wechat_account_name="桃城法院诉讼服务", wechat_account_qr=account_qr
+    )
+    async with deps.db.transaction() as s:
+        court = await courts.by_name(s, COURT)
+        assert court is not None
+        await courts.set_desk(s, court, {"phone": "0318-2123456"}, actor="test")
+    client = await _client(aiohttp_client, configured, deps)
+    page = await (await client.get(f"/q/{sample_case['token']}")).text()
+    assert "关注“桃城法院诉讼服务”" in page and "<img class='qr' src='/account-qr'" in page
+    assert f"{COURT}诉讼服务中心（电话 0318-2123456）" in page
+    image = await client.get("/account-qr")
+    assert image.status == 200 and image.content_type == "image/png"
+    assert _decode(Image.open(io.BytesIO(await image.read()))) == [
+        "http://weixin.qq.com/r/court-account"
+    ]
+    # Only the name: where to search for it; nothing configured: the old words, no image.
+    named = await _client(aiohttp_client, replace(settings, wechat_account_name="桃城法院"), deps)
+    page = await (await named.get(f"/q/{sample_case['token']}")).text()
+    assert "搜索“桃城法院”" in page and "<img" not in page
+    plain = await _client(aiohttp_client, settings, deps)
+    assert (await plain.get("/account-qr")).status == 404
