@@ -141,7 +141,7 @@ async def move(
                 case=case,
                 ticket_id=ticket.id,
             )
-    await outbox.tell(
+    await outbox.tell_party(
         session,
         ticket.openid,
         f"您的{tickets.KIND_NAMES.get(ticket.kind, '诉求')} #{ticket.id} 现由{holder}办理"

@@ -13,8 +13,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import now
+from storage import conversations
 from storage.db import Database
-from storage.models import Outbox
+from storage.models import Binding, Outbox
 
 # A plain INSERT, built once: a notice goes out with nearly every message, and building an
 # ORM object for it costs more than the statement.
@@ -51,6 +52,33 @@ async def enqueue_text(db: Database, recipient: str, text: str) -> None:
     """A text for one user, in its own transaction (used when the reply missed the callback)."""
     async with db.transaction() as session:
         await add(session, recipient=recipient, kind="cs_text", payload={"text": text})
+
+
+async def tell_party(
+    session: AsyncSession,
+    recipient: str,
+    text: str,
+    *,
+    case: Any,
+    ticket_id: int | None = None,
+    notice: str | None = None,
+) -> None:
+    """A push to a litigant about `case`: it names the case when the person is not on it
+    now (they follow several, and would not know which one the news is about)."""
+    if await _not_current(session, recipient, case.id):
+        text = f"关于案件 {case.case_number}：\n{text}"
+    await tell(session, recipient, text, case=case, ticket_id=ticket_id, notice=notice)
+
+
+async def _not_current(session: AsyncSession, openid: str, case_id: int) -> bool:
+    current = (await conversations.load(session, openid)).get("case_id")
+    if current is not None:
+        return bool(current != case_id)
+    # No case chosen (or the conversation was forgotten): named if they have another case.
+    other = await session.execute(
+        select(Binding.id).where(Binding.openid == openid, Binding.case_id != case_id).limit(1)
+    )
+    return other.first() is not None
 
 
 async def tell(

@@ -231,7 +231,7 @@ async def answer(session: AsyncSession, *, staff: Staff, ticket: Ticket, text: s
     )
     session.add(msg)
     await session.flush()
-    await outbox.tell(
+    await outbox.tell_party(
         session,
         ticket.openid,
         reply,
@@ -261,7 +261,7 @@ async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket) -> None:
     ticket.status = "closed"
     ticket.closed_at = now()
     session.add(ticket)
-    await outbox.tell(
+    await outbox.tell_party(
         session,
         ticket.openid,
         RATE_ASK_AFTER_CLOSE.format(kind=KIND_NAMES.get(ticket.kind, "诉求"), ticket=ticket.id),

@@ -43,6 +43,7 @@ async def open_case(ctx: Context, lookup: codes.Lookup) -> str | None:
     if lookup.status == "revoked":
         return texts.CODE_REVOKED.format(call=texts.call(lookup.court))
     greeting = texts.CODE_OK.format(
+        how=texts.CODE_TYPED if ctx.inbound.kind == "text" else texts.CODE_SCANNED,
         court=lookup.court.name, case_number=case.case_number, cause=case.cause
     )
     if await tickets.binding_for(ctx.session, ctx.inbound.user, case.id or 0) is not None:

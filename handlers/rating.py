@@ -19,6 +19,7 @@ from storage.models import Binding, Case, Rating, Ticket
 CHANGE_WINDOW = timedelta(days=1)
 SCORES = {"1": 1, "2": 2, "3": 3, "满意": 1, "基本满意": 2, "不满意": 3}
 SERVICE = "9"
+SERVICE_WORDS = "本院的整体服务"
 
 
 async def start(ctx: Context, case: Case, binding: Binding) -> str:
@@ -27,12 +28,20 @@ async def start(ctx: Context, case: Case, binding: Binding) -> str:
         for t in await tickets.for_user(ctx.session, ctx.inbound.user, case.id or 0)
         if t.status != "open"
     ]
+    if not mine:  # nothing of theirs to rate: no list with one choice, straight to the score
+        ctx.state.update(step="rate", sub="score", rate_ticket=None)
+        return texts.RATE_NOTHING_YET + texts.RATE_SCORE.format(what=SERVICE_WORDS)
+    # One number per line, the one to reply with; the item is named by its words.
     lines = "\n".join(
-        f"{i} #{t.id} {tickets.KIND_NAMES.get(t.kind, '诉求')}（{tickets.STATUS_NAMES.get(t.status, t.status)}）"
-        for i, t in enumerate(mine[:8], start=1)
+        [
+            f"{i} {tickets.KIND_NAMES.get(t.kind, '诉求')}"
+            f"“{texts.gist(await tickets.first_words(ctx.session, t), 12)}”"
+            f"（{tickets.STATUS_NAMES.get(t.status, t.status)}）"
+            for i, t in enumerate(mine[:8], start=1)
+        ]
     )
     ctx.state.update(step="rate", sub="pick", rate_options=[t.id for t in mine[:8]])
-    return texts.RATE_PICK.format(lines=lines or "（暂时没有可评价的事项）")
+    return texts.RATE_PICK.format(lines=lines)
 
 
 async def receive(ctx: Context, case: Case, binding: Binding) -> str:
@@ -42,19 +51,15 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
         options = ctx.state.get("rate_options", [])
         if text == SERVICE:
             ctx.state.update(sub="score", rate_ticket=None)
-            return texts.RATE_SCORE.format(what="本院的整体服务")
+            return texts.RATE_SCORE.format(what=SERVICE_WORDS)
         if text.isdigit() and 1 <= int(text) <= len(options):
             ctx.state.update(sub="score", rate_ticket=options[int(text) - 1])
-            return texts.RATE_SCORE.format(what=f" #{options[int(text) - 1]} 的办理")
+            return texts.RATE_SCORE.format(what="这件事的办理")
         return await start(ctx, case, binding)
     if sub == "score":
         score = SCORES.get(text)
         if score is None:
-            what = (
-                f" #{ctx.state['rate_ticket']} 的办理"
-                if ctx.state.get("rate_ticket")
-                else "本院的整体服务"
-            )
+            what = "这件事的办理" if ctx.state.get("rate_ticket") else SERVICE_WORDS
             return texts.RATE_SCORE.format(what=what)
         rating = await _save(ctx, case, score)
         if rating is None:

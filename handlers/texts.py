@@ -36,7 +36,9 @@ WELCOME = (
     "请用微信扫一扫案件材料上的二维码，\n"
     "或直接发送二维码下方的10位案件码。"
 )
-CODE_OK = "您好！您扫描的是：\n{court}\n{case_number}（{cause}）\n"
+CODE_OK = "您好！{how}：\n{court}\n{case_number}（{cause}）\n"
+CODE_SCANNED = "您扫描的是"
+CODE_TYPED = "这个案件码对应的是"
 ASK_DIGITS = "为确认您的身份，请输入本案登记的手机号码后四位。"
 CODE_REVOKED = "这个二维码已经停用了。\n请向法院索取新的二维码，或{call}咨询。"
 CODE_UNKNOWN = "没有找到这个案件码。\n请核对二维码下方的10位案件码后重新发送。"
@@ -186,6 +188,7 @@ BOOK_TOO_LATE = "离开始不到2小时，已经不能在这里取消或改约�
 
 # rating
 RATE_PICK = "请选择要评价的事项（回复序号）：\n{lines}\n9 评价本院的整体服务\n发送 0 返回菜单。"
+RATE_NOTHING_YET = "您在本案还没有办结的事项。\n"
 RATE_SCORE = "请为{what}打分，回复数字：\n1 满意\n2 基本满意\n3 不满意\n发送 0 返回菜单。"
 RATE_THANKS = "谢谢您的评价！\n还有想说的话，可以直接发送；不需要的话发送 0 返回菜单。\n（一天之内可以修改评价）"
 RATE_COMMENT_SAVED = "您的意见已经记下，谢谢！\n\n"

@@ -921,8 +921,11 @@ async def test_rate_a_closed_item_change_it_within_a_day_and_rate_the_service(
 
     # Changed within a day: still one rating for the ticket.
     moment[0] += timedelta(hours=3)
-    assert await w.say(LITIGANT, "5") == texts.RATE_PICK.format(lines=f"1 #{number} 咨询（已办结）")
-    assert await w.say(LITIGANT, "1") == texts.RATE_SCORE.format(what=f" #{number} 的办理")
+    # One number per line: the choice; the item named by its first words.
+    assert await w.say(LITIGANT, "5") == texts.RATE_PICK.format(
+        lines="1 咨询“请问判决书什么时候寄出？”（已办结）"
+    )
+    assert await w.say(LITIGANT, "1") == texts.RATE_SCORE.format(what="这件事的办理")
     assert await w.say(LITIGANT, "2") == texts.RATE_THANKS  # 基本满意
     await w.say(LITIGANT, "0")
     [changed] = await all_of(w, Rating)

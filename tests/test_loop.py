@@ -116,7 +116,7 @@ async def bind_judge(w: World, username: str = "zhangwei", openid: str = JUDGE_W
 
 async def verify_litigant(w: World, openid: str = LITIGANT, digits: str = "1234") -> None:
     greeting = await w.send(event_xml(openid, "SCAN", w.case["token"]))
-    assert texts.ASK_DIGITS in greeting
+    assert greeting.startswith("您好！您扫描的是：") and texts.ASK_DIGITS in greeting
     assert "验证成功" in await w.say(openid, digits)
 
 
@@ -295,18 +295,19 @@ async def test_retries_of_one_question_make_one_ticket(world: World) -> None:
     assert len(w.inbox(JUDGE_WX)) == 1
 
 
-async def test_a_lawyer_switches_between_cases(world: World) -> None:
-    w = world
+SECOND_CASE = "(2026)冀1102民初7号"
+
+
+async def add_second_case(w: World) -> str:
+    """A second case of the same court, where the litigant is 原告代理人 (digits 4321);
+    returns its code's token."""
     from qr import codes
 
     async with w.deps.db.transaction() as s:
         first = await s.get(Case, w.case["case_id"])
         assert first is not None
         second = Case(
-            court_id=first.court_id,
-            case_number="(2026)冀1102民初7号",
-            case_type="民事",
-            cause="合同纠纷",
+            court_id=first.court_id, case_number=SECOND_CASE, case_type="民事", cause="合同纠纷"
         )
         s.add(second)
         await s.flush()
@@ -320,14 +321,40 @@ async def test_a_lawyer_switches_between_cases(world: World) -> None:
                 phone_hash="z",
             )
         )
-        code2 = await codes.issue(s, second, actor="test")
+        return (await codes.issue(s, second, actor="test")).token
+
+
+async def test_a_lawyer_switches_between_cases(world: World) -> None:
+    w = world
+    token = await add_second_case(w)
     await verify_litigant(w)
-    await w.send(event_xml(LITIGANT, "SCAN", code2.token))
+    await w.send(event_xml(LITIGANT, "SCAN", token))
     assert "原告代理人赵**" in await w.say(LITIGANT, "4321")
     listing = await w.say(LITIGANT, "切换")
-    assert CASE_NUMBER in listing and "(2026)冀1102民初7号（当前）" in listing
+    assert CASE_NUMBER in listing and f"{SECOND_CASE}（当前）" in listing
     assert CASE_NUMBER in await w.say(LITIGANT, "1")
     assert "当前案件：" + CASE_NUMBER in await w.say(LITIGANT, "0")
+
+
+async def test_news_about_another_case_names_it(world: World) -> None:
+    """First-day issue, item 6: a push about a case the person is not on says which."""
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    number = await ask(w, "什么时候开庭？")
+    await w.send(event_xml(LITIGANT, "SCAN", await add_second_case(w)))
+    await w.say(LITIGANT, "4321")  # now on the second case
+    await w.say(JUDGE_WX, f"#{number} 下周一上午九点。")
+    await w.deliver()
+    assert (
+        w.inbox(LITIGANT)[-1]
+        == f"关于案件 {CASE_NUMBER}：\n法官张伟回复 #{number}：下周一上午九点。"
+    )
+    await w.say(LITIGANT, "切换")
+    await w.say(LITIGANT, "1")  # back on the first case: the news needs no name
+    await w.say(JUDGE_WX, f"#{number} 请带身份证。")
+    await w.deliver()
+    assert w.inbox(LITIGANT)[-1] == f"法官张伟回复 #{number}：请带身份证。"
 
 
 async def test_click_keys_and_unknown_choices_show_the_menu(world: World) -> None:
@@ -335,7 +362,10 @@ async def test_click_keys_and_unknown_choices_show_the_menu(world: World) -> Non
     await verify_litigant(w)
     assert await w.send(event_xml(LITIGANT, "CLICK", "ASK")) == texts.ASK_PROMPT
     assert "1 咨询法官" in await w.send(event_xml(LITIGANT, "CLICK", "MENU"))
-    assert "9 评价本院的整体服务" in await w.send(event_xml(LITIGANT, "CLICK", "RATE"))
+    # Nothing of theirs to rate yet: straight to rating the court, no list of one.
+    assert await w.send(event_xml(LITIGANT, "CLICK", "RATE")) == texts.RATE_NOTHING_YET + (
+        texts.RATE_SCORE.format(what="本院的整体服务")
+    )
     assert "1 咨询法官" in await w.say(LITIGANT, "0")
     assert "1 咨询法官" in await w.say(LITIGANT, "9")  # not a menu choice: the menu again
 
@@ -887,7 +917,8 @@ async def test_commands_win_over_adding_to_an_item(world: World) -> None:
     assert "执行" in await w.say(LITIGANT, "4")  # the menu's 4, not a supplement
     assert await w.say(LITIGANT, "0")
     assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
-    assert CASE_NUMBER in await w.say(LITIGANT, w.case["short_code"])  # opens the case
+    typed = await w.say(LITIGANT, w.case["short_code"])  # opens the case
+    assert typed.startswith("您好！这个案件码对应的是：") and CASE_NUMBER in typed
     await w.deliver()
     for notice in w.inbox(JUDGE_WX):
         assert not any(cmd in notice for cmd in ("我的诉求", "切换", w.case["short_code"]))
