@@ -3,7 +3,7 @@ texts before going back to the menu join the same ticket."""
 
 from __future__ import annotations
 
-from bot import tickets
+from bot import receipts, tickets
 from bot.context import Context
 from handlers import items, texts
 from storage.models import Binding, Case, Staff
@@ -37,5 +37,5 @@ async def ask_with(
         ticket=opened.ticket.id,
         who=tickets.holder_words(opened.ticket, opened.assignee),
         due=tickets.due_words(opened.ticket),
-        receipt=opened.receipt[:16],
+        receipt=receipts.url(ctx.settings.public_base_url, opened.receipt),
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import partial
 
-from bot import tickets
+from bot import receipts, tickets
 from bot.clock import court_tz, now
 from bot.context import Context
 from handlers import items, texts
@@ -57,7 +57,9 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     _count_today(ctx, case, "complaints")
     ctx.state["sub"] = "more"
     return texts.COMPLAIN_RECEIVED.format(
-        ticket=opened.ticket.id, due=tickets.due_words(opened.ticket), receipt=opened.receipt[:16]
+        ticket=opened.ticket.id,
+        due=tickets.due_words(opened.ticket),
+        receipt=receipts.url(ctx.settings.public_base_url, opened.receipt),
     )
 
 

@@ -4,7 +4,7 @@ with text and photos."""
 
 from __future__ import annotations
 
-from bot import enforcement, tickets
+from bot import enforcement, receipts, tickets
 from bot.context import Context
 from handlers import items, texts
 from storage.models import Binding, Case
@@ -41,5 +41,5 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
         ticket=opened.ticket.id,
         who=tickets.holder_words(opened.ticket, opened.assignee),
         due=tickets.due_words(opened.ticket),
-        receipt=opened.receipt[:16],
+        receipt=receipts.url(ctx.settings.public_base_url, opened.receipt),
     )

@@ -90,7 +90,7 @@ ASK_PROMPT = "请直接输入您要咨询的问题，一条消息说清楚就好
 ASK_RECEIVED = (
     "已收到您的咨询，编号 #{ticket}。\n"
     "{who}会在 {due} 前答复您。\n"
-    "回执编号：{receipt}\n"
+    "回执：{receipt}\n（点开可以核对法院的记录）\n"
     "如需补充，直接发送即可；发送 0 返回菜单。"
 )
 ASK_ADDED = "已补充到咨询 #{ticket}，会一并转给{who}。\n发送 0 返回菜单。"
@@ -137,7 +137,7 @@ COMPLAIN_PROMPT = (
 COMPLAIN_RECEIVED = (
     "已收到您的投诉，编号 #{ticket}。\n"
     "由法院督查室负责办理，会在 {due} 前答复您。\n"
-    "回执编号：{receipt}\n"
+    "回执：{receipt}\n（点开可以核对法院的记录）\n"
     "您的身份只有督查室工作人员能看到。\n"
     "如需补充，直接发送即可；发送 0 返回菜单。"
 )
@@ -160,7 +160,7 @@ LEAD_PROMPT = (
 LEAD_RECEIVED = (
     "已收到您的财产线索，编号 #{ticket}。\n"
     "{who}会在 {due} 前核实并答复您。\n"
-    "回执编号：{receipt}\n"
+    "回执：{receipt}\n（点开可以核对法院的记录）\n"
     "还有补充（文字或照片）可以继续发送；发送 0 返回菜单。"
 )
 LEAD_ADDED = "已补充到财产线索 #{ticket}。\n发送 0 返回菜单。"

@@ -799,7 +799,7 @@ async def test_the_receipt_finds_the_ticket_event(world: World) -> None:
     await verify_litigant(w)
     await w.say(LITIGANT, "1")
     reply = await w.say(LITIGANT, "问题")
-    receipt = re.search(r"回执编号：([0-9a-f]{16})", reply).group(1)  # type: ignore[union-attr]
+    receipt = re.search(r"回执：\S+/v/([0-9a-f]{16})", reply).group(1)  # type: ignore[union-attr]
     from storage import audit
 
     async with w.deps.db.sessions() as s:
@@ -926,3 +926,36 @@ async def test_commands_win_over_adding_to_an_item(world: World) -> None:
     async with w.deps.db.sessions() as s:
         tickets_now = (await s.execute(select(Ticket))).scalars().all()
     assert len(tickets_now) == 2
+
+
+async def test_a_receipt_is_a_link_the_litigant_can_check(world: World) -> None:
+    """First-day issue, item 4: not a hex string, a page saying what was recorded."""
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    reply = await w.say(LITIGANT, "我儿子需要带身份证吗？")
+    found = re.search(r"回执：http://court\.example(/v/[0-9a-f]{16})\n", reply)
+    assert found is not None, reply
+    number = int(re.search(r"#(\d+)", reply).group(1))  # type: ignore[union-attr]
+    page = await w.client.get(found.group(1))
+    assert page.status == 200
+    shown = await page.text()
+    assert f"已记录您的咨询（编号 #{number}）" in shown and CASE_NUMBER in shown
+    assert "11月23日 周一 上午10:" in shown and "核对无误" in shown
+    for private in ("身份证", "王某某", LITIGANT):  # not the words, not who
+        assert private not in shown
+    # A guess, a cut-short link, or another event's hash is no receipt.
+    for path in ("/v/0123456789abcdef", found.group(1)[:-1], "/v/%3Cscript%3E"):
+        assert (await w.client.get(path)).status == 404, path
+    async with w.deps.db.sessions() as s:
+        other = (
+            await s.execute(select(AuditEvent).where(AuditEvent.action == "bind.verified"))
+        ).scalar_one()
+    assert (await w.client.get(f"/v/{other.hash[:16]}")).status == 404
+    # The case's record edited afterwards: the same link says so.
+    from tests.test_audit import edit
+
+    await edit(w.deps.db, other.id, payload='{"method": "phone_tail", "role": "被告"}')
+    tampered = await (await w.client.get(found.group(1))).text()
+    assert "核对发现本案的记录有异常" in tampered and "核对无误" not in tampered
