@@ -140,3 +140,43 @@ async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
         # Years whose working days are a Monday–Friday guess (no official or court data).
         "calendar_warnings": deadlines.calendar_warnings(),
     }
+
+
+STATUS_WORDS = {"open": "待答复", "answered": "已答复", "closed": "已办结"}
+
+
+def percent(value: float | None) -> str:
+    """As courts write it: 83.5%; nothing to judge yet is said, not shown as 0."""
+    return "—（暂无可计算的事项）" if value is None else f"{value * 100:.1f}%"
+
+
+def report(figures: dict[str, Any], title: str) -> str:
+    """The figures in Chinese, the way a court reports them (`mst stats` without --json)."""
+    from bot.tickets import KIND_NAMES
+
+    kinds = "，".join(
+        f"{KIND_NAMES.get(k, k)} {n}" for k, n in sorted(figures["feedback_by_kind"].items())
+    )
+    states = "，".join(
+        f"{STATUS_WORDS.get(k, k)} {n}" for k, n in sorted(figures["feedback_by_status"].items())
+    )
+    lines = [
+        title,
+        f"扫码访问：{figures['visitors']} 人",
+        f"诉求：{figures['feedback']} 件" + (f"（{kinds}）" if kinds else ""),
+    ]
+    if states:
+        lines.append(f"办理情况：{states}")
+    lines += [
+        f"按时答复率：{percent(figures['on_time_rate'])}"
+        f"（{figures['on_time_judged']} 件已到答复期限）",
+        f"按时办结率：{percent(figures['close_on_time_rate'])}"
+        f"（{figures['close_on_time_judged']} 件已到办结期限）",
+        f"当前超期未答复：{figures['overdue_now']} 件",
+        f"诉求满意率：{percent(figures['feedback_satisfaction'])}"
+        f"（{figures['feedback_rated']} 件有评价）",
+        f"全部评价满意率：{percent(figures['rating_satisfaction'])}"
+        f"（共 {figures['ratings']} 条评价，满意和基本满意计入）",
+    ]
+    lines += [f"注意：{warning}" for warning in figures["calendar_warnings"]]
+    return "\n".join(lines)

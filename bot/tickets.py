@@ -7,13 +7,14 @@ committed together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from bot import access, deadlines, outbox
+from bot import access, deadlines, media, outbox
 from bot.access import is_away
 from bot.clock import now, say_time
 from bot.masking import mask_name
@@ -386,14 +387,19 @@ async def first_words(session: AsyncSession, ticket: Ticket, limit: int = 200) -
     return gist("\n".join(said) or "（没有文字）", limit)
 
 
-async def thread_text(session: AsyncSession, ticket: Ticket) -> str:
-    """The whole thread for a staff member's screen: numbered, with times, who said what."""
+async def thread_text(
+    session: AsyncSession, ticket: Ticket, media_link: Callable[[int], str] | None = None
+) -> str:
+    """The whole thread for a staff member's screen: numbered, with times, who said what;
+    `media_link(message_id)`: where to see a photo or hear a voice message."""
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
     litigant = f"{party.role}{mask_name(party.name)}" if party else "当事人"
     lines = []
     for i, m in enumerate(await thread(session, ticket), start=1):
         if m.direction == "in":
             who, said = litigant, m.content or ("[照片]" if m.msg_type == "image" else "[语音]")
+            if m.media_id and media_link is not None and m.id and m.msg_type in media.WORDS:
+                said += media.line(m.msg_type, media_link(m.id))
         else:
             staff = await session.get(Staff, m.staff_id) if m.staff_id else None
             who = f"{staff_title(staff)}{staff.name}" if staff else "法院"

@@ -159,6 +159,34 @@ class WeChatAPI:
 
     # -- the calls we make (wechatpy's payload shapes) ---------------------------------
 
+    async def get_media(self, media_id: str) -> tuple[bytes, str]:
+        """A photo or voice a user sent (temporary media, kept by WeChat for three days):
+        its bytes and content type. An error comes back as JSON instead of the file."""
+        path = "/cgi-bin/media/get"
+        token = await self.token()
+        for attempt in range(2):
+            try:
+                async with self.http.get(
+                    self.base + path,
+                    params={"access_token": token, "media_id": media_id},
+                    timeout=TIMEOUT,
+                ) as resp:
+                    if resp.status >= 500:
+                        raise TransientError(f"{path}: HTTP {resp.status}")
+                    body = await resp.read()
+                    kind = resp.content_type
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise TransientError(f"{path}: {type(exc).__name__}: {exc}") from exc
+            if kind not in ("application/json", "text/plain"):
+                return body, kind
+            data = json.loads(body)
+            errcode = int(data.get("errcode", 0) or 0)
+            if errcode in TOKEN_INVALID and attempt == 0:
+                token = await self.token(stale=token)
+                continue
+            raise WeChatError(errcode or -1, str(data.get("errmsg", "")))
+        raise TransientError(f"{path}: token refused twice")
+
     async def send_text(self, openid: str, text: str) -> dict[str, Any]:
         return await self.call(
             "/cgi-bin/message/custom/send",

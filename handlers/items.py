@@ -3,7 +3,7 @@ adding to in this step, or a new one."""
 
 from __future__ import annotations
 
-from bot import tickets
+from bot import media, tickets
 from bot.context import Context
 from storage.models import Binding, Case, Ticket
 
@@ -24,7 +24,7 @@ async def add(
     ctx: Context, ticket: Ticket, case: Case, text: str, message_ids: list[int] | None = None
 ) -> None:
     first, *more = message_ids if message_ids is not None else [ctx.message_id]
-    await tickets.add_to_ticket(ctx.session, ticket, case, text, first)
+    await tickets.add_to_ticket(ctx.session, ticket, case, _for_staff(ctx, text), first)
     for message_id in more:
         await tickets.file_under(ctx.session, message_id, ticket)
 
@@ -46,7 +46,7 @@ async def open_new(
         case=case,
         binding=binding,
         kind=kind,
-        text=text,
+        text=_for_staff(ctx, text),
         message_id=first,
         about=about,
     )
@@ -54,3 +54,11 @@ async def open_new(
         await tickets.file_under(ctx.session, message_id, opened.ticket)
     ctx.state["ticket_id"] = opened.ticket.id
     return opened
+
+
+def _for_staff(ctx: Context, text: str) -> str:
+    """The words staff are told; a photo or a voice message comes with a link to it."""
+    if ctx.inbound.media_id and ctx.message_id and ctx.inbound.kind in media.WORDS:
+        url = media.link(ctx.settings.public_base_url, ctx.settings.secret_key, ctx.message_id)
+        return f"{text}\n{media.line(ctx.inbound.kind, url)}"
+    return text

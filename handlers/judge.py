@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
+from functools import partial
 
 from sqlalchemy import select
 
-from bot import access, escalation, mediation, tickets
+from bot import access, escalation, media, mediation, tickets
 from bot.clock import court_tz, now, say_waited
 from bot.context import Context
 from bot.masking import mask_name
@@ -53,7 +54,11 @@ async def command(ctx: Context, staff: Staff) -> str:
             ticket=number,
             kind=tickets.KIND_NAMES.get(ticket.kind, "诉求"),
             status=tickets.STATUS_NAMES.get(ticket.status, ticket.status),
-            thread=await tickets.thread_text(ctx.session, ticket),
+            thread=await tickets.thread_text(
+                ctx.session,
+                ticket,
+                partial(media.link, ctx.settings.public_base_url, ctx.settings.secret_key),
+            ),
         )
     if verb == "transfer":
         return await transfer(ctx, me, ticket, body[1:].strip())

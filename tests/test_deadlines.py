@@ -475,6 +475,14 @@ def test_mst_deadline_prints_the_national_day_example(tmp_path: Path) -> None:
         0,
         "2026-10-20T17:30:00+08:00  10月20日 周二 下午5:30\n",
     )
+    run = run_mst(
+        tmp_path, "deadline", "--kind", "question", "--from", "2026-09-30T16:00", "--json"
+    )
+    assert json.loads(run.stdout) == {
+        "kind": "question",
+        "which": "reply",
+        "due": "2026-10-09T17:30:00+08:00",
+    }
 
 
 def test_mst_deadline_with_a_court_and_files(tmp_path: Path) -> None:

@@ -340,8 +340,13 @@ async def test_ticket_history_away_and_overdue_from_the_command_line(
     history = await mst(env, tmp_path, "ticket", "history", str(number))
     assert history.code == 0, history.err
     lines = history.out.splitlines()
-    assert "ticket.opened" in lines[0] and "ticket.escalated" in lines[-1]
-    assert "-> 集约接待 (level 1)" in lines[-1] and "到期未答复" in lines[-1]
+    assert lines[0].startswith("2026-11-23 10:0") and "提交  当事人王**" in lines[0]
+    assert "到期升级  系统 → 集约接待（第1级）" in lines[-1] and "原因：到期未答复" in lines[-1]
+    assert "oLitigant" not in history.out and "ticket." not in history.out
+    rows = json.loads((await mst(env, tmp_path, "ticket", "history", str(number), "--json")).out)
+    assert [r["action"] for r in (rows[0], rows[-1])] == ["ticket.opened", "ticket.escalated"]
+    assert rows[-1]["to"] == "集约接待" and rows[-1]["level"] == 1
+    assert not any("oLitigant" in json.dumps(r) for r in rows)
     # The real clock is past the promised Wednesday 17:30 of 2026-11-25 only after it;
     # `mst overdue` runs on the real clock, so look at its shape and at an unknown ticket.
     listed = await mst(env, tmp_path, "overdue", "--json")

@@ -732,7 +732,7 @@ async def test_an_asset_lead_with_a_photo_goes_to_the_enforcement_officer(w: Wor
     assert await w.say(LITIGANT, "1") == texts.LEAD_PROMPT
     received = await w.say(LITIGANT, "吴某在城东开了一家超市，车牌冀T12345。")
     number = number_in(received)
-    assert "执行员赵执会在" in received and "回执编号" in received
+    assert "执行员赵执会在" in received and "回执：http://court.example/v/" in received
     photo = media_xml(
         LITIGANT, "image", PicUrl="http://mmbiz.example/pic.jpg", MediaId="MEDIA_lead_photo_1"
     )
@@ -753,6 +753,24 @@ async def test_an_asset_lead_with_a_photo_goes_to_the_enforcement_officer(w: Wor
     assert f"新财产线索 #{number}" in new and "申请执行人周**：吴某在城东" in new
     assert f"#{number} 补充" in added and texts.PHOTO in added
     assert w.inbox(JUDGE_WX) == []
+    # The officer sees the photo through a signed link, fetched from WeChat when opened.
+    found = re.search(r"（查看照片：http://court\.example(/media/\d+\?e=\d+&s=[\w-]+=*)）", added)
+    assert found is not None, added
+    link = found.group(1)
+    assert link in await w.say(OFFICER_WX, f"#{number}")  # and in the item's thread
+    jpeg = b"\xff\xd8\xff\xe0 a photo of a shop"
+    w.fake.media["MEDIA_lead_photo_1"] = (jpeg, "image/jpeg")
+    opened = await w.client.get(link)
+    assert opened.status == 200 and opened.content_type == "image/jpeg"
+    assert await opened.read() == jpeg
+    for forged in (
+        re.sub(r"s=[\w-]+=*", "s=AAAA", link),
+        link.replace(f"/media/{photo_msg.id}", f"/media/{text_msg.id}"),  # another message
+        re.sub(r"e=\d+", "e=4102444800", link),  # a later expiry, same signature
+    ):
+        assert (await w.client.get(forged)).status == 403, forged
+    del w.fake.media["MEDIA_lead_photo_1"]  # WeChat keeps it three days
+    assert (await w.client.get(link)).status == 410
     assert f"#{number} 财产线索 {EXEC_CASE}" in await w.say(OFFICER_WX, "待办")
     await w.say(OFFICER_WX, f"#{number} 已去现场核实，谢谢提供。")
     await w.deliver()
@@ -1141,5 +1159,33 @@ async def test_stats_match_figures_counted_by_hand(
     )
     assert run.code == 0, run.err
     assert figures(json.loads(run.out)) == (3, 5, 0.6667, 4, 0.75, 0.6)
+    # The same figures for people: Chinese, and shares as courts write them.
+    human = await mst(
+        cli_env, tmp_path, "stats", "--court", COURT, "--from", "2026-11-01", "--to", "2026-11-15"
+    )
+    assert human.code == 0, human.err
+    assert human.out.splitlines()[0] == f"{COURT}（2026-11-01 至 2026-11-15）"
+    assert "扫码访问：3 人" in human.out and "诉求：5 件" in human.out
+    assert "诉求满意率：66.7%（3 件有评价）" in human.out
+    assert "全部评价满意率：75.0%" in human.out and "按时答复率：60.0%（5 件已到答复期限）" in human.out
+    assert "{" not in human.out and "_" not in human.out  # no dicts, no English keys
     run = await mst(cli_env, tmp_path, "stats", "--from", "1 November")
     assert run.code == 2 and "--from/--to must be dates" in run.err
+
+
+async def test_a_spoken_question_reaches_the_judge_with_its_words_and_its_voice(w: World) -> None:
+    await bind_judge(w)
+    await verify_litigant(w)
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    voice = media_xml(
+        LITIGANT, "voice", MediaId="MEDIA_voice_1", Format="amr", Recognition="什么时候开庭"
+    )
+    number = number_in(await w.send(voice))
+    await w.deliver()
+    [notice] = w.inbox(JUDGE_WX)
+    assert "什么时候开庭" in notice and "（收听语音：http://court.example/media/" in notice
+    link = re.search(r"http://court\.example(/media/\S+)）", notice).group(1)  # type: ignore[union-attr]
+    w.fake.media["MEDIA_voice_1"] = (b"#!AMR\n...", "audio/amr")
+    heard = await w.client.get(link)
+    assert heard.status == 200 and heard.content_type == "audio/amr"
+    assert f"#{number}" in await w.say(JUDGE_WX, f"#{number}")

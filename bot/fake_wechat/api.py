@@ -49,6 +49,8 @@ class FakeWeChat:
     _closed_windows: set[str] = field(default_factory=set)
     _quota_used: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _msgids: Any = field(default_factory=lambda: itertools.count(1000))
+    # Temporary media users sent (MediaId -> bytes, content type), as /cgi-bin/media/get serves.
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     # -- control (from tests, or over /_fake/) ------------------------------------
 
@@ -167,6 +169,18 @@ class FakeWeChat:
     async def subscribe_send(self, request: web.Request) -> web.Response:
         return await self._send(request, "subscribe")
 
+    async def media_get(self, request: web.Request) -> web.Response:
+        self.calls.append("/cgi-bin/media/get")
+        if (failed := self._injected("/cgi-bin/media/get")) is not None:
+            return failed
+        if (bad := self._check_token(request)) is not None:
+            return web.json_response(bad)
+        found = self.media.get(request.query.get("media_id", ""))
+        if found is None:  # unknown or older than three days
+            return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
+        body, content_type = found
+        return web.Response(body=body, content_type=content_type)
+
     async def qrcode_create(self, request: web.Request) -> web.Response:
         self.calls.append("/cgi-bin/qrcode/create")
         if (bad := self._check_token(request)) is not None:
@@ -215,6 +229,7 @@ def create_app(fake: FakeWeChat) -> web.Application:
     app.router.add_post("/cgi-bin/message/template/send", fake.template_send)
     app.router.add_post("/cgi-bin/message/subscribe/send", fake.subscribe_send)
     app.router.add_post("/cgi-bin/qrcode/create", fake.qrcode_create)
+    app.router.add_get("/cgi-bin/media/get", fake.media_get)
     app.router.add_get("/_fake/sent", fake.ctl_sent)
     app.router.add_post("/_fake/fail", fake.ctl_fail)
     app.router.add_post("/_fake/user_wrote", fake.ctl_user_wrote)
