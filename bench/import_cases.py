@@ -50,7 +50,7 @@ CIVIL_CAUSES = [
 ]
 COMPANIES = ["衡水", "桃城", "冀州", "滨湖", "安平"]
 COMPANY_KINDS = ["商贸有限公司", "建筑工程有限公司", "物业服务有限公司", "农村商业银行股份有限公司"]
-SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) skipped")
+SUMMARY = re.compile(r"新增 (\d+)，更新 (\d+)，未变 (\d+)，跳过 (\d+)")
 VERIFY = re.compile(r"(\d+) events in (\d+) chains")
 
 

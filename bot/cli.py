@@ -70,24 +70,31 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="run the background jobs with arq (needs REDIS_URL)"
     ).set_defaults(run=worker)
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=migrate)
+    s = sub.add_parser("check", help="what is still demo or missing before going live")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=check_setup)
 
-    for name, fn in (("import-staff", import_staff), ("import-cases", import_cases)):
-        s = sub.add_parser(name, help="import JSON Lines or a JSON array (idempotent)")
+    for name, fn, what in (
+        ("import-staff", import_staff, "staff"),
+        ("import-cases", import_cases, "cases"),
+        ("import-events", import_events, "enforcement events"),
+    ):
+        s = sub.add_parser(
+            name,
+            help=f"import {what}: .csv or .xlsx with a header row (columns: bot/importer.py "
+            "COLUMNS), else JSON Lines or a JSON array (idempotent)",
+        )
         s.add_argument("file", type=Path)
         s.add_argument("--quiet", action="store_true", help="no progress bar")
+        s.add_argument("--json", action="store_true", help="one JSON object: counts and errors")
         s.set_defaults(run=fn)
 
-    s = sub.add_parser(
-        "import-events", help="import enforcement events (JSON Lines or a JSON array; idempotent)"
-    )
-    s.add_argument("file", type=Path)
-    s.set_defaults(run=import_events)
-
-    sl = sub.add_parser("slots", help="mediators' bookable times").add_subparsers(
-        dest="slots_command", required=True
-    )
+    sl = sub.add_parser(
+        "slots", help="mediators' bookable times: add, list, remove"
+    ).add_subparsers(dest="slots_command", required=True)
     s = sl.add_parser("add", help="add a mediator's slots: one, or a weekly pattern")
-    s.add_argument("mediator", help="the mediator's username")
+    s.add_argument("mediator", nargs="?", help="the mediator's username (or --mediator)")
+    s.add_argument("--mediator", dest="mediator_option", metavar="USERNAME", help="the same")
     s.add_argument("--start", required=True, help="first start, China time: 2026-11-25T09:30")
     s.add_argument("--weeks", type=int, default=0, help="repeat for N weeks (0: only --start)")
     s.add_argument(
@@ -96,9 +103,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--minutes", type=int, default=60)
     s.add_argument("--capacity", type=int, default=1)
     s.add_argument(
-        "--room", required=True, help="video room URL; {booking} and {slot} are filled in"
+        "--room",
+        required=True,
+        help="where the parties join: /room/{token} for this server's room page (a signed "
+        "link per booking), or the court's video-platform URL ({slot} and {booking} are "
+        "filled in with the ids)",
     )
     s.set_defaults(run=slots_add)
+    s = sl.add_parser("list", help="slots, their mediator, free or booked (names masked)")
+    s.add_argument("--mediator", help="only this mediator's (username)")
+    s.add_argument("--from", dest="since", help="first day, China time (default: today)")
+    s.add_argument("--to", dest="until", help="last day, included")
+    s.add_argument("--court", help="only this court's mediators (court name)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=slots_list)
+    s = sl.add_parser(
+        "remove", help="remove slots by ID (see `slots list`), or a mediator's at a start time"
+    )
+    s.add_argument("ids", nargs="*", type=int, metavar="ID")
+    s.add_argument("--mediator", help="with --start: the mediator's username")
+    s.add_argument("--start", help="with --mediator: the slot's start, China time")
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="a booked slot too: its bookings are cancelled and the parties, the mediator "
+        "and the judge are told",
+    )
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=slots_remove)
 
     s = sub.add_parser("outbox", help="notices waiting or failed; `retry` sends failed ones again")
     s.add_argument("action", nargs="?", choices=["list", "retry"], default="list")
@@ -127,6 +159,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", default="")
     s.set_defaults(run=qr)
 
+    from qr.sheet import LAYOUTS as label_layouts  # the module loads reportlab only to write
+
+    s = sub.add_parser(
+        "qr-sheet", help="an A4 PDF of many cases' codes to print and cut (issues missing codes)"
+    )
+    s.add_argument("case_numbers", nargs="*", metavar="CASE_NUMBER", help="cases to print")
+    s.add_argument(
+        "--cases-file", type=Path, help="one case number per line (UTF-8, or GBK as Windows saves)"
+    )
+    s.add_argument("--filed-from", type=_day, help="cases filed on or after, e.g. 2026-11-01")
+    s.add_argument("--filed-to", type=_day, help="cases filed on or before (included)")
+    s.add_argument("--court", help="only this court's cases (court name)")
+    s.add_argument("--out", type=Path, required=True, help="the PDF to write")
+    s.add_argument(
+        "--layout",
+        choices=list(label_layouts),
+        default="2x4",
+        help="labels per page: columns x rows (3x4: smaller type)",
+    )
+    s.add_argument(
+        "--json", action="store_true", help="counts, unknown case numbers and every code"
+    )
+    s.set_defaults(run=qr_sheet)
+
     s = sub.add_parser(
         "away", help="mark a staff member away (their items go to reception) or back"
     )
@@ -136,11 +192,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--back", action="store_true")
     s.set_defaults(run=away)
 
+    c = sub.add_parser("court", help="the court's service desk people are told of").add_subparsers(
+        dest="court_command", required=True
+    )
+    s = c.add_parser("set", help="phone, address, hours (an empty value clears one)")
+    s.add_argument("name", help="the court's full name, as in the imports")
+    s.add_argument("--phone", help="诉讼服务电话, e.g. 0318-2123456")
+    s.add_argument("--address", help="诉讼服务中心地址")
+    s.add_argument("--hours", help="办公时间, e.g. 工作日 8:30-12:00 13:30-17:30")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=court_set)
+    s = c.add_parser("list", help="every court and what people are told")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=court_list)
+
     t = sub.add_parser("ticket", help="one item").add_subparsers(
         dest="ticket_command", required=True
     )
     s = t.add_parser("history", help="who held it when, and everything done to it")
     s.add_argument("number", type=int)
+    s.add_argument("--json", action="store_true")
     s.set_defaults(run=ticket_history)
 
     s = sub.add_parser("overdue", help="open items past their reply deadline")
@@ -163,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--close", action="store_true", help="the closing deadline, not the first reply's"
     )
+    s.add_argument("--json", action="store_true")
     s.set_defaults(run=deadline)
 
     a = sub.add_parser("audit", help="the audit log").add_subparsers(
@@ -188,6 +260,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from bot.app import close_deps, open_deps
 
+    asyncio.run(_print_check(settings))
+
     if args.workers <= 1:
         _serve_one(settings, args.host, args.port, reuse_port=False)
         return 0
@@ -207,6 +281,47 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     for proc in procs:
         proc.start()
     return _supervise(procs)
+
+
+async def _print_check(settings: Settings) -> None:
+    """At start: what is still demo or missing, so nobody goes live on demo credentials."""
+    from bot import check
+
+    async def go(db: Any) -> int:
+        try:
+            found = await check.findings(settings, db)
+        except Exception:  # a schema not created yet: serve creates it; settings still count
+            found = await check.findings(settings, None)
+        print(check.summary(found), file=sys.stderr)
+        return 0
+
+    await _with_db(settings, go)
+
+
+def _warn_if_local(settings: Settings) -> None:
+    from bot import check
+
+    if check.public_url_is_local(settings):
+        print(
+            f"注意：PUBLIC_BASE_URL 还是 {settings.public_base_url}，"
+            "这样印出的二维码在当事人的手机上打不开。",
+            file=sys.stderr,
+        )
+
+
+async def check_setup(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import check
+
+    async def go(db: Any) -> int:
+        await _ensure_schema(db)
+        found = await check.findings(settings, db)
+        if args.json:
+            print(json.dumps([f.as_dict() for f in found], ensure_ascii=False))
+        else:
+            print(check.summary(found))
+        return 0 if all(f.ok or not f.needed for f in found) else 1
+
+    return await _with_db(settings, go)
 
 
 def _supervise(procs: list[Any]) -> int:
@@ -346,11 +461,53 @@ async def migrate(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_db(settings, go)
 
 
-def _print_report(report: Any, what: str) -> int:
-    for line, reason in report.skipped:
-        print(f"line {line}: skipped: {reason}", file=sys.stderr)
-    print(report.summary(what))
-    return 0 if not report.skipped else 1
+def _import_result(
+    args: argparse.Namespace,
+    summary: str,
+    counts: dict[str, int],
+    skipped: list[tuple[int, str]],
+    source: Any,
+) -> int:
+    """An import's figures and skipped rows: Chinese for people, one JSON object with --json.
+    Rows are numbered as the person finds them: a JSON file's line, a spreadsheet's row."""
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": str(args.file),
+                    "format": source.format,  # json | csv | xlsx
+                    "header_row": source.header_row,  # csv/xlsx: "row" counts sheet rows
+                    **counts,
+                    "skipped": len(skipped),
+                    "errors": [{"row": n, "reason": why} for n, why in skipped],
+                    "ignored_columns": source.ignored,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0 if not skipped else 1
+    for n, why in skipped:
+        print(f"第 {n} 行未导入：{why}", file=sys.stderr)
+    if skipped and source.header_row:
+        head = source.header_row
+        print(
+            f"（行号即表格中的行号：表头是第 {head} 行，其下第一行是第 {head + 1} 行）",
+            file=sys.stderr,
+        )
+    if source.ignored:
+        print(f"未识别的列，已忽略：{'、'.join(source.ignored)}", file=sys.stderr)
+    print(summary)
+    return 0 if not skipped else 1
+
+
+def _print_report(args: argparse.Namespace, report: Any, what: str) -> int:
+    counts = {"added": report.added, "changed": report.updated, "unchanged": report.unchanged}
+    return _import_result(args, report.summary(what), counts, report.skipped, report)
+
+
+def _unreadable(path: Path, exc: Exception) -> int:
+    print(f"mst: cannot read {path}: {exc}", file=sys.stderr)
+    return 1
 
 
 def _no_file(path: Path) -> bool:
@@ -369,9 +526,13 @@ async def import_staff(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go(db: Any) -> int:
         await _ensure_schema(db)
-        return _print_report(
-            await importer.import_staff(db, args.file, progress=not args.quiet), "staff"
-        )
+        try:
+            report = await importer.import_staff(
+                db, args.file, progress=not (args.quiet or args.json)
+            )
+        except importer.FileError as exc:
+            return _unreadable(args.file, exc)
+        return _print_report(args, report, "人员")
 
     return await _with_db(settings, go)
 
@@ -384,10 +545,13 @@ async def import_cases(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go(db: Any) -> int:
         await _ensure_schema(db)
-        report = await importer.import_cases(
-            db, args.file, secret=settings.secret_key, progress=not args.quiet
-        )
-        return _print_report(report, "cases")
+        try:
+            report = await importer.import_cases(
+                db, args.file, secret=settings.secret_key, progress=not (args.quiet or args.json)
+            )
+        except importer.FileError as exc:
+            return _unreadable(args.file, exc)
+        return _print_report(args, report, "案件")
 
     return await _with_db(settings, go)
 
@@ -413,7 +577,9 @@ async def _find_case(session: Any, case_number: str) -> Any:
 
 
 async def qr(settings: Settings, args: argparse.Namespace) -> int:
-    from qr import codes, render
+    from qr import codes
+
+    _warn_if_local(settings)
 
     async def go(db: Any) -> int:
         async with db.transaction() as session:
@@ -424,12 +590,17 @@ async def qr(settings: Settings, args: argparse.Namespace) -> int:
                 gone = await codes.revoke(
                     session, case, reason=args.reason or "revoked by admin", actor="admin"
                 )
-                print("code revoked" if gone else "the case has no live code")
+                if args.json:
+                    print(json.dumps({"case_number": case.case_number, "revoked": bool(gone)}))
+                else:
+                    print("二维码已停用。" if gone else "这个案件没有在用的二维码。")
                 return 0
             code = await codes.active_code(session, case.id or 0)
             if code is None or args.reissue:
                 code = await codes.issue(session, case, actor="admin")
         url = codes.url_for(settings.public_base_url, code.token)
+        if args.png or args.svg:
+            from qr import render  # qrcode and its image code: only when an image is asked for
         if args.png:
             args.png.write_bytes(render.png(url))
         if args.svg:
@@ -451,6 +622,164 @@ async def qr(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_db(settings, go)
 
 
+def _day(text: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-02") from None
+
+
+def _sheet_numbers(args: argparse.Namespace) -> list[str] | None:
+    """The case numbers asked for, in order, each once; None for a filing-date selection."""
+    if args.cases_file is None and not args.case_numbers:
+        return None
+    raw = list(args.case_numbers)
+    if args.cases_file is not None:
+        data = args.cases_file.read_bytes()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("gb18030", errors="replace")  # Notepad's "ANSI" on Chinese Windows
+        raw += text.splitlines()
+    wanted = (n.strip() for n in raw)
+    return list(dict.fromkeys(n for n in wanted if n and not n.startswith("#")))
+
+
+async def qr_sheet(settings: Settings, args: argparse.Namespace) -> int:
+    """`mst qr-sheet`: every chosen case's code on labels, the way `mst qr` shows one."""
+    from sqlalchemy import and_
+
+    from qr import codes, sheet
+    from storage.models import Case, CaseCode, Court
+
+    by_list = bool(args.case_numbers or args.cases_file)
+    by_date = args.filed_from is not None or args.filed_to is not None
+    if by_list == by_date:
+        print(
+            "mst: give case numbers (or --cases-file), or --filed-from/--filed-to; not both",
+            file=sys.stderr,
+        )
+        return 2
+    if args.filed_from and args.filed_to and args.filed_from > args.filed_to:
+        print("mst: --filed-from is after --filed-to", file=sys.stderr)
+        return 2
+    if args.cases_file is not None and _no_file(args.cases_file):
+        return 1
+    if not args.out.parent.is_dir():
+        print(f"mst: cannot write {args.out}: no such directory", file=sys.stderr)
+        return 1
+    numbers = _sheet_numbers(args)
+    if numbers == []:
+        print(f"mst: no case numbers in {args.cases_file}", file=sys.stderr)
+        return 1
+    _warn_if_local(settings)
+
+    columns = (Case.id, Case.case_number, Court.name, CaseCode.token, CaseCode.short_code)
+    live = and_(CaseCode.case_id == Case.id, CaseCode.revoked_at.is_(None))
+    base = select(*columns).join(Court, Court.id == Case.court_id).outerjoin(CaseCode, live)
+
+    async def go(db: Any) -> int:
+        rows: list[Any] = []
+        issued: list[str] = []
+        elsewhere: list[str] = []
+        unknown: list[str] = []
+        async with db.sessions() as session:
+            if args.court is not None:
+                court_id = (
+                    await session.execute(select(Court.id).where(Court.name == args.court))
+                ).scalar_one_or_none()
+                if court_id is None:
+                    print(f"mst: no court {args.court}", file=sys.stderr)
+                    return 1
+            if numbers is None:
+                query = base.where(Case.filed_on.is_not(None))
+                if args.filed_from:
+                    query = query.where(Case.filed_on >= args.filed_from)
+                if args.filed_to:
+                    query = query.where(Case.filed_on <= args.filed_to)
+                if args.court is not None:
+                    query = query.where(Case.court_id == court_id)
+                rows = list((await session.execute(query.order_by(Case.filed_on, Case.id))).all())
+            else:
+                found: dict[str, Any] = {}
+                for i in range(0, len(numbers), 500):
+                    chunk = numbers[i : i + 500]
+                    query = base.where(Case.case_number.in_(chunk))
+                    found.update((r.case_number, r) for r in await session.execute(query))
+                for number in numbers:
+                    row = found.get(number)
+                    if row is None:
+                        unknown.append(number)
+                    elif args.court is not None and row.name != args.court:
+                        elsewhere.append(number)
+                    else:
+                        rows.append(row)
+        # A case without a live code gets one, as `mst qr` gives it (one written meanwhile
+        # by someone else is kept).
+        missing = [i for i, row in enumerate(rows) if row.token is None]
+        if missing:
+            async with db.transaction() as session:
+                for i in missing:
+                    row = rows[i]
+                    code = await codes.active_code(session, row.id)
+                    if code is None:
+                        case = await session.get(Case, row.id)
+                        code = await codes.issue(session, case, actor="admin")
+                        issued.append(row.case_number)
+                    rows[i] = (row.id, row.case_number, row.name, code.token, code.short_code)
+        labels = [
+            sheet.Label(court, number, short, codes.url_for(settings.public_base_url, token))
+            for _, number, court, token, short in rows
+        ]
+        pages = sheet.write(labels, args.out, layout=args.layout) if labels else 0
+        per_page = sheet.per_page(args.layout)
+        if args.json:
+            info = {
+                "file": str(args.out) if labels else None,
+                "cases": len(labels),
+                "pages": pages,
+                "layout": args.layout,
+                "issued": issued,
+                "unknown": unknown,
+                "other_court": elsewhere,
+                "codes": [
+                    {
+                        "case_number": label.case_number,
+                        "court": label.court,
+                        "token": token,
+                        "short_code": label.short_code,
+                        "url": label.url,
+                        "page": i // per_page + 1,
+                    }
+                    for i, (label, (_, _, _, token, _)) in enumerate(zip(labels, rows, strict=True))
+                ],
+            }
+            print(json.dumps(info, ensure_ascii=False))
+        else:
+            if unknown:
+                print(f"mst: 以下 {len(unknown)} 个案号查无此案，未打印：", file=sys.stderr)
+                for number in unknown:
+                    print(f"  {number}", file=sys.stderr)
+            if elsewhere:
+                print(
+                    f"mst: 以下 {len(elsewhere)} 个案件不属于{args.court}，未打印：",
+                    file=sys.stderr,
+                )
+                for number in elsewhere:
+                    print(f"  {number}", file=sys.stderr)
+            if labels:
+                print(f"已生成 {len(labels)} 个案件的二维码，共 {pages} 页：{args.out}")
+                if issued:
+                    print(f"其中 {len(issued)} 个案件原先没有二维码，已新发")
+            else:
+                print("mst: 没有可打印的案件，未生成文件", file=sys.stderr)
+        return 0 if labels else 1
+
+    return await _with_db(settings, go)
+
+
 async def import_events(settings: Settings, args: argparse.Namespace) -> int:
     from bot import enforcement, importer
 
@@ -459,19 +788,25 @@ async def import_events(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go(db: Any) -> int:
         await _ensure_schema(db)
+        try:
+            loaded = importer.load(args.file, "events")
+        except importer.FileError as exc:
+            return _unreadable(args.file, exc)
         outcome = enforcement.Outcome()
-        rows = list(importer.read_rows(args.file))
+        # Rows that could not be read say why themselves (ingest would only see no object).
+        outcome.skipped = [(n, str(r)) for n, r in loaded.rows if isinstance(r, importer.RowError)]
+        rows = [(n, r) for n, r in loaded.rows if not isinstance(r, importer.RowError)]
         for start in range(0, len(rows), importer.BATCH):
             async with db.transaction() as session:
                 await enforcement.ingest(
                     session, rows[start : start + importer.BATCH], outcome, actor="import"
                 )
-        for line, reason in outcome.skipped:
-            print(f"line {line}: skipped: {reason}", file=sys.stderr)
-        print(
-            f"events: {outcome.added} added, {outcome.unchanged} already known, {len(outcome.skipped)} skipped"
+        outcome.skipped.sort(key=lambda item: item[0])
+        summary = (
+            f"执行事件：新增 {outcome.added}，已有 {outcome.unchanged}，跳过 {len(outcome.skipped)}"
         )
-        return 0 if not outcome.skipped else 1
+        counts = {"added": outcome.added, "changed": 0, "unchanged": outcome.unchanged}
+        return _import_result(args, summary, counts, outcome.skipped, loaded)
 
     return await _with_db(settings, go)
 
@@ -479,12 +814,49 @@ async def import_events(settings: Settings, args: argparse.Namespace) -> int:
 WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
 
+def _slot_mediator(args: argparse.Namespace) -> str | None:
+    """`slots add chenjing` and `slots add --mediator chenjing` alike; None after saying why."""
+    given = {m for m in (args.mediator, args.mediator_option) if m}
+    if len(given) == 1:
+        return given.pop()
+    if given:
+        print("mst: 调解员只能给一个：位置参数和 --mediator 不一致", file=sys.stderr)
+    else:
+        print("mst: 请给出调解员：mst slots add --mediator USERNAME --start ...", file=sys.stderr)
+    return None
+
+
+def _room_template(settings: Settings, room: str) -> str | None:
+    """The slot's room URL: `/room/{token}` is this server's room page; None after saying why."""
+    from urllib.parse import urlparse
+
+    url = settings.public_base_url + room if room.startswith("/") else room
+    own_pages = settings.public_base_url + "/room/"
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > 300:
+        print(
+            f"mst: --room 要是 http(s) 网址（300 个字符以内）或 /room/{{token}}：{room}",
+            file=sys.stderr,
+        )
+        return None
+    if url.startswith(own_pages) and url != own_pages + "{token}":
+        print(
+            "mst: 本系统的调解室页面只认签名链接，不认编号：请用 --room /room/{token}",
+            file=sys.stderr,
+        )
+        return None
+    return url
+
+
 async def slots_add(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from bot import mediation, staff
-    from bot.clock import CHINA_TZ
+    from bot.clock import court_tz
 
+    username = _slot_mediator(args)
+    if username is None:
+        return 2
     try:
         first = datetime.fromisoformat(args.start)
         days = {WEEKDAYS[d.strip().lower()[:3]] for d in args.days.split(",") if d.strip()}
@@ -496,11 +868,14 @@ async def slots_add(settings: Settings, args: argparse.Namespace) -> int:
     if args.minutes <= 0 or args.capacity <= 0:
         print("mst: --minutes and --capacity must be positive", file=sys.stderr)
         return 2
-    first = first if first.tzinfo else first.replace(tzinfo=CHINA_TZ)
+    room = _room_template(settings, args.room)
+    if room is None:
+        return 2
+    first = first if first.tzinfo else first.replace(tzinfo=court_tz())
     if args.weeks > 0:
         starts = mediation.weekly_starts(
-            first.astimezone(CHINA_TZ).date(),
-            first.astimezone(CHINA_TZ).timetz(),
+            first.astimezone(court_tz()).date(),
+            first.astimezone(court_tz()).timetz(),
             args.weeks,
             days or {first.weekday()},
         )
@@ -509,10 +884,10 @@ async def slots_add(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go(db: Any) -> int:
         async with db.transaction() as session:
-            member = await staff.by_username(session, args.mediator)
+            member = await staff.by_username(session, username)
             if member is None or not member.has_role("mediator"):
                 print(
-                    f"mst: {args.mediator} is not a staff member with the mediator role",
+                    f"mst: {username} is not a staff member with the mediator role",
                     file=sys.stderr,
                 )
                 return 1
@@ -522,10 +897,235 @@ async def slots_add(settings: Settings, args: argparse.Namespace) -> int:
                 starts,
                 minutes=args.minutes,
                 capacity=args.capacity,
-                room_url=args.room,
+                room_url=room,
             )
         print(f"slots: {added} added, {len(starts) - added} already there")
         return 0
+
+    return await _with_db(settings, go)
+
+
+def _who_booked(taken: Any) -> str:
+    """原告王**（(2026)冀1102民初1234号）: the party masked, never an openid."""
+    from bot.masking import mask_name
+
+    party = taken.party
+    who = f"{party.role}{mask_name(party.name)}" if party else "当事人"
+    return f"{who}（{taken.case.case_number}）"
+
+
+def _say_slot(view: Any) -> str:
+    """编号3（11月25日 周三 上午9:30，调解员陈静）"""
+    from bot.clock import say_time
+
+    return f"编号{view.slot.id}（{say_time(view.slot.start_at)}，调解员{view.mediator.name}）"
+
+
+def _slot_json(view: Any) -> dict[str, Any]:
+    from bot.clock import court_tz
+    from bot.masking import mask_name
+
+    slot = view.slot
+    return {
+        "id": slot.id,
+        "mediator": view.mediator.username,
+        "mediator_name": view.mediator.name,
+        "court": view.court.name,
+        "start_at": slot.start_at.astimezone(court_tz()).isoformat(),
+        "end_at": slot.end_at.astimezone(court_tz()).isoformat(),
+        "minutes": int((slot.end_at - slot.start_at).total_seconds() // 60),
+        "capacity": slot.capacity,
+        "booked": len(view.taken),
+        "free": len(view.taken) < slot.capacity,
+        "room_url": slot.room_url,
+        "bookings": [
+            {
+                "booking": t.booking.id,
+                "case_number": t.case.case_number,
+                "party_role": t.party.role if t.party else None,
+                "party_name": mask_name(t.party.name) if t.party else None,
+                "booked_at": t.booking.created_at.astimezone(court_tz()).isoformat(),
+            }
+            for t in view.taken
+        ],
+    }
+
+
+async def slots_list(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import date, datetime, time, timedelta
+
+    from bot import mediation, staff
+    from bot.clock import court_tz, now, say_time
+    from storage.models import Court
+
+    try:
+        first = (
+            date.fromisoformat(args.since) if args.since else now().astimezone(court_tz()).date()
+        )
+        last = date.fromisoformat(args.until) if args.until else None
+    except ValueError:
+        print("mst: --from/--to 要写成日期，例如 2026-11-25", file=sys.stderr)
+        return 2
+    since = datetime.combine(first, time(0), court_tz())
+    until = datetime.combine(last + timedelta(days=1), time(0), court_tz()) if last else None
+
+    async def go(db: Any) -> int:
+        async with db.sessions() as session:
+            mediator_id = court_id = None
+            if args.mediator:
+                member = await staff.by_username(session, args.mediator)
+                if member is None:
+                    print(f"mst: 没有工作人员 {args.mediator}", file=sys.stderr)
+                    return 1
+                mediator_id = member.id
+            if args.court:
+                court = (
+                    await session.execute(select(Court).where(Court.name == args.court))
+                ).scalar_one_or_none()
+                if court is None:
+                    print(f"mst: 没有这个法院：{args.court}", file=sys.stderr)
+                    return 1
+                court_id = court.id
+            views = await mediation.list_slots(
+                session, mediator_id=mediator_id, court_id=court_id, since=since, until=until
+            )
+        if args.json:
+            print(json.dumps([_slot_json(v) for v in views], ensure_ascii=False))
+            return 0
+        span = f"{first.isoformat()} 起" + (f"至 {last.isoformat()}" if last else "")
+        if not views:
+            print(f"没有调解时段（{span}）。")
+            return 0
+        free = sum(1 for v in views if not v.taken)
+        print(
+            f"调解时段（{span}）共 {len(views)} 个：空闲 {free} 个，有预约 {len(views) - free} 个"
+        )
+        several_courts = len({v.court.id for v in views}) > 1
+        for v in views:
+            minutes = int((v.slot.end_at - v.slot.start_at).total_seconds() // 60)
+            if not v.taken:
+                state = "空闲"
+            else:
+                full = (
+                    "已约满"
+                    if len(v.taken) >= v.slot.capacity
+                    else f"已约 {len(v.taken)}/{v.slot.capacity}"
+                )
+                state = full + "：" + "、".join(_who_booked(t) for t in v.taken)
+            court = f"  {v.court.name}" if several_courts else ""
+            print(
+                f"  编号{v.slot.id}  {say_time(v.slot.start_at)}（{minutes}分钟）"
+                f"  {v.mediator.name}{court}  {state}"
+            )
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def slots_remove(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from bot import mediation, staff
+    from bot.clock import court_tz, say_time
+    from storage.models import MediationSlot
+
+    by_time = args.mediator is not None or args.start is not None
+    if by_time == bool(args.ids) or (by_time and not (args.mediator and args.start)):
+        print(
+            "mst: 给出时段编号（mst slots remove 3 4），或者调解员和开始时间"
+            "（mst slots remove --mediator chenjing --start 2026-11-25T09:30），二者选一",
+            file=sys.stderr,
+        )
+        return 2
+    start = None
+    if by_time:
+        try:
+            start = datetime.fromisoformat(args.start)
+        except ValueError:
+            print("mst: --start 要写成 2026-11-25T09:30（北京时间）", file=sys.stderr)
+            return 2
+        start = start if start.tzinfo else start.replace(tzinfo=court_tz())
+
+    def refused(outcome: Any) -> str:
+        view = outcome.view
+        if outcome.result == "not_found":
+            return f"没有编号为 {outcome.slot_id} 的调解时段（可能已经删除），没有改动。"
+        who = "、".join(_who_booked(t) for t in view.taken)
+        if outcome.result == "booked":
+            return (
+                f"{_say_slot(view)}已有预约：{who}，没有删除。\n"
+                f"请先告诉调解员{view.mediator.name}和预约的当事人，改约后再删除；"
+                "或者加 --force：系统会取消这些预约，并通知当事人、调解员和承办法官。"
+            )
+        if outcome.result == "too_late":
+            return (
+                f"{_say_slot(view)}离开始不到2小时或已经开始，预约已不能在系统里取消，没有删除。\n"
+                f"请直接打电话告诉调解员{view.mediator.name}和预约的当事人：{who}。"
+            )
+        return f"{_say_slot(view)}刚刚有人预约，没有删除。请用 mst slots list 重新查看。"
+
+    async def go(db: Any) -> int:
+        ids = list(dict.fromkeys(args.ids))  # each once, in the order given
+        if by_time:
+            async with db.sessions() as session:
+                member = await staff.by_username(session, args.mediator)
+                found = (
+                    await session.execute(
+                        select(MediationSlot.id).where(
+                            MediationSlot.mediator_id == (member.id if member else -1),
+                            MediationSlot.start_at == start,
+                            MediationSlot.capacity > 0,
+                        )
+                    )
+                ).scalar_one_or_none()
+            if found is None:
+                assert start is not None
+                print(
+                    f"mst: 调解员 {args.mediator} 在 {say_time(start)} 没有调解时段，没有改动。",
+                    file=sys.stderr,
+                )
+                return 1
+            ids = [found]
+        results = []
+        for slot_id in ids:
+            try:
+                async with db.transaction() as session:
+                    outcome = await mediation.remove_slot(
+                        session, slot_id, force=args.force, actor="admin"
+                    )
+            except mediation.SlotChanged:
+                outcome = mediation.Removal(slot_id, "changed")
+                async with db.sessions() as session:
+                    views = await mediation.list_slots(session, slot_id=slot_id)
+                outcome.view = views[0] if views else None
+                if outcome.view is None:
+                    outcome.result = "not_found"
+            removed = outcome.result == "removed"
+            if removed:
+                line = f"已删除{_say_slot(outcome.view)}。"
+                if outcome.cancelled:
+                    line += (
+                        "已取消其中的预约："
+                        + "、".join(_who_booked(t) for t in outcome.cancelled)
+                        + "，并通知了当事人、调解员和承办法官。"
+                    )
+            else:
+                line = refused(outcome)
+            if not args.json:
+                print(
+                    line if removed else f"mst: {line}", file=sys.stdout if removed else sys.stderr
+                )
+            results.append(
+                {
+                    "id": slot_id,
+                    "result": outcome.result,
+                    "cancelled_bookings": [t.booking.id for t in outcome.cancelled],
+                    "message": line,
+                }
+            )
+        if args.json:
+            print(json.dumps(results, ensure_ascii=False))
+        return 0 if all(r["result"] == "removed" for r in results) else 1
 
     return await _with_db(settings, go)
 
@@ -591,13 +1191,13 @@ async def stats(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import date, datetime, time, timedelta
 
     from bot import stats as figures
-    from bot.clock import CHINA_TZ
+    from bot.clock import court_tz
 
     def day(text: str | None, *, end: bool = False) -> datetime | None:
         if not text:
             return None
         d = date.fromisoformat(text) + (timedelta(days=1) if end else timedelta())
-        return datetime.combine(d, time(0), CHINA_TZ)
+        return datetime.combine(d, time(0), court_tz())
 
     try:
         scope = figures.Scope(
@@ -613,18 +1213,99 @@ async def stats(settings: Settings, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
         else:
-            for key, value in result.items():
-                print(f"{key}: {value}")
+            print(figures.report(result, _stats_title(args)))
         return 0
 
     return await _with_db(settings, go)
+
+
+def _court_row(court: Any) -> dict[str, Any]:
+    from bot import courts
+
+    return {
+        "name": court.name,
+        "phone": court.phone,
+        "address": court.address,
+        "hours": court.hours,
+        "missing": courts.missing(court),
+    }
+
+
+_DESK_WORDS = {"phone": "电话", "address": "地址", "hours": "时间"}
+
+
+async def court_set(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import courts
+
+    values = {f: getattr(args, f) for f in courts.FIELDS if getattr(args, f) is not None}
+    if not values:
+        print("mst: 请至少给出 --phone、--address、--hours 之一", file=sys.stderr)
+        return 2
+
+    async def go(db: Any) -> int:
+        async with db.transaction() as session:
+            court = await courts.by_name(session, args.name)
+            if court is None:
+                known = "、".join(c.name for c in await courts.all_courts(session)) or "（还没有）"
+                print(f"mst: 没有这个法院：{args.name}\n已有的法院：{known}", file=sys.stderr)
+                return 1
+            try:
+                change = await courts.set_desk(session, court, values, actor="admin")
+            except courts.DeskError as exc:
+                print(f"mst: {exc}", file=sys.stderr)
+                return 2
+            row = _court_row(court) | {"changed": sorted(change.changed)}
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+        elif change.changed:
+            said = "、".join(_DESK_WORDS[f] for f in courts.FIELDS if f in change.changed)
+            print(f"已更新{args.name}的{said}。")
+        else:
+            print(f"{args.name}：没有变化。")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def court_list(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import courts
+
+    async def go(db: Any) -> int:
+        async with db.sessions() as session:
+            rows = [_court_row(c) for c in await courts.all_courts(session)]
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+            return 0
+        if not rows:
+            print("还没有法院：导入工作人员或案件时会建立。")
+        for row in rows:
+            print(row["name"])
+            for f in courts.FIELDS:
+                print(f"  {_DESK_WORDS[f]}：{row[f] or '（未填写，当事人看不到）'}")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+def _stats_title(args: argparse.Namespace) -> str:
+    who = "，".join(
+        x
+        for x in (
+            args.court or "全部法院",
+            f"团队 {args.team}" if args.team else "",
+            f"承办法官 {args.judge}" if args.judge else "",
+        )
+        if x
+    )
+    when = f"{args.since or '开始'} 至 {args.until or '今天'}" if args.since or args.until else "全部时间"
+    return f"{who}（{when}）"
 
 
 async def away(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import date, datetime, time, timedelta
 
     from bot import escalation, staff
-    from bot.clock import CHINA_TZ
+    from bot.clock import court_tz
 
     until = None
     if args.until:
@@ -633,7 +1314,7 @@ async def away(settings: Settings, args: argparse.Namespace) -> int:
         except ValueError:
             print("mst: --until must be a date like 2026-11-30", file=sys.stderr)
             return 2
-        until = datetime.combine(last + timedelta(days=1), time(0), CHINA_TZ)
+        until = datetime.combine(last + timedelta(days=1), time(0), court_tz())
 
     async def go(db: Any) -> int:
         async with db.transaction() as session:
@@ -648,15 +1329,31 @@ async def away(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_db(settings, go)
 
 
+_HISTORY_WORDS = {
+    "ticket.opened": "提交",
+    "ticket.message_added": "当事人补充",
+    "ticket.answered": "答复",
+    "ticket.claimed": "认领",
+    "ticket.transferred": "转办",
+    "ticket.moved": "改由他人办理",
+    "ticket.escalated": "到期升级",
+    "ticket.warned": "到期提醒",
+    "ticket.refused": "操作被拒绝",
+    "ticket.closed": "办结",
+}
+_ACTOR_WORDS = {"system": "系统", "admin": "管理员", "import": "导入"}
+
+
 async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.clock import CHINA_TZ
-    from storage.models import AuditEvent, Staff, Ticket
+    from bot.clock import court_tz
+    from bot.masking import mask_name
+    from storage.models import AuditEvent, Party, Staff, Ticket
 
     async def go(db: Any) -> int:
         async with db.sessions() as session:
             ticket = await session.get(Ticket, args.number)
             if ticket is None:
-                print(f"mst: no ticket #{args.number}", file=sys.stderr)
+                print(f"mst: 没有 #{args.number} 这个事项", file=sys.stderr)
                 return 1
             events = (
                 await session.execute(
@@ -665,25 +1362,53 @@ async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
                     .order_by(AuditEvent.at, AuditEvent.id)
                 )
             ).scalars()
-            names = dict((await session.execute(select(Staff.id, Staff.username))).all())
+            staff = {
+                row.id: row for row in (await session.execute(select(Staff))).scalars()
+            }
+            by_username = {m.username: m for m in staff.values()}
+            party = await session.get(Party, ticket.party_id) if ticket.party_id else None
+            # The litigant is named as the court knows them, masked; never by their openid.
+            litigant = f"当事人{mask_name(party.name)}" if party else "当事人"
+
+            def actor(raw: str) -> str:
+                if raw.startswith("staff:"):
+                    member = by_username.get(raw[6:])
+                    return f"{member.name}（{member.username}）" if member else raw[6:]
+                return _ACTOR_WORDS.get(raw, litigant)
+
+            rows = []
             for ev in events:
                 payload = json.loads(ev.payload)
                 holder = payload.get("to") or {}
-                at = ev.at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
-                line = f"{at}  {ev.action:<20} by {ev.actor}"
-                if holder:
-                    who = names.get(holder.get("assignee_id")) or holder.get("team") or ""
-                    line += f" -> {who} (level {holder.get('level')})"
-                if payload.get("reason"):
-                    line += f"  reason: {payload['reason']}"
-                print(line)
+                member = staff.get(holder.get("assignee_id")) if holder else None
+                rows.append(
+                    {
+                        "at": ev.at.astimezone(court_tz()).isoformat(),
+                        "action": ev.action,
+                        "what": _HISTORY_WORDS.get(ev.action, ev.action),
+                        "by": actor(ev.actor),
+                        "to": (member.name if member else holder.get("team")) if holder else None,
+                        "level": holder.get("level") if holder else None,
+                        "reason": payload.get("reason"),
+                    }
+                )
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+            return 0
+        for row in rows:
+            line = f"{row['at'][:16].replace('T', ' ')}  {row['what']}  {row['by']}"
+            if row["to"]:
+                line += f" → {row['to']}（第{row['level']}级）"
+            if row["reason"]:
+                line += f"  原因：{row['reason']}"
+            print(line)
         return 0
 
     return await _with_db(settings, go)
 
 
 async def overdue(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.clock import CHINA_TZ, now
+    from bot.clock import court_tz, now
     from storage.models import Case, Staff, Ticket
 
     async def go(db: Any) -> int:
@@ -706,7 +1431,7 @@ async def overdue(settings: Settings, args: argparse.Namespace) -> int:
                 "ticket": t.id,
                 "case_number": c.case_number,
                 "kind": t.kind,
-                "due_at": t.due_at.astimezone(CHINA_TZ).isoformat() if t.due_at else None,
+                "due_at": t.due_at.astimezone(court_tz()).isoformat() if t.due_at else None,
                 "holder": names.get(t.assignee_id) or t.team,
                 "level": t.level,
             }
@@ -730,7 +1455,7 @@ async def deadline(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from bot import deadlines
-    from bot.clock import CHINA_TZ, say_time
+    from bot.clock import court_tz, say_time
 
     if args.kind not in deadlines.KINDS:
         print(f"mst: --kind must be one of {', '.join(deadlines.KINDS)}", file=sys.stderr)
@@ -744,8 +1469,11 @@ async def deadline(settings: Settings, args: argparse.Namespace) -> int:
     if args.court and args.court not in rules.courts:
         print(f"mst: no deadlines of its own for {args.court!r}: the defaults", file=sys.stderr)
     which = "close" if args.close else "reply"
-    due = deadlines.due(args.kind, start, which=which, court=args.court).astimezone(CHINA_TZ)
-    print(f"{due.isoformat()}  {say_time(due)}")
+    due = deadlines.due(args.kind, start, which=which, court=args.court).astimezone(court_tz())
+    if args.json:
+        print(json.dumps({"kind": args.kind, "which": which, "due": due.isoformat()}))
+    else:
+        print(f"{due.isoformat()}  {say_time(due)}")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot import enforcement, importer, mediation
 from bot import staff as staff_accounts
@@ -32,7 +33,7 @@ from bot.fake_wechat.api import FakeWeChat
 from bot.fake_wechat.api import create_app as fake_api_app
 from bot.fake_wechat.callbacks import WeChatServer, event_xml, text_xml
 from qr import codes
-from storage.models import Case, Staff
+from storage.models import Case, MediationSlot, Staff
 
 COURT = "衡水市桃城区人民法院"
 STAFF = [
@@ -125,9 +126,21 @@ CASES = [
 JUDGE_OPENID = "oDemoJudgeZhangWei000000001"
 
 
+_LINK = re.compile(r"(https?://\S+)")
+
+
 def _bubble(who: str, text: str, *, right: bool = False) -> str:
     width = 44
-    lines = [line for para in text.splitlines() for line in (textwrap.wrap(para, width) or [""])]
+    lines: list[str] = []
+    for para in text.splitlines():
+        # A link (the room's, a receipt's) stays whole on a line of its own, to be opened.
+        parts = [part for part in _LINK.split(para) if part.strip()]
+        wrapped = [
+            line
+            for part in parts
+            for line in ([part] if _LINK.fullmatch(part) else textwrap.wrap(part, width))
+        ]
+        lines.extend(wrapped or [""])
     pad = " " * 30 if right else ""
     return "\n".join([f"{pad}【{who}】"] + [f"{pad}  {line}" for line in lines]) + "\n"
 
@@ -148,6 +161,8 @@ async def _load_sample(settings: Settings) -> None:
                 session, list(enumerate(EVENTS, 1)), enforcement.Outcome(), actor="demo"
             )
             first = (now() + timedelta(days=1)).astimezone(court_tz()).date()
+            # This server's room page (bot/web.py), by a signed token: never a guessable id.
+            room = settings.public_base_url + "/room/{token}"
             for username, at in (("chenjing", time(9, 30)), ("wanglei", time(14, 30))):
                 mediator = await staff_accounts.by_username(session, username)
                 assert mediator is not None
@@ -157,8 +172,14 @@ async def _load_sample(settings: Settings) -> None:
                     mediation.weekly_starts(first, at, 2, {0, 1, 2, 3, 4}),
                     minutes=60,
                     capacity=1,
-                    room_url=settings.public_base_url + "/room/{slot}",
+                    room_url=room,
                 )
+            # Slots an older demo made pointed at /room/<slot id>, which no page answers.
+            await session.execute(
+                update(MediationSlot)
+                .where(MediationSlot.room_url == settings.public_base_url + "/room/{slot}")
+                .values(room_url=room)
+            )
     finally:
         if deps.api is not None:
             await deps.api.http.close()

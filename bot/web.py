@@ -10,15 +10,17 @@ import logging
 import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
-from bot import delivery, enforcement, keys, metrics, outbox
-from bot.clock import now
+from bot import delivery, enforcement, keys, media, mediation, metrics, outbox, receipts
+from bot.clock import now, say_time, to_court
+from bot.wechat_api import TransientError, WeChatError
 from handlers import texts
 from qr import codes, tokens
 from storage import state
-from storage.models import Outbox
+from storage.models import Message, Outbox
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 2.0
@@ -119,6 +121,8 @@ PAGE = """<!doctype html>
  .qr {{ width: 220px; height: 220px; display: block; margin: 8px 0; }}
  .code {{ font-size: 32px; font-weight: bold; letter-spacing: 4px; color: #a61b1b; }}
  ol {{ padding-left: 1.3em; }}
+ .ok {{ border-left: 8px solid #2e7d32; }}
+ .bad {{ border-left: 8px solid #a61b1b; }}
 </style></head>
 <body>{body}</body></html>"""
 
@@ -174,6 +178,81 @@ async def landing(request: web.Request) -> web.Response:
         "工作人员会帮您办理。</div>"
     )
     return page(f"{lookup.court.name} {lookup.case.case_number}", body)
+
+
+async def receipt_page(request: web.Request) -> web.Response:
+    """A litigant's receipt, checked: what the court recorded, when, and that the case's
+    record is unchanged since. Never the words themselves, nor anyone's name."""
+    deps = request.app[keys.DEPS]
+    async with deps.db.sessions() as session:
+        found = await receipts.check(session, request.match_info["receipt"])
+    if found is None:
+        return page(
+            "没有找到回执",
+            "<h1>没有找到这份回执</h1><div class='card'>请核对链接是否完整。"
+            "回执是您提交咨询、投诉或线索时收到的那条链接。</div>",
+            status=404,
+        )
+    number = f"（编号 #{found.ticket_id}）" if found.ticket_id else ""
+    state = (
+        "<div class='card ok'>✔ 核对无误：这条记录从生成到现在没有被改动过。</div>"
+        if found.intact
+        else "<div class='card bad'>核对发现本案的记录有异常，法院已收到提醒。"
+        "请到诉讼服务中心咨询。</div>"
+    )
+    if not found.intact:
+        log.error("receipt %s: the case's audit chain does not verify", found.case_number)
+    body = (
+        "<h1>回执核对</h1>"
+        f"<div class='card'>{html.escape(found.court)}已记录您的{html.escape(found.kind)}{number}。"
+        f"<br>案号：{html.escape(found.case_number)}"
+        f"<br>时间：{html.escape(say_time(found.at))}</div>{state}"
+    )
+    return page("回执核对", body)
+
+
+async def media_file(request: web.Request) -> web.Response:
+    """A photo or voice message a litigant sent, for the holder of a signed link (staff get
+    it in their notice and in `#n`); fetched from WeChat, never kept on this server."""
+    deps = request.app[keys.DEPS]
+    raw = request.match_info["message_id"]
+    gone = page(
+        "链接已失效", "<h1>链接已失效</h1><div class='card'>请在公众号里重新查看。</div>", 403
+    )
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ROW_ID):
+        return gone
+    if not media.valid(
+        deps.settings.secret_key, int(raw), request.query.get("e", ""), request.query.get("s", "")
+    ):
+        return gone
+    async with deps.db.sessions() as session:
+        message = await session.get(Message, int(raw))
+    if message is None or not message.media_id or deps.api is None:
+        return gone
+    try:
+        body, content_type = await deps.api.get_media(message.media_id)
+    except WeChatError as exc:
+        log.info("media of message %s: %s", raw, exc)
+        return page(
+            "文件已过期",
+            "<h1>文件已过期</h1><div class='card'>微信只保存用户发来的照片和语音三天。"
+            "请联系当事人重新发送。</div>",
+            410,
+        )
+    except TransientError as exc:
+        log.warning("media of message %s: %s", raw, exc)
+        return page(
+            "请稍后再试", "<h1>暂时取不到文件</h1><div class='card'>请稍后再试。</div>", 503
+        )
+    name = f"{'照片' if message.msg_type == 'image' else '语音'}-{raw}"
+    return web.Response(
+        body=body,
+        content_type=content_type,
+        headers={
+            "Cache-Control": "private, no-store",
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
+        },
+    )
 
 
 async def account_qr(request: web.Request) -> web.StreamResponse:
@@ -246,11 +325,75 @@ async def enforcement_events(request: web.Request) -> web.Response:
     )
 
 
+ROOM_STATUS = {
+    "booked": "已预约",
+    "cancelled": "已取消",
+    "no_show": "调解员记录为未到场",
+    "attended": "已完成",
+}
+
+
+async def mediation_room(request: web.Request) -> web.Response:
+    """A booked remote mediation's page: the link in the booking reply and the reminders
+    (a slot added with `--room <PUBLIC_BASE_URL>/room/{token}`). The case, the time in
+    China time, the mediator, and how to join; never a party's name. The token is signed
+    (bot.mediation.room_token): a guessed or changed one gets the same 404 as no booking."""
+    deps = request.app[keys.DEPS]
+    async with deps.db.sessions() as session:
+        room = await mediation.room_for_token(
+            session, request.match_info["token"], deps.settings.secret_key
+        )
+    if room is None:
+        return page(
+            "没有找到",
+            "<h1>没有找到这次调解</h1><div class='card'>请回到公众号对话框，"
+            "点击预约成功消息里的链接。</div>",
+            404,
+        )
+    slot, booking = room.slot, room.booking
+    minutes = int((slot.end_at - slot.start_at).total_seconds() // 60)
+    when = f"{to_court(slot.start_at).year}年{say_time(slot.start_at)}"
+    status = ROOM_STATUS.get(booking.status, booking.status)
+    if booking.status == "booked" and slot.end_at <= now():
+        status = "调解时间已过"
+    speciality = f"（{room.mediator.speciality}）" if room.mediator.speciality else ""
+    body = (
+        f"<h1>{html.escape(room.court.name)}<br>远程视频调解</h1>"
+        f"<div class='card'>案号：{html.escape(room.case.case_number)}<br>"
+        f"时间：{html.escape(when)}（北京时间，约{minutes}分钟）<br>"
+        f"调解员：{html.escape(room.mediator.name + speciality)}<br>"
+        f"状态：<b>{html.escape(status)}</b></div>"
+    )
+    if booking.status == "booked" and slot.end_at > now():
+        body += (
+            "<div class='card'><b>怎样参加：</b><ol>"
+            "<li>开始前5分钟打开本页面，核对时间和调解员；</li>"
+            "<li>用能视频通话的手机或电脑，找一个安静、光线充足的地方，准备好身份证件；</li>"
+            "<li>到时调解员会与您视频连线，请保持手机畅通，留意本公众号的消息；</li>"
+            "<li>要改约或取消：开始2小时以前，在公众号菜单里选择“预约调解”，按提示办理。</li>"
+            "</ol></div>"
+        )
+    elif booking.status == "cancelled":
+        body += (
+            "<div class='card'>这次预约已经取消。如仍需调解，"
+            "请在公众号菜单里选择“预约调解”重新预约。</div>"
+        )
+    body += f"<div class='card'>有问题请{html.escape(texts.call(room.court))}。</div>"
+    resp = page(f"远程视频调解 {room.case.case_number}", body)
+    resp.headers["X-Robots-Tag"] = "noindex"
+    return resp
+
+
 def setup(app: web.Application) -> None:
     app[keys.STARTED] = time.monotonic()
+    # Room links in the replies and reminders this process sends are signed with this key.
+    mediation.use_room_key(app[keys.SETTINGS].secret_key)
     app.router.add_post("/api/enforcement/events", enforcement_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/q/{token}", landing)
     app.router.add_get("/account-qr", account_qr)
+    app.router.add_get("/v/{receipt}", receipt_page)
+    app.router.add_get("/media/{message_id}", media_file)
     app.router.add_get("/m/{row_id}", waiting_message)
+    app.router.add_get("/room/{token}", mediation_room)

@@ -86,18 +86,19 @@ async def _confirm(ctx: Context, case: Case, binding: Binding) -> str:
     if current is not None and not mediation.may_change(current[1]):
         return await _too_late(ctx, case) + await start(ctx, case, binding)
     # The new place first: if it was just taken, the old booking stays as it was.
-    booking = await mediation.book(ctx.session, ctx.state["slot"], case, binding)
-    if booking is None:
+    booking = await mediation.book(
+        ctx.session, ctx.state["slot"], case, binding, replacing=current[0] if current else None
+    )
+    if booking is None:  # just taken: the old booking stays as it was
         return await _slots(ctx, case, binding, ctx.state["mediator"], prefix=texts.BOOK_TAKEN)
-    if current is not None:
-        await mediation.cancel(ctx.session, current[0], case, reason="rescheduled")
     slot = await ctx.session.get(MediationSlot, booking.slot_id)
     mediator = await ctx.session.get(Staff, ctx.state["mediator"])
     from handlers import menu
 
     menu.home(ctx)
     assert slot is not None
-    return texts.BOOK_DONE.format(
+    moved = texts.BOOK_MOVED.format(was=say_time(current[1].start_at)) if current else ""
+    return moved + texts.BOOK_DONE.format(
         when=say_time(slot.start_at),
         name=mediator.name if mediator else "",
         link=mediation.room_link(slot, booking),

@@ -10,6 +10,8 @@ A configured service that cannot be reached fails the test; nothing is skipped.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -19,7 +21,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from bot import clock
 from bot.app import create_app
@@ -73,14 +75,58 @@ def safe_settings(settings: Settings) -> Settings:
     return replace(settings, wechat_aes_key=AES_KEY)
 
 
+# The migrations run once per test session (per dialect); every test then gets a copy of
+# what they built: SQLite's file copied, PostgreSQL's statements replayed in one go.
+_SQLITE_TEMPLATE: list[Path] = []
+_PG_SCHEMA: list[tuple[str, Any]] = []
+
+
 async def fresh_db(url: str) -> database.Database:
+    if url.startswith("sqlite") and ":memory:" not in url:
+        path = Path(url.split(":///", 1)[1])
+        if _SQLITE_TEMPLATE and _copied(_SQLITE_TEMPLATE[0], path):
+            return database.connect(url)
     db = database.connect(url)
     if db.dialect == "postgresql":
         async with db.engine.begin() as conn:
             await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
+            for statement, parameters in _PG_SCHEMA:
+                await conn.exec_driver_sql(statement, parameters)
+        if _PG_SCHEMA:
+            return db
+        await _migrate_recording(db, _PG_SCHEMA)
+        return db
     await database.migrate(db)
+    if url.startswith("sqlite") and ":memory:" not in url and not _SQLITE_TEMPLATE:
+        template = Path(tempfile.mkdtemp(prefix="mst-schema-")) / "template.db"
+        await db.dispose()  # everything on disk before the copy
+        shutil.copyfile(path, template)
+        _SQLITE_TEMPLATE.append(template)
     return db
+
+
+def _copied(template: Path, path: Path) -> bool:
+    """A new database file from the template; False when `path` already holds one."""
+    if path.exists():
+        return False
+    shutil.copyfile(template, path)
+    return True
+
+
+async def _migrate_recording(db: database.Database, into: list[tuple[str, Any]]) -> None:
+    """Run the migrations, keeping every statement they sent (with its parameters)."""
+    recorded: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        recorded.append((statement, parameters if parameters else None))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", keep)
+    try:
+        await database.migrate(db)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", keep)
+    into.extend(recorded)
 
 
 @pytest.fixture

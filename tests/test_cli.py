@@ -117,8 +117,8 @@ async def test_import_staff_clean_file_exits_0(
     path = write_lines(tmp_path / "staff.jsonl", STAFF)
     run = await mst(cli_env, tmp_path, "import-staff", str(path))
     assert run.code == 0, run.err
-    assert run.out.strip() == "staff: 2 added, 0 updated, 0 unchanged, 0 skipped"
-    assert "skipped:" not in run.err
+    assert run.out.strip() == "人员：新增 2，更新 0，未变 0，跳过 0"
+    assert "未导入" not in run.err
     async with deps.db.sessions() as s:
         assert set((await s.execute(select(Staff.username))).scalars()) == {"zhangwei", "lina"}
 
@@ -138,9 +138,13 @@ async def test_import_cases_reports_bad_rows_by_line_and_exits_1(
     path = write_lines(tmp_path / "cases.jsonl", rows)
     run = await mst(cli_env, tmp_path, "import-cases", str(path), "--quiet")
     assert run.code == 1
-    assert run.out.strip() == "cases: 2 added, 0 updated, 0 unchanged, 3 skipped"
-    skipped = [line for line in run.err.splitlines() if "skipped" in line]
-    assert [line.split(":")[0] for line in skipped] == ["line 2", "line 4", "line 5"]
+    assert run.out.strip() == "案件：新增 2，更新 0，未变 0，跳过 3"
+    skipped = [line for line in run.err.splitlines() if "未导入" in line]
+    assert [line.split("：")[0] for line in skipped] == [
+        "第 2 行未导入",
+        "第 4 行未导入",
+        "第 5 行未导入",
+    ]
     assert "nobody" in skipped[0] and "not valid JSON" in skipped[1]
     assert "not a mainland mobile" in skipped[2]
     for phone in ("13800001234", "13900005678", "91234567"):
@@ -198,15 +202,15 @@ async def test_qr_revoke_then_reissue(
     old = sample_case["token"]
 
     run = await mst(cli_env, tmp_path, "qr", CASE_NUMBER, "--revoke", "--reason", "文书遗失")
-    assert (run.code, run.out.strip()) == (0, "code revoked")
+    assert (run.code, run.out.strip()) == (0, "二维码已停用。")
     assert await live_code(deps, case_id) is None
     async with deps.db.sessions() as s:
         revoked = (await s.execute(select(CaseCode).where(CaseCode.token == old))).scalar_one()
         assert (await codes.by_token(s, old)).status == "revoked"
     assert revoked.revoke_reason == "文书遗失"
 
-    run = await mst(cli_env, tmp_path, "qr", CASE_NUMBER, "--revoke")
-    assert (run.code, run.out.strip()) == (0, "the case has no live code")
+    run = await mst(cli_env, tmp_path, "qr", CASE_NUMBER, "--revoke", "--json")
+    assert (run.code, json.loads(run.out)) == (0, {"case_number": CASE_NUMBER, "revoked": False})
 
     # Asking for the code of a case without one issues a fresh one.
     run = await mst(cli_env, tmp_path, "qr", CASE_NUMBER, "--json")

@@ -187,7 +187,7 @@ async def test_a_complaint_goes_to_supervision_and_never_to_the_judge_it_names(w
     assert await w.say(LITIGANT, "1") == texts.COMPLAIN_PROMPT  # about the judge
     receipt = await w.say(LITIGANT, "承办法官多次不接电话，态度很差。")
     number = number_in(receipt)
-    assert "由法院督查室负责办理" in receipt and "回执编号" in receipt
+    assert "由法院督查室负责办理" in receipt and "回执：http://court.example/v/" in receipt
     ticket = await get(w, Ticket, number)
     assert (ticket.kind, ticket.about, ticket.team) == ("complaint", "staff", "督查室")
     assert ticket.subject_staff_id == w.case["judge_id"] and ticket.assignee_id is None
@@ -390,7 +390,7 @@ async def book(w: World, openid: str, mediator: str, when: str) -> str:
         when=when, name=mediator
     )
     done = await w.say(openid, "1")
-    assert done.startswith("预约成功！"), done
+    assert "预约成功！" in done, done
     return done
 
 
@@ -422,11 +422,12 @@ async def test_book_a_mediator_everyone_is_told_and_reminded_once(
     assert (booking.status, booking.openid, slot.booked) == ("booked", LITIGANT, 1)
     assert "1 咨询法官" in await w.say(LITIGANT, "0")
 
-    assert await w.deliver() == 4
-    for party in (LITIGANT, OTHER_PARTY):
-        assert w.inbox(party) == [
-            f"本案已预约远程调解：{wednesday}，调解员李明。\n到时请点击链接进入调解室：{link}"
-        ]
+    # The booker has the reply; the other side and the court get the news.
+    assert await w.deliver() == 3
+    assert w.inbox(LITIGANT) == []
+    assert w.inbox(OTHER_PARTY) == [
+        f"本案已预约远程调解：{wednesday}，调解员李明。\n到时请点击链接进入调解室：{link}"
+    ]
     for staff in (JUDGE_WX, MEDIATOR_WX):
         assert w.inbox(staff) == [f"新的调解预约：{CASE_NUMBER}，{wednesday}，由原告预约。"]
 
@@ -443,7 +444,7 @@ async def test_book_a_mediator_everyone_is_told_and_reminded_once(
         moment[0] = when
         assert await jobs.mediation_reminders(w.deps) == queued, when
     assert await w.deliver() == 2
-    assert w.inbox(LITIGANT)[1:] == [
+    assert w.inbox(LITIGANT) == [
         f"提醒：明天（{wednesday}）有远程调解，案号{CASE_NUMBER}。\n请提前几分钟点击链接进入：{link}",
         f"提醒：一小时后（{wednesday}）有远程调解，案号{CASE_NUMBER}。\n请提前几分钟点击链接进入：{link}",
     ]
@@ -481,7 +482,9 @@ async def test_cancel_and_reschedule_until_two_hours_before_and_no_shows(
     listing = await w.say(LITIGANT, "3")
     assert listing.startswith(texts.BOOK_CURRENT.format(when=wednesday, name="李明"))
     moved = await book(w, LITIGANT, "王芳", friday)
-    assert friday in moved
+    assert (
+        moved.startswith(texts.BOOK_MOVED.format(was=wednesday) + "预约成功！") and friday in moved
+    )
     first, second = await all_of(w, Booking)
     assert (first.status, second.status) == ("cancelled", "booked")
     assert (await slot_at(w, cn(11, 25, 9, 30))).booked == 0
@@ -495,16 +498,14 @@ async def test_cancel_and_reschedule_until_two_hours_before_and_no_shows(
     assert (await get(w, Booking, second.id)).status == "cancelled"
     assert (await slot_at(w, cn(11, 27, 9, 0))).booked == 0
     await w.deliver()
-    judge_heard = w.inbox(JUDGE_WX)
-    assert sorted(judge_heard) == sorted(
-        [
-            f"新的调解预约：{CASE_NUMBER}，{wednesday}，由原告预约。",
-            f"新的调解预约：{CASE_NUMBER}，{friday}，由原告预约。",
-            f"调解预约已取消：{CASE_NUMBER}，{wednesday}。",
-            f"调解预约已取消：{CASE_NUMBER}，{friday}。",
-        ]
-    )
-    assert w.inbox(LITIGANT)[-1] == f"本案 {friday} 的远程调解预约已取消。"
+    # The judge hears each step once: booked, moved (one notice, not a cancel and a booking),
+    # cancelled; the litigant, who did each in the chat, gets no echo of it.
+    assert w.inbox(JUDGE_WX) == [
+        f"新的调解预约：{CASE_NUMBER}，{wednesday}，由原告预约。",
+        f"调解预约改期：{CASE_NUMBER}，{wednesday} 改到 {friday}。",
+        f"调解预约已取消：{CASE_NUMBER}，{friday}。",
+    ]
+    assert w.inbox(LITIGANT) == []
 
     # Booked again; under two hours before the start neither cancel nor reschedule works.
     await book(w, LITIGANT, "李明", wednesday)
@@ -906,10 +907,10 @@ async def test_mst_slots_add_and_import_events(
     )
     run = await mst(cli_env, tmp_path, "import-events", str(events))
     assert run.code == 1
-    assert run.out.strip() == "events: 2 added, 0 already known, 1 skipped"
-    assert "line 3: skipped: no such case number" in run.err
+    assert run.out.strip() == "执行事件：新增 2，已有 0，跳过 1"
+    assert "第 3 行未导入：no such case number" in run.err
     run = await mst(cli_env, tmp_path, "import-events", str(events))
-    assert run.out.strip() == "events: 0 added, 2 already known, 1 skipped"
+    assert run.out.strip() == "执行事件：新增 0，已有 2，跳过 1"
     moment[0] = datetime.now(UTC) + timedelta(minutes=1)  # the script queued on the real clock
     assert await w.deliver() == 4
     for party in (LITIGANT, OTHER_PARTY):
@@ -1167,7 +1168,10 @@ async def test_stats_match_figures_counted_by_hand(
     assert human.out.splitlines()[0] == f"{COURT}（2026-11-01 至 2026-11-15）"
     assert "扫码访问：3 人" in human.out and "诉求：5 件" in human.out
     assert "诉求满意率：66.7%（3 件有评价）" in human.out
-    assert "全部评价满意率：75.0%" in human.out and "按时答复率：60.0%（5 件已到答复期限）" in human.out
+    assert (
+        "全部评价满意率：75.0%" in human.out
+        and "按时答复率：60.0%（5 件已到答复期限）" in human.out
+    )
     assert "{" not in human.out and "_" not in human.out  # no dicts, no English keys
     run = await mst(cli_env, tmp_path, "stats", "--from", "1 November")
     assert run.code == 2 and "--from/--to must be dates" in run.err

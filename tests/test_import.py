@@ -138,7 +138,7 @@ async def staffed(deps: Deps, tmp_path: Path) -> Deps:
 async def test_staff_are_imported(deps: Deps, tmp_path: Path, writer: Any) -> None:
     report = await run_staff(deps, writer(tmp_path / "staff.json", staff_rows()))
     assert counts(report) == (2, 0, 0, 0)
-    assert report.summary("staff") == "staff: 2 added, 0 updated, 0 unchanged, 0 skipped"
+    assert report.summary("人员") == "人员：新增 2，更新 0，未变 0，跳过 0"
     async with deps.db.sessions() as s:
         court = (await s.execute(select(Court))).scalar_one()
         people = {p.username: p for p in (await s.execute(select(Staff))).scalars()}
@@ -362,7 +362,7 @@ async def test_cases_are_imported(staffed: Deps, tmp_path: Path, writer: Any) ->
     deps = staffed
     report = await run_cases(deps, writer(tmp_path / "cases.json", case_rows()))
     assert counts(report) == (2, 0, 0, 0)
-    assert report.summary("cases") == "cases: 2 added, 0 updated, 0 unchanged, 0 skipped"
+    assert report.summary("案件") == "案件：新增 2，更新 0，未变 0，跳过 0"
     async with deps.db.sessions() as s:
         judge = (await s.execute(select(Staff).where(Staff.username == "zhangwei"))).scalar_one()
         court = (await s.execute(select(Court))).scalar_one()

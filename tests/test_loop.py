@@ -144,7 +144,9 @@ async def test_scan_verify_ask_answer_close(world: World) -> None:
     received = await w.say(LITIGANT, "请问什么时候开庭？")
     number = int(re.search(r"#(\d+)", received).group(1))  # type: ignore[union-attr]
     assert (
-        "法官张伟" in received and "11月25日 周三 下午5:30" in received and "回执编号" in received
+        "法官张伟" in received
+        and "11月25日 周三 下午5:30" in received
+        and "回执：http://court.example/v/" in received
     )
 
     assert await w.deliver() == 1
