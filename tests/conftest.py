@@ -9,6 +9,7 @@ A configured service that cannot be reached fails the test; nothing is skipped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import event, select, text
@@ -33,8 +35,39 @@ from storage import db as database
 from storage import state
 from storage.models import Case, Court, Party, Staff
 
-PG_URL = os.environ.get("MST_TEST_DATABASE_URL")
-REDIS_URL = os.environ.get("MST_TEST_REDIS_URL")
+# `pytest -n 2` (scripts/test): each xdist worker after the first gets its own PostgreSQL
+# database (the configured one's name + _wN, created from it on first use) and its own
+# Redis database (the configured number − N), since every test resets both.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+def _own_database(url: str | None) -> str | None:
+    if url is None or WORKER == 0:
+        return url
+    base, name = url.rsplit("/", 1)
+    own = f"{name}_w{WORKER}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(base.replace("postgresql+asyncpg", "postgresql") + "/" + name)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", own):
+                await conn.execute(f'CREATE DATABASE "{own}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return f"{base}/{own}"
+
+
+def _own_redis(url: str | None) -> str | None:
+    if url is None or WORKER == 0:
+        return url
+    base, number = url.rsplit("/", 1)
+    return f"{base}/{int(number) - WORKER}"
+
+
+PG_URL = _own_database(os.environ.get("MST_TEST_DATABASE_URL"))
+REDIS_URL = _own_redis(os.environ.get("MST_TEST_REDIS_URL"))
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APP_ID = "wx1234567890abcdef"
 TOKEN = "testtoken"
