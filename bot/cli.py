@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--revoke", action="store_true", help="revoke the current code")
     s.add_argument("--reason", default="")
+    s.add_argument(
+        "--scene",
+        action="store_true",
+        help="also ask WeChat for the account's own QR for this case: a scan opens the chat",
+    )
     s.set_defaults(run=qr)
 
     from qr.sheet import LAYOUTS as label_layouts  # the module loads reportlab only to write
@@ -599,6 +604,14 @@ async def qr(settings: Settings, args: argparse.Namespace) -> int:
             if code is None or args.reissue:
                 code = await codes.issue(session, case, actor="admin")
         url = codes.url_for(settings.public_base_url, code.token)
+        scene: dict[str, Any] = {}
+        if args.scene:
+            try:
+                scene = await _scene_qr(settings, code.token)
+            except Exception as exc:  # WeChat refused or unreachable: one line, not a traceback
+                print(f"mst: 微信没有生成带参数二维码：{exc}", file=sys.stderr)
+                return 1
+            url = scene["scene_url"]  # the image encodes WeChat's own code
         if args.png or args.svg:
             from qr import render  # qrcode and its image code: only when an image is asked for
         if args.png:
@@ -609,10 +622,16 @@ async def qr(settings: Settings, args: argparse.Namespace) -> int:
             "case_number": case.case_number,
             "token": code.token,
             "short_code": code.short_code,
-            "url": url,
+            "url": codes.url_for(settings.public_base_url, code.token),
+            **scene,
         }
         if args.json:
             print(json.dumps(info, ensure_ascii=False))
+        elif scene:
+            print(
+                f"{case.case_number}\n  案件码：{code.short_code[:5]}-{code.short_code[5:]}"
+                f"\n  微信扫码直达：{scene['scene_url']}"
+            )
         else:
             print(
                 f"{case.case_number}\n  case code: {code.short_code[:5]}-{code.short_code[5:]}\n  url: {url}"
@@ -620,6 +639,28 @@ async def qr(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return await _with_db(settings, go)
+
+
+async def _scene_qr(settings: Settings, token: str) -> dict[str, str]:
+    """WeChat's own QR for the case (/cgi-bin/qrcode/create, scene = the case's token)."""
+    from urllib.parse import quote
+
+    from bot.app import open_api
+    from storage import state
+
+    redis = state.connect(settings.redis_url)
+    api = open_api(settings, redis)
+    api.stable = True
+    try:
+        made = await api.scene_qr(token)
+    finally:
+        await api.http.close()
+        await redis.aclose()
+    return {
+        "scene_url": str(made["url"]),
+        "scene_image": "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket="
+        + quote(str(made["ticket"])),
+    }
 
 
 def _day(text: str) -> Any:

@@ -63,6 +63,9 @@ class WeChatAPI:
     base: str
     app_id: str
     app_secret: str
+    # A command-line process that may share no Redis with the server asks for the stable
+    # token (/cgi-bin/stable_token), which leaves the server's token valid.
+    stable: bool = False
 
     @property
     def _token_key(self) -> str:
@@ -91,15 +94,28 @@ class WeChatAPI:
                     "not fetching another yet"
                 )
             await self.redis.set(self._fetched_key, f"{now().timestamp():.3f}", ex=86400)
-            data = await self._request(
-                "GET",
-                "/cgi-bin/token",
-                params={
-                    "grant_type": "client_credential",
-                    "appid": self.app_id,
-                    "secret": self.app_secret,
-                },
-            )
+            if self.stable:
+                data = await self._request(
+                    "POST",
+                    "/cgi-bin/stable_token",
+                    params={},
+                    payload={
+                        "grant_type": "client_credential",
+                        "appid": self.app_id,
+                        "secret": self.app_secret,
+                        "force_refresh": stale is not None,
+                    },
+                )
+            else:
+                data = await self._request(
+                    "GET",
+                    "/cgi-bin/token",
+                    params={
+                        "grant_type": "client_credential",
+                        "appid": self.app_id,
+                        "secret": self.app_secret,
+                    },
+                )
             token = str(data["access_token"])
             ttl = max(int(data.get("expires_in", 7200)) - TOKEN_MARGIN_S, 60)
             await self.redis.set(self._token_key, token, ex=ttl)
@@ -158,6 +174,15 @@ class WeChatAPI:
         return data
 
     # -- the calls we make (wechatpy's payload shapes) ---------------------------------
+
+    async def scene_qr(self, scene: str) -> dict[str, Any]:
+        """A permanent Official Account QR whose scan opens the chat with `scene` as the
+        event key (qrscene_<scene> for a new follower): {ticket, url}; `url` is what the
+        code encodes. WeChat allows 100,000 permanent scene codes per account."""
+        return await self.call(
+            "/cgi-bin/qrcode/create",
+            {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": scene}}},
+        )
 
     async def get_media(self, media_id: str) -> tuple[bytes, str]:
         """A photo or voice a user sent (temporary media, kept by WeChat for three days):

@@ -113,3 +113,47 @@ async def test_serve_says_what_is_missing_when_it_starts(
         await proc.wait()
     said = "".join(seen)
     assert "✘ 公众号凭据：演示值" in said and f"{COURT}诉讼服务中心" in said
+
+
+async def test_qr_scene_asks_wechat_for_a_code_that_opens_the_chat(
+    aiohttp_server: Any,
+    deps: Deps,
+    sample_case: dict[str, Any],
+    cli_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """First-day issue, item 7: `mst qr --scene` gets the account's own QR for the case
+    (/cgi-bin/qrcode/create, the case's token as scene), with a stable token that leaves
+    the running server's token valid."""
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    from bot.fake_wechat.api import FakeWeChat
+    from bot.fake_wechat.api import create_app as fake_app
+
+    fake = FakeWeChat(app_id="wx1234567890abcdef", app_secret="real-secret")
+    server = await aiohttp_server(fake_app(fake))
+    env = cli_env | {
+        "WECHAT_APP_ID": fake.app_id,
+        "WECHAT_APP_SECRET": fake.app_secret,
+        "WECHAT_API_BASE": str(server.make_url("")).rstrip("/"),
+    }
+    png = tmp_path / "scene.png"
+    run = await mst(env, tmp_path, "qr", CASE_NUMBER, "--scene", "--json", "--png", str(png))
+    assert run.code == 0, run.err
+    info = json.loads(run.out)
+    assert fake.scenes == [sample_case["token"]]
+    assert "/cgi-bin/stable_token" in fake.calls and "/cgi-bin/token" not in fake.calls
+    assert info["scene_url"].startswith("http://weixin.qq.com/q/")
+    assert info["scene_image"].startswith("https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=")
+    assert info["url"].endswith("/q/" + sample_case["token"])  # the printed page's code too
+    decoded = [b.text for b in zxingcpp.read_barcodes(Image.open(io.BytesIO(png.read_bytes())))]
+    assert decoded == [info["scene_url"]]
+    # WeChat refusing (a wrong secret): one line, exit 1.
+    refused = await mst(
+        env | {"WECHAT_APP_SECRET": "wrong"}, tmp_path, "qr", CASE_NUMBER, "--scene"
+    )
+    assert refused.code == 1 and "微信没有生成带参数二维码" in refused.err
+    assert "Traceback" not in refused.err

@@ -51,6 +51,7 @@ class FakeWeChat:
     _msgids: Any = field(default_factory=lambda: itertools.count(1000))
     # Temporary media users sent (MediaId -> bytes, content type), as /cgi-bin/media/get serves.
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    scenes: list[str] = field(default_factory=list)  # scene QR codes asked for
 
     # -- control (from tests, or over /_fake/) ------------------------------------
 
@@ -190,6 +191,7 @@ class FakeWeChat:
         scene_str = str(scene.get("scene_str", scene.get("scene_id", "")))
         if not 1 <= len(scene_str) <= 64:
             return web.json_response({"errcode": 40097, "errmsg": "invalid args"})
+        self.scenes.append(scene_str)
         ticket = secrets.token_urlsafe(24)
         return web.json_response(
             {
