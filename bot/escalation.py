@@ -137,7 +137,8 @@ async def move(
             await outbox.tell(
                 session,
                 staff.openid,
-                f"转给您的事项（{reason}）：\n" + tickets.staff_notice(ticket, case, party, said),
+                f"转给您的事项（{reason}）：\n"
+                + tickets.staff_notice(ticket, case, party, said, moved=True),
                 case=case,
                 ticket_id=ticket.id,
             )

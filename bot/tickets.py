@@ -98,11 +98,23 @@ def holder_words(ticket: Ticket, assignee: Staff | None) -> str:
 
 
 def staff_notice(
-    ticket: Ticket, case: Case, party: Party | None, text: str, *, added: bool = False
+    ticket: Ticket,
+    case: Case,
+    party: Party | None,
+    text: str,
+    *,
+    added: bool = False,
+    moved: bool = False,
 ) -> str:
+    """What staff are told of an item: new, added to, or moved to them (not "new" then)."""
     who = f"{party.role}{mask_name(party.name)}" if party else "当事人"
+    kind = KIND_NAMES.get(ticket.kind, "诉求")
     head = (
-        f"#{ticket.id} 补充" if added else f"新{KIND_NAMES.get(ticket.kind, '诉求')} #{ticket.id}"
+        f"#{ticket.id} 补充"
+        if added
+        else f"{kind} #{ticket.id}"
+        if moved
+        else f"新{kind} #{ticket.id}"
     )
     return f"{head}\n案号：{case.case_number}\n{who}：{text}\n回复请发送：#{ticket.id} 回复内容"
 

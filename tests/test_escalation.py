@@ -389,3 +389,4 @@ async def test_staff_read_what_they_were_given(world: World, clock: Any) -> None
     await w.deliver()
     notice = w.inbox(RECEPTION_WX)[-1]
     assert "请问法官，我儿子能替我出庭吗？" in notice and "请尽快处理" not in notice
+    assert notice.startswith(f"转给您的事项（他在外地开会）：\n咨询 #{number}\n")  # not "新咨询"
