@@ -91,7 +91,12 @@ async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
         return await ask_kept(ctx, case, binding)
     # Where a step takes free text (a question, a complaint, a lead), a text that is only a
     # command still means the command: it never becomes part of the item.
-    command = choice in starts or text in SWITCH_WORDS or text in MINE_WORDS
+    command = (
+        choice in starts
+        or text in SWITCH_WORDS
+        or text in MINE_WORDS
+        or text.rstrip(_TRAILING) in HELP
+    )
     if command and step in FREE_TEXT_STEPS and ctx.state.get("sub") in OWN_WORDS_SUBSTEPS:
         step = None
     if step in steps and (ctx.inbound.kind != "click" or choice is None):

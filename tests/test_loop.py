@@ -910,6 +910,11 @@ async def test_commands_win_over_adding_to_an_item(world: World) -> None:
     assert "已收到您的咨询" in again and f"#{first}" not in again
     second = int(re.search(r"#(\d+)", again).group(1))  # type: ignore[union-attr]
     assert second != first
+    # Asking for a person right after filing it is that, not more of the question.
+    assert (await w.say(LITIGANT, "人工")).startswith(
+        texts.HOW_TO_REACH_A_PERSON.format(desk=f"{COURT}诉讼服务中心")
+    )
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
     # In the question step, commands are commands.
     assert "您在本案的诉求" in await w.say(LITIGANT, "我的诉求")
     assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
@@ -919,11 +924,16 @@ async def test_commands_win_over_adding_to_an_item(world: World) -> None:
     assert "执行" in await w.say(LITIGANT, "4")  # the menu's 4, not a supplement
     assert await w.say(LITIGANT, "0")
     assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    # Asking for a person in the middle of a question is that, not more of the question.
+    assert (await w.say(LITIGANT, "人工")).startswith(
+        texts.HOW_TO_REACH_A_PERSON.format(desk=f"{COURT}诉讼服务中心")
+    )
+    await w.say(LITIGANT, "1")
     typed = await w.say(LITIGANT, w.case["short_code"])  # opens the case
     assert typed.startswith("您好！这个案件码对应的是：") and CASE_NUMBER in typed
     await w.deliver()
     for notice in w.inbox(JUDGE_WX):
-        assert not any(cmd in notice for cmd in ("我的诉求", "切换", w.case["short_code"]))
+        assert not any(cmd in notice for cmd in ("我的诉求", "切换", "人工", w.case["short_code"]))
         assert "：4\n" not in notice
     async with w.deps.db.sessions() as s:
         tickets_now = (await s.execute(select(Ticket))).scalars().all()
