@@ -16,8 +16,11 @@ from urllib.parse import urlparse
 
 from dotenv import dotenv_values
 
-from bot import clock
+from bot import clock, deadlines
 from bot.clock import DEFAULT_TIMEZONE
+from bot.errors import ConfigError
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./mst.db"
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8080"
@@ -28,10 +31,6 @@ DEMO_WECHAT_APP_SECRET = "demo-app-secret"
 DEMO_WECHAT_TOKEN = "mashangtong"
 DEMO_TEMPLATE_ID = "demo-reply-waiting"
 SECRET_FILE_NAME = ".mst_secret"
-
-
-class ConfigError(Exception):
-    """One wrong or missing setting; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +136,6 @@ def load_settings(
     if len(settings.secret_key) < 32:
         raise ConfigError("MST_SECRET_KEY must be at least 32 characters")
     clock.set_timezone(settings.timezone)
-    from bot import deadlines  # here: bot.deadlines imports ConfigError from this module
-
     deadlines.configure(holidays_file=settings.holidays_file, rules_file=settings.rules_file)
     return settings
 

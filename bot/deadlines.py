@@ -35,7 +35,7 @@ from typing import Any, Literal
 import chinese_calendar
 
 from bot.clock import court_tz
-from bot.config import ConfigError
+from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from bot.clock import now
 from bot.context import Context
 from bot.deps import Deps
 from bot.events import Inbound
-from handlers import bind, judge, menu, texts, unsupported
+from handlers import bind, home, judge, menu, texts, unsupported
 from qr import codes
 from storage import audit, conversations, state
 from storage.models import Message, PendingFlow, Staff
@@ -383,11 +383,11 @@ async def route(ctx: Context) -> str | None:
             return await bind.welcome(ctx)
         if len(cases) > 1:
             if step == "switch" and text.isdigit():
-                return await menu.switch_to(ctx, int(text))
-            return await menu.switch_list(ctx)
+                return await home.switch_to(ctx, int(text))
+            return await home.switch_list(ctx)
         ctx.state["case_id"] = cases[0].id
         found = await tickets.active_case(ctx.session, inbound.user, cases[0].id)
         assert found is not None
     if inbound.kind == "subscribe":
-        return await menu.menu_text(ctx)
+        return await home.menu_text(ctx)
     return await menu.handle(ctx, *found)

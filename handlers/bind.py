@@ -11,7 +11,7 @@ from bot import access, attempts, outbox, tickets
 from bot import staff as staff_accounts
 from bot.context import Context
 from bot.masking import mask_name
-from handlers import menu, texts
+from handlers import home, texts
 from qr import codes
 from storage import audit
 from storage.models import Binding, Case, Court, Party, Staff
@@ -44,11 +44,13 @@ async def open_case(ctx: Context, lookup: codes.Lookup) -> str | None:
         return texts.CODE_REVOKED.format(call=texts.call(lookup.court))
     greeting = texts.CODE_OK.format(
         how=texts.CODE_TYPED if ctx.inbound.kind == "text" else texts.CODE_SCANNED,
-        court=lookup.court.name, case_number=case.case_number, cause=case.cause
+        court=lookup.court.name,
+        case_number=case.case_number,
+        cause=case.cause,
     )
     if await tickets.binding_for(ctx.session, ctx.inbound.user, case.id or 0) is not None:
         ctx.state.update(case_id=case.id, step=None, ticket_id=None)
-        return greeting + texts.ALREADY_BOUND + await menu.menu_text(ctx)
+        return greeting + texts.ALREADY_BOUND + await home.menu_text(ctx)
     ctx.state.update(step="verify", pending_case=case.id)
     return greeting + texts.ASK_DIGITS
 
@@ -59,7 +61,7 @@ async def verify(ctx: Context) -> str | None:
     text = ctx.inbound.plain
     if text == "0" or case_id is None:
         ctx.state.update(step=None, pending_case=None)
-        return await menu.menu_text(ctx) if ctx.state.get("case_id") else texts.WELCOME
+        return await home.menu_text(ctx) if ctx.state.get("case_id") else texts.WELCOME
     tries = await attempts.verify_tries(ctx.session, ctx.inbound.user, case_id)
     if tries.blocked() is not None:
         return await _locked_words(ctx, case_id, tries)
@@ -110,7 +112,7 @@ async def verify(ctx: Context) -> str | None:
     ctx.state.update(step=None, pending_case=None, case_id=case_id, ticket_id=None)
     return texts.VERIFIED.format(
         role=party.role, name=mask_name(party.name)
-    ) + await menu.menu_text(ctx)
+    ) + await home.menu_text(ctx)
 
 
 async def _locked_words(ctx: Context, case_id: int, tries: attempts.VerifyTries) -> str:

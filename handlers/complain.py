@@ -9,7 +9,7 @@ from functools import partial
 from bot import receipts, tickets
 from bot.clock import court_tz, now
 from bot.context import Context
-from handlers import items, texts
+from handlers import home, items, texts
 from storage import state
 from storage.models import Binding, Case, Court
 
@@ -18,11 +18,9 @@ ABOUT = {"1": "staff", "2": "process", "3": "other_party", "4": "other"}
 
 async def start(ctx: Context, case: Case, binding: Binding) -> str:
     if await _used_today(ctx, case, "complaints") >= ctx.settings.complaint_daily_cap:
-        from handlers import menu
-
         return texts.COMPLAIN_CAP.format(
             limit=ctx.settings.complaint_daily_cap, day=_tomorrow(), call=await _call(ctx, case)
-        ) + await menu.menu_text(ctx)
+        ) + await home.menu_text(ctx)
     ctx.state.update(step="complain", sub="about", ticket_id=None)
     return texts.COMPLAIN_ABOUT
 

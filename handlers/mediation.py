@@ -6,21 +6,19 @@ from __future__ import annotations
 from bot import mediation
 from bot.clock import say_time
 from bot.context import Context
-from handlers import texts
+from handlers import home, texts
 from storage.models import Binding, Case, Court, MediationSlot, Staff
 
 
 async def start(ctx: Context, case: Case, binding: Binding, *, prefix: str = "") -> str:
     choices = await mediation.mediators(ctx.session, case.court_id)
     if not choices:
-        from handlers import menu
-
-        menu.home(ctx)
+        home.home(ctx)
         court = await ctx.session.get(Court, case.court_id)
         return (
             prefix
             + texts.BOOK_NO_MEDIATORS.format(call=texts.call(court))
-            + await menu.menu_text(ctx)
+            + await home.menu_text(ctx)
         )
     current = await mediation.current_booking(ctx.session, ctx.inbound.user, case.id or 0)
     if current is not None:
@@ -93,9 +91,7 @@ async def _confirm(ctx: Context, case: Case, binding: Binding) -> str:
         return await _slots(ctx, case, binding, ctx.state["mediator"], prefix=texts.BOOK_TAKEN)
     slot = await ctx.session.get(MediationSlot, booking.slot_id)
     mediator = await ctx.session.get(Staff, ctx.state["mediator"])
-    from handlers import menu
-
-    menu.home(ctx)
+    home.home(ctx)
     assert slot is not None
     moved = texts.BOOK_MOVED.format(was=say_time(current[1].start_at)) if current else ""
     return moved + texts.BOOK_DONE.format(
@@ -111,10 +107,8 @@ async def _cancel(ctx: Context, case: Case, binding: Binding) -> str:
         return await start(ctx, case, binding)
     if not await mediation.cancel(ctx.session, current[0], case, reason="cancelled by the party"):
         return await _too_late(ctx, case) + await start(ctx, case, binding)
-    from handlers import menu
-
-    menu.home(ctx)
-    return texts.BOOK_CANCELLED + await menu.menu_text(ctx)
+    home.home(ctx)
+    return texts.BOOK_CANCELLED + await home.menu_text(ctx)
 
 
 async def _too_late(ctx: Context, case: Case) -> str:

@@ -7,24 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bot import tickets
 from bot.context import Context
-from handlers import ask, texts
+from handlers import ask, complain, enforcement, mediation, rating, texts
+from handlers.home import home, menu_text, my_tickets, switch_list, switch_to
 from storage.models import Binding, Case, Court
 
 # Number and custom-menu click key for each choice (CONTRACT.md).
 CHOICES = {"1": "ASK", "2": "COMPLAIN", "3": "BOOK", "4": "PROGRESS", "5": "RATE", "0": "MENU"}
 KEYS = set(CHOICES.values())
-
-
-async def menu_text(ctx: Context) -> str:
-    found = await tickets.active_case(ctx.session, ctx.inbound.user, ctx.state.get("case_id"))
-    if found is None:
-        return texts.WELCOME
-    several = len(await tickets.cases_of(ctx.session, ctx.inbound.user)) > 1
-    return texts.MENU.format(
-        case_number=found[0].case_number, switch=texts.MENU_SWITCH if several else ""
-    )
 
 
 NUMERALS = {"零": "0", "〇": "0", "一": "1", "二": "2", "三": "3", "四": "4", "五": "5"}
@@ -58,32 +48,27 @@ def choice_of(text: str) -> str | None:
 Flow = Callable[[Context, Case, Binding], Awaitable[str]]
 
 
-def _flows() -> tuple[dict[str, Flow], dict[str, Flow]]:
-    """(what starts each menu choice, what takes the next message in each step)."""
-    from handlers import complain, enforcement, mediation, rating
-
-    starts: dict[str, Flow] = {
-        "ASK": ask.start,
-        "COMPLAIN": complain.start,
-        "BOOK": mediation.start,
-        "PROGRESS": enforcement.start,
-        "RATE": rating.start,
-    }
-    steps: dict[str, Flow] = {
-        "ask": ask.receive,
-        "complain": complain.receive,
-        "book": mediation.receive,
-        "progress": enforcement.receive,
-        "rate": rating.receive,
-    }
-    return starts, steps
+# The registry: what STARTS each menu choice, and what takes the next message in each step.
+STARTS: dict[str, Flow] = {
+    "ASK": ask.start,
+    "COMPLAIN": complain.start,
+    "BOOK": mediation.start,
+    "PROGRESS": enforcement.start,
+    "RATE": rating.start,
+}
+STEPS: dict[str, Flow] = {
+    "ask": ask.receive,
+    "complain": complain.receive,
+    "book": mediation.receive,
+    "progress": enforcement.receive,
+    "rate": rating.receive,
+}
 
 
 async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
     text = ctx.inbound.plain
     step = ctx.state.get("step")
     choice = choice_of(text) if ctx.inbound.kind != "image" else None
-    starts, steps = _flows()
     if choice == "MENU":
         home(ctx)
         return await menu_text(ctx)
@@ -92,21 +77,21 @@ async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
     # Where a step takes free text (a question, a complaint, a lead), a text that is only a
     # command still means the command: it never becomes part of the item.
     command = (
-        choice in starts
+        choice in STARTS
         or text in SWITCH_WORDS
         or text in MINE_WORDS
         or text.rstrip(_TRAILING) in HELP
     )
     if command and step in FREE_TEXT_STEPS and ctx.state.get("sub") in OWN_WORDS_SUBSTEPS:
         step = None
-    if step in steps and (ctx.inbound.kind != "click" or choice is None):
-        return await steps[step](ctx, case, binding)
+    if step in STEPS and (ctx.inbound.kind != "click" or choice is None):
+        return await STEPS[step](ctx, case, binding)
     if step == "switch" and text.isdigit():
         return await switch_to(ctx, int(text))
     kept = ctx.state.get("kept") if step == "confirm_ask" else None
     home(ctx)
-    if choice in starts:
-        return await starts[choice](ctx, case, binding)
+    if choice in STARTS:
+        return await STARTS[choice](ctx, case, binding)
     if text in SWITCH_WORDS:
         return await switch_list(ctx)
     if text in MINE_WORDS:
@@ -136,41 +121,3 @@ async def ask_kept(ctx: Context, case: Case, binding: Binding) -> str:
     ids = [i for i in kept.get("message_ids", []) if i]
     ctx.state.update(step="ask", ticket_id=None, kept=None)
     return await ask.ask_with(ctx, case, binding, "\n".join(kept.get("lines", [])), ids)
-
-
-def home(ctx: Context) -> None:
-    """Back to the menu: forget the step and anything it was collecting."""
-    keep = {k: ctx.state[k] for k in ("case_id",) if k in ctx.state}
-    ctx.state.clear()
-    ctx.state.update(keep)
-
-
-async def switch_list(ctx: Context) -> str:
-    cases = await tickets.cases_of(ctx.session, ctx.inbound.user)
-    lines = "\n".join(
-        f"{i} {c.case_number}{'（当前）' if c.id == ctx.state.get('case_id') else ''}"
-        for i, c in enumerate(cases, start=1)
-    )
-    ctx.state["step"] = "switch"
-    return texts.SWITCH_LIST.format(lines=lines)
-
-
-async def switch_to(ctx: Context, number: int) -> str:
-    cases = await tickets.cases_of(ctx.session, ctx.inbound.user)
-    ctx.state["step"] = None
-    if not 1 <= number <= len(cases):
-        return await switch_list(ctx)
-    ctx.state.update(case_id=cases[number - 1].id, ticket_id=None)
-    return texts.SWITCHED.format(case_number=cases[number - 1].case_number) + await menu_text(ctx)
-
-
-async def my_tickets(ctx: Context, case: Case) -> str:
-    mine = await tickets.for_user(ctx.session, ctx.inbound.user, case.id or 0)
-    if not mine:
-        return texts.NO_TICKETS + await menu_text(ctx)
-    lines = "\n".join(
-        f"#{t.id} {tickets.KIND_NAMES.get(t.kind, '诉求')}：{tickets.STATUS_NAMES.get(t.status, t.status)}"
-        + (f"，{tickets.due_words(t)}前答复" if t.status == "open" else "")
-        for t in mine
-    )
-    return texts.MY_TICKETS.format(lines=lines) + await menu_text(ctx)

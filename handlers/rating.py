@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bot import tickets
 from bot.clock import now
 from bot.context import Context
-from handlers import texts
+from handlers import home, texts
 from storage import audit, conversations, state
 from storage.models import Binding, Case, Rating, Ticket
 
@@ -84,10 +84,8 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
 
 
 async def _done(ctx: Context, prefix: str) -> str:
-    from handlers import menu
-
-    menu.home(ctx)
-    return prefix + await menu.menu_text(ctx)
+    home.home(ctx)
+    return prefix + await home.menu_text(ctx)
 
 
 async def _save(ctx: Context, case: Case, score: int) -> Rating | None:
