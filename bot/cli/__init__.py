@@ -1,0 +1,43 @@
+"""`mst`: the command line (CONTRACT.md lists the commands), one module per group of
+commands; each adds its own to the parser."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from bot.cli import audit, codes, imports, outbox, run, slots, staff, stats, tickets
+from bot.config import ConfigError, load_settings
+from bot.masking import setup_logging
+
+GROUPS = (run, imports, slots, outbox, stats, codes, staff, tickets, audit)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
+    try:
+        settings = load_settings()
+        if args.command in ("serve", "worker"):
+            code = args.run(settings, args)  # these own their event loop
+        else:
+            code = asyncio.run(args.run(settings, args))
+    except ConfigError as exc:
+        print(f"mst: configuration error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mst", description="码上通: case codes and a WeChat channel to the court"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.add(sub)
+    return p

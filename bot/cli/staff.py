@@ -1,0 +1,159 @@
+"""People and places: `mst away`, `mst staff-code`, `mst court set | list`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from bot.cli.common import _with_db
+from bot.config import Settings
+
+
+def add(sub: Any) -> None:
+    """This group's commands on the `mst` parser."""
+    s = sub.add_parser(
+        "away", help="mark a staff member away (their items go to reception) or back"
+    )
+    s.add_argument("username")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--until", help="last day away, e.g. 2026-11-30")
+    g.add_argument("--back", action="store_true")
+    s.set_defaults(run=away)
+    c = sub.add_parser("court", help="the court's service desk people are told of").add_subparsers(
+        dest="court_command", required=True
+    )
+    s = c.add_parser("set", help="phone, address, hours (an empty value clears one)")
+    s.add_argument("name", help="the court's full name, as in the imports")
+    s.add_argument("--phone", help="诉讼服务电话, e.g. 0318-2123456")
+    s.add_argument("--address", help="诉讼服务中心地址")
+    s.add_argument("--hours", help="办公时间, e.g. 工作日 8:30-12:00 13:30-17:30")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=court_set)
+    s = c.add_parser("list", help="every court and what people are told")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=court_list)
+    s = sub.add_parser(
+        "staff-code", help="a one-time code a staff member sends to bind their WeChat"
+    )
+    s.add_argument("username")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=staff_code)
+
+
+async def away(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import date, datetime, time, timedelta
+
+    from bot import escalation, staff
+    from bot.clock import court_tz
+
+    until = None
+    if args.until:
+        try:
+            last = date.fromisoformat(args.until)
+        except ValueError:
+            print("mst: --until must be a date like 2026-11-30", file=sys.stderr)
+            return 2
+        until = datetime.combine(last + timedelta(days=1), time(0), court_tz())
+
+    async def go(db: Any) -> int:
+        async with db.transaction() as session:
+            member = await staff.by_username(session, args.username)
+            if member is None:
+                print(f"mst: no staff member {args.username}", file=sys.stderr)
+                return 1
+            await escalation.set_away(session, member, until, actor="admin")
+        print(f"{args.username}: " + (f"away through {args.until}" if until else "back at work"))
+        return 0
+
+    return await _with_db(settings, go)
+
+
+def _court_row(court: Any) -> dict[str, Any]:
+    from bot import courts
+
+    return {
+        "name": court.name,
+        "phone": court.phone,
+        "address": court.address,
+        "hours": court.hours,
+        "missing": courts.missing(court),
+    }
+
+
+_DESK_WORDS = {"phone": "电话", "address": "地址", "hours": "时间"}
+
+
+async def court_set(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import courts
+
+    values = {f: getattr(args, f) for f in courts.FIELDS if getattr(args, f) is not None}
+    if not values:
+        print("mst: 请至少给出 --phone、--address、--hours 之一", file=sys.stderr)
+        return 2
+
+    async def go(db: Any) -> int:
+        async with db.transaction() as session:
+            court = await courts.by_name(session, args.name)
+            if court is None:
+                known = "、".join(c.name for c in await courts.all_courts(session)) or "（还没有）"
+                print(f"mst: 没有这个法院：{args.name}\n已有的法院：{known}", file=sys.stderr)
+                return 1
+            try:
+                change = await courts.set_desk(session, court, values, actor="admin")
+            except courts.DeskError as exc:
+                print(f"mst: {exc}", file=sys.stderr)
+                return 2
+            row = _court_row(court) | {"changed": sorted(change.changed)}
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+        elif change.changed:
+            said = "、".join(_DESK_WORDS[f] for f in courts.FIELDS if f in change.changed)
+            print(f"已更新{args.name}的{said}。")
+        else:
+            print(f"{args.name}：没有变化。")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def court_list(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import courts
+
+    async def go(db: Any) -> int:
+        async with db.sessions() as session:
+            rows = [_court_row(c) for c in await courts.all_courts(session)]
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+            return 0
+        if not rows:
+            print("还没有法院：导入工作人员或案件时会建立。")
+        for row in rows:
+            print(row["name"])
+            for f in courts.FIELDS:
+                print(f"  {_DESK_WORDS[f]}：{row[f] or '（未填写，当事人看不到）'}")
+        return 0
+
+    return await _with_db(settings, go)
+
+
+async def staff_code(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import staff
+
+    async def go(db: Any) -> int:
+        async with db.transaction() as session:
+            member = await staff.by_username(session, args.username)
+            if member is None:
+                print(f"mst: no staff member {args.username}", file=sys.stderr)
+                return 1
+            code = await staff.issue_bind_code(session, member, actor="admin")
+        if args.json:
+            print(json.dumps({"username": member.username, "bind_code": code}))
+        else:
+            print(
+                f"{member.username}: send {code} to the Official Account from your own WeChat (one use)"
+            )
+        return 0
+
+    return await _with_db(settings, go)
