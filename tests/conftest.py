@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
@@ -29,11 +30,15 @@ from bot import clock
 from bot.app import create_app
 from bot.config import Settings
 from bot.dialog import Deps
+from bot.fake_wechat.api import FakeWeChat
+from bot.fake_wechat.api import create_app as fake_app
 from bot.fake_wechat.callbacks import WeChatServer
+from bot.wechat_api import WeChatAPI
 from qr import codes
 from storage import db as database
 from storage import state
 from storage.models import Case, Court, Party, Staff
+from tests.world import CONFIG_PREFIXES, PUBLIC, SECRET, World
 
 # `pytest -n 2` (scripts/test): each xdist worker after the first gets its own PostgreSQL
 # database (the configured one's name + _wN, created from it on first use) and its own
@@ -254,3 +259,55 @@ async def sample_case(deps: Deps) -> dict[str, Any]:
 async def count(deps: Deps, model: Any) -> int:
     async with deps.db.sessions() as s:
         return len((await s.execute(select(model))).all())
+
+
+# -- the shared worlds (tests/world.py) -------------------------------------------------
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[list[datetime]]:
+    """A clock the test moves by hand: `moment[0] += timedelta(...)`."""
+    moment = [datetime(2026, 11, 23, 2, 0, tzinfo=UTC)]  # Monday 10:00 in China
+    clock.set_clock(lambda: moment[0])
+    yield moment
+    clock.set_clock(None)
+
+
+@pytest.fixture
+async def world(
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    settings: Settings,
+    deps: Deps,
+    sample_case: dict[str, Any],
+) -> AsyncIterator[World]:
+    fake = FakeWeChat(app_id=APP_ID, app_secret=SECRET)
+    server = await aiohttp_server(fake_app(fake))
+    s = replace(
+        settings,
+        wechat_aes_key=AES_KEY,
+        wechat_app_secret=SECRET,
+        wechat_api_base=str(server.make_url("")).rstrip("/"),
+    )
+    deps.settings = s
+    http = aiohttp.ClientSession()
+    deps.api = WeChatAPI(
+        http=http, redis=deps.redis, base=s.wechat_api_base, app_id=APP_ID, app_secret=SECRET
+    )
+    client = await aiohttp_client(create_app(s, deps))
+    yield World(
+        client, deps, fake, WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=AES_KEY), sample_case
+    )
+    await http.close()
+
+
+@pytest.fixture
+def cli_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    """The host's environment without any of our settings, then the test's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
+    env.update(
+        DATABASE_URL=settings.database_url,
+        MST_DATA_DIR=str(tmp_path),
+        PUBLIC_BASE_URL=PUBLIC,
+    )
+    return env

@@ -27,15 +27,7 @@ from handlers import texts
 from qr import codes
 from storage.models import AuditEvent, Binding, Case, Court, Outbox, Party, Staff, Ticket
 from tests.conftest import COURT
-from tests.test_loop import (  # noqa: F401  (world: fixture)
-    JUDGE_WX,
-    LITIGANT,
-    World,
-    ask,
-    bind_judge,
-    verify_litigant,
-    world,
-)
+from tests.world import JUDGE_WX, LITIGANT, World, ask, bind_judge, verify_litigant
 
 COURT2 = "衡水市冀州区人民法院"
 LIT = "oLitigant0000000000000009"

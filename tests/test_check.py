@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.dialog import Deps
 from tests.conftest import AES_KEY, CASE_NUMBER, COURT
-from tests.test_cli import MST, cli_env, mst  # noqa: F401  (cli_env is a fixture)
+from tests.world import MST, mst
 
 LIVE = {
     "WECHAT_APP_ID": "wx1234567890abcdef",
@@ -27,7 +27,7 @@ LIVE = {
 async def test_a_fresh_setup_names_what_is_still_demo(
     deps: Deps,
     sample_case: dict[str, Any],
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     run = await mst(cli_env, tmp_path, "check")
@@ -49,7 +49,7 @@ async def test_a_fresh_setup_names_what_is_still_demo(
 async def test_a_court_ready_to_go_live_passes(
     deps: Deps,
     sample_case: dict[str, Any],
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     env = cli_env | LIVE
@@ -67,7 +67,7 @@ async def test_a_court_ready_to_go_live_passes(
 async def test_qr_warns_when_codes_would_point_at_this_machine(
     deps: Deps,
     sample_case: dict[str, Any],
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     local = cli_env | {"PUBLIC_BASE_URL": "http://127.0.0.1:8080"}
@@ -87,7 +87,7 @@ def _free_port() -> int:
 async def test_serve_says_what_is_missing_when_it_starts(
     deps: Deps,
     sample_case: dict[str, Any],
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     proc = await asyncio.create_subprocess_exec(
@@ -119,7 +119,7 @@ async def test_qr_scene_asks_wechat_for_a_code_that_opens_the_chat(
     aiohttp_server: Any,
     deps: Deps,
     sample_case: dict[str, Any],
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     """First-day issue, item 7: `mst qr --scene` gets the account's own QR for the case

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,57 +14,12 @@ from PIL import Image
 from sqlalchemy import select, text, update
 
 from bot import staff as staff_codes
-from bot.config import Settings
 from bot.dialog import Deps
 from bot.importer import import_staff
 from qr import codes, tokens
 from storage.models import AuditEvent, Case, CaseCode, Staff
 from tests.conftest import CASE_NUMBER, COURT
-
-MST = Path(sys.executable).parent / "mst"
-PUBLIC = "https://mst.court.example/hs"  # not the fixture's: proves the CLI reads its env
-CONFIG_PREFIXES = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "PUBLIC_BASE_URL",
-    "WECHAT_",
-    "WECOM_",
-    "MP_",
-    "MST_",
-)
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
-    """The host's environment without any of our settings, then the test's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
-    env.update(
-        DATABASE_URL=settings.database_url,
-        MST_DATA_DIR=str(tmp_path),
-        PUBLIC_BASE_URL=PUBLIC,
-    )
-    return env
-
-
-async def mst(env: dict[str, str], cwd: Path, *args: str) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        str(MST),
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+from tests.world import PUBLIC, mst
 
 
 def write_lines(path: Path, rows: list[Any]) -> Path:

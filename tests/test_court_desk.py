@@ -12,8 +12,7 @@ from bot.config import Settings
 from handlers import texts
 from storage.models import AuditEvent, Court
 from tests.conftest import COURT
-from tests.test_cli import cli_env, mst  # noqa: F401  (cli_env is a fixture)
-from tests.test_loop import LITIGANT, World, verify_litigant, world  # noqa: F401
+from tests.world import LITIGANT, World, mst, verify_litigant
 
 PHONE = "0318-2123456"
 ADDRESS = "桃城区人民路1号一楼"
@@ -21,8 +20,8 @@ HOURS = "工作日 8:30-12:00 13:30-17:30"
 
 
 async def test_the_admin_sets_the_desk_and_people_are_told_it(
-    world: World,  # noqa: F811
-    cli_env: dict[str, str],  # noqa: F811
+    world: World,
+    cli_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     w = world
@@ -69,8 +68,8 @@ async def test_the_admin_sets_the_desk_and_people_are_told_it(
 
 
 async def test_bad_values_and_unknown_courts_change_nothing(
-    world: World,  # noqa: F811
-    cli_env: dict[str, str],  # noqa: F811
+    world: World,
+    cli_env: dict[str, str],
     tmp_path: Path,
     settings: Settings,
 ) -> None:

@@ -14,8 +14,7 @@ from bot import escalation
 from bot.clock import CHINA_TZ, set_clock
 from handlers import texts
 from storage.models import AuditEvent, Case, Staff, Ticket
-from tests.test_cli import cli_env  # noqa: F401  (fixture)
-from tests.test_loop import JUDGE_WX, LITIGANT, World, ask, bind_judge, verify_litigant, world  # noqa: F401
+from tests.world import JUDGE_WX, LITIGANT, World, ask, bind_judge, verify_litigant
 
 RECEPTION_WX = "oReception000000000000001"
 RECEPTION2_WX = "oReception000000000000002"

@@ -49,7 +49,7 @@ from storage.models import (
     Ticket,
 )
 from tests.conftest import AES_KEY, APP_ID, CASE_NUMBER, COURT, TOKEN
-from tests.test_loop import JUDGE_WX, LITIGANT, SECRET, World, ask, bind_judge, verify_litigant
+from tests.world import JUDGE_WX, LITIGANT, SECRET, World, ask, bind_judge, verify_litigant
 
 OTHER_PARTY = "oDefendant0000000000000001"  # 被告李某, phone tail 5678
 SUPERVISOR_WX = "oSupervisor000000000000001"

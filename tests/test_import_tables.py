@@ -18,7 +18,7 @@ from bot import importer
 from bot.dialog import Deps
 from storage.models import AuditEvent, Case, EnforcementEvent, Party, Staff
 from tests.conftest import CASE_NUMBER, COURT
-from tests.test_cli import cli_env, mst  # noqa: F401  (cli_env is a fixture)
+from tests.world import mst
 
 JSON_KEYS = {
     "file",

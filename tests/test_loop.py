@@ -5,127 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from bot import clock, delivery, jobs, wechat_api
-from bot.app import create_app
-from bot.config import Settings
-from bot.deps import Deps
 from bot.events import Inbound
-from bot.fake_wechat.api import FakeWeChat
-from bot.fake_wechat.api import create_app as fake_app
-from bot.fake_wechat.callbacks import WeChatServer, event_xml, text_xml
+from bot.fake_wechat.callbacks import event_xml, text_xml
 from bot.staff import issue_bind_code
 from bot.wechat_api import WeChatAPI
 from handlers import texts
 from storage.models import AuditEvent, Binding, Case, Message, Outbox, Party, Staff, Ticket
-from tests.conftest import AES_KEY, APP_ID, CASE_NUMBER, COURT, TOKEN
+from tests.conftest import APP_ID, CASE_NUMBER, COURT
+from tests.world import (
+    JUDGE_WX,
+    LITIGANT,
+    OTHER_WX,
+    SECRET,
+    World,
+    ask,
+    bind_judge,
+    verify_litigant,
+)
 
-SECRET = "app-secret"
 LOCKED = texts.LOCKED.format(desk=f"{COURT}诉讼服务中心")  # the court gave no details
-LITIGANT = "oLitigant00000000000000001"
-JUDGE_WX = "oJudge000000000000000000001"
-OTHER_WX = "oOtherJudge0000000000000001"
-
-
-@dataclass
-class World:
-    client: TestClient
-    deps: Deps
-    fake: FakeWeChat
-    wechat: WeChatServer
-    case: dict[str, Any]
-
-    async def say(self, openid: str, text: str, *, msg_id: int | None = None) -> str:
-        return await self.send(text_xml(openid, text, msg_id=msg_id))
-
-    async def send(self, xml: str) -> str:
-        query, body = self.wechat.request(xml)
-        resp = await self.client.post("/wechat", params=query, data=body.encode())
-        assert resp.status == 200, await resp.text()
-        reply = self.wechat.read_reply(await resp.text(), query)
-        return "" if reply is None else str(reply["Content"])
-
-    async def deliver(self) -> int:
-        return await jobs.deliver_outbox(self.deps)
-
-    async def delivered_to(self, openid: str) -> list[str]:
-        """Wait for an answer still on its way behind a `success` (its commit sets
-        deps.wakeup), deliver it, and return what the person has received."""
-        while not self.inbox(openid):
-            await asyncio.wait_for(self.deps.wakeup.wait(), 30)
-            self.deps.wakeup.clear()
-            await self.deliver()
-        return self.inbox(openid)
-
-    def inbox(self, openid: str) -> list[str]:
-        return [s.text for s in self.fake.sent_to(openid)]
-
-
-@pytest.fixture
-def frozen_clock() -> Iterator[list[datetime]]:
-    """A clock the test moves by hand: `moment[0] += timedelta(...)`."""
-    moment = [datetime(2026, 11, 23, 2, 0, tzinfo=UTC)]  # Monday 10:00 in China
-    clock.set_clock(lambda: moment[0])
-    yield moment
-    clock.set_clock(None)
-
-
-@pytest.fixture
-async def world(
-    aiohttp_client: Any,
-    aiohttp_server: Any,
-    settings: Settings,
-    deps: Deps,
-    sample_case: dict[str, Any],
-) -> AsyncIterator[World]:
-    fake = FakeWeChat(app_id=APP_ID, app_secret=SECRET)
-    server = await aiohttp_server(fake_app(fake))
-    s = replace(
-        settings,
-        wechat_aes_key=AES_KEY,
-        wechat_app_secret=SECRET,
-        wechat_api_base=str(server.make_url("")).rstrip("/"),
-    )
-    deps.settings = s
-    http = aiohttp.ClientSession()
-    deps.api = WeChatAPI(
-        http=http, redis=deps.redis, base=s.wechat_api_base, app_id=APP_ID, app_secret=SECRET
-    )
-    client = await aiohttp_client(create_app(s, deps))
-    yield World(
-        client, deps, fake, WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=AES_KEY), sample_case
-    )
-    await http.close()
-
-
-async def bind_judge(w: World, username: str = "zhangwei", openid: str = JUDGE_WX) -> None:
-    async with w.deps.db.transaction() as s:
-        member = (await s.execute(select(Staff).where(Staff.username == username))).scalar_one()
-        code = await issue_bind_code(s, member, actor="test")
-    assert "绑定成功" in await w.say(openid, code)
-
-
-async def verify_litigant(w: World, openid: str = LITIGANT, digits: str = "1234") -> None:
-    greeting = await w.send(event_xml(openid, "SCAN", w.case["token"]))
-    assert greeting.startswith("您好！您扫描的是：") and texts.ASK_DIGITS in greeting
-    assert "验证成功" in await w.say(openid, digits)
-
-
-async def ask(w: World, question: str, openid: str = LITIGANT) -> int:
-    assert await w.say(openid, "1") == texts.ASK_PROMPT
-    reply = await w.say(openid, question)
-    match = re.search(r"#(\d+)", reply)
-    assert match, reply
-    return int(match.group(1))
 
 
 # -- the whole story ---------------------------------------------------------------

@@ -23,7 +23,7 @@ from bot.dialog import Deps
 from qr import codes, render, sheet, tokens
 from storage.models import AuditEvent, Case, Court
 from tests.conftest import COURT
-from tests.test_cli import PUBLIC, cli_env, mst  # noqa: F401  (cli_env: a fixture)
+from tests.world import PUBLIC, mst
 
 OTHER_COURT = "衡水市冀州区人民法院"
 

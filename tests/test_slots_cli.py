@@ -20,8 +20,7 @@ from bot.deps import Deps
 from storage import audit
 from storage.models import AuditEvent, Binding, Booking, Case, MediationSlot, Outbox, Party, Staff
 from tests.conftest import CASE_NUMBER, COURT
-from tests.test_cli import PUBLIC, cli_env, mst  # noqa: F401  (cli_env is a fixture)
-from tests.test_loop import LITIGANT, World, verify_litigant, world  # noqa: F401
+from tests.world import LITIGANT, PUBLIC, World, mst, verify_litigant
 
 OTHER_PARTY = "oDefendant0000000000000001"
 
@@ -90,7 +89,7 @@ async def rows(deps: Deps, model: Any, *where: Any) -> list[Any]:
 async def test_slots_add_takes_the_mediator_as_readme_shows_it_or_positionally(
     deps: Deps,
     sample_case: dict[str, Any],
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     tmp_path: Path,
     real_clock: None,
 ) -> None:
@@ -127,7 +126,7 @@ async def test_slots_add_takes_the_mediator_as_readme_shows_it_or_positionally(
 async def test_slots_list_in_china_time_with_masked_names_and_never_an_openid(
     deps: Deps,
     sample_case: dict[str, Any],
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     tmp_path: Path,
     real_clock: None,
 ) -> None:
@@ -199,7 +198,7 @@ async def test_slots_list_in_china_time_with_masked_names_and_never_an_openid(
 async def test_remove_a_free_slot_refuse_a_booked_one_and_force_cancels_as_a_party_would(
     deps: Deps,
     sample_case: dict[str, Any],
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     tmp_path: Path,
     real_clock: None,
 ) -> None:
@@ -280,7 +279,7 @@ async def test_remove_a_free_slot_refuse_a_booked_one_and_force_cancels_as_a_par
 async def test_force_does_not_cancel_under_the_cut_off(
     deps: Deps,
     sample_case: dict[str, Any],
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     tmp_path: Path,
     real_clock: None,
 ) -> None:
@@ -307,7 +306,7 @@ async def test_force_does_not_cancel_under_the_cut_off(
 
 
 async def test_the_link_in_the_booking_reply_opens_the_session_and_a_guessed_one_does_not(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     w = world
     base = w.deps.settings.public_base_url

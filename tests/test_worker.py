@@ -25,8 +25,7 @@ from bot.deps import Deps
 from bot.fake_wechat.api import FakeWeChat
 from bot.fake_wechat.api import create_app as fake_app
 from tests.conftest import APP_ID
-from tests.test_cli import cli_env  # noqa: F401  (fixture)
-from tests.test_loop import SECRET
+from tests.world import SECRET
 
 MST = Path(sys.executable).parent / "mst"
 USER = "oWorkerUser0000000000001"
@@ -51,7 +50,7 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, within_s: float
 async def test_the_worker_rides_out_a_redis_restart(
     deps: Deps,
     settings: Settings,
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     tmp_path: Path,
     private_redis: Redis,
     aiohttp_server: Any,
