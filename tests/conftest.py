@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -273,6 +274,43 @@ def frozen_clock() -> Iterator[list[datetime]]:
     clock.set_clock(None)
 
 
+@asynccontextmanager
+async def open_world(
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    settings: Settings,
+    deps: Deps,
+    sample_case: dict[str, Any],
+    **overrides: Any,
+) -> AsyncIterator[World]:
+    """The server in safe mode, with a fake WeChat API it sends to; `overrides`: settings."""
+    fake = FakeWeChat(app_id=APP_ID, app_secret=SECRET)
+    server = await aiohttp_server(fake_app(fake))
+    s = replace(
+        settings,
+        wechat_aes_key=AES_KEY,
+        wechat_app_secret=SECRET,
+        wechat_api_base=str(server.make_url("")).rstrip("/"),
+        **overrides,
+    )
+    deps.settings = s
+    http = aiohttp.ClientSession()
+    deps.api = WeChatAPI(
+        http=http, redis=deps.redis, base=s.wechat_api_base, app_id=APP_ID, app_secret=SECRET
+    )
+    client = await aiohttp_client(create_app(s, deps))
+    try:
+        yield World(
+            client,
+            deps,
+            fake,
+            WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=AES_KEY),
+            sample_case,
+        )
+    finally:
+        await http.close()
+
+
 @pytest.fixture
 async def world(
     aiohttp_client: Any,
@@ -281,24 +319,8 @@ async def world(
     deps: Deps,
     sample_case: dict[str, Any],
 ) -> AsyncIterator[World]:
-    fake = FakeWeChat(app_id=APP_ID, app_secret=SECRET)
-    server = await aiohttp_server(fake_app(fake))
-    s = replace(
-        settings,
-        wechat_aes_key=AES_KEY,
-        wechat_app_secret=SECRET,
-        wechat_api_base=str(server.make_url("")).rstrip("/"),
-    )
-    deps.settings = s
-    http = aiohttp.ClientSession()
-    deps.api = WeChatAPI(
-        http=http, redis=deps.redis, base=s.wechat_api_base, app_id=APP_ID, app_secret=SECRET
-    )
-    client = await aiohttp_client(create_app(s, deps))
-    yield World(
-        client, deps, fake, WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=AES_KEY), sample_case
-    )
-    await http.close()
+    async with open_world(aiohttp_client, aiohttp_server, settings, deps, sample_case) as w:
+        yield w
 
 
 @pytest.fixture

@@ -9,28 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from sqlalchemy import select
 
 from bot import clock, enforcement, jobs, mediation, stats
-from bot.app import create_app
 from bot.clock import CHINA_TZ
 from bot.config import Settings
 from bot.deps import Deps
-from bot.fake_wechat.api import FakeWeChat
-from bot.fake_wechat.api import create_app as fake_app
-from bot.fake_wechat.callbacks import WeChatServer, event_xml, media_xml
-from bot.wechat_api import WeChatAPI
+from bot.fake_wechat.callbacks import event_xml, media_xml
 from handlers import judge, texts
 from qr import codes
 from storage import audit
@@ -48,8 +41,8 @@ from storage.models import (
     Staff,
     Ticket,
 )
-from tests.conftest import AES_KEY, APP_ID, CASE_NUMBER, COURT, TOKEN
-from tests.world import JUDGE_WX, LITIGANT, SECRET, World, ask, bind_judge, verify_litigant
+from tests.conftest import CASE_NUMBER, COURT, open_world
+from tests.world import JUDGE_WX, LITIGANT, World, ask, bind_judge, mst, verify_litigant
 
 OTHER_PARTY = "oDefendant0000000000000001"  # 被告李某, phone tail 5678
 SUPERVISOR_WX = "oSupervisor000000000000001"
@@ -60,7 +53,6 @@ ENFORCEMENT_TOKEN = "enforcement-system-token-0123456789abcdef"
 ROOM = "https://room.court.example/r/{slot}?b={booking}"
 EXEC_CASE = "(2026)冀1102执345号"
 MONDAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 23 November, 10:00 in China
-MST = Path(sys.executable).parent / "mst"
 
 
 def cn(month: int, day: int, hour: int = 10, minute: int = 0) -> datetime:
@@ -86,28 +78,18 @@ async def w(
     deps: Deps,
     sample_case: dict[str, Any],
 ) -> AsyncIterator[World]:
-    """test_loop's world, with the enforcement endpoint on and no per-minute rate limit
+    """The shared world, with the enforcement endpoint on and no per-minute rate limit
     in the way of long conversations."""
-    fake = FakeWeChat(app_id=APP_ID, app_secret=SECRET)
-    server = await aiohttp_server(fake_app(fake))
-    s = replace(
+    async with open_world(
+        aiohttp_client,
+        aiohttp_server,
         settings,
-        wechat_aes_key=AES_KEY,
-        wechat_app_secret=SECRET,
-        wechat_api_base=str(server.make_url("")).rstrip("/"),
+        deps,
+        sample_case,
         enforcement_token=ENFORCEMENT_TOKEN,
         user_rate_per_minute=1000,
-    )
-    deps.settings = s
-    http = aiohttp.ClientSession()
-    deps.api = WeChatAPI(
-        http=http, redis=deps.redis, base=s.wechat_api_base, app_id=APP_ID, app_secret=SECRET
-    )
-    client = await aiohttp_client(create_app(s, deps))
-    yield World(
-        client, deps, fake, WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=AES_KEY), sample_case
-    )
-    await http.close()
+    ) as world:
+        yield world
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -821,38 +803,6 @@ async def test_the_enforcement_system_pushes_events_over_http(w: World) -> None:
 
 
 # -- the command line: slots and events ----------------------------------------------------
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_URL", "REDIS_URL", "WECHAT_", "WECOM_", "MP_", "MST_"))
-    }
-    env.update(DATABASE_URL=settings.database_url, MST_DATA_DIR=str(tmp_path))
-    return env
-
-
-async def mst(env: dict[str, str], cwd: Path, *args: str) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        str(MST),
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
 
 
 async def test_mst_slots_add_and_import_events(

@@ -19,7 +19,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,20 +27,13 @@ from typing import Any
 import pytest
 
 from bot.cli import build_parser
+from bot.demo import COURT, ENFORCEMENT_CASE, STAFF
+from tests.conftest import CASE_NUMBER
+from tests.world import CONFIG_PREFIXES, MST
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-MST = Path(sys.executable).parent / "mst"
 COMMAND_TIMEOUT_S = 120
-CONFIG_PREFIXES = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "PUBLIC_BASE_URL",
-    "WECHAT_",
-    "WECOM_",
-    "MP_",
-    "MST_",
-)
 
 # Commands that run until stopped, so are not run here. Their README lines are still
 # parsed by the real parser, and `mst <command> --help` must work.
@@ -62,27 +54,7 @@ EXPECTED_EXIT: dict[tuple[str, ...], tuple[int, str]] = {
 
 # -- the data the README's lines work on: its court, case number and usernames -----------
 
-COURT = "衡水市桃城区人民法院"
-CASE_NUMBER = "(2026)冀1102民初1234号"
-ENFORCEMENT_CASE = "(2026)冀1102执356号"
-STAFF = [
-    {"username": "zhangwei", "name": "张伟", "court": COURT, "roles": ["judge"], "team": "民一庭"},
-    {
-        "username": "liuyang",
-        "name": "刘洋",
-        "court": COURT,
-        "roles": ["reception"],
-        "team": "集约接待",
-    },
-    {
-        "username": "zhaomin",
-        "name": "赵敏",
-        "court": COURT,
-        "roles": ["supervision"],
-        "team": "督查室",
-    },
-    {"username": "chenjing", "name": "陈静", "court": COURT, "roles": ["mediator"]},
-]
+# The README's court, people and case are the demo's.
 CASES = [
     {
         "court": COURT,
