@@ -20,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot.clock import now
 from storage.models import Staff, Ticket
@@ -58,7 +59,9 @@ async def viewer(session: AsyncSession, staff: Staff) -> Viewer:
         return Viewer(staff)
     ids = (
         await session.execute(
-            select(Staff.id).where(Staff.court_id == staff.court_id, Staff.username.in_(names))  # type: ignore[attr-defined]
+            select(col(Staff.id)).where(
+                col(Staff.court_id) == staff.court_id, col(Staff.username).in_(names)
+            )
         )
     ).scalars()
     return Viewer(staff, frozenset(i for i in ids if i is not None))
@@ -111,22 +114,25 @@ def visible(v: Viewer) -> Any:
         return false()
     mine = {v.id}
     inboxes = [r for r in INBOX_ROLES if s.has_role(r)]
-    in_my_inbox = Ticket.inbox.in_(inboxes) if inboxes else false()  # type: ignore[union-attr]
-    ordinary = [Ticket.assignee_id.in_(mine | v.supports), in_my_inbox]  # type: ignore[union-attr]
+    in_my_inbox = col(Ticket.inbox).in_(inboxes) if inboxes else false()
+    ordinary: list[ColumnElement[bool]] = [
+        col(Ticket.assignee_id).in_(mine | v.supports),
+        in_my_inbox,
+    ]
     if s.has_role("leader") and s.team:
-        ordinary.append(and_(Ticket.inbox.is_(None), Ticket.team == s.team))  # type: ignore[union-attr]
+        ordinary.append(and_(col(Ticket.inbox).is_(None), col(Ticket.team) == s.team))
     not_about_me = or_(
-        Ticket.subject_staff_id.is_(None),  # type: ignore[union-attr]
-        Ticket.subject_staff_id.notin_(mine | v.supports),  # type: ignore[union-attr]
+        col(Ticket.subject_staff_id).is_(None),
+        col(Ticket.subject_staff_id).notin_(mine | v.supports),
     )
     return and_(
-        Ticket.court_id == s.court_id,
+        col(Ticket.court_id) == s.court_id,
         or_(
-            and_(Ticket.kind != "complaint", or_(*ordinary)),
+            and_(col(Ticket.kind) != "complaint", or_(*ordinary)),
             and_(
-                Ticket.kind == "complaint",
+                col(Ticket.kind) == "complaint",
                 not_about_me,
-                or_(Ticket.assignee_id == v.id, in_my_inbox),
+                or_(col(Ticket.assignee_id) == v.id, in_my_inbox),
             ),
         ),
     )
@@ -141,8 +147,10 @@ async def inbox_members(session: AsyncSession, court_id: int, role: str) -> list
     rows = (
         await session.execute(
             select(Staff)
-            .where(Staff.court_id == court_id, Staff.active, Staff.roles.contains(role))  # type: ignore[attr-defined]
-            .order_by(Staff.id)
+            .where(
+                col(Staff.court_id) == court_id, col(Staff.active), col(Staff.roles).contains(role)
+            )
+            .order_by(col(Staff.id))
         )
     ).scalars()
     return [s for s in rows if s.has_role(role)]
@@ -154,11 +162,11 @@ async def supporters(session: AsyncSession, person: Staff) -> list[Staff]:
         await session.execute(
             select(Staff)
             .where(
-                Staff.court_id == person.court_id,
-                Staff.active,
-                Staff.supports.contains(person.username),  # type: ignore[union-attr]
+                col(Staff.court_id) == person.court_id,
+                col(Staff.active),
+                col(Staff.supports).contains(person.username),
             )
-            .order_by(Staff.id)
+            .order_by(col(Staff.id))
         )
     ).scalars()
     return [s for s in rows if person.username in s.supported()]

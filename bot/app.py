@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -90,9 +91,9 @@ def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
     wechat.setup(app)
     pages.setup(app)
 
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         owned = deps is None
-        app[keys.DEPS] = await open_deps(settings) if owned else deps
+        app[keys.DEPS] = await open_deps(settings) if deps is None else deps
         tasks = jobs.start_in_process(app[keys.DEPS]) if settings.jobs_in_process else []
         yield
         await wechat.finish_behind()  # requests are done by now; the work behind them next

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, case, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot.clock import now
 from storage.models import Case, FailedAttempt
@@ -45,8 +46,8 @@ async def verify_tries(session: AsyncSession, openid: str, case_id: int) -> Veri
     """Wrong digits within the window. On PostgreSQL the case row is locked for the rest of
     the transaction, so concurrent guesses on one case are counted one after the other
     (SQLite's writers are serial already)."""
-    await session.execute(select(Case.id).where(Case.id == case_id).with_for_update())
-    mine, this_case = FailedAttempt.openid == openid, FailedAttempt.case_id == case_id
+    await session.execute(select(col(Case.id)).where(col(Case.id) == case_id).with_for_update())
+    mine, this_case = col(FailedAttempt.openid) == openid, col(FailedAttempt.case_id) == case_id
     row = (
         await session.execute(
             select(
@@ -54,8 +55,8 @@ async def verify_tries(session: AsyncSession, openid: str, case_id: int) -> Veri
                 func.count(case((this_case, 1))),
                 func.count(case((mine, 1))),
             ).where(
-                FailedAttempt.kind == "verify",
-                FailedAttempt.at > now() - WINDOW,
+                col(FailedAttempt.kind) == "verify",
+                col(FailedAttempt.at) > now() - WINDOW,
                 or_(mine, this_case),
             )
         )
@@ -65,11 +66,11 @@ async def verify_tries(session: AsyncSession, openid: str, case_id: int) -> Veri
 
 async def bind_tries(session: AsyncSession, openid: str) -> tuple[int, int]:
     """(this person's wrong bind codes, everyone's) within the window."""
-    mine = FailedAttempt.openid == openid
+    mine = col(FailedAttempt.openid) == openid
     row = (
         await session.execute(
             select(func.count(case((mine, 1))), func.count()).where(
-                FailedAttempt.kind == "bind", FailedAttempt.at > now() - WINDOW
+                col(FailedAttempt.kind) == "bind", col(FailedAttempt.at) > now() - WINDOW
             )
         )
     ).one()

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
 
@@ -142,7 +143,7 @@ def load_settings(
 
 def _timezone(name: str) -> str:
     try:
-        clock.ZoneInfo(name)
+        ZoneInfo(name)
     except (KeyError, ValueError):
         raise ConfigError(
             f"MST_TIMEZONE: unknown time zone {name!r} (e.g. Asia/Shanghai)"

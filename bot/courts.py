@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage import audit
 from storage.models import Court
@@ -31,11 +32,13 @@ class DeskChange:
 
 
 async def by_name(session: AsyncSession, name: str) -> Court | None:
-    return (await session.execute(select(Court).where(Court.name == name))).scalar_one_or_none()
+    return (
+        await session.execute(select(Court).where(col(Court.name) == name))
+    ).scalar_one_or_none()
 
 
 async def all_courts(session: AsyncSession) -> list[Court]:
-    return list((await session.execute(select(Court).order_by(Court.id))).scalars())
+    return list((await session.execute(select(Court).order_by(col(Court.id)))).scalars())
 
 
 def clean(field: str, value: str) -> str | None:

@@ -85,11 +85,12 @@ class Allowance:
             raise ValueError(
                 f"{text!r} is not an allowance like '2d' (working days) or '4h' (working hours)"
             )
-        amount, unit = int(m.group(1)), m.group(2).lower()
+        amount = int(m.group(1))
+        unit: Literal["d", "h"] = "d" if m.group(2) in "dD" else "h"
         limit = MAX_DAYS if unit == "d" else MAX_HOURS
         if not 1 <= amount <= limit:
             raise ValueError(f"{text!r}: must be 1 to {limit}{unit}")
-        return cls(amount, unit)  # type: ignore[arg-type]
+        return cls(amount, unit)
 
     def __str__(self) -> str:
         return f"{self.amount}{self.unit}"

@@ -15,10 +15,11 @@ import json
 import logging
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot import metrics
 from bot.clock import now, to_court
@@ -63,16 +64,16 @@ async def claim(deps: Deps, limit: int = 20) -> list[Outbox]:
     moment = now()
     async with deps.db.transaction() as session:
         due = (
-            select(Outbox.id)
+            select(col(Outbox.id))
             .where(
                 or_(
-                    and_(Outbox.status == "pending", Outbox.next_attempt_at <= moment),
+                    and_(col(Outbox.status) == "pending", col(Outbox.next_attempt_at) <= moment),
                     and_(
-                        Outbox.status == "sending", Outbox.claimed_until < moment
+                        col(Outbox.status) == "sending", col(Outbox.claimed_until) < moment
                     ),  # lease ran out
                 )
             )
-            .order_by(Outbox.id)
+            .order_by(col(Outbox.id))
             .limit(limit)
         )
         if deps.db.dialect == "postgresql":
@@ -82,16 +83,18 @@ async def claim(deps: Deps, limit: int = 20) -> list[Outbox]:
             return []
         await session.execute(
             update(Outbox)
-            .where(Outbox.id.in_(ids))
+            .where(col(Outbox.id).in_(ids))
             .values(
                 status="sending",
                 claim_token=token,
                 claimed_until=moment + LEASE,
-                attempts=Outbox.attempts + 1,
+                attempts=col(Outbox.attempts) + 1,
             )
         )
         rows = (
-            await session.execute(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id))
+            await session.execute(
+                select(Outbox).where(col(Outbox.id).in_(ids)).order_by(col(Outbox.id))
+            )
         ).scalars()
         return list(rows)
 
@@ -204,10 +207,10 @@ async def _mark(session: AsyncSession, row: Outbox, **values: Any) -> bool:
     """Update the row only while our claim holds it."""
     result = await session.execute(
         update(Outbox)
-        .where(Outbox.id == row.id, Outbox.claim_token == row.claim_token)
+        .where(col(Outbox.id) == row.id, col(Outbox.claim_token) == row.claim_token)
         .values(**values)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(cast(CursorResult[Any], result).rowcount)
 
 
 async def _finish(deps: Deps, row: Outbox, via: str) -> None:
@@ -265,15 +268,17 @@ async def _give_up(deps: Deps, row: Outbox, error: str) -> None:
 async def requeue_failed(db: Database, ids: list[int] | None, *, actor: str) -> int:
     """`mst outbox retry`: failed rows (all, or those `ids`) are tried again from now."""
     async with db.transaction() as session:
-        which = [Outbox.status == "failed"]
+        which: list[ColumnElement[bool]] = [col(Outbox.status) == "failed"]
         if ids:
-            which.append(Outbox.id.in_(ids))  # type: ignore[union-attr]
-        rows = list((await session.execute(select(Outbox.id, Outbox.case_id).where(*which))).all())
+            which.append(col(Outbox.id).in_(ids))
+        rows = list(
+            (await session.execute(select(col(Outbox.id), col(Outbox.case_id)).where(*which))).all()
+        )
         if not rows:
             return 0
         await session.execute(
             update(Outbox)
-            .where(Outbox.id.in_([r.id for r in rows]))  # type: ignore[union-attr]
+            .where(col(Outbox.id).in_([r.id for r in rows]))
             .values(status="pending", next_attempt_at=now(), attempts=0, last_error=None)
         )
         for row_id, case_id in rows:

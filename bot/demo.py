@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from bot import enforcement, importer, mediation
 from bot import staff as staff_accounts
@@ -177,7 +178,7 @@ async def _load_sample(settings: Settings) -> None:
             # Slots an older demo made pointed at /room/<slot id>, which no page answers.
             await session.execute(
                 update(MediationSlot)
-                .where(MediationSlot.room_url == settings.public_base_url + "/room/{slot}")
+                .where(col(MediationSlot.room_url) == settings.public_base_url + "/room/{slot}")
                 .values(room_url=room)
             )
     finally:
@@ -221,12 +222,12 @@ async def _play(settings: Settings, base: str, fake: FakeWeChat) -> None:
     try:
         async with deps.db.transaction() as session:
             judge = (
-                await session.execute(select(Staff).where(Staff.username == "zhangwei"))
+                await session.execute(select(Staff).where(col(Staff.username) == "zhangwei"))
             ).scalar_one()
             bind_code = await staff_accounts.issue_bind_code(session, judge, actor="demo")
             case = (
                 await session.execute(
-                    select(Case).where(Case.case_number == CASES[0]["case_number"])
+                    select(Case).where(col(Case.case_number) == CASES[0]["case_number"])
                 )
             ).scalar_one()
             code = await codes.active_code(session, case.id or 0)

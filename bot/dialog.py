@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot import outbox, tickets
 from bot.clock import now
@@ -28,16 +29,15 @@ from bot.events import Inbound
 from handlers import bind, home, judge, menu, texts, unsupported
 from qr import codes
 from storage import audit, conversations, state
-from storage.models import Message, PendingFlow, Staff
+from storage.models import Message, PendingFlow, Staff, core_table
 
 log = logging.getLogger(__name__)
 
 
-_INSERT_MESSAGE = insert(Message).returning(Message.id)  # built once: runs twice per message
+_INSERT_MESSAGE = insert(Message).returning(col(Message.id))  # built once: runs twice per message
 # Is this user staff? Asked for every message, so only the id, without the ORM.
-_STAFF_BY_OPENID = select(Staff.__table__.c.id).where(  # type: ignore[attr-defined]
-    Staff.__table__.c.openid == bindparam("openid")  # type: ignore[attr-defined]
-)
+_STAFF = core_table(Staff)
+_STAFF_BY_OPENID = select(_STAFF.c.id).where(_STAFF.c.openid == bindparam("openid"))
 
 
 FREE_TEXT_STEPS = {"ask", "complain", "progress", "book", "rate"}
@@ -82,6 +82,7 @@ async def record(
         "created_at": now(),
     }
     msg_id = (await conn.execute(_INSERT_MESSAGE, row)).scalar_one()
+    assert msg_id is not None  # the new row's primary key
     await audit.append(
         session,
         actor=inbound.user if direction == "in" else "bot",
@@ -125,8 +126,8 @@ async def stored_reply(deps: Deps, msg_key: str) -> tuple[bool, str | None]:
     in the callback, if one was (an answer that went through the outbox is not)."""
     async with deps.db.sessions() as session:
         found = await session.execute(
-            select(Message.msg_key, Message.content).where(
-                Message.msg_key.in_([msg_key, reply_key(msg_key)])  # type: ignore[union-attr]
+            select(col(Message.msg_key), col(Message.content)).where(
+                col(Message.msg_key).in_([msg_key, reply_key(msg_key)])
             )
         )
         rows = {key: content for key, content in found.all()}
@@ -197,7 +198,7 @@ async def _take_pending(session: AsyncSession, message_id: int) -> bool:
     """Take the message's PendingFlow row for this transaction. On PostgreSQL a second
     taker waits here until the first commits, then finds nothing; SQLite's writers queue."""
     gone = await (await session.connection()).execute(
-        delete(PendingFlow).where(PendingFlow.message_id == message_id)  # type: ignore[arg-type]
+        delete(PendingFlow).where(col(PendingFlow.message_id) == message_id)
     )
     return bool(gone.rowcount)
 
@@ -321,9 +322,9 @@ async def resume_stranded(deps: Deps, limit: int = 20) -> int:
     async with deps.db.sessions() as session:
         rows = (
             await session.execute(
-                select(PendingFlow.message_id, PendingFlow.inbound)
-                .where(PendingFlow.created_at < now() - STRANDED_AFTER)  # type: ignore[arg-type]
-                .order_by(PendingFlow.message_id)
+                select(col(PendingFlow.message_id), col(PendingFlow.inbound))
+                .where(col(PendingFlow.created_at) < now() - STRANDED_AFTER)
+                .order_by(col(PendingFlow.message_id))
                 .limit(limit)
             )
         ).all()

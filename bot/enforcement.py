@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot import outbox
 from bot.clock import court_tz, say_time
@@ -92,13 +93,17 @@ async def ingest(
             outcome.skipped.append((line, str(exc)))
             continue
         known = await session.execute(
-            select(EnforcementEvent.id).where(EnforcementEvent.external_id == data["external_id"])
+            select(col(EnforcementEvent.id)).where(
+                col(EnforcementEvent.external_id) == data["external_id"]
+            )
         )
         if known.first() is not None:
             outcome.unchanged += 1
             continue
         case = (
-            await session.execute(select(Case).where(Case.case_number == data.pop("case_number")))
+            await session.execute(
+                select(Case).where(col(Case.case_number) == data.pop("case_number"))
+            )
         ).scalar_one_or_none()
         if case is None:
             outcome.skipped.append((line, "no such case number"))
@@ -131,7 +136,9 @@ def describe(event: EnforcementEvent) -> str:
 
 async def _push(session: AsyncSession, case: Case, event: EnforcementEvent) -> None:
     followers = (
-        await session.execute(select(Binding.openid).where(Binding.case_id == case.id).distinct())
+        await session.execute(
+            select(col(Binding.openid)).where(col(Binding.case_id) == case.id).distinct()
+        )
     ).scalars()
     for openid in followers:
         await outbox.tell(
@@ -149,8 +156,8 @@ async def timeline(session: AsyncSession, case_id: int) -> tuple[list[Enforcemen
         (
             await session.execute(
                 select(EnforcementEvent)
-                .where(EnforcementEvent.case_id == case_id, EnforcementEvent.public)
-                .order_by(EnforcementEvent.happened_at, EnforcementEvent.id)
+                .where(col(EnforcementEvent.case_id) == case_id, col(EnforcementEvent.public))
+                .order_by(col(EnforcementEvent.happened_at), col(EnforcementEvent.id))
             )
         ).scalars()
     )

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot import access, deadlines, outbox, tickets
 from bot.clock import court_tz, now, say_time
@@ -117,15 +118,15 @@ async def move(
         values["holder_due_at"] = deadlines.due(
             ticket.kind, moment, court=await _court_name(session, case)
         )
-    guard = [Ticket.id == ticket.id, Ticket.status != "closed"]
-    guard.append(Ticket.level == (before_level if expect_level is None else expect_level))
+    guard: list[ColumnElement[bool]] = [col(Ticket.id) == ticket.id, col(Ticket.status) != "closed"]
+    guard.append(col(Ticket.level) == (before_level if expect_level is None else expect_level))
     guard.append(
-        Ticket.assignee_id.is_(None)
+        col(Ticket.assignee_id).is_(None)
         if before_assignee is None
-        else Ticket.assignee_id == before_assignee
+        else col(Ticket.assignee_id) == before_assignee
     )
     done = await session.execute(update(Ticket).where(*guard).values(**values))
-    if done.rowcount != 1:  # type: ignore[attr-defined]
+    if cast(CursorResult[Any], done).rowcount != 1:
         return False
     for key, value in values.items():
         setattr(ticket, key, value)
@@ -183,8 +184,8 @@ async def move(
 async def _open_tickets(session: AsyncSession, *conditions: Any) -> list[tuple[Ticket, Case]]:
     rows = await session.execute(
         select(Ticket, Case)
-        .join(Case, Case.id == Ticket.case_id)
-        .where(Ticket.status != "closed", *conditions)
+        .join(Case, col(Case.id) == col(Ticket.case_id))
+        .where(col(Ticket.status) != "closed", *conditions)
     )
     return [(t, c) for t, c in rows.all()]
 
@@ -195,9 +196,9 @@ async def warn(session: AsyncSession, policy: Policy) -> int:
     sent = 0
     for ticket, case in await _open_tickets(
         session,
-        Ticket.first_reply_at.is_(None),
-        Ticket.warned_at.is_(None),
-        Ticket.holder_due_at.is_not(None),
+        col(Ticket.first_reply_at).is_(None),
+        col(Ticket.warned_at).is_(None),
+        col(Ticket.holder_due_at).is_not(None),
     ):
         assert ticket.holder_due_at is not None
         if moment < deadlines.warning_point(
@@ -208,10 +209,14 @@ async def warn(session: AsyncSession, policy: Policy) -> int:
             continue  # escalation's turn, not a warning's
         done = await session.execute(
             update(Ticket)
-            .where(Ticket.id == ticket.id, Ticket.warned_at.is_(None), Ticket.level == ticket.level)
+            .where(
+                col(Ticket.id) == ticket.id,
+                col(Ticket.warned_at).is_(None),
+                col(Ticket.level) == ticket.level,
+            )
             .values(warned_at=moment)
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
+        if cast(CursorResult[Any], done).rowcount != 1:
             continue
         for staff in await access.who_is_told(session, ticket):
             if staff.openid:
@@ -238,7 +243,7 @@ async def escalate(session: AsyncSession, policy: Policy) -> int:
     """A first-reply deadline passed unanswered: one level up the court's chain."""
     moved = 0
     for ticket, case in await _open_tickets(
-        session, Ticket.first_reply_at.is_(None), Ticket.holder_due_at <= now()
+        session, col(Ticket.first_reply_at).is_(None), col(Ticket.holder_due_at) <= now()
     ):
         chain = policy.chain(await _court_name(session, case), ticket.kind)
         if ticket.level >= len(chain):
@@ -267,7 +272,7 @@ async def off_absent_desks(session: AsyncSession, policy: Policy) -> int:
     moment = now()
     moved = 0
     for ticket, case in await _open_tickets(
-        session, Ticket.assignee_id.is_not(None), Ticket.kind != "complaint"
+        session, col(Ticket.assignee_id).is_not(None), col(Ticket.kind) != "complaint"
     ):
         holder = await session.get(Staff, ticket.assignee_id)
         if holder is None:
@@ -322,7 +327,9 @@ async def morning_digest(deps: Deps) -> int:
     sent = 0
     async with deps.db.transaction() as session:
         staff_rows = (
-            await session.execute(select(Staff).where(Staff.active, Staff.openid.is_not(None)))
+            await session.execute(
+                select(Staff).where(col(Staff.active), col(Staff.openid).is_not(None))
+            )
         ).scalars()
         for member in staff_rows:
             items = await tickets.open_for_staff(session, await access.viewer(session, member))

@@ -12,7 +12,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 from tqdm import tqdm
 
 from bot.clock import now
@@ -77,8 +78,8 @@ def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         # Spreadsheet tools often save GBK; say so instead of failing with a traceback.
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        yield line, RowError("the file is not UTF-8 text (save it as UTF-8 and import again)")
+        bad_line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        yield bad_line, RowError("the file is not UTF-8 text (save it as UTF-8 and import again)")
         return
     if text.lstrip().startswith("["):
         yield from _array_rows(text)
@@ -234,7 +235,7 @@ def load(path: Path, kind: str) -> Loaded:
     return Loaded(shaped, fmt, header_row, ignored)
 
 
-def _csv_cells(path: Path) -> Iterator[tuple[int, list[Any]]]:
+def _csv_cells(path: Path) -> Generator[tuple[int, list[Any]], None, None]:
     """Records of a CSV file in UTF-8 (with or without BOM) or GBK/GB18030, as Excel saves
     it on a Chinese Windows; a record is one spreadsheet row even where a cell holds a
     line break."""
@@ -253,7 +254,7 @@ def _csv_cells(path: Path) -> Iterator[tuple[int, list[Any]]]:
         raise FileError(f"not a readable CSV file ({exc})") from exc
 
 
-def _xlsx_cells(path: Path) -> Iterator[tuple[int, list[Any]]]:
+def _xlsx_cells(path: Path) -> Generator[tuple[int, list[Any]], None, None]:
     """Rows of the workbook's first sheet with their row numbers (empty rows included)."""
     from openpyxl import load_workbook
     from openpyxl.utils.exceptions import InvalidFileException
@@ -576,7 +577,7 @@ def case_fields(row: Any, secret: str) -> dict[str, Any]:
 async def _court(session: AsyncSession, cache: dict[str, Court], name: str) -> Court:
     if name not in cache:
         found = (
-            await session.execute(select(Court).where(Court.name == name))
+            await session.execute(select(Court).where(col(Court.name) == name))
         ).scalar_one_or_none()
         if found is None:
             found = Court(name=name)
@@ -631,7 +632,7 @@ async def import_staff(db: Database, path: Path, *, progress: bool = True) -> Re
 
 async def _upsert_staff(session: AsyncSession, data: dict[str, Any], report: Report) -> None:
     staff = (
-        await session.execute(select(Staff).where(Staff.username == data["username"]))
+        await session.execute(select(Staff).where(col(Staff.username) == data["username"]))
     ).scalar_one_or_none()
     if staff is None:
         staff = Staff(**data)
@@ -670,11 +671,12 @@ class Judges:
     async def load(cls, session: AsyncSession) -> Judges:
         judges = cls({}, {})
         rows = await session.execute(
-            select(Staff.username, Staff.id, Staff.name, Court.name).join(
-                Court, Court.id == Staff.court_id
+            select(col(Staff.username), col(Staff.id), col(Staff.name), col(Court.name)).join(
+                Court, col(Court.id) == col(Staff.court_id)
             )
         )
         for username, staff_id, name, court in rows:
+            assert staff_id is not None  # a stored row's primary key
             judges.by_username[username] = staff_id
             judges.by_name.setdefault((court, name), []).append(staff_id)
         return judges
@@ -741,7 +743,7 @@ async def _import_case_batch(
     known = {
         c.case_number: c
         for c in (
-            await session.execute(select(Case).where(Case.case_number.in_(numbers)))
+            await session.execute(select(Case).where(col(Case.case_number).in_(numbers)))
         ).scalars()
     }
     fresh: list[dict[str, Any]] = []
@@ -757,8 +759,8 @@ async def _import_case_batch(
     if known:
         rows = await session.execute(
             select(Party)
-            .where(Party.case_id.in_([c.id for c in known.values()]))
-            .order_by(Party.id)
+            .where(col(Party.case_id).in_([c.id for c in known.values()]))
+            .order_by(col(Party.id))
         )
         for party in rows.scalars():
             parties_of.setdefault(party.case_id, []).append(party)
@@ -782,7 +784,7 @@ async def _insert_new_cases(session: AsyncSession, cases: list[dict[str, Any]]) 
     ids = list(
         (
             await conn.execute(
-                insert(Case).returning(Case.id, sort_by_parameter_order=True), case_rows
+                insert(Case).returning(col(Case.id), sort_by_parameter_order=True), case_rows
             )
         ).scalars()
     )
@@ -798,7 +800,8 @@ async def _insert_new_cases(session: AsyncSession, cases: list[dict[str, Any]]) 
     code_ids = list(
         (
             await conn.execute(
-                insert(CaseCode).returning(CaseCode.id, sort_by_parameter_order=True), code_rows
+                insert(CaseCode).returning(col(CaseCode.id), sort_by_parameter_order=True),
+                code_rows,
             )
         ).scalars()
     )
@@ -838,7 +841,7 @@ async def _unused_short_codes(session: AsyncSession, n: int) -> list[str]:
         taken = set(
             (
                 await session.execute(
-                    select(CaseCode.short_code).where(CaseCode.short_code.in_(candidates))
+                    select(col(CaseCode.short_code)).where(col(CaseCode.short_code).in_(candidates))
                 )
             ).scalars()
         )
@@ -858,12 +861,12 @@ async def _update_case(
     parties = _ordered(data.pop("parties"))
     if case is None or parties_now is None:
         case = (
-            await session.execute(select(Case).where(Case.case_number == data["case_number"]))
+            await session.execute(select(Case).where(col(Case.case_number) == data["case_number"]))
         ).scalar_one()
         parties_now = list(
             (
                 await session.execute(
-                    select(Party).where(Party.case_id == case.id).order_by(Party.id)
+                    select(Party).where(col(Party.case_id) == case.id).order_by(col(Party.id))
                 )
             ).scalars()
         )

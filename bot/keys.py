@@ -1,11 +1,18 @@
 """Typed keys for what the aiohttp application carries."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from bot.config import Settings
 from bot.deps import Deps
 
+if TYPE_CHECKING:  # bot.channels.wechat imports this module
+    from bot.channels.wechat import Gate
+
 SETTINGS = web.AppKey("settings", Settings)
 DEPS = web.AppKey("deps", Deps)
-GATE = web.AppKey("gate", object)  # bot.channels.wechat.Gate: admission and known outages
+GATE: web.AppKey[Gate] = web.AppKey("gate")  # admission and known outages
 STARTED = web.AppKey("started", float)  # time.monotonic() when the app was made

@@ -9,9 +9,11 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot import outbox
 from bot.clock import court_tz, now, say_time
@@ -115,21 +117,21 @@ async def room_for_token(session: AsyncSession, token: str, secret: str) -> Room
     row = (
         await session.execute(
             select(Booking, MediationSlot, Case, Court, Staff)
-            .join(MediationSlot, MediationSlot.id == Booking.slot_id)
-            .join(Case, Case.id == Booking.case_id)
-            .join(Court, Court.id == Case.court_id)
-            .join(Staff, Staff.id == MediationSlot.mediator_id)
-            .where(Booking.id == booking_id)
+            .join(MediationSlot, col(MediationSlot.id) == col(Booking.slot_id))
+            .join(Case, col(Case.id) == col(Booking.case_id))
+            .join(Court, col(Court.id) == col(Case.court_id))
+            .join(Staff, col(Staff.id) == col(MediationSlot.mediator_id))
+            .where(col(Booking.id) == booking_id)
         )
     ).first()
     return Room(*row) if row else None
 
 
-def _free(moment: datetime):  # type: ignore[no-untyped-def]
+def _free(moment: datetime) -> ColumnElement[bool]:
     return and_(
-        MediationSlot.booked < MediationSlot.capacity,
-        MediationSlot.start_at > moment + CUT_OFF,
-        MediationSlot.start_at <= moment + BOOKING_HORIZON,
+        col(MediationSlot.booked) < col(MediationSlot.capacity),
+        col(MediationSlot.start_at) > moment + CUT_OFF,
+        col(MediationSlot.start_at) <= moment + BOOKING_HORIZON,
     )
 
 
@@ -141,18 +143,22 @@ async def mediators(session: AsyncSession, court_id: int) -> list[Choice]:
         for s in (
             await session.execute(
                 select(Staff)
-                .where(Staff.court_id == court_id, Staff.active, Staff.roles.contains("mediator"))
-                .order_by(Staff.id)
+                .where(
+                    col(Staff.court_id) == court_id,
+                    col(Staff.active),
+                    col(Staff.roles).contains("mediator"),
+                )
+                .order_by(col(Staff.id))
             )
         ).scalars()
         if s.has_role("mediator")
     ]
-    nexts = dict(
+    nexts: dict[int | None, datetime] = dict(
         (
             await session.execute(
-                select(MediationSlot.mediator_id, func.min(MediationSlot.start_at))
-                .where(_free(moment), MediationSlot.mediator_id.in_([s.id for s in staff]))
-                .group_by(MediationSlot.mediator_id)
+                select(col(MediationSlot.mediator_id), func.min(col(MediationSlot.start_at)))
+                .where(_free(moment), col(MediationSlot.mediator_id).in_([s.id for s in staff]))
+                .group_by(col(MediationSlot.mediator_id))
             )
         ).all()
     )
@@ -166,8 +172,8 @@ async def free_slots(
 ) -> list[MediationSlot]:
     rows = await session.execute(
         select(MediationSlot)
-        .where(MediationSlot.mediator_id == mediator_id, _free(now()))
-        .order_by(MediationSlot.start_at)
+        .where(col(MediationSlot.mediator_id) == mediator_id, _free(now()))
+        .order_by(col(MediationSlot.start_at))
         .limit(limit)
     )
     return list(rows.scalars())
@@ -179,14 +185,14 @@ async def current_booking(
     row = (
         await session.execute(
             select(Booking, MediationSlot)
-            .join(MediationSlot, MediationSlot.id == Booking.slot_id)
+            .join(MediationSlot, col(MediationSlot.id) == col(Booking.slot_id))
             .where(
-                Booking.openid == openid,
-                Booking.case_id == case_id,
-                Booking.status == "booked",
-                MediationSlot.start_at > now(),
+                col(Booking.openid) == openid,
+                col(Booking.case_id) == case_id,
+                col(Booking.status) == "booked",
+                col(MediationSlot.start_at) > now(),
             )
-            .order_by(MediationSlot.start_at)
+            .order_by(col(MediationSlot.start_at))
             .limit(1)
         )
     ).first()
@@ -211,13 +217,13 @@ async def book(
     taken = await session.execute(
         update(MediationSlot)
         .where(
-            MediationSlot.id == slot_id,
-            MediationSlot.booked < MediationSlot.capacity,
-            MediationSlot.start_at > moment + CUT_OFF,
+            col(MediationSlot.id) == slot_id,
+            col(MediationSlot.booked) < col(MediationSlot.capacity),
+            col(MediationSlot.start_at) > moment + CUT_OFF,
         )
-        .values(booked=MediationSlot.booked + 1)
+        .values(booked=col(MediationSlot.booked) + 1)
     )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    if cast(CursorResult[Any], taken).rowcount != 1:
         return None
     booking = Booking(
         slot_id=slot_id, case_id=case.id or 0, party_id=binding.party_id, openid=binding.openid
@@ -271,8 +277,8 @@ async def cancel(
     session.add(booking)
     await session.execute(
         update(MediationSlot)
-        .where(MediationSlot.id == slot.id)
-        .values(booked=MediationSlot.booked - 1)
+        .where(col(MediationSlot.id) == slot.id)
+        .values(booked=col(MediationSlot.booked) - 1)
     )
     if tell:
         await _tell_everyone(
@@ -332,7 +338,9 @@ async def _tell_everyone(
         to_parties = f"本案 {when} 的远程调解预约已取消。"
         to_staff = f"调解预约已取消：{case.case_number}，{when}。"
     followers = (
-        await session.execute(select(Binding.openid).where(Binding.case_id == case.id).distinct())
+        await session.execute(
+            select(col(Binding.openid)).where(col(Binding.case_id) == case.id).distinct()
+        )
     ).scalars()
     recipients = [(openid, to_parties) for openid in followers if openid != skip]
     judge = await session.get(Staff, case.judge_id) if case.judge_id else None
@@ -377,13 +385,13 @@ async def send_reminders(session: AsyncSession) -> int:
         column = getattr(Booking, field)
         rows = await session.execute(
             select(Booking, MediationSlot, Case)
-            .join(MediationSlot, MediationSlot.id == Booking.slot_id)
-            .join(Case, Case.id == Booking.case_id)
+            .join(MediationSlot, col(MediationSlot.id) == col(Booking.slot_id))
+            .join(Case, col(Case.id) == col(Booking.case_id))
             .where(
-                Booking.status == "booked",
+                col(Booking.status) == "booked",
                 column.is_(None),
-                MediationSlot.start_at > moment,
-                MediationSlot.start_at <= moment + window,
+                col(MediationSlot.start_at) > moment,
+                col(MediationSlot.start_at) <= moment + window,
             )
         )
         for booking, slot, case in rows.all():
@@ -433,7 +441,8 @@ async def add_slots(
         for slot in (
             await session.execute(
                 select(MediationSlot).where(
-                    MediationSlot.mediator_id == mediator.id, MediationSlot.start_at.in_(starts)
+                    col(MediationSlot.mediator_id) == mediator.id,
+                    col(MediationSlot.start_at).in_(starts),
                 )
             )
         ).scalars()
@@ -496,18 +505,19 @@ def _slot_filters(
     court_id: int | None,
     since: datetime | None,
     until: datetime | None,
-) -> list:  # type: ignore[type-arg]
-    where = [MediationSlot.capacity > 0]  # capacity 0: removed, kept for its bookings' record
+) -> list[ColumnElement[bool]]:
+    # capacity 0: removed, kept for its bookings' record
+    where: list[ColumnElement[bool]] = [col(MediationSlot.capacity) > 0]
     if slot_id is not None:
-        where.append(MediationSlot.id == slot_id)
+        where.append(col(MediationSlot.id) == slot_id)
     if mediator_id is not None:
-        where.append(MediationSlot.mediator_id == mediator_id)
+        where.append(col(MediationSlot.mediator_id) == mediator_id)
     if court_id is not None:
-        where.append(Staff.court_id == court_id)
+        where.append(col(Staff.court_id) == court_id)
     if since is not None:
-        where.append(MediationSlot.start_at >= since)
+        where.append(col(MediationSlot.start_at) >= since)
     if until is not None:
-        where.append(MediationSlot.start_at < until)
+        where.append(col(MediationSlot.start_at) < until)
     return where
 
 
@@ -525,22 +535,22 @@ async def list_slots(
     rows = (
         await session.execute(
             select(MediationSlot, Staff, Court)
-            .join(Staff, Staff.id == MediationSlot.mediator_id)
-            .join(Court, Court.id == Staff.court_id)
+            .join(Staff, col(Staff.id) == col(MediationSlot.mediator_id))
+            .join(Court, col(Court.id) == col(Staff.court_id))
             .where(*where)
-            .order_by(MediationSlot.start_at, Staff.username, MediationSlot.id)
+            .order_by(col(MediationSlot.start_at), col(Staff.username), col(MediationSlot.id))
         )
     ).all()
     taken: dict[int, list[Taken]] = {}
     for booking, party, case in (
         await session.execute(
             select(Booking, Party, Case)
-            .join(MediationSlot, MediationSlot.id == Booking.slot_id)
-            .join(Staff, Staff.id == MediationSlot.mediator_id)
-            .join(Case, Case.id == Booking.case_id)
-            .outerjoin(Party, Party.id == Booking.party_id)
-            .where(Booking.status == "booked", *where)
-            .order_by(Booking.id)
+            .join(MediationSlot, col(MediationSlot.id) == col(Booking.slot_id))
+            .join(Staff, col(Staff.id) == col(MediationSlot.mediator_id))
+            .join(Case, col(Case.id) == col(Booking.case_id))
+            .outerjoin(Party, col(Party.id) == col(Booking.party_id))
+            .where(col(Booking.status) == "booked", *where)
+            .order_by(col(Booking.id))
         )
     ).all():
         taken.setdefault(booking.slot_id, []).append(Taken(booking, party, case))
@@ -586,14 +596,16 @@ async def remove_slot(
         ):
             raise SlotChanged(slot_id)
     history = (
-        await session.execute(select(Booking.id).where(Booking.slot_id == slot_id).limit(1))
+        await session.execute(
+            select(col(Booking.id)).where(col(Booking.slot_id) == slot_id).limit(1)
+        )
     ).first()
-    unbooked = and_(MediationSlot.id == slot_id, MediationSlot.booked == 0)
+    unbooked = and_(col(MediationSlot.id) == slot_id, col(MediationSlot.booked) == 0)
     if history is None:
         gone = await session.execute(delete(MediationSlot).where(unbooked))
     else:
         gone = await session.execute(update(MediationSlot).where(unbooked).values(capacity=0))
-    if gone.rowcount != 1:  # type: ignore[attr-defined]
+    if cast(CursorResult[Any], gone).rowcount != 1:
         raise SlotChanged(slot_id)  # booked a moment ago
     await audit.append(
         session,

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot.clock import now
 from storage import conversations
@@ -76,7 +77,9 @@ async def _not_current(session: AsyncSession, openid: str, case_id: int) -> bool
         return bool(current != case_id)
     # No case chosen (or the conversation was forgotten): named if they have another case.
     other = await session.execute(
-        select(Binding.id).where(Binding.openid == openid, Binding.case_id != case_id).limit(1)
+        select(col(Binding.id))
+        .where(col(Binding.openid) == openid, col(Binding.case_id) != case_id)
+        .limit(1)
     )
     return other.first() is not None
 
@@ -124,20 +127,24 @@ async def report(session: AsyncSession, *, failed_limit: int = 50) -> Report:
     counts = {
         status: int(n)
         for status, n in (
-            await session.execute(select(Outbox.status, func.count()).group_by(Outbox.status))
+            await session.execute(
+                select(col(Outbox.status), func.count()).group_by(col(Outbox.status))
+            )
         ).all()
     }
     oldest = (
         await session.execute(
-            select(func.min(Outbox.created_at)).where(Outbox.status.in_(("pending", "sending")))  # type: ignore[attr-defined]
+            select(func.min(col(Outbox.created_at))).where(
+                col(Outbox.status).in_(("pending", "sending"))
+            )
         )
     ).scalar()
     failed = list(
         (
             await session.execute(
                 select(Outbox)
-                .where(Outbox.status == "failed")
-                .order_by(Outbox.id.desc())  # type: ignore[union-attr]
+                .where(col(Outbox.status) == "failed")
+                .order_by(col(Outbox.id).desc())
                 .limit(failed_limit)
             )
         ).scalars()
@@ -149,7 +156,9 @@ async def failed_since(session: AsyncSession, since: datetime) -> int:
     return int(
         (
             await session.execute(
-                select(func.count()).where(Outbox.status == "failed", Outbox.created_at >= since)
+                select(func.count()).where(
+                    col(Outbox.status) == "failed", col(Outbox.created_at) >= since
+                )
             )
         ).scalar_one()
     )

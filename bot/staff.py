@@ -7,6 +7,7 @@ import secrets
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from qr.tokens import ALPHABET, normalize
 from storage import audit
@@ -21,7 +22,7 @@ def code_hash(code: str) -> str:
 
 async def by_username(session: AsyncSession, username: str) -> Staff | None:
     return (
-        await session.execute(select(Staff).where(Staff.username == username))
+        await session.execute(select(Staff).where(col(Staff.username) == username))
     ).scalar_one_or_none()
 
 

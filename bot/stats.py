@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped
+from sqlmodel import col
 
 from bot import deadlines
 from bot.clock import now
@@ -31,16 +33,18 @@ class Scope:
 
 
 def _cases(scope: Scope) -> Select[Any]:
-    q = select(Case.id)
+    q = select(col(Case.id))
     if scope.court:
-        q = q.join(Court, Court.id == Case.court_id).where(Court.name == scope.court)
+        q = q.join(Court, col(Court.id) == col(Case.court_id)).where(col(Court.name) == scope.court)
     if scope.judge:
-        q = q.join(Staff, Staff.id == Case.judge_id).where(Staff.username == scope.judge)
+        q = q.join(Staff, col(Staff.id) == col(Case.judge_id)).where(
+            col(Staff.username) == scope.judge
+        )
     return q
 
 
-def _period(column: Any, scope: Scope) -> list[Any]:
-    conditions = []
+def _period(column: Mapped[datetime], scope: Scope) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if scope.since:
         conditions.append(column >= scope.since)
     if scope.until:
@@ -55,29 +59,31 @@ def share(part: int, whole: int) -> float | None:
 async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
     cases = _cases(scope).scalar_subquery()
     visitors = await session.scalar(
-        select(func.count(func.distinct(AuditEvent.actor))).where(
-            AuditEvent.action == "code.scanned",
-            AuditEvent.case_id.in_(cases),
-            *_period(AuditEvent.at, scope),
+        select(func.count(func.distinct(col(AuditEvent.actor)))).where(
+            col(AuditEvent.action) == "code.scanned",
+            col(AuditEvent.case_id).in_(cases),
+            *_period(col(AuditEvent.at), scope),
         )
     )
     in_scope = and_(
-        Ticket.case_id.in_(_cases(scope).scalar_subquery()),
-        *_period(Ticket.created_at, scope),
-        *([Ticket.team == scope.team] if scope.team else []),
+        col(Ticket.case_id).in_(_cases(scope).scalar_subquery()),
+        *_period(col(Ticket.created_at), scope),
+        *([col(Ticket.team) == scope.team] if scope.team else []),
     )
     feedback = await session.scalar(select(func.count()).select_from(Ticket).where(in_scope)) or 0
     by_kind = dict(
         (
             await session.execute(
-                select(Ticket.kind, func.count()).where(in_scope).group_by(Ticket.kind)
+                select(col(Ticket.kind), func.count()).where(in_scope).group_by(col(Ticket.kind))
             )
         ).all()
     )
     by_status = dict(
         (
             await session.execute(
-                select(Ticket.status, func.count()).where(in_scope).group_by(Ticket.status)
+                select(col(Ticket.status), func.count())
+                .where(in_scope)
+                .group_by(col(Ticket.status))
             )
         ).all()
     )
@@ -85,7 +91,9 @@ async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
         s
         for (s,) in (
             await session.execute(
-                select(Rating.score).join(Ticket, Ticket.id == Rating.ticket_id).where(in_scope)
+                select(col(Rating.score))
+                .join(Ticket, col(Ticket.id) == col(Rating.ticket_id))
+                .where(in_scope)
             )
         ).all()
     ]
@@ -94,9 +102,9 @@ async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
         s
         for (s,) in (
             await session.execute(
-                select(Rating.score).where(
-                    Rating.case_id.in_(_cases(scope).scalar_subquery()),
-                    *_period(Rating.created_at, scope),
+                select(col(Rating.score)).where(
+                    col(Rating.case_id).in_(_cases(scope).scalar_subquery()),
+                    *_period(col(Rating.created_at), scope),
                 )
             )
         ).all()
@@ -105,20 +113,30 @@ async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
     # answered by the due time the litigant was promised (due_at; escalation gives a new
     # holder its own holder_due_at, but the promise is what counts).
     moment = now()
-    due_rows = (
-        await session.execute(
-            select(Ticket.first_reply_at, Ticket.due_at).where(in_scope, Ticket.due_at.is_not(None))
-        )
-    ).all()
+    due_rows = [
+        (r, d)
+        for r, d in (
+            await session.execute(
+                select(col(Ticket.first_reply_at), col(Ticket.due_at)).where(
+                    in_scope, col(Ticket.due_at).is_not(None)
+                )
+            )
+        ).all()
+        if d is not None  # the query's own condition, for the type checker
+    ]
     judged = [(r, d) for r, d in due_rows if r is not None or d <= moment]
     on_time = sum(1 for r, d in judged if r is not None and r <= d)
-    close_rows = (
-        await session.execute(
-            select(Ticket.closed_at, Ticket.close_due_at).where(
-                in_scope, Ticket.close_due_at.is_not(None)
+    close_rows = [
+        (c, d)
+        for c, d in (
+            await session.execute(
+                select(col(Ticket.closed_at), col(Ticket.close_due_at)).where(
+                    in_scope, col(Ticket.close_due_at).is_not(None)
+                )
             )
-        )
-    ).all()
+        ).all()
+        if d is not None  # the query's own condition, for the type checker
+    ]
     close_judged = [(c, d) for c, d in close_rows if c is not None or d <= moment]
     closed_on_time = sum(1 for c, d in close_judged if c is not None and c <= d)
     return {

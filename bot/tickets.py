@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlmodel import col
 
 from bot import access, deadlines, media, outbox
 from bot.access import is_away
@@ -20,7 +21,7 @@ from bot.clock import now, say_time
 from bot.masking import mask_name
 from handlers.texts import RATE_ASK_AFTER_CLOSE, gist
 from storage import audit
-from storage.models import Binding, Case, Court, Message, Party, Staff, Ticket
+from storage.models import Binding, Case, Court, Message, Party, Staff, Ticket, core_table
 
 KIND_NAMES = {
     "question": "咨询",
@@ -41,7 +42,7 @@ class Opened:
 async def binding_for(session: AsyncSession, openid: str, case_id: int) -> Binding | None:
     return (
         await session.execute(
-            select(Binding).where(Binding.openid == openid, Binding.case_id == case_id)
+            select(Binding).where(col(Binding.openid) == openid, col(Binding.case_id) == case_id)
         )
     ).scalar_one_or_none()
 
@@ -181,9 +182,10 @@ async def open_ticket(
     return Opened(ticket, routing.assignee, event.hash)
 
 
+_MESSAGES = core_table(Message)
 _LINK = (
-    update(Message.__table__)  # type: ignore[attr-defined]
-    .where(Message.__table__.c.id == bindparam("message_id"))  # type: ignore[attr-defined]
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("message_id"))
     .values(ticket_id=bindparam("ticket_id"))
 )
 
@@ -309,9 +311,9 @@ async def open_for_staff(session: AsyncSession, viewer: access.Viewer) -> list[t
     """The open items a staff member may see, oldest first (their 待办 and digest)."""
     rows = await session.execute(
         select(Ticket, Case)
-        .join(Case, Case.id == Ticket.case_id)
-        .where(access.visible(viewer), Ticket.status != "closed")
-        .order_by(Ticket.created_at, Ticket.id)
+        .join(Case, col(Case.id) == col(Ticket.case_id))
+        .where(access.visible(viewer), col(Ticket.status) != "closed")
+        .order_by(col(Ticket.created_at), col(Ticket.id))
         .limit(20)
     )
     return [(t, c) for t, c in rows.all()]
@@ -320,8 +322,8 @@ async def open_for_staff(session: AsyncSession, viewer: access.Viewer) -> list[t
 async def for_user(session: AsyncSession, openid: str, case_id: int) -> list[Ticket]:
     rows = await session.execute(
         select(Ticket)
-        .where(Ticket.openid == openid, Ticket.case_id == case_id)
-        .order_by(Ticket.id.desc())
+        .where(col(Ticket.openid) == openid, col(Ticket.case_id) == case_id)
+        .order_by(col(Ticket.id).desc())
         .limit(10)
     )
     return list(rows.scalars())
@@ -338,13 +340,15 @@ _Holder = aliased(Staff)
 # is on and its holder. Built once: it runs for nearly every message.
 _CASE_CONTEXT = (
     select(Case, Binding, Party, Court, _Judge, Ticket, _Holder)
-    .join(Binding, Binding.case_id == Case.id)
-    .outerjoin(Party, Party.id == Binding.party_id)
-    .outerjoin(Court, Court.id == Case.court_id)
-    .outerjoin(_Judge, _Judge.id == Case.judge_id)
-    .outerjoin(Ticket, and_(Ticket.id == bindparam("ticket_id"), Ticket.case_id == Case.id))
-    .outerjoin(_Holder, _Holder.id == Ticket.assignee_id)
-    .where(Case.id == bindparam("case_id"), Binding.openid == bindparam("openid"))
+    .join(Binding, col(Binding.case_id) == col(Case.id))
+    .outerjoin(Party, col(Party.id) == col(Binding.party_id))
+    .outerjoin(Court, col(Court.id) == col(Case.court_id))
+    .outerjoin(_Judge, col(_Judge.id) == col(Case.judge_id))
+    .outerjoin(
+        Ticket, and_(col(Ticket.id) == bindparam("ticket_id"), col(Ticket.case_id) == col(Case.id))
+    )
+    .outerjoin(_Holder, col(_Holder.id) == col(Ticket.assignee_id))
+    .where(col(Case.id) == bindparam("case_id"), col(Binding.openid) == bindparam("openid"))
 )
 
 
@@ -372,9 +376,9 @@ async def active_case(
 async def cases_of(session: AsyncSession, openid: str) -> list[Case]:
     rows = await session.execute(
         select(Case)
-        .join(Binding, Binding.case_id == Case.id)
-        .where(Binding.openid == openid)
-        .order_by(Binding.id)
+        .join(Binding, col(Binding.case_id) == col(Case.id))
+        .where(col(Binding.openid) == openid)
+        .order_by(col(Binding.id))
     )
     return list(rows.scalars())
 
@@ -385,10 +389,10 @@ async def thread(session: AsyncSession, ticket: Ticket) -> list[Message]:
     rows = await session.execute(
         select(Message)
         .where(
-            Message.ticket_id == ticket.id,
-            (Message.direction == "in") | Message.staff_id.is_not(None),  # type: ignore[union-attr]
+            col(Message.ticket_id) == ticket.id,
+            (col(Message.direction) == "in") | col(Message.staff_id).is_not(None),
         )
-        .order_by(Message.id)  # type: ignore[arg-type]
+        .order_by(col(Message.id))
     )
     return list(rows.scalars())
 

@@ -79,7 +79,7 @@ class WeChatAPI:
         """The shared token. `stale`: a token WeChat just refused — replace it, unless one
         was fetched within TOKEN_REFRESH_FLOOR_S (then TransientError: call again later).
         Single-flight across processes: one fetch under the lock, the others reuse it."""
-        cached = await self.redis.get(self._token_key)
+        cached: str | None = await self.redis.get(self._token_key)
         if cached and cached != stale:
             return cached
         async with state.lock(self.redis, f"wx-token:{self.app_id}", timeout_s=30, wait_s=15):
@@ -163,7 +163,7 @@ class WeChatAPI:
                     raise TransientError(f"{path}: HTTP {resp.status}")
                 if resp.status != 200:
                     raise WeChatError(-resp.status, f"HTTP {resp.status}")
-                data = json.loads(await resp.read())
+                data: dict[str, Any] = json.loads(await resp.read())
         except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
             raise TransientError(f"{path}: {type(exc).__name__}: {exc}") from exc
         errcode = int(data.get("errcode", 0) or 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from bot import access, attempts, outbox, tickets
 from bot import staff as staff_accounts
@@ -70,8 +71,8 @@ async def verify(ctx: Context) -> str | None:
     party = (
         await ctx.session.execute(
             select(Party)
-            .where(Party.case_id == case_id, Party.phone_tail == text)
-            .order_by(Party.id)
+            .where(col(Party.case_id) == case_id, col(Party.phone_tail) == text)
+            .order_by(col(Party.id))
             .limit(1)
         )
     ).scalar_one_or_none()
@@ -161,7 +162,7 @@ async def staff_bind(ctx: Context) -> str | None:
     code_hash = staff_accounts.code_hash(ctx.inbound.text.strip())
     member = (
         await ctx.session.execute(
-            select(Staff).where(Staff.bind_code_hash == code_hash, Staff.active)
+            select(Staff).where(col(Staff.bind_code_hash) == code_hash, col(Staff.active))
         )
     ).scalar_one_or_none()
     if member is None:
@@ -179,7 +180,7 @@ async def staff_bind(ctx: Context) -> str | None:
         return texts.BIND_CODE_BAD
     # One WeChat per staff member, one staff member per WeChat.
     previous = (
-        await ctx.session.execute(select(Staff).where(Staff.openid == ctx.inbound.user))
+        await ctx.session.execute(select(Staff).where(col(Staff.openid) == ctx.inbound.user))
     ).scalar_one_or_none()
     if previous is not None and previous.id != member.id:
         previous.openid = None

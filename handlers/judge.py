@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta
 from functools import partial
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from bot import access, escalation, media, mediation, tickets
 from bot.clock import court_tz, now, say_waited
@@ -178,11 +179,11 @@ async def transfer(ctx: Context, me: access.Viewer, ticket: Ticket, rest: str) -
             await ctx.session.execute(
                 select(Staff)
                 .where(
-                    Staff.court_id == me.staff.court_id,
-                    Staff.active,
-                    (Staff.username == who) | (Staff.name == who),
+                    col(Staff.court_id) == me.staff.court_id,
+                    col(Staff.active),
+                    (col(Staff.username) == who) | (col(Staff.name) == who),
                 )
-                .order_by(Staff.id)
+                .order_by(col(Staff.id))
             )
         ).scalars()
     ]

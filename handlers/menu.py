@@ -6,6 +6,7 @@ person is asked whether it is a question for the judge."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bot.context import Context
 from handlers import ask, complain, enforcement, mediation, rating, texts
@@ -106,11 +107,11 @@ async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
     return await menu_text(ctx)
 
 
-def keep_for_asking(ctx: Context, said: str, kept: dict[str, object] | None) -> str:
+def keep_for_asking(ctx: Context, said: str, kept: dict[str, Any] | None) -> str:
     """A sentence that is no choice: kept (with any kept before it) until the person says
     whether it is a question for the judge."""
-    lines = [*(kept or {}).get("lines", []), said]  # type: ignore[misc]
-    ids = [*(kept or {}).get("message_ids", []), ctx.message_id]  # type: ignore[misc]
+    lines = [*(kept or {}).get("lines", []), said]
+    ids = [*(kept or {}).get("message_ids", []), ctx.message_id]
     ctx.state.update(step="confirm_ask", kept={"lines": lines, "message_ids": ids})
     return texts.CONFIRM_ASK.format(said=texts.gist("\n".join(lines), 60))
 

@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from bot import tickets
 from bot.clock import now
@@ -96,18 +97,18 @@ async def _save(ctx: Context, case: Case, score: int) -> Rating | None:
         if ticket is None or ticket.openid != ctx.inbound.user:  # only your own items
             return None
         existing = (
-            await ctx.session.execute(select(Rating).where(Rating.ticket_id == ticket_id))
+            await ctx.session.execute(select(Rating).where(col(Rating.ticket_id) == ticket_id))
         ).scalar_one_or_none()
     else:
         existing = (
             await ctx.session.execute(
                 select(Rating)
                 .where(
-                    Rating.ticket_id.is_(None),
-                    Rating.openid == ctx.inbound.user,
-                    Rating.case_id == case.id,
+                    col(Rating.ticket_id).is_(None),
+                    col(Rating.openid) == ctx.inbound.user,
+                    col(Rating.case_id) == case.id,
                 )
-                .order_by(Rating.id.desc())
+                .order_by(col(Rating.id).desc())
                 .limit(1)
             )
         ).scalar_one_or_none()

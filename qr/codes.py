@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot.clock import now
 from qr import tokens
@@ -30,7 +31,9 @@ def url_for(public_base_url: str, token: str) -> str:
 async def active_code(session: AsyncSession, case_id: int) -> CaseCode | None:
     return (
         await session.execute(
-            select(CaseCode).where(CaseCode.case_id == case_id, CaseCode.revoked_at.is_(None))
+            select(CaseCode).where(
+                col(CaseCode.case_id) == case_id, col(CaseCode.revoked_at).is_(None)
+            )
         )
     ).scalar_one_or_none()
 
@@ -44,7 +47,9 @@ async def issue(session: AsyncSession, case: Case, *, actor: str) -> CaseCode:
     # Collisions are astronomically rare for tokens, merely rare for short codes: retry.
     while True:
         short = tokens.new_short_code()
-        taken = await session.execute(select(CaseCode.id).where(CaseCode.short_code == short))
+        taken = await session.execute(
+            select(col(CaseCode.id)).where(col(CaseCode.short_code) == short)
+        )
         if taken.first() is None:
             break
     code = CaseCode(case_id=case.id, token=tokens.new_token(), short_code=short)
@@ -87,8 +92,8 @@ async def _resolve(session: AsyncSession, code: CaseCode | None) -> Lookup:
     row = (
         await session.execute(
             select(Case, Court)
-            .join(Court, Court.id == Case.court_id)
-            .where(Case.id == code.case_id)
+            .join(Court, col(Court.id) == col(Case.court_id))
+            .where(col(Case.id) == code.case_id)
         )
     ).one()
     return Lookup("revoked" if code.revoked_at else "ok", code, row[0], row[1])
@@ -97,7 +102,7 @@ async def _resolve(session: AsyncSession, code: CaseCode | None) -> Lookup:
 async def by_token(session: AsyncSession, token: str) -> Lookup:
     if not tokens.looks_like_token(token):
         return Lookup("unknown")
-    found = await session.execute(select(CaseCode).where(CaseCode.token == token))
+    found = await session.execute(select(CaseCode).where(col(CaseCode.token) == token))
     return await _resolve(session, found.scalar_one_or_none())
 
 
@@ -112,6 +117,6 @@ async def by_typed_text(session: AsyncSession, text: str) -> Lookup | None:
     if status == "mistyped":
         return Lookup("mistyped")
     found = await session.execute(
-        select(CaseCode).where(CaseCode.short_code == tokens.normalize(text))
+        select(CaseCode).where(col(CaseCode.short_code) == tokens.normalize(text))
     )
     return await _resolve(session, found.scalar_one_or_none())

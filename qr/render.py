@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import qrcode
 import qrcode.image.svg
 from qrcode.constants import ERROR_CORRECT_M
 
 
-def _qr(url: str) -> qrcode.QRCode:
+def _qr(url: str) -> qrcode.QRCode[Any]:  # the image factory is chosen per make_image call
     # Level M survives a crease or a smudge on a printed document.
     code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=10, border=4)
     code.add_data(url)

@@ -63,7 +63,8 @@ def qr_path(url: str) -> tuple[int, str]:
     symbol = zxingcpp.create_barcode(url, zxingcpp.BarcodeFormat.QRCode, ec_level=EC_LEVEL)
     image = symbol.to_image(scale=1, add_quiet_zones=False)  # one byte a module, 0 = dark
     side = image.shape[0]
-    cells = bytes(memoryview(image))
+    # zxingcpp's Image has the buffer protocol, which its stub does not declare.
+    cells = bytes(memoryview(image))  # type: ignore[arg-type]
     ops = []
     for r in range(side):
         y = side - 1 - r + QUIET_ZONE

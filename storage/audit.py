@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlmodel import col
 
 from bot.clock import now
 from storage.models import AuditEvent
@@ -60,12 +61,12 @@ def compute_hash(ev: Any) -> str:
 # running it. Executed on the session's Core connection (no ORM layer needed).
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))")
 _HEAD = (
-    select(AuditEvent.seq, AuditEvent.hash)
-    .where(AuditEvent.chain == bindparam("chain"))
-    .order_by(AuditEvent.seq.desc())
+    select(col(AuditEvent.seq), col(AuditEvent.hash))
+    .where(col(AuditEvent.chain) == bindparam("chain"))
+    .order_by(col(AuditEvent.seq).desc())
     .limit(1)
 )
-_INSERT = insert(AuditEvent).returning(AuditEvent.id)
+_INSERT = insert(AuditEvent).returning(col(AuditEvent.id))
 _INSERT_ROWS = insert(AuditEvent)  # many rows at once: append_many, batch()
 _LOCK_MANY = text(
     "SELECT pg_advisory_xact_lock(hashtextextended(c, 0)) "
@@ -83,7 +84,7 @@ def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
 
 
 async def _lock_chain(session: AsyncSession, chain: str) -> None:
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await (await session.connection()).execute(_LOCK, {"c": "audit:" + chain})
     # SQLite: the transaction already holds the database's write lock (BEGIN IMMEDIATE).
 
@@ -159,7 +160,8 @@ async def batch(session: AsyncSession) -> AsyncIterator[None]:
     if _open_batch(session) is not None:  # already in one: it writes ours
         yield
         return
-    session.info["audit_batch"] = rows = []
+    rows: list[dict[str, Any]] = []
+    session.info["audit_batch"] = rows
     try:
         yield
     finally:
@@ -179,19 +181,20 @@ async def append_many(session: AsyncSession, events: list[dict[str, Any]]) -> No
     conn = await session.connection()
     heads: dict[str, tuple[int, str]] = session.info.setdefault("audit_heads", {})
     chains = sorted({chain_for(e.get("case_id")) for e in events} - heads.keys())
-    if chains and session.bind.dialect.name == "postgresql":
+    if chains and session.get_bind().dialect.name == "postgresql":
         # One statement; in sorted order, so two bulk writers never wait on each other in a circle.
         await conn.execute(_LOCK_MANY, {"chains": ["audit:" + c for c in chains]})
     if chains:
         latest = (
-            select(AuditEvent.chain, func.max(AuditEvent.seq).label("seq"))
-            .where(AuditEvent.chain.in_(chains))
-            .group_by(AuditEvent.chain)
+            select(col(AuditEvent.chain), func.max(col(AuditEvent.seq)).label("seq"))
+            .where(col(AuditEvent.chain).in_(chains))
+            .group_by(col(AuditEvent.chain))
             .subquery()
         )
         found = await conn.execute(
-            select(AuditEvent.chain, AuditEvent.seq, AuditEvent.hash).join(
-                latest, (AuditEvent.chain == latest.c.chain) & (AuditEvent.seq == latest.c.seq)
+            select(col(AuditEvent.chain), col(AuditEvent.seq), col(AuditEvent.hash)).join(
+                latest,
+                (col(AuditEvent.chain) == latest.c.chain) & (col(AuditEvent.seq) == latest.c.seq),
             )
         )
         heads.update({chain: (seq, h) for chain, seq, h in found.all()})
@@ -236,22 +239,23 @@ async def anchor(session: AsyncSession) -> Appended | None:
     last = (
         await session.execute(
             select(AuditEvent)
-            .where(AuditEvent.chain == GLOBAL_CHAIN, AuditEvent.action == ANCHOR)
-            .order_by(AuditEvent.seq.desc())
+            .where(col(AuditEvent.chain) == GLOBAL_CHAIN, col(AuditEvent.action) == ANCHOR)
+            .order_by(col(AuditEvent.seq).desc())
             .limit(1)
         )
     ).scalar_one_or_none()
     since: datetime | None = last.at - ANCHOR_OVERLAP if last else None
-    moved = select(AuditEvent.chain, func.max(AuditEvent.seq).label("seq")).where(
-        AuditEvent.chain != GLOBAL_CHAIN
+    moved = select(col(AuditEvent.chain), func.max(col(AuditEvent.seq)).label("seq")).where(
+        col(AuditEvent.chain) != GLOBAL_CHAIN
     )
     if since is not None:
-        moved = moved.where(AuditEvent.at >= since)
-    moved_q = moved.group_by(AuditEvent.chain).subquery()
+        moved = moved.where(col(AuditEvent.at) >= since)
+    moved_q = moved.group_by(col(AuditEvent.chain)).subquery()
     rows = (
         await session.execute(
-            select(AuditEvent.chain, AuditEvent.seq, AuditEvent.hash).join(
-                moved_q, (AuditEvent.chain == moved_q.c.chain) & (AuditEvent.seq == moved_q.c.seq)
+            select(col(AuditEvent.chain), col(AuditEvent.seq), col(AuditEvent.hash)).join(
+                moved_q,
+                (col(AuditEvent.chain) == moved_q.c.chain) & (col(AuditEvent.seq) == moved_q.c.seq),
             )
         )
     ).all()
@@ -284,9 +288,9 @@ async def verify(
     heads: dict[str, tuple[int, str]] = {}  # chain -> (last seq, last hash) as walked
     hashes_at: dict[tuple[str, int], str] = {}
     anchored: list[tuple[AuditEvent, str, int, str]] = []
-    query = select(AuditEvent).order_by(AuditEvent.chain, AuditEvent.seq)
+    query = select(AuditEvent).order_by(col(AuditEvent.chain), col(AuditEvent.seq))
     if chain is not None:
-        query = query.where(AuditEvent.chain == chain)
+        query = query.where(col(AuditEvent.chain) == chain)
     result = await session.stream(
         query,
         execution_options={"yield_per": 2000},
@@ -341,8 +345,8 @@ async def export_case(session: AsyncSession, case_id: int) -> list[dict[str, Any
     rows = (
         await session.execute(
             select(AuditEvent)
-            .where(AuditEvent.chain == chain_for(case_id))
-            .order_by(AuditEvent.seq)
+            .where(col(AuditEvent.chain) == chain_for(case_id))
+            .order_by(col(AuditEvent.seq))
         )
     ).scalars()
     return [
@@ -366,6 +370,6 @@ async def find_receipt(session: AsyncSession, prefix: str) -> list[AuditEvent]:
     if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
         return []
     rows = await session.execute(
-        select(AuditEvent).where(AuditEvent.hash.startswith(prefix, autoescape=True)).limit(5)
+        select(AuditEvent).where(col(AuditEvent.hash).startswith(prefix, autoescape=True)).limit(5)
     )
     return list(rows.scalars())

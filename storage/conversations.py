@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot.clock import now
 from storage.models import Conversation
@@ -27,7 +28,9 @@ TTL = timedelta(seconds=CONVERSATION_TTL_S)  # as in Redis: a day idle, and it i
 async def load(session: AsyncSession, user: str) -> dict[str, Any]:
     row = (
         await session.execute(
-            select(Conversation.state, Conversation.updated_at).where(Conversation.user == user)
+            select(col(Conversation.state), col(Conversation.updated_at)).where(
+                col(Conversation.user) == user
+            )
         )
     ).first()
     if row is None or row.updated_at < now() - TTL:
@@ -39,7 +42,7 @@ async def load(session: AsyncSession, user: str) -> dict[str, Any]:
 async def save(session: AsyncSession, user: str, state: dict[str, Any]) -> None:
     """Keep `state` as the user's conversation, in the caller's transaction."""
     if not state:
-        await session.execute(delete(Conversation).where(Conversation.user == user))  # type: ignore[arg-type]
+        await session.execute(delete(Conversation).where(col(Conversation.user) == user))
         return
     values = {"user": user, "state": json.dumps(state, ensure_ascii=False), "updated_at": now()}
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+)
 from sqlmodel import Field, SQLModel
 
 from bot.clock import now
@@ -289,3 +298,11 @@ class Rating(SQLModel, table=True):
     comment: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
+
+
+def core_table(model: type[SQLModel]) -> Table:
+    """The model's Core table (its `__table__`, which SQLModel does not declare to type
+    checkers), for statements built without the ORM."""
+    found = inspect(model).local_table
+    assert isinstance(found, Table)
+    return found

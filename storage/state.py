@@ -35,13 +35,14 @@ def connect(url: str | None) -> Redis:
         return fakeredis.FakeAsyncRedis(decode_responses=True)
     # Bounded waits: with Redis gone a message must fail fast (503, WeChat retries), not
     # hang past WeChat's 5 s on a socket that never answers.
-    return Redis.from_url(
+    client: Redis = Redis.from_url(
         url,
         decode_responses=True,
         health_check_interval=30,
         socket_connect_timeout=2,
         socket_timeout=5,
     )
+    return client
 
 
 def conversation_key(user: str) -> str:
@@ -262,7 +263,7 @@ async def turn(
     try:
         while True:
             forced = time.monotonic() >= give_up
-            args = [token, int(timeout_s * 1000), rate_window_s, int(forced)]
+            args: list[str | int] = [token, int(timeout_s * 1000), rate_window_s, int(forced)]
             held, raw, count = await r.register_script(_TAKE_TURN)(keys=keys, args=args)
             if int(held) >= 0:
                 break

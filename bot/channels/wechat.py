@@ -31,6 +31,7 @@ from wechatpy.utils import check_signature
 
 from bot import dialog, keys
 from bot.config import Settings
+from bot.deps import Deps
 from bot.events import Inbound
 from storage import state
 
@@ -134,7 +135,7 @@ def decode(settings: Settings, query: Any, body: bytes) -> str:
         raise Rejected(400, "encrypted message but WECHAT_AES_KEY is not set")
     msg_signature = query.get("msg_signature", "")
     try:
-        plain = crypto.decrypt_message(body, msg_signature, query["timestamp"], query["nonce"])
+        plain: str = crypto.decrypt_message(body, msg_signature, query["timestamp"], query["nonce"])
     except InvalidSignatureException as exc:
         raise Rejected(403, "bad msg_signature") from exc
     except InvalidAppIdException as exc:
@@ -201,9 +202,12 @@ def _event_kind(event: str, key: str) -> tuple[str, str | None, str]:
 def render(settings: Settings, msg: Any, answer: str | None, nonce: str) -> str:
     if not answer:
         return SUCCESS
-    xml = TextReply(source=msg.target, target=msg.source, content=answer).render()
+    xml: str = TextReply(source=msg.target, target=msg.source, content=answer).render()
     crypto = _crypto(settings)
-    return xml if crypto is None else crypto.encrypt_message(xml, nonce, str(int(time.time())))
+    if crypto is None:
+        return xml
+    encrypted: str = crypto.encrypt_message(xml, nonce, str(int(time.time())))
+    return encrypted
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -301,7 +305,7 @@ async def receive(request: web.Request) -> web.Response:
     the database to come back or for a slot comes out of the time left to handle it."""
     settings = request.app[keys.SETTINGS]
     deps = request.app[keys.DEPS]
-    gate: Gate = request.app[keys.GATE]  # type: ignore[assignment]
+    gate: Gate = request.app[keys.GATE]
     deadline = time.monotonic() + ANSWER_BY_S
     down = gate.down()
     if down is not None and not await gate.back_within(min(HOLD_FOR_STORE_S, _left(deadline))):
@@ -323,7 +327,7 @@ def _left(deadline: float) -> float:
 
 
 async def _receive(
-    request: web.Request, settings: Settings, deps: dialog.Deps, gate: Gate, deadline: float
+    request: web.Request, settings: Settings, deps: Deps, gate: Gate, deadline: float
 ) -> web.Response:
     try:
         _, nonce = check_request(settings, request.query)
@@ -362,9 +366,7 @@ async def _receive(
     return web.Response(text=body_out, content_type="text/xml" if answer else "text/plain")
 
 
-async def _admit(
-    deps: dialog.Deps, timestamp: str, nonce: str, key: str, settings: Settings
-) -> str:
+async def _admit(deps: Deps, timestamp: str, nonce: str, key: str, settings: Settings) -> str:
     """The replay window and retry de-duplication (Redis). With Redis unreachable the
     message is still taken: the database's unique key de-duplicates it, and the replay
     window is off until Redis is back (a signed URL is good for the timestamp's 5 minutes
@@ -387,7 +389,7 @@ def _log_failure(gate: Gate, exc: BaseException, what: str) -> str | None:
     return store
 
 
-async def _answer_retry(deps: dialog.Deps, inbound: Inbound, deadline: float) -> str | None:
+async def _answer_retry(deps: Deps, inbound: Inbound, deadline: float) -> str | None:
     """WeChat's retry of a message taken before: the first delivery's answer, waited for
     within WeChat's patience. Once the first has had its ANSWER_BY_S, it has answered or
     stored the message, unless its process died: then a stored message gets the answer
@@ -409,7 +411,7 @@ async def _answer_retry(deps: dialog.Deps, inbound: Inbound, deadline: float) ->
         await asyncio.sleep(0.1)
 
 
-async def _answer_in_time(deps: dialog.Deps, inbound: Inbound, deadline: float) -> str | None:
+async def _answer_in_time(deps: Deps, inbound: Inbound, deadline: float) -> str | None:
     budget = max(deadline - time.monotonic(), MIN_WORK_S)
     accepted = asyncio.Event()
     task = _behind(_process(deps, inbound, accepted, budget * 0.75))
@@ -433,7 +435,7 @@ async def _answer_in_time(deps: dialog.Deps, inbound: Inbound, deadline: float) 
 
 
 async def _process(
-    deps: dialog.Deps, inbound: Inbound, accepted: asyncio.Event, store_within: float
+    deps: Deps, inbound: Inbound, accepted: asyncio.Event, store_within: float
 ) -> str | None:
     try:
         # Leave time to store the message on its own if the flow is slow. The dialog
@@ -454,7 +456,7 @@ async def _process(
         raise
 
 
-def _late_answer(deps: dialog.Deps, inbound: Inbound, task: asyncio.Task[str | None]) -> None:
+def _late_answer(deps: Deps, inbound: Inbound, task: asyncio.Task[str | None]) -> None:
     if task.cancelled() or task.exception() is not None or not task.result():
         return
     from bot import outbox  # the late path only

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from bot.cli.common import _day, _find_case, _no_file, _warn_if_local, _with_db
 from bot.config import Settings
@@ -184,9 +185,17 @@ async def qr_sheet(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     _warn_if_local(settings)
 
-    columns = (Case.id, Case.case_number, Court.name, CaseCode.token, CaseCode.short_code)
-    live = and_(CaseCode.case_id == Case.id, CaseCode.revoked_at.is_(None))
-    base = select(*columns).join(Court, Court.id == Case.court_id).outerjoin(CaseCode, live)
+    columns = (
+        col(Case.id),
+        col(Case.case_number),
+        col(Court.name),
+        col(CaseCode.token),
+        col(CaseCode.short_code),
+    )
+    live = and_(col(CaseCode.case_id) == col(Case.id), col(CaseCode.revoked_at).is_(None))
+    base = (
+        select(*columns).join(Court, col(Court.id) == col(Case.court_id)).outerjoin(CaseCode, live)
+    )
 
     async def go(db: Any) -> int:
         rows: list[Any] = []
@@ -196,25 +205,29 @@ async def qr_sheet(settings: Settings, args: argparse.Namespace) -> int:
         async with db.sessions() as session:
             if args.court is not None:
                 court_id = (
-                    await session.execute(select(Court.id).where(Court.name == args.court))
+                    await session.execute(
+                        select(col(Court.id)).where(col(Court.name) == args.court)
+                    )
                 ).scalar_one_or_none()
                 if court_id is None:
                     print(f"mst: no court {args.court}", file=sys.stderr)
                     return 1
             if numbers is None:
-                query = base.where(Case.filed_on.is_not(None))
+                query = base.where(col(Case.filed_on).is_not(None))
                 if args.filed_from:
-                    query = query.where(Case.filed_on >= args.filed_from)
+                    query = query.where(col(Case.filed_on) >= args.filed_from)
                 if args.filed_to:
-                    query = query.where(Case.filed_on <= args.filed_to)
+                    query = query.where(col(Case.filed_on) <= args.filed_to)
                 if args.court is not None:
-                    query = query.where(Case.court_id == court_id)
-                rows = list((await session.execute(query.order_by(Case.filed_on, Case.id))).all())
+                    query = query.where(col(Case.court_id) == court_id)
+                rows = list(
+                    (await session.execute(query.order_by(col(Case.filed_on), col(Case.id)))).all()
+                )
             else:
                 found: dict[str, Any] = {}
                 for i in range(0, len(numbers), 500):
                     chunk = numbers[i : i + 500]
-                    query = base.where(Case.case_number.in_(chunk))
+                    query = base.where(col(Case.case_number).in_(chunk))
                     found.update((r.case_number, r) for r in await session.execute(query))
                 for number in numbers:
                     row = found.get(number)

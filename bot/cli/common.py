@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from bot.config import Settings
 
@@ -52,7 +53,7 @@ async def _find_case(session: Any, case_number: str) -> Any:
     from storage.models import Case
 
     case = (
-        await session.execute(select(Case).where(Case.case_number == case_number))
+        await session.execute(select(Case).where(col(Case.case_number) == case_number))
     ).scalar_one_or_none()
     if case is None:
         print(f"mst: no case {case_number}", file=sys.stderr)

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from bot.cli.common import _with_db
 from bot.config import Settings
@@ -64,7 +65,7 @@ WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6
 
 def _slot_mediator(args: argparse.Namespace) -> str | None:
     """`slots add chenjing` and `slots add --mediator chenjing` alike; None after saying why."""
-    given = {m for m in (args.mediator, args.mediator_option) if m}
+    given: set[str] = {m for m in (args.mediator, args.mediator_option) if m}
     if len(given) == 1:
         return given.pop()
     if given:
@@ -319,10 +320,10 @@ async def slots_remove(settings: Settings, args: argparse.Namespace) -> int:
                 member = await staff.by_username(session, args.mediator)
                 found = (
                     await session.execute(
-                        select(MediationSlot.id).where(
-                            MediationSlot.mediator_id == (member.id if member else -1),
-                            MediationSlot.start_at == start,
-                            MediationSlot.capacity > 0,
+                        select(col(MediationSlot.id)).where(
+                            col(MediationSlot.mediator_id) == (member.id if member else -1),
+                            col(MediationSlot.start_at) == start,
+                            col(MediationSlot.capacity) > 0,
                         )
                     )
                 ).scalar_one_or_none()

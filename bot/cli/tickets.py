@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from bot.cli.common import _with_db
 from bot.config import Settings
@@ -69,8 +70,8 @@ async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
             events = (
                 await session.execute(
                     select(AuditEvent)
-                    .where(AuditEvent.subject == f"ticket:{ticket.id}")
-                    .order_by(AuditEvent.at, AuditEvent.id)
+                    .where(col(AuditEvent.subject) == f"ticket:{ticket.id}")
+                    .order_by(col(AuditEvent.at), col(AuditEvent.id))
                 )
             ).scalars()
             staff = {row.id: row for row in (await session.execute(select(Staff))).scalars()}
@@ -125,16 +126,16 @@ async def overdue(settings: Settings, args: argparse.Namespace) -> int:
             rows = (
                 await session.execute(
                     select(Ticket, Case)
-                    .join(Case, Case.id == Ticket.case_id)
+                    .join(Case, col(Case.id) == col(Ticket.case_id))
                     .where(
-                        Ticket.status != "closed",
-                        Ticket.first_reply_at.is_(None),
-                        Ticket.due_at <= now(),
+                        col(Ticket.status) != "closed",
+                        col(Ticket.first_reply_at).is_(None),
+                        col(Ticket.due_at) <= now(),
                     )
-                    .order_by(Ticket.due_at)
+                    .order_by(col(Ticket.due_at))
                 )
             ).all()
-            names = dict((await session.execute(select(Staff.id, Staff.username))).all())
+            names = dict((await session.execute(select(col(Staff.id), col(Staff.username)))).all())
         items = [
             {
                 "ticket": t.id,
@@ -177,7 +178,7 @@ async def deadline(settings: Settings, args: argparse.Namespace) -> int:
     rules = deadlines.current_rules()
     if args.court and args.court not in rules.courts:
         print(f"mst: no deadlines of its own for {args.court!r}: the defaults", file=sys.stderr)
-    which = "close" if args.close else "reply"
+    which: Literal["reply", "close"] = "close" if args.close else "reply"
     due = deadlines.due(args.kind, start, which=which, court=args.court).astimezone(court_tz())
     if args.json:
         print(json.dumps({"kind": args.kind, "which": which, "due": due.isoformat()}))

@@ -20,7 +20,8 @@ _msg_ids = itertools.count(int(time.time() * 1000) * 1000)
 def sign(*parts: str) -> str:
     signer = WeChatSigner()
     signer.add_data(*parts)
-    return signer.signature
+    signature: str = signer.signature
+    return signature
 
 
 def _xml(fields: dict[str, Any]) -> str:
