@@ -29,7 +29,7 @@ from bot import enforcement, importer, mediation
 from bot import staff as staff_accounts
 from bot.app import create_app, open_deps
 from bot.clock import court_tz, now
-from bot.config import Settings
+from bot.config import DEFAULT_PUBLIC_BASE_URL, Settings
 from bot.fake_wechat.api import FakeWeChat
 from bot.fake_wechat.api import create_app as fake_api_app
 from bot.fake_wechat.callbacks import WeChatServer, event_xml, text_xml
@@ -191,6 +191,8 @@ async def _load_sample(settings: Settings) -> None:
 async def run_demo(settings: Settings, host: str, port: int, api_port: int) -> None:
     fake = FakeWeChat(app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret)
     settings = replace(settings, wechat_api_base=f"http://{host}:{api_port}", outbox_interval_s=0.5)
+    if settings.public_base_url == DEFAULT_PUBLIC_BASE_URL:  # links in the demo open this server
+        settings = replace(settings, public_base_url=f"http://{host}:{port}")
     await _load_sample(settings)
 
     runners = []
