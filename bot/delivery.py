@@ -8,9 +8,6 @@ the row is then claimed again and sent once. Failures back off exponentially.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -21,7 +18,7 @@ from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot import metrics
+from bot import links, metrics
 from bot.clock import now, to_court
 from bot.deps import Deps
 from bot.wechat_api import (
@@ -184,23 +181,13 @@ async def _send(deps: Deps, api: WeChatAPI, row: Outbox, payload: dict[str, Any]
     return "template"
 
 
-def _link_sig(secret: str, row_id: int, recipient: str, expires: int) -> str:
-    mac = hmac.new(
-        secret.encode(), f"{row_id}.{recipient}.{expires}".encode(), hashlib.sha256
-    ).digest()
-    return base64.urlsafe_b64encode(mac[:18]).decode()
-
-
 def reply_link(base_url: str, secret: str, row: Outbox) -> str:
     """A signed, expiring link to one message, for the template message's 'view' button."""
-    expires = int((now() + LINK_TTL).timestamp())
-    return f"{base_url}/m/{row.id}?e={expires}&s={_link_sig(secret, row.id or 0, row.recipient, expires)}"
+    return f"{base_url}/m/{row.id}?{links.query(secret, LINK_TTL, row.id or 0, row.recipient)}"
 
 
 def link_valid(secret: str, row: Outbox, expires: str, sig: str) -> bool:
-    if not expires.isdigit() or int(expires) < now().timestamp():
-        return False
-    return hmac.compare_digest(_link_sig(secret, row.id or 0, row.recipient, int(expires)), sig)
+    return links.valid(secret, expires, sig, row.id or 0, row.recipient)
 
 
 async def _mark(session: AsyncSession, row: Outbox, **values: Any) -> bool:
