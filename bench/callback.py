@@ -10,7 +10,7 @@ For each backend x mode: a fresh database (SQLite file in a temp dir, or the `te
 PostgreSQL database with its `public` schema dropped and re-created, Redis db 12
 flushed), `mst migrate`, `mst serve`, wait for /healthz, warm up, then N text messages
 "你好" from many distinct openids with unique MsgIds, built, signed and (safe mode)
-encrypted by bot.fake_wechat.callbacks exactly as WeChat does, sent by C concurrent
+encrypted by bot.fakes.wechat.callbacks exactly as WeChat does, sent by C concurrent
 client tasks (closed loop). With --rate R (or a list), then an open loop per rate: requests start at fixed
 1/R intervals whatever the completions, latency counted from each request's scheduled
 start (so a slow server cannot hide its queueing), and requests that started late are
@@ -49,7 +49,7 @@ import aiohttp
 from yarl import URL
 
 from bench import common, seed
-from bot.fake_wechat.callbacks import WeChatServer, text_xml
+from bot.fakes.wechat.callbacks import WeChatServer, text_xml
 from handlers import texts
 
 TOKEN = "benchtoken"

@@ -51,9 +51,9 @@ import aiohttp
 from aiohttp import web
 
 from bench import common, seed
-from bot.fake_wechat.api import FakeWeChat
-from bot.fake_wechat.api import create_app as fake_app
-from bot.fake_wechat.callbacks import WeChatServer, text_xml
+from bot.fakes.wechat.api import FakeWeChat
+from bot.fakes.wechat.api import create_app as fake_app
+from bot.fakes.wechat.callbacks import WeChatServer, text_xml
 
 TOKEN = "faulttoken"
 APP_ID = "wxfa0175c0de000001"
@@ -345,7 +345,7 @@ async def notice_rows(pg_url: str, texts: list[str]) -> dict[str, list[int]]:
 
 async def settle(pg_url: str, before: datetime, within_s: float) -> float:
     """Wait (bounded) until nothing from before `before` is waiting — a notice not yet
-    sent, a flow still owed a run (bot.dialog.resume_stranded) — and return how long it
+    sent, a flow still owed a run (bot.dialog.dispatch.resume_stranded) — and return how long it
     took (the load goes on meanwhile, so newer ones are always waiting)."""
     import asyncpg
 

@@ -6,7 +6,7 @@ PostgreSQL (`test_c`) and Redis (db 12), seeded like bench.hotpath. Each figure 
 time of this process per question:
 
 - wechat: the signature check, decryption, XML in, the reply's XML and encryption
-  (bot.channels.wechat's own functions), on messages built as WeChat builds them;
+  (bot.channels.wechat.callback's own functions), on messages built as WeChat builds them;
 - redis: the replay/de-duplication claim and the user's turn (storage.state), the three
   round trips a question makes;
 - sql, driver only: the very statements the project sends for a question (captured from
@@ -38,12 +38,12 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench import common, seed
-from bot.channels import wechat
-from bot.config import Settings, load_settings
-from bot.deps import Deps
-from bot.dialog import handle
-from bot.events import Inbound
-from bot.fake_wechat.callbacks import WeChatServer, text_xml
+from bot.app.config import Settings, load_settings
+from bot.app.deps import Deps
+from bot.channels.wechat import callback as wechat
+from bot.core.events import Inbound
+from bot.dialog.dispatch import handle
+from bot.fakes.wechat.callbacks import WeChatServer, text_xml
 from storage import db as database
 from storage import state
 

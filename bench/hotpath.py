@@ -29,10 +29,10 @@ from pathlib import Path
 from sqlalchemy import event
 
 from bench import common, seed
-from bot.config import load_settings
-from bot.deps import Deps
-from bot.dialog import handle
-from bot.events import Inbound
+from bot.app.config import load_settings
+from bot.app.deps import Deps
+from bot.core.events import Inbound
+from bot.dialog.dispatch import handle
 from storage import db as database
 from storage import state
 

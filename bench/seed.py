@@ -20,7 +20,7 @@ from datetime import date
 
 from sqlalchemy import insert
 
-from bot.clock import now
+from bot.core.clock import now
 from qr import tokens
 from storage import db as database
 from storage import state

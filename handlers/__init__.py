@@ -1,2 +1,2 @@
 """One module per conversation flow. Handlers decide; they never touch XML, HTTP or
-WeChat clients. Each takes a bot.dialog.Context and returns the text to show, or None."""
+WeChat clients. Each takes a bot.dialog.dispatch.Context and returns the text to show, or None."""

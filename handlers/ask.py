@@ -3,8 +3,8 @@ texts before going back to the menu join the same ticket."""
 
 from __future__ import annotations
 
-from bot import receipts, tickets
-from bot.context import Context
+from bot.core.context import Context
+from bot.rules import receipts, tickets
 from handlers import items, texts
 from storage.models import Binding, Case, Staff
 

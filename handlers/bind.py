@@ -8,10 +8,11 @@ import re
 from sqlalchemy import select
 from sqlmodel import col
 
-from bot import access, attempts, outbox, tickets
-from bot import staff as staff_accounts
-from bot.context import Context
-from bot.masking import mask_name
+from bot.core.context import Context
+from bot.core.masking import mask_name
+from bot.outbox import queue as outbox
+from bot.rules import access, attempts, tickets
+from bot.rules import staff as staff_accounts
 from handlers import home, texts
 from qr import codes
 from storage import audit

@@ -1,14 +1,14 @@
 """Complaints and reports (投诉举报): what it is about, then the text. Handled by the
-court's supervision team, never by the staff member it is about (bot.tickets.route)."""
+court's supervision team, never by the staff member it is about (bot.rules.tickets.route)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from functools import partial
 
-from bot import receipts, tickets
-from bot.clock import court_tz, now
-from bot.context import Context
+from bot.core.clock import court_tz, now
+from bot.core.context import Context
+from bot.rules import receipts, tickets
 from handlers import home, items, texts
 from storage import state
 from storage.models import Binding, Case, Court

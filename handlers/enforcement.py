@@ -4,8 +4,8 @@ with text and photos."""
 
 from __future__ import annotations
 
-from bot import enforcement, receipts, tickets
-from bot.context import Context
+from bot.core.context import Context
+from bot.rules import enforcement, receipts, tickets
 from handlers import items, texts
 from storage.models import Binding, Case
 

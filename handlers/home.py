@@ -3,8 +3,8 @@ what the person raised. Every flow ends here; none of it starts a flow (handlers
 
 from __future__ import annotations
 
-from bot import tickets
-from bot.context import Context
+from bot.core.context import Context
+from bot.rules import tickets
 from handlers import texts
 from storage.models import Case
 

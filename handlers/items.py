@@ -3,8 +3,8 @@ adding to in this step, or a new one."""
 
 from __future__ import annotations
 
-from bot import media, tickets
-from bot.context import Context
+from bot.core.context import Context
+from bot.rules import media, tickets
 from storage.models import Binding, Case, Ticket
 
 

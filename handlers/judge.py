@@ -9,10 +9,10 @@ from functools import partial
 from sqlalchemy import select
 from sqlmodel import col
 
-from bot import access, escalation, media, mediation, tickets
-from bot.clock import court_tz, now, say_waited
-from bot.context import Context
-from bot.masking import mask_name
+from bot.core.clock import court_tz, now, say_waited
+from bot.core.context import Context
+from bot.core.masking import mask_name
+from bot.rules import access, escalation, media, mediation, tickets
 from handlers import rating, texts
 from storage import audit
 from storage.models import Party, Staff, Ticket
@@ -166,7 +166,7 @@ async def claim(ctx: Context, staff: Staff, ticket: Ticket) -> str:
 
 async def transfer(ctx: Context, me: access.Viewer, ticket: Ticket, rest: str) -> str:
     """`#n 转 <name or username> [reason]`: to someone of the same court who may then see
-    and handle it (bot.access.may_transfer); a name two people share is asked back."""
+    and handle it (bot.rules.access.may_transfer); a name two people share is asked back."""
     parts = rest.split(maxsplit=1)
     if not parts:
         return texts.TRANSFER_BAD.format(ticket=ticket.id)

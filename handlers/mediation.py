@@ -3,9 +3,9 @@ a free time in the next two weeks, then confirm. Cancel or reschedule until the 
 
 from __future__ import annotations
 
-from bot import mediation
-from bot.clock import say_time
-from bot.context import Context
+from bot.core.clock import say_time
+from bot.core.context import Context
+from bot.rules import mediation
 from handlers import home, texts
 from storage.models import Binding, Case, Court, MediationSlot, Staff
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.context import Context
+from bot.core.context import Context
 from handlers import ask, complain, enforcement, mediation, rating, texts
 from handlers.home import home, menu_text, my_tickets, switch_list, switch_to
 from storage.models import Binding, Case, Court

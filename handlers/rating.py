@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
-from bot import tickets
-from bot.clock import now
-from bot.context import Context
+from bot.core.clock import now
+from bot.core.context import Context
+from bot.rules import tickets
 from handlers import home, texts
 from storage import audit, conversations, state
 from storage.models import Binding, Case, Rating, Ticket

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.clock import now
+from bot.core.clock import now
 from qr import tokens
 from storage import audit
 from storage.models import Case, CaseCode, Court

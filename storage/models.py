@@ -1,4 +1,4 @@
-"""The tables. Timestamps are aware UTC (see bot.clock)."""
+"""The tables. Timestamps are aware UTC (see bot.core.clock)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from bot.clock import now
+from bot.core.clock import now
 
 
 class Court(SQLModel, table=True):
@@ -33,7 +33,7 @@ class Staff(SQLModel, table=True):
     username: str = Field(max_length=64, unique=True)
     name: str = Field(max_length=64)
     court_id: int = Field(foreign_key="court.id", index=True)
-    roles: str = Field(max_length=200)  # comma-separated, see bot.importer.ROLES
+    roles: str = Field(max_length=200)  # comma-separated, see bot.rules.importer.ROLES
     team: str | None = Field(default=None, max_length=64)
     openid: str | None = Field(default=None, max_length=64, unique=True)
     # SHA-256 of the one-time bind code; cleared once used.
@@ -41,7 +41,7 @@ class Staff(SQLModel, table=True):
     away_until: datetime | None = None
     speciality: str | None = Field(default=None, max_length=100)  # mediators: what they handle
     # An assistant's or clerk's judges: comma-separated usernames of the same court. They see
-    # and handle what is routed to those people (bot.access).
+    # and handle what is routed to those people (bot.rules.access).
     supports: str | None = Field(default=None, max_length=500)
     active: bool = True
     created_at: datetime = Field(default_factory=now)
@@ -128,7 +128,7 @@ class Ticket(SQLModel, table=True):
     assignee_id: int | None = Field(default=None, foreign_key="staff.id")
     team: str | None = Field(default=None, max_length=64)
     # The team inbox holding the item, by role (reception, supervision, admin): its members
-    # see it, claimed or not. None: routed to a person (see bot.access).
+    # see it, claimed or not. None: routed to a person (see bot.rules.access).
     inbox: str | None = Field(default=None, max_length=16)
     # Complaints: what it is about, and the staff member it is about (never shown it).
     about: str | None = Field(default=None, max_length=32)
@@ -174,7 +174,7 @@ class Conversation(SQLModel, table=True):
 
 class FailedAttempt(SQLModel, table=True):
     """A wrong try at a secret (a case's phone digits, a staff bind code). Limits count these
-    rows, so a Redis restart hands out no fresh guesses (bot.attempts)."""
+    rows, so a Redis restart hands out no fresh guesses (bot.rules.attempts)."""
 
     __tablename__ = "failed_attempt"
     __table_args__ = (
@@ -192,7 +192,7 @@ class FailedAttempt(SQLModel, table=True):
 class PendingFlow(SQLModel, table=True):
     """A message stored on its own because its flow was too slow for WeChat's 5 s: the flow
     still has to run and its answer go out. The row goes in the transaction that does so;
-    one left behind (the process stopped first) is run by the jobs (bot.dialog.resume_stranded)."""
+    one left behind (the process stopped first) is run by the jobs (bot.dialog.dispatch.resume_stranded)."""
 
     __tablename__ = "pending_flow"
     message_id: int = Field(
@@ -242,7 +242,7 @@ class Outbox(SQLModel, table=True):
 
 
 class MediationSlot(SQLModel, table=True):
-    """A mediator's bookable time. `booked` only moves by a guarded UPDATE (see bot.mediation)."""
+    """A mediator's bookable time. `booked` only moves by a guarded UPDATE (see bot.rules.mediation)."""
 
     __tablename__ = "mediation_slot"
     __table_args__ = (

@@ -133,7 +133,7 @@ async def admit(r: Redis, timestamp: str, nonce: str, msg_key: str, nonce_ttl_s:
         pipe.set(nonce_key, msg_key, nx=True, ex=nonce_ttl_s)
         pipe.get(nonce_key)
         # The claim says when it was taken: a retry can tell a first delivery still within
-        # its time from one whose process died (bot.channels.wechat).
+        # its time from one whose process died (bot.channels.wechat.callback).
         pipe.set(seen_key(msg_key), f"{PENDING}{time.time():.3f}", nx=True, ex=DEDUPE_TTL_S)
         _, owner, first = await pipe.execute()
     if owner != msg_key:

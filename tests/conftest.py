@@ -27,14 +27,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import event, select, text
 
-from bot import clock
-from bot.app import create_app
-from bot.config import Settings
-from bot.dialog import Deps
-from bot.fake_wechat.api import FakeWeChat
-from bot.fake_wechat.api import create_app as fake_app
-from bot.fake_wechat.callbacks import WeChatServer
-from bot.wechat_api import WeChatAPI
+from bot.app.config import Settings
+from bot.app.factory import create_app
+from bot.channels.wechat.api import WeChatAPI
+from bot.core import clock
+from bot.dialog.dispatch import Deps
+from bot.fakes.wechat.api import FakeWeChat
+from bot.fakes.wechat.api import create_app as fake_app
+from bot.fakes.wechat.callbacks import WeChatServer
 from qr import codes
 from storage import db as database
 from storage import state

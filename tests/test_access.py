@@ -1,7 +1,7 @@
 """Who sees and touches what: a matrix of every actor × every verb × every kind of item.
 
 Two courts with the same team names (民一庭, 集约接待, 督查室). The expected columns below
-are written by hand from the rules (README "Who sees what"), not computed by bot.access.
+are written by hand from the rules (README "Who sees what"), not computed by bot.rules.access.
 Staff commands go through the real /wechat callback; a refused command must change nothing.
 """
 
@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from bot import access, attempts, clock, delivery, escalation, tickets
-from bot.clock import now
-from bot.fake_wechat.callbacks import event_xml
-from bot.staff import issue_bind_code
+from bot.core import clock
+from bot.core.clock import now
+from bot.fakes.wechat.callbacks import event_xml
+from bot.outbox import delivery
+from bot.rules import access, attempts, escalation, tickets
+from bot.rules.staff import issue_bind_code
 from handlers import texts
 from qr import codes
 from storage.models import AuditEvent, Binding, Case, Court, Outbox, Party, Staff, Ticket

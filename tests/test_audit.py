@@ -21,8 +21,8 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import jobs
-from bot.dialog import Deps
+from bot.app import jobs
+from bot.dialog.dispatch import Deps
 from storage import audit, state
 from storage import db as database
 from storage.models import AuditEvent

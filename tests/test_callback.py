@@ -9,9 +9,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from bot import keys
-from bot.dialog import Deps
-from bot.fake_wechat.callbacks import WeChatServer, event_xml, media_xml, sign, text_xml
+from bot.app import keys
+from bot.dialog.dispatch import Deps
+from bot.fakes.wechat.callbacks import WeChatServer, event_xml, media_xml, sign, text_xml
 from handlers import texts
 from qr import tokens
 from storage import state
@@ -384,7 +384,7 @@ async def test_overload_is_refused_before_anything_is_claimed(
 ) -> None:
     from dataclasses import replace
 
-    from bot.app import create_app
+    from bot.app.factory import create_app
 
     busy = replace(settings, max_in_flight=0, admit_wait_s=0.05)
     client = await aiohttp_client(create_app(busy, deps))
@@ -402,7 +402,7 @@ async def test_overload_is_refused_before_anything_is_claimed(
 async def test_a_store_that_fails_is_503_and_the_retry_works(
     client: TestClient, wechat: WeChatServer, deps: Deps, monkeypatch: Any
 ) -> None:
-    from bot import dialog
+    from bot.dialog import dispatch as dialog
 
     real_record = dialog.record
 
@@ -432,7 +432,7 @@ async def test_a_retry_after_the_first_process_died_unstored_is_handled(
     """The first delivery was claimed, then its process died before storing it. WeChat's
     retry, once the first had time to answer, handles the message instead of saying
     `success` for a message nobody has."""
-    from bot.channels import wechat as channel
+    from bot.channels.wechat import callback as channel
 
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
     assert await state.admit(deps.redis, "1763860000", "dead", "wx:31337", 600) == "new"
@@ -450,9 +450,9 @@ async def test_a_retry_of_a_message_stored_but_not_answered_is_not_run_again(
 ) -> None:
     """The first delivery stored the message, then its process died: the retry must not
     store or run it twice (a stranded flow is the resume job's)."""
-    from bot import dialog
-    from bot.channels import wechat as channel
-    from bot.events import Inbound
+    from bot.channels.wechat import callback as channel
+    from bot.core.events import Inbound
+    from bot.dialog import dispatch as dialog
 
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
     assert await state.admit(deps.redis, "1763860000", "dead", "wx:31338", 600) == "new"
@@ -468,9 +468,9 @@ async def test_a_retry_after_the_first_process_died_unanswered_gets_the_stored_a
 ) -> None:
     """The first delivery committed the message and its answer, then its process died
     before answering WeChat: the retry gives that answer, and nothing runs twice."""
-    from bot import dialog
-    from bot.channels import wechat as channel
-    from bot.events import Inbound
+    from bot.channels.wechat import callback as channel
+    from bot.core.events import Inbound
+    from bot.dialog import dispatch as dialog
 
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
     assert await state.admit(deps.redis, "1763860000", "dead", "wx:31339", 600) == "new"
@@ -546,7 +546,7 @@ async def test_with_redis_down_messages_are_still_handled_on_the_database(
     database, stored once however often WeChat retries it, and the step is kept."""
     from redis.asyncio import Redis
 
-    from bot.app import create_app
+    from bot.app.factory import create_app
 
     dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, decode_responses=True)
     broken = Deps(settings=settings, db=deps.db, redis=dead)
@@ -588,7 +588,7 @@ async def test_a_burst_waits_for_a_slot_instead_of_503(
     """More messages at once than slots: they queue briefly and are all answered."""
     from dataclasses import replace
 
-    from bot.app import create_app
+    from bot.app.factory import create_app
 
     narrow = replace(settings, max_in_flight=2, admit_wait_s=30)
     client = await aiohttp_client(create_app(narrow, deps))

@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from bot.dialog import Deps
+from bot.dialog.dispatch import Deps
 from tests.conftest import AES_KEY, CASE_NUMBER, COURT
 from tests.world import MST, mst
 
@@ -130,8 +130,8 @@ async def test_qr_scene_asks_wechat_for_a_code_that_opens_the_chat(
     import zxingcpp
     from PIL import Image
 
-    from bot.fake_wechat.api import FakeWeChat
-    from bot.fake_wechat.api import create_app as fake_app
+    from bot.fakes.wechat.api import FakeWeChat
+    from bot.fakes.wechat.api import create_app as fake_app
 
     fake = FakeWeChat(app_id="wx1234567890abcdef", app_secret="real-secret")
     server = await aiohttp_server(fake_app(fake))

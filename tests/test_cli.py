@@ -13,9 +13,9 @@ from defusedxml import ElementTree
 from PIL import Image
 from sqlalchemy import select, text, update
 
-from bot import staff as staff_codes
-from bot.dialog import Deps
-from bot.importer import import_staff
+from bot.dialog.dispatch import Deps
+from bot.rules import staff as staff_codes
+from bot.rules.importer import import_staff
 from qr import codes, tokens
 from storage.models import AuditEvent, Case, CaseCode, Staff
 from tests.conftest import CASE_NUMBER, COURT
@@ -320,7 +320,7 @@ async def test_a_configuration_error_exits_2_with_one_line(
 async def test_outbox_lists_failed_notices_and_retries_them(
     deps: Deps, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from bot import outbox as queue
+    from bot.outbox import queue
     from storage.models import Outbox
 
     async with deps.db.transaction() as s:

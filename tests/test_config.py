@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import SECRET_FILE_NAME, ConfigError, Settings, load_settings
+from bot.app.config import SECRET_FILE_NAME, ConfigError, Settings, load_settings
 from tests.conftest import AES_KEY
 
 
@@ -175,7 +175,7 @@ def test_an_unusable_data_dir_is_a_config_error(tmp_path: Path) -> None:
 def test_the_court_time_zone_is_a_setting_and_put_in_force(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from bot import clock
+    from bot.core import clock
 
     assert load(tmp_path).timezone == "Asia/Shanghai"
     assert clock.say_time(datetime(2026, 12, 1, 21, 34, tzinfo=UTC)) == "12月2日 周三 上午5:34"

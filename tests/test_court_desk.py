@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from bot.config import Settings
+from bot.app.config import Settings
 from handlers import texts
 from storage.models import AuditEvent, Court
 from tests.conftest import COURT

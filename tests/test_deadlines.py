@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
-from bot import deadlines
-from bot.clock import CHINA_TZ
-from bot.config import ConfigError, load_settings
-from bot.deadlines import Allowance, Rules
+from bot.app.config import ConfigError, load_settings
+from bot.core.clock import CHINA_TZ
+from bot.rules import deadlines
+from bot.rules.deadlines import Allowance, Rules
 
 MST = Path(sys.executable).parent / "mst"
 
@@ -180,7 +180,7 @@ def test_2027_with_a_holiday_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, allowance: str, start: str, expected: str
 ) -> None:
     deadlines.configure(holidays_file=write(tmp_path / "holidays.json", HOLIDAYS_2027))
-    with caplog.at_level(logging.WARNING, logger="bot.deadlines"):
+    with caplog.at_level(logging.WARNING, logger="bot.rules.deadlines"):
         assert _due(allowance, start) == cn(expected)
     assert deadlines.calendar_warnings() == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -195,7 +195,7 @@ def test_2027_without_a_holiday_file(allowance: str, start: str, expected: str) 
 
 
 def test_the_fallback_is_said_once_per_year(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="bot.deadlines"):
+    with caplog.at_level(logging.WARNING, logger="bot.rules.deadlines"):
         for _ in range(3):
             deadlines.due("question", cn("2027-02-05 10:00"), which="close")
             deadlines.is_workday(date(2027, 7, 1))

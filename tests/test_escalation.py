@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import escalation
-from bot.clock import CHINA_TZ, set_clock
+from bot.core.clock import CHINA_TZ, set_clock
+from bot.rules import escalation
 from handlers import texts
 from storage.models import AuditEvent, Case, Staff, Ticket
 from tests.world import JUDGE_WX, LITIGANT, World, ask, bind_judge, verify_litigant
@@ -260,7 +260,7 @@ async def test_morning_digest_once_a_working_day(world: World, clock: Any) -> No
 
 
 async def test_on_time_figures_and_the_overdue_list(world: World, clock: Any) -> None:
-    from bot import stats
+    from bot.rules import stats
 
     w = world
     await court_staff(w)
@@ -292,8 +292,8 @@ async def test_a_court_sets_its_own_chain_and_warning_share(
     import json
     from dataclasses import replace
 
-    from bot import deadlines
-    from bot.config import ConfigError
+    from bot.app.config import ConfigError
+    from bot.rules import deadlines
     from tests.conftest import COURT
 
     w = world

@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import clock, enforcement, jobs, mediation, stats
-from bot.clock import CHINA_TZ
-from bot.config import Settings
-from bot.deps import Deps
-from bot.fake_wechat.callbacks import event_xml, media_xml
+from bot.app import jobs
+from bot.app.config import Settings
+from bot.app.deps import Deps
+from bot.core import clock
+from bot.core.clock import CHINA_TZ
+from bot.fakes.wechat.callbacks import event_xml, media_xml
+from bot.rules import enforcement, mediation, stats
 from handlers import judge, texts
 from qr import codes
 from storage import audit
@@ -246,7 +248,7 @@ async def test_a_complaint_that_failed_uses_none_of_the_days_cap(
 ) -> None:
     """The flow made the complaint, then storing its answer failed: all of it is rolled
     back, so the day's one complaint is still there to make."""
-    from bot import dialog
+    from bot.dialog import dispatch as dialog
 
     await add_staff(w, "zhaodu", "赵督", "supervision", "督查室")
     await bind_judge(w, "zhaodu", SUPERVISOR_WX)

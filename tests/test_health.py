@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from sqlalchemy import update
 
-from bot.app import create_app
-from bot.config import Settings
-from bot.dialog import Deps
+from bot.app.config import Settings
+from bot.app.factory import create_app
+from bot.dialog.dispatch import Deps
 from storage import db as database
 from storage import state
 
@@ -138,8 +138,8 @@ async def test_serve_refuses_a_schema_that_is_behind(tmp_path: Path) -> None:
     """An old schema is not silently used (or silently upgraded under other processes)."""
     from dataclasses import replace as _replace
 
-    from bot.app import open_deps
-    from bot.config import ConfigError, Settings
+    from bot.app.config import ConfigError, Settings
+    from bot.app.factory import open_deps
     from storage import db as database
 
     url = f"sqlite+aiosqlite:///{tmp_path}/old.db"
@@ -233,8 +233,8 @@ async def test_a_dead_worker_turns_health_503(client: TestClient, deps: Deps) ->
 async def test_a_notice_waiting_too_long_or_many_failing_turn_health_503(
     client: TestClient, deps: Deps
 ) -> None:
-    from bot import outbox
-    from bot.clock import now
+    from bot.core.clock import now
+    from bot.outbox import queue as outbox
     from storage.models import Outbox
 
     await state.heartbeat(deps.redis)
@@ -255,7 +255,7 @@ async def test_a_notice_waiting_too_long_or_many_failing_turn_health_503(
 
 
 async def test_metrics_in_prometheus_text(client: TestClient, deps: Deps) -> None:
-    from bot import outbox
+    from bot.outbox import queue as outbox
 
     async with deps.db.transaction() as s:
         await outbox.tell(s, "oWaiting0000000000000001", "还在等")

@@ -1,4 +1,4 @@
-"""`bot.importer`: staff and cases from JSON Lines or a JSON array, idempotent, bad rows
+"""`bot.rules.importer`: staff and cases from JSON Lines or a JSON array, idempotent, bad rows
 reported by line and skipped, phone numbers never kept or logged in full."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, select, text
 
-from bot import importer
-from bot.dialog import Deps
-from bot.importer import Report, import_cases, import_staff
-from bot.masking import MaskingFilter, mask_text
+from bot.core.masking import MaskingFilter, mask_text
+from bot.dialog.dispatch import Deps
+from bot.rules import importer
+from bot.rules.importer import Report, import_cases, import_staff
 from qr import tokens
 from storage.models import AuditEvent, Case, CaseCode, Court, Party, Staff
 from tests.conftest import COURT, count
@@ -719,7 +719,7 @@ async def test_a_case_twice_in_one_file_is_added_then_updated(
 async def test_a_large_file_is_imported_in_batches_with_one_chain_per_case(
     staffed: Deps, tmp_path: Path
 ) -> None:
-    from bot.importer import BATCH
+    from bot.rules.importer import BATCH
     from storage import audit
 
     base = case_rows()[0]

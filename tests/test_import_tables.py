@@ -14,8 +14,8 @@ import openpyxl
 import pytest
 from sqlalchemy import select
 
-from bot import importer
-from bot.dialog import Deps
+from bot.dialog.dispatch import Deps
+from bot.rules import importer
 from storage.models import AuditEvent, Case, EnforcementEvent, Party, Staff
 from tests.conftest import CASE_NUMBER, COURT
 from tests.world import mst

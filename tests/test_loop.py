@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import clock, delivery, jobs, wechat_api
-from bot.events import Inbound
-from bot.fake_wechat.callbacks import event_xml, text_xml
-from bot.staff import issue_bind_code
-from bot.wechat_api import WeChatAPI
+from bot.app import jobs
+from bot.channels.wechat import api as wechat_api
+from bot.channels.wechat.api import WeChatAPI
+from bot.core import clock
+from bot.core.events import Inbound
+from bot.fakes.wechat.callbacks import event_xml, text_xml
+from bot.outbox import delivery
+from bot.rules.staff import issue_bind_code
 from handlers import texts
 from storage.models import AuditEvent, Binding, Case, Message, Outbox, Party, Staff, Ticket
 from tests.conftest import APP_ID, CASE_NUMBER, COURT
@@ -124,7 +127,7 @@ async def test_a_wrong_answer_cut_off_and_run_again_counts_once(
 ) -> None:
     """The flow's first run is cut off after it judged the digits wrong; the second run
     answers. The attempt counts once toward the lockout, not twice."""
-    from bot.channels import wechat as channel
+    from bot.channels.wechat import callback as channel
     from storage import audit
 
     w = world
@@ -520,7 +523,7 @@ async def test_a_slow_handler_answers_success_in_time_and_delivers_later(
 ) -> None:
     """WeChat gives up at 5 s: past the budget we answer `success`, and the reply follows
     as a customer-service message from the outbox."""
-    from bot.channels import wechat as channel
+    from bot.channels.wechat import callback as channel
     from handlers import bind
 
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
@@ -543,7 +546,7 @@ async def test_shutdown_waits_for_an_answer_still_on_its_way(
 ) -> None:
     """The server is stopped (a deploy) just after a slow message was answered `success`:
     the flow finishes and its answer is queued before the connections close."""
-    from bot.channels import wechat as channel
+    from bot.channels.wechat import callback as channel
     from handlers import bind
 
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
@@ -570,8 +573,8 @@ async def test_a_slow_flow_that_wrote_is_rolled_back_and_runs_once_more(
 ) -> None:
     """The flow's first run is cut off after it wrote: nothing of it stays, the message is
     stored once, and the second run opens the one ticket and answers through the outbox."""
-    from bot import tickets
-    from bot.channels import wechat as channel
+    from bot.channels.wechat import callback as channel
+    from bot.rules import tickets
     from storage.models import Message
 
     w = world
@@ -610,7 +613,7 @@ async def test_a_slow_flow_that_wrote_is_rolled_back_and_runs_once_more(
 async def stranded_question(w: World, msg_id: int) -> tuple[Inbound, int]:
     """What a process leaves when it stops between storing a slow question on its own and
     running its flow again: the message and its PendingFlow row, nothing else."""
-    from bot import dialog
+    from bot.dialog import dispatch as dialog
 
     await bind_judge(w)
     await verify_litigant(w)
@@ -624,7 +627,7 @@ async def stranded_question(w: World, msg_id: int) -> tuple[Inbound, int]:
 async def test_a_flow_left_by_a_stopped_process_is_run_by_the_jobs(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import dialog
+    from bot.dialog import dispatch as dialog
     from storage.models import PendingFlow
 
     w = world
@@ -648,7 +651,8 @@ async def test_a_flow_left_by_a_stopped_process_is_run_by_the_jobs(
 async def test_a_stranded_flow_that_fails_asks_to_send_again_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import dialog, tickets
+    from bot.dialog import dispatch as dialog
+    from bot.rules import tickets
     from storage.models import Message, PendingFlow
 
     w = world
@@ -671,7 +675,8 @@ async def test_a_stranded_flow_that_fails_asks_to_send_again_once(
 async def test_a_flow_that_fails_keeps_the_message_and_runs_it_again_later(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import dialog, tickets
+    from bot.dialog import dispatch as dialog
+    from bot.rules import tickets
     from storage.models import Message, PendingFlow
 
     w = world

@@ -19,8 +19,8 @@ from PIL import Image, ImageDraw
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot.clock import now
-from bot.dialog import Deps
+from bot.core.clock import now
+from bot.dialog.dispatch import Deps
 from qr import codes, render, tokens
 from storage.models import AuditEvent, Case, CaseCode, Court
 from tests.conftest import CASE_NUMBER, COURT
@@ -423,7 +423,7 @@ async def test_the_landing_page_leads_into_the_chat(
     and sends people who cannot manage to the court's desk with its address and phone."""
     from dataclasses import replace
 
-    from bot import courts
+    from bot.rules import courts
     from tests.conftest import _client
 
     account_qr = tmp_path / "account.png"

@@ -19,7 +19,7 @@ import zxingcpp
 from PIL import Image
 from sqlalchemy import select
 
-from bot.dialog import Deps
+from bot.dialog.dispatch import Deps
 from qr import codes, render, sheet, tokens
 from storage.models import AuditEvent, Case, Court
 from tests.conftest import COURT

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from bot.cli import build_parser
-from bot.demo import COURT, ENFORCEMENT_CASE, STAFF
+from bot.cli.demo import COURT, ENFORCEMENT_CASE, STAFF
 from tests.conftest import CASE_NUMBER
 from tests.world import CONFIG_PREFIXES, MST
 

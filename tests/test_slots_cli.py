@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
-from bot import clock, jobs, mediation
-from bot.clock import court_tz
-from bot.config import Settings
-from bot.deps import Deps
+from bot.app import jobs
+from bot.app.config import Settings
+from bot.app.deps import Deps
+from bot.core import clock
+from bot.core.clock import court_tz
+from bot.rules import mediation
 from storage import audit
 from storage.models import AuditEvent, Binding, Booking, Case, MediationSlot, Outbox, Party, Staff
 from tests.conftest import CASE_NUMBER, COURT

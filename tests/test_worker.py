@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from bench.faults import Redis
-from bot import outbox
-from bot.config import Settings
-from bot.deps import Deps
-from bot.fake_wechat.api import FakeWeChat
-from bot.fake_wechat.api import create_app as fake_app
+from bot.app.config import Settings
+from bot.app.deps import Deps
+from bot.fakes.wechat.api import FakeWeChat
+from bot.fakes.wechat.api import create_app as fake_app
+from bot.outbox import queue as outbox
 from tests.conftest import APP_ID
 from tests.world import SECRET
 
@@ -105,7 +105,7 @@ async def test_the_web_process_jobs_ride_out_a_failing_store(deps: Deps) -> None
     """The same jobs run on a timer inside `mst serve`: an outage is one failed run."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from bot import jobs
+    from bot.app import jobs
 
     runs: list[str] = []
     second = asyncio.Event()

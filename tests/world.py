@@ -14,11 +14,11 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from bot import jobs
-from bot.deps import Deps
-from bot.fake_wechat.api import FakeWeChat
-from bot.fake_wechat.callbacks import WeChatServer, event_xml, text_xml
-from bot.staff import issue_bind_code
+from bot.app import jobs
+from bot.app.deps import Deps
+from bot.fakes.wechat.api import FakeWeChat
+from bot.fakes.wechat.callbacks import WeChatServer, event_xml, text_xml
+from bot.rules.staff import issue_bind_code
 from handlers import texts
 from storage.models import Staff
 

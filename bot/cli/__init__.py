@@ -8,9 +8,9 @@ import asyncio
 import logging
 import sys
 
+from bot.app.config import ConfigError, load_settings
 from bot.cli import audit, codes, imports, outbox, run, slots, staff, stats, tickets
-from bot.config import ConfigError, load_settings
-from bot.masking import setup_logging
+from bot.core.masking import setup_logging
 
 GROUPS = (run, imports, slots, outbox, stats, codes, staff, tickets, audit)
 

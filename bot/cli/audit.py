@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
+from bot.app.config import Settings
 from bot.cli.common import _find_case, _with_db
-from bot.config import Settings
 
 
 def add(sub: Any) -> None:

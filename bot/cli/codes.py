@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
+from bot.app.config import Settings
 from bot.cli.common import _day, _find_case, _no_file, _warn_if_local, _with_db
-from bot.config import Settings
 
 
 def add(sub: Any) -> None:
@@ -122,7 +122,7 @@ async def _scene_qr(settings: Settings, token: str) -> dict[str, str]:
     """WeChat's own QR for the case (/cgi-bin/qrcode/create, scene = the case's token)."""
     from urllib.parse import quote
 
-    from bot.app import open_api
+    from bot.app.factory import open_api
     from storage import state
 
     redis = state.connect(settings.redis_url)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
-from bot.config import Settings
+from bot.app.config import Settings
 
 Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
 
@@ -41,7 +41,7 @@ def _no_file(path: Path) -> bool:
 
 
 async def _ensure_schema(db: Any) -> None:
-    from bot.app import _schema_is_empty
+    from bot.app.factory import _schema_is_empty
     from storage.db import migrate as run_migrations
 
     if await _schema_is_empty(db):
@@ -61,7 +61,7 @@ async def _find_case(session: Any, case_number: str) -> Any:
 
 
 def _warn_if_local(settings: Settings) -> None:
-    from bot import check
+    from bot.app import check
 
     if check.public_url_is_local(settings):
         print(

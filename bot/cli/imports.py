@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.app.config import Settings
 from bot.cli.common import _ensure_schema, _no_file, _unreadable, _with_db
-from bot.config import Settings
 
 
 def add(sub: Any) -> None:
@@ -75,7 +75,7 @@ def _print_report(args: argparse.Namespace, report: Any, what: str) -> int:
 
 
 async def import_staff(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import importer
+    from bot.rules import importer
 
     if _no_file(args.file):
         return 1
@@ -94,7 +94,7 @@ async def import_staff(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def import_cases(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import importer
+    from bot.rules import importer
 
     if _no_file(args.file):
         return 1
@@ -113,7 +113,7 @@ async def import_cases(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def import_events(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import enforcement, importer
+    from bot.rules import enforcement, importer
 
     if _no_file(args.file):
         return 1

@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from bot.app.config import Settings
 from bot.cli.common import _with_db
-from bot.config import Settings
 
 
 def add(sub: Any) -> None:
@@ -20,9 +20,10 @@ def add(sub: Any) -> None:
 
 
 async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import delivery, outbox
-    from bot.clock import now, say_time, say_waited
-    from bot.masking import mask_text
+    from bot.core.clock import now, say_time, say_waited
+    from bot.core.masking import mask_text
+    from bot.outbox import delivery
+    from bot.outbox import queue as outbox
 
     async def go(db: Any) -> int:
         if args.action == "retry":

@@ -8,8 +8,8 @@ import json
 import sys
 from typing import Any
 
+from bot.app.config import ConfigError, Settings
 from bot.cli.common import _ensure_schema, _with_db
-from bot.config import ConfigError, Settings
 
 
 def add(sub: Any) -> None:
@@ -46,7 +46,7 @@ def add(sub: Any) -> None:
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     import multiprocessing
 
-    from bot.app import close_deps, open_deps
+    from bot.app.factory import close_deps, open_deps
 
     asyncio.run(_print_check(settings))
 
@@ -73,7 +73,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _print_check(settings: Settings) -> None:
     """At start: what is still demo or missing, so nobody goes live on demo credentials."""
-    from bot import check
+    from bot.app import check
 
     async def go(db: Any) -> int:
         try:
@@ -87,7 +87,7 @@ async def _print_check(settings: Settings) -> None:
 
 
 async def check_setup(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import check
+    from bot.app import check
 
     async def go(db: Any) -> int:
         await _ensure_schema(db)
@@ -133,7 +133,7 @@ def _supervise(procs: list[Any]) -> int:
 def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     from aiohttp import web
 
-    from bot.app import create_app
+    from bot.app.factory import create_app
 
     # Stateless web processes: several may listen on one port (SO_REUSEPORT), the kernel
     # spreads connections, and Redis + the database hold everything shared.
@@ -181,7 +181,7 @@ def _stop_budget() -> tuple[float, float]:
     """A stopping web process: callbacks in flight answer within ANSWER_BY_S, then the flows
     still running behind a `success` get FINISH_BEHIND_S; after both (and a margin) it is
     killed. Returns (seconds for requests, seconds in all)."""
-    from bot.channels.wechat import ANSWER_BY_S, FINISH_BEHIND_S
+    from bot.channels.wechat.callback import ANSWER_BY_S, FINISH_BEHIND_S
 
     requests = ANSWER_BY_S + 1
     return requests, requests + FINISH_BEHIND_S + 5
@@ -198,21 +198,21 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 async def demo(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.demo import run_demo
+    from bot.cli.demo import run_demo
 
     await run_demo(settings, args.host, args.port, args.api_port)
     return 0
 
 
 async def chat(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.demo import run_chat
+    from bot.cli.demo import run_chat
 
     await run_chat(settings, args.openid, args.url.rstrip("/"), args.api.rstrip("/"))
     return 0
 
 
 def worker(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.worker import run
+    from bot.app.worker import run
 
     return run(settings)
 

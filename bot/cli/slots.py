@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
+from bot.app.config import Settings
 from bot.cli.common import _with_db
-from bot.config import Settings
 
 
 def add(sub: Any) -> None:
@@ -100,8 +100,8 @@ def _room_template(settings: Settings, room: str) -> str | None:
 async def slots_add(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from bot import mediation, staff
-    from bot.clock import court_tz
+    from bot.core.clock import court_tz
+    from bot.rules import mediation, staff
 
     username = _slot_mediator(args)
     if username is None:
@@ -156,7 +156,7 @@ async def slots_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def _who_booked(taken: Any) -> str:
     """原告王**（(2026)冀1102民初1234号）: the party masked, never an openid."""
-    from bot.masking import mask_name
+    from bot.core.masking import mask_name
 
     party = taken.party
     who = f"{party.role}{mask_name(party.name)}" if party else "当事人"
@@ -165,14 +165,14 @@ def _who_booked(taken: Any) -> str:
 
 def _say_slot(view: Any) -> str:
     """编号3（11月25日 周三 上午9:30，调解员陈静）"""
-    from bot.clock import say_time
+    from bot.core.clock import say_time
 
     return f"编号{view.slot.id}（{say_time(view.slot.start_at)}，调解员{view.mediator.name}）"
 
 
 def _slot_json(view: Any) -> dict[str, Any]:
-    from bot.clock import court_tz
-    from bot.masking import mask_name
+    from bot.core.clock import court_tz
+    from bot.core.masking import mask_name
 
     slot = view.slot
     return {
@@ -203,8 +203,8 @@ def _slot_json(view: Any) -> dict[str, Any]:
 async def slots_list(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import date, datetime, time, timedelta
 
-    from bot import mediation, staff
-    from bot.clock import court_tz, now, say_time
+    from bot.core.clock import court_tz, now, say_time
+    from bot.rules import mediation, staff
     from storage.models import Court
 
     try:
@@ -274,8 +274,8 @@ async def slots_list(settings: Settings, args: argparse.Namespace) -> int:
 async def slots_remove(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from bot import mediation, staff
-    from bot.clock import court_tz, say_time
+    from bot.core.clock import court_tz, say_time
+    from bot.rules import mediation, staff
     from storage.models import MediationSlot
 
     by_time = args.mediator is not None or args.start is not None

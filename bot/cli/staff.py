@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
+from bot.app.config import Settings
 from bot.cli.common import _with_db
-from bot.config import Settings
 
 
 def add(sub: Any) -> None:
@@ -45,8 +45,8 @@ def add(sub: Any) -> None:
 async def away(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import date, datetime, time, timedelta
 
-    from bot import escalation, staff
-    from bot.clock import court_tz
+    from bot.core.clock import court_tz
+    from bot.rules import escalation, staff
 
     until = None
     if args.until:
@@ -71,7 +71,7 @@ async def away(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _court_row(court: Any) -> dict[str, Any]:
-    from bot import courts
+    from bot.rules import courts
 
     return {
         "name": court.name,
@@ -86,7 +86,7 @@ _DESK_WORDS = {"phone": "电话", "address": "地址", "hours": "时间"}
 
 
 async def court_set(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import courts
+    from bot.rules import courts
 
     values = {f: getattr(args, f) for f in courts.FIELDS if getattr(args, f) is not None}
     if not values:
@@ -119,7 +119,7 @@ async def court_set(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def court_list(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import courts
+    from bot.rules import courts
 
     async def go(db: Any) -> int:
         async with db.sessions() as session:
@@ -139,7 +139,7 @@ async def court_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def staff_code(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import staff
+    from bot.rules import staff
 
     async def go(db: Any) -> int:
         async with db.transaction() as session:

@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
+from bot.app.config import Settings
 from bot.cli.common import _with_db
-from bot.config import Settings
 
 
 def add(sub: Any) -> None:
@@ -26,8 +26,8 @@ def add(sub: Any) -> None:
 async def stats(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import date, datetime, time, timedelta
 
-    from bot import stats as figures
-    from bot.clock import court_tz
+    from bot.core.clock import court_tz
+    from bot.rules import stats as figures
 
     def day(text: str | None, *, end: bool = False) -> datetime | None:
         if not text:

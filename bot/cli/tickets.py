@@ -10,8 +10,8 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlmodel import col
 
+from bot.app.config import Settings
 from bot.cli.common import _with_db
-from bot.config import Settings
 
 
 def add(sub: Any) -> None:
@@ -57,8 +57,8 @@ _ACTOR_WORDS = {"system": "系统", "admin": "管理员", "import": "导入"}
 
 
 async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.clock import court_tz
-    from bot.masking import mask_name
+    from bot.core.clock import court_tz
+    from bot.core.masking import mask_name
     from storage.models import AuditEvent, Party, Staff, Ticket
 
     async def go(db: Any) -> int:
@@ -118,7 +118,7 @@ async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def overdue(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.clock import court_tz, now
+    from bot.core.clock import court_tz, now
     from storage.models import Case, Staff, Ticket
 
     async def go(db: Any) -> int:
@@ -164,8 +164,8 @@ async def overdue(settings: Settings, args: argparse.Namespace) -> int:
 async def deadline(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from bot import deadlines
-    from bot.clock import court_tz, say_time
+    from bot.core.clock import court_tz, say_time
+    from bot.rules import deadlines
 
     if args.kind not in deadlines.KINDS:
         print(f"mst: --kind must be one of {', '.join(deadlines.KINDS)}", file=sys.stderr)

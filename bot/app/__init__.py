@@ -1,0 +1,1 @@
+"""The application: settings, what a process holds open, the web app, background jobs, the worker."""

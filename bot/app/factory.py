@@ -1,0 +1,106 @@
+"""The aiohttp application factory: settings in, app out; resources opened on startup
+and closed on cleanup (aiohttp signals)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy import inspect
+
+from bot.app import jobs, keys
+from bot.app import pages
+from bot.app.config import ConfigError, Settings
+from bot.app.deps import Deps
+from bot.channels.wechat import callback as wechat
+from bot.channels.wechat.api import WeChatAPI
+from bot.core import metrics
+from storage import db as database
+from storage import state
+
+log = logging.getLogger(__name__)
+
+
+async def _schema_is_empty(db: database.Database) -> bool:
+    async with db.engine.connect() as conn:
+        return not await conn.run_sync(lambda c: inspect(c).has_table("alembic_version"))
+
+
+async def open_deps(settings: Settings, *, migrate_empty: bool = True) -> Deps:
+    db = database.connect(settings.database_url)
+    current, head = await database.revisions(db)
+    if current is None and migrate_empty:
+        log.info("empty database: creating the schema")
+        await database.migrate(db)
+    elif current != head:
+        # Several processes may share this database: upgrading is a deliberate step.
+        await db.dispose()
+        raise ConfigError(
+            f"DATABASE_URL: schema is at revision {current}, this code needs {head}: run `mst migrate`"
+        )
+    redis = state.connect(settings.redis_url)
+    return Deps(settings=settings, db=db, redis=redis, api=open_api(settings, redis))
+
+
+def open_api(settings: Settings, redis: Redis) -> WeChatAPI:
+    return WeChatAPI(
+        http=aiohttp.ClientSession(),
+        redis=redis,
+        base=settings.wechat_api_base,
+        app_id=settings.wechat_app_id,
+        app_secret=settings.wechat_app_secret,
+    )
+
+
+async def close_deps(deps: Deps) -> None:
+    try:
+        if deps.api is not None:
+            await deps.api.http.close()
+        await deps.redis.aclose()
+    finally:
+        await deps.db.dispose()  # even when Redis is gone
+
+
+@web.middleware
+async def measured(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Requests and latencies by route pattern (never by raw path: ids would explode it)."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response: web.StreamResponse = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.REQUESTS.labels(route, str(status)).inc()
+        metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
+
+
+def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
+    """`deps` given (tests, demo): the caller owns them; otherwise opened and closed here."""
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[measured])
+    app[keys.SETTINGS] = settings
+    wechat.setup(app)
+    pages.setup(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        owned = deps is None
+        app[keys.DEPS] = await open_deps(settings) if deps is None else deps
+        tasks = jobs.start_in_process(app[keys.DEPS]) if settings.jobs_in_process else []
+        yield
+        await wechat.finish_behind()  # requests are done by now; the work behind them next
+        await jobs.stop(tasks)
+        if owned:
+            await close_deps(app[keys.DEPS])
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

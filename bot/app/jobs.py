@@ -1,0 +1,124 @@
+"""Background jobs. The same functions run on a timer inside the web process (embedded
+defaults) or in arq workers (`mst worker`) at scale."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.app.config import Settings
+from bot.app.deps import Deps
+from bot.dialog import dispatch as dialog
+from bot.outbox import delivery
+from bot.rules import escalation, mediation
+from storage import audit, state
+
+log = logging.getLogger(__name__)
+
+
+async def anchor_audit(deps: Deps) -> bool:
+    """Record every moved chain's head in the global chain (catches a removed tail).
+
+    Under the cross-process lock so two workers do not anchor the same moment twice."""
+    async with state.try_lock(deps.redis, "audit-anchor", timeout_s=120) as got:
+        if not got:
+            return False
+        async with deps.db.transaction() as session:
+            ev = await audit.anchor(session)
+        if ev is not None:
+            log.info("audit anchor #%s recorded", ev.seq)
+        return ev is not None
+
+
+Job = Callable[[Deps], Awaitable[Any]]
+
+
+async def deliver_outbox(deps: Deps) -> int:
+    """Deliver what is due in the outbox (a bounded number of passes per run)."""
+    if deps.api is None:
+        return 0
+    await state.heartbeat(deps.redis)  # /healthz tells a dead worker by this
+    total = 0
+    for _ in range(MAX_PASSES):
+        handled = await delivery.deliver_due(deps, deps.api)
+        total += handled
+        if not handled:
+            break
+    return total
+
+
+MAX_PASSES = 10
+
+
+async def deadlines_job(deps: Deps) -> dict[str, int]:
+    """Early warnings, escalations, items off absent desks (bot.rules.escalation)."""
+    return await escalation.run(deps)
+
+
+async def digest_job(deps: Deps) -> int:
+    """The morning digest to each staff member, once per working day."""
+    return await escalation.morning_digest(deps)
+
+
+async def mediation_reminders(deps: Deps) -> int:
+    """Day-before and hour-before reminders; each booking's reminder is queued once."""
+    async with state.try_lock(deps.redis, "mediation-reminders", timeout_s=120) as got:
+        if not got:
+            return 0
+        async with deps.db.transaction() as session:
+            sent = await mediation.send_reminders(session)
+    if sent:
+        deps.wakeup.set()
+    return sent
+
+
+async def resume_stranded(deps: Deps) -> int:
+    """Flows of messages left half-done by a process that stopped (bot.dialog.dispatch)."""
+    return await dialog.resume_stranded(deps)
+
+
+def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
+    """(job, interval in seconds): the one list both the in-process timer and arq use."""
+    return [
+        (deliver_outbox, settings.outbox_interval_s),
+        (anchor_audit, settings.anchor_interval_s),
+        (mediation_reminders, settings.reminder_interval_s),
+        (resume_stranded, 30.0),
+        (deadlines_job, 60.0),
+        (digest_job, 60.0),
+    ]
+
+
+async def run_forever(deps: Deps, job: Job, every_s: float) -> None:
+    while True:
+        if job is deliver_outbox:
+            # New outbox rows wake delivery at once; otherwise look every `every_s`.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(deps.wakeup.wait(), every_s)
+            deps.wakeup.clear()
+        else:
+            await asyncio.sleep(every_s)
+        try:
+            await job(deps)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background job %s failed; will run again", job.__name__)
+
+
+def start_in_process(deps: Deps) -> list[asyncio.Task[None]]:
+    return [
+        asyncio.create_task(run_forever(deps, job, every))
+        for job, every in schedule_for(deps.settings)
+    ]
+
+
+async def stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,403 @@
+"""Plain HTTP pages: health, and the landing page a phone camera opens for a case code."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import html
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from bot.app import keys
+from bot.channels.wechat.api import TransientError, WeChatError
+from bot.core import metrics
+from bot.core.clock import now, say_time, to_court
+from bot.outbox import delivery
+from bot.outbox import queue as outbox
+from bot.rules import enforcement, media, mediation, receipts
+from handlers import texts
+from qr import codes, tokens
+from storage import state
+from storage.models import Message, Outbox
+
+log = logging.getLogger(__name__)
+CHECK_TIMEOUT_S = 2.0
+MAX_ROW_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
+
+
+# /healthz turns 503 past these: the jobs have not run (a dead worker), a notice has
+# waited too long, or many notices failed lately. Each needs a person.
+JOBS_STALE_S = 120.0
+WAITING_TOO_LONG_S = 600.0
+FAILED_LAST_HOUR_MAX = 20
+
+
+async def healthz(request: web.Request) -> web.Response:
+    deps = request.app[keys.DEPS]
+    report: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, check in (("database", deps.db.ping), ("redis", deps.redis.ping)):
+        try:
+            await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+            report[name] = "ok"
+        except Exception as exc:
+            report[name] = f"down: {type(exc).__name__}"
+            problems.append(name)
+            log.warning("health: %s is down: %s", name, exc)
+    report["redis_mode"] = "redis" if deps.settings.redis_url else "in-process"
+    report["database_kind"] = deps.db.dialect
+    if "redis" not in problems:
+        age = await state.heartbeat_age(deps.redis)
+        report["jobs_last_ran_s"] = None if age is None else round(age, 1)
+        # No heartbeat yet is fine for a process that has just started.
+        if (
+            age if age is not None else time.monotonic() - request.app[keys.STARTED]
+        ) > JOBS_STALE_S:
+            problems.append("jobs")
+    if "database" not in problems:
+        try:
+            async with deps.db.sessions() as session:
+                waiting = await outbox.report(session, failed_limit=0)
+                failed_lately = await outbox.failed_since(session, now() - timedelta(hours=1))
+        except Exception as exc:  # e.g. a schema not yet migrated
+            report["outbox"] = f"unreadable: {type(exc).__name__}"
+            problems.append("outbox")
+            return _health(report, problems)
+        oldest = (
+            None
+            if waiting.oldest_waiting is None
+            else round((now() - waiting.oldest_waiting).total_seconds(), 1)
+        )
+        report["outbox"] = {
+            "waiting": waiting.counts.get("pending", 0) + waiting.counts.get("sending", 0),
+            "oldest_waiting_s": oldest,
+            "failed": waiting.counts.get("failed", 0),
+            "failed_last_hour": failed_lately,
+        }
+        if oldest is not None and oldest > WAITING_TOO_LONG_S:
+            problems.append("outbox")
+        if failed_lately >= FAILED_LAST_HOUR_MAX:
+            problems.append("deliveries")
+    return _health(report, problems)
+
+
+def _health(report: dict[str, Any], problems: list[str]) -> web.Response:
+    report["problems"] = problems
+    return web.json_response(
+        {"status": "degraded" if problems else "ok", **report}, status=503 if problems else 200
+    )
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """Prometheus text format: this process's counters, and the outbox as it stands."""
+    deps = request.app[keys.DEPS]
+    try:
+        async with deps.db.sessions() as session:
+            waiting = await outbox.report(session, failed_limit=0)
+        for status in ("pending", "sending", "sent", "failed"):
+            metrics.OUTBOX_ROWS.labels(status).set(waiting.counts.get(status, 0))
+        metrics.OUTBOX_OLDEST.set(
+            0
+            if waiting.oldest_waiting is None
+            else (now() - waiting.oldest_waiting).total_seconds()
+        )
+    except Exception as exc:  # the counters still say something; the gauges keep their last
+        log.warning("metrics: the outbox could not be read: %s", exc)
+    body, content_type = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+ body {{ font-family: -apple-system, "PingFang SC", "Microsoft YaHei", sans-serif;
+        font-size: 22px; line-height: 1.7; margin: 0; padding: 24px; color: #222; background: #f7f7f2; }}
+ h1 {{ font-size: 28px; margin: 0 0 16px; }}
+ .card {{ background: #fff; border-radius: 12px; padding: 20px; margin-bottom: 20px; }}
+ .qr {{ width: 220px; height: 220px; display: block; margin: 8px 0; }}
+ .code {{ font-size: 32px; font-weight: bold; letter-spacing: 4px; color: #a61b1b; }}
+ ol {{ padding-left: 1.3em; }}
+ .ok {{ border-left: 8px solid #2e7d32; }}
+ .bad {{ border-left: 8px solid #a61b1b; }}
+</style></head>
+<body>{body}</body></html>"""
+
+
+def page(title: str, body: str, status: int = 200) -> web.Response:
+    return web.Response(
+        text=PAGE.format(title=html.escape(title), body=body),
+        status=status,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+async def landing(request: web.Request) -> web.Response:
+    """What a scan shows: the court and case number (never party names) and how to go on:
+    follow the account (its name and QR), send the case code, give the phone's last digits."""
+    deps = request.app[keys.DEPS]
+    settings = deps.settings
+    async with deps.db.sessions() as session:
+        lookup = await codes.by_token(session, request.match_info["token"])
+    if lookup.status == "revoked":
+        return page(
+            "二维码已停用",
+            "<h1>这个二维码已经停用</h1><div class='card'>请向法院索取新的二维码，"
+            f"或{html.escape(texts.call(lookup.court))}咨询。</div>",
+            status=410,
+        )
+    if lookup.status != "ok" or lookup.case is None or lookup.court is None or lookup.code is None:
+        return page(
+            "没有找到案件",
+            "<h1>没有找到这个案件</h1><div class='card'>请确认扫描的是法院文书上的二维码。</div>",
+            status=404,
+        )
+    name = settings.wechat_account_name
+    if settings.wechat_account_qr is not None:
+        follow = (
+            f"<li>长按下面的二维码，选“识别图中二维码”，关注“{html.escape(name or '本院公众号')}”；"
+            "<br><img class='qr' src='/account-qr' alt='公众号二维码'></li>"
+        )
+    elif name:
+        follow = f"<li>在微信里搜索“{html.escape(name)}”，关注这个公众号；</li>"
+    else:
+        follow = "<li>在微信里搜索并关注本院公众号；</li>"
+    body = (
+        f"<h1>{html.escape(lookup.court.name)}</h1>"
+        f"<div class='card'>案号：{html.escape(lookup.case.case_number)}<br>"
+        f"案由：{html.escape(lookup.case.cause)}</div>"
+        f"<div class='card'><b>怎样继续：</b><ol>{follow}"
+        "<li>在公众号对话框里发送下面的案件码；</li>"
+        "<li>按提示输入登记手机号的后四位。</li></ol>"
+        f"<div class='code'>{html.escape(tokens.pretty(lookup.code.short_code))}</div></div>"
+        f"<div class='card'>不会操作？请到{html.escape(texts.desk(lookup.court))}，"
+        "工作人员会帮您办理。</div>"
+    )
+    return page(f"{lookup.court.name} {lookup.case.case_number}", body)
+
+
+async def receipt_page(request: web.Request) -> web.Response:
+    """A litigant's receipt, checked: what the court recorded, when, and that the case's
+    record is unchanged since. Never the words themselves, nor anyone's name."""
+    deps = request.app[keys.DEPS]
+    async with deps.db.sessions() as session:
+        found = await receipts.check(session, request.match_info["receipt"])
+    if found is None:
+        return page(
+            "没有找到回执",
+            "<h1>没有找到这份回执</h1><div class='card'>请核对链接是否完整。"
+            "回执是您提交咨询、投诉或线索时收到的那条链接。</div>",
+            status=404,
+        )
+    number = f"（编号 #{found.ticket_id}）" if found.ticket_id else ""
+    state = (
+        "<div class='card ok'>✔ 核对无误：这条记录从生成到现在没有被改动过。</div>"
+        if found.intact
+        else "<div class='card bad'>核对发现本案的记录有异常，法院已收到提醒。"
+        "请到诉讼服务中心咨询。</div>"
+    )
+    if not found.intact:
+        log.error("receipt %s: the case's audit chain does not verify", found.case_number)
+    body = (
+        "<h1>回执核对</h1>"
+        f"<div class='card'>{html.escape(found.court)}已记录您的{html.escape(found.kind)}{number}。"
+        f"<br>案号：{html.escape(found.case_number)}"
+        f"<br>时间：{html.escape(say_time(found.at))}</div>{state}"
+    )
+    return page("回执核对", body)
+
+
+async def media_file(request: web.Request) -> web.Response:
+    """A photo or voice message a litigant sent, for the holder of a signed link (staff get
+    it in their notice and in `#n`); fetched from WeChat, never kept on this server."""
+    deps = request.app[keys.DEPS]
+    raw = request.match_info["message_id"]
+    gone = page(
+        "链接已失效", "<h1>链接已失效</h1><div class='card'>请在公众号里重新查看。</div>", 403
+    )
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ROW_ID):
+        return gone
+    if not media.valid(
+        deps.settings.secret_key, int(raw), request.query.get("e", ""), request.query.get("s", "")
+    ):
+        return gone
+    async with deps.db.sessions() as session:
+        message = await session.get(Message, int(raw))
+    if message is None or not message.media_id or deps.api is None:
+        return gone
+    try:
+        body, content_type = await deps.api.get_media(message.media_id)
+    except WeChatError as exc:
+        log.info("media of message %s: %s", raw, exc)
+        return page(
+            "文件已过期",
+            "<h1>文件已过期</h1><div class='card'>微信只保存用户发来的照片和语音三天。"
+            "请联系当事人重新发送。</div>",
+            410,
+        )
+    except TransientError as exc:
+        log.warning("media of message %s: %s", raw, exc)
+        return page(
+            "请稍后再试", "<h1>暂时取不到文件</h1><div class='card'>请稍后再试。</div>", 503
+        )
+    name = f"{'照片' if message.msg_type == 'image' else '语音'}-{raw}"
+    return web.Response(
+        body=body,
+        content_type=content_type,
+        headers={
+            "Cache-Control": "private, no-store",
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
+        },
+    )
+
+
+async def account_qr(request: web.Request) -> web.StreamResponse:
+    """The Official Account's own QR (WECHAT_ACCOUNT_QR), shown on the landing page."""
+    path = request.app[keys.DEPS].settings.wechat_account_qr
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+
+async def waiting_message(request: web.Request) -> web.Response:
+    """The page a template message links to: one message, for the link's holder only,
+    until the link expires (the link is signed for that recipient and row)."""
+    deps = request.app[keys.DEPS]
+    row_id = request.match_info["row_id"]
+    if not (row_id.isascii() and row_id.isdigit() and 0 < int(row_id) <= MAX_ROW_ID):
+        return page(
+            "没有找到",
+            "<h1>没有找到这条消息</h1><div class='card'>请回到公众号对话框查看。</div>",
+            404,
+        )
+    async with deps.db.sessions() as session:
+        row = await session.get(Outbox, int(row_id))
+    ok = row is not None and delivery.link_valid(
+        deps.settings.secret_key, row, request.query.get("e", ""), request.query.get("s", "")
+    )
+    if not ok or row is None:
+        return page(
+            "链接已失效",
+            "<h1>链接已失效</h1><div class='card'>请回到公众号对话框查看消息。</div>",
+            403,
+        )
+    text = json.loads(row.payload).get("text", "")
+    body = f"<h1>您有一条新消息</h1><div class='card'>{html.escape(text).replace(chr(10), '<br>')}</div>"
+    return page("新消息", body)
+
+
+async def enforcement_events(request: web.Request) -> web.Response:
+    """The court's enforcement system pushes events here (a JSON object or an array).
+    Authenticated by a bearer token; idempotent by each event's `event_id`."""
+    deps = request.app[keys.DEPS]
+    token = deps.settings.enforcement_token
+    if not token:
+        return web.json_response({"error": "the enforcement endpoint is not enabled"}, status=404)
+    # The whole header, scheme included, compared in constant time.
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return web.json_response({"error": "bad or missing bearer token"}, status=401)
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return web.json_response({"error": "the body must be JSON"}, status=400)
+    except RecursionError:  # nesting deeper than the parser goes: never a real event
+        return web.json_response({"error": "the JSON is nested too deeply"}, status=400)
+    items = body if isinstance(body, list) else [body]
+    if len(items) > 1000:
+        return web.json_response({"error": "at most 1000 events per request"}, status=413)
+    outcome = enforcement.Outcome()
+    async with deps.db.transaction() as session:
+        await enforcement.ingest(
+            session, list(enumerate(items, start=1)), outcome, actor="enforcement-system"
+        )
+    deps.wakeup.set()
+    return web.json_response(
+        {
+            "added": outcome.added,
+            "already_known": outcome.unchanged,
+            "skipped": [{"item": n, "reason": why} for n, why in outcome.skipped],
+        }
+    )
+
+
+ROOM_STATUS = {
+    "booked": "已预约",
+    "cancelled": "已取消",
+    "no_show": "调解员记录为未到场",
+    "attended": "已完成",
+}
+
+
+async def mediation_room(request: web.Request) -> web.Response:
+    """A booked remote mediation's page: the link in the booking reply and the reminders
+    (a slot added with `--room <PUBLIC_BASE_URL>/room/{token}`). The case, the time in
+    China time, the mediator, and how to join; never a party's name. The token is signed
+    (bot.rules.mediation.room_token): a guessed or changed one gets the same 404 as no booking."""
+    deps = request.app[keys.DEPS]
+    async with deps.db.sessions() as session:
+        room = await mediation.room_for_token(
+            session, request.match_info["token"], deps.settings.secret_key
+        )
+    if room is None:
+        return page(
+            "没有找到",
+            "<h1>没有找到这次调解</h1><div class='card'>请回到公众号对话框，"
+            "点击预约成功消息里的链接。</div>",
+            404,
+        )
+    slot, booking = room.slot, room.booking
+    minutes = int((slot.end_at - slot.start_at).total_seconds() // 60)
+    when = f"{to_court(slot.start_at).year}年{say_time(slot.start_at)}"
+    status = ROOM_STATUS.get(booking.status, booking.status)
+    if booking.status == "booked" and slot.end_at <= now():
+        status = "调解时间已过"
+    speciality = f"（{room.mediator.speciality}）" if room.mediator.speciality else ""
+    body = (
+        f"<h1>{html.escape(room.court.name)}<br>远程视频调解</h1>"
+        f"<div class='card'>案号：{html.escape(room.case.case_number)}<br>"
+        f"时间：{html.escape(when)}（北京时间，约{minutes}分钟）<br>"
+        f"调解员：{html.escape(room.mediator.name + speciality)}<br>"
+        f"状态：<b>{html.escape(status)}</b></div>"
+    )
+    if booking.status == "booked" and slot.end_at > now():
+        body += (
+            "<div class='card'><b>怎样参加：</b><ol>"
+            "<li>开始前5分钟打开本页面，核对时间和调解员；</li>"
+            "<li>用能视频通话的手机或电脑，找一个安静、光线充足的地方，准备好身份证件；</li>"
+            "<li>到时调解员会与您视频连线，请保持手机畅通，留意本公众号的消息；</li>"
+            "<li>要改约或取消：开始2小时以前，在公众号菜单里选择“预约调解”，按提示办理。</li>"
+            "</ol></div>"
+        )
+    elif booking.status == "cancelled":
+        body += (
+            "<div class='card'>这次预约已经取消。如仍需调解，"
+            "请在公众号菜单里选择“预约调解”重新预约。</div>"
+        )
+    body += f"<div class='card'>有问题请{html.escape(texts.call(room.court))}。</div>"
+    resp = page(f"远程视频调解 {room.case.case_number}", body)
+    resp.headers["X-Robots-Tag"] = "noindex"
+    return resp
+
+
+def setup(app: web.Application) -> None:
+    app[keys.STARTED] = time.monotonic()
+    # Room links in the replies and reminders this process sends are signed with this key.
+    mediation.use_room_key(app[keys.SETTINGS].secret_key)
+    app.router.add_post("/api/enforcement/events", enforcement_events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/q/{token}", landing)
+    app.router.add_get("/account-qr", account_qr)
+    app.router.add_get("/v/{receipt}", receipt_page)
+    app.router.add_get("/media/{message_id}", media_file)
+    app.router.add_get("/m/{row_id}", waiting_message)
+    app.router.add_get("/room/{token}", mediation_room)

@@ -1,0 +1,231 @@
+"""A thin asyncio client for the WeChat APIs we call, on aiohttp.
+
+wechatpy's own client is synchronous `requests`; we send its payload shapes ourselves.
+One access token per app, shared by every process through Redis and refreshed under the
+cross-process lock: a new token invalidates the old one at WeChat, so processes must
+never each fetch their own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+
+from bot.core import metrics
+from bot.core.clock import now
+from storage import state
+
+log = logging.getLogger(__name__)
+
+TOKEN_INVALID = {40001, 40014, 42001}  # invalid credential / invalid token / token expired
+WINDOW_CLOSED = 45015  # more than 48 h since the user last wrote
+QUOTA_USED = 45047  # customer-service quota for this user message used up
+DAILY_LIMIT = 45009  # the API's daily call quota reached
+MINUTE_LIMIT = 45011  # calls per minute over the limit
+SYSTEM_BUSY = -1
+# What no retry will change for this recipient: the row fails, with the reason.
+PERMANENT = {
+    40003: "不合法的 OpenID（不是本公众号的用户）",
+    43004: "对方没有关注或已取消关注公众号",
+    43019: "对方已将公众号拉黑",
+    50002: "对方的微信账号受限",
+}
+# Token fetches are capped per day: after one, refuse to fetch another for this long; a
+# token WeChat still refuses meanwhile means "try the call later", not "fetch again".
+TOKEN_REFRESH_FLOOR_S = 60
+# Refresh this long before WeChat's stated expiry, so no call carries a dying token.
+TOKEN_MARGIN_S = 300
+TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
+
+
+class WeChatError(Exception):
+    """WeChat answered with an error code."""
+
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        super().__init__(f"{errcode} {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+class TransientError(Exception):
+    """Network trouble, a 5xx, or WeChat 'system busy': try again later."""
+
+
+@dataclass
+class WeChatAPI:
+    http: aiohttp.ClientSession
+    redis: Redis
+    base: str
+    app_id: str
+    app_secret: str
+    # A command-line process that may share no Redis with the server asks for the stable
+    # token (/cgi-bin/stable_token), which leaves the server's token valid.
+    stable: bool = False
+
+    @property
+    def _token_key(self) -> str:
+        return f"{state.PREFIX}wx:token:{self.app_id}"
+
+    @property
+    def _fetched_key(self) -> str:
+        return f"{state.PREFIX}wx:token-fetched:{self.app_id}"
+
+    async def token(self, *, stale: str | None = None) -> str:
+        """The shared token. `stale`: a token WeChat just refused — replace it, unless one
+        was fetched within TOKEN_REFRESH_FLOOR_S (then TransientError: call again later).
+        Single-flight across processes: one fetch under the lock, the others reuse it."""
+        cached: str | None = await self.redis.get(self._token_key)
+        if cached and cached != stale:
+            return cached
+        async with state.lock(self.redis, f"wx-token:{self.app_id}", timeout_s=30, wait_s=15):
+            # Another process may have refreshed while we waited for the lock.
+            cached = await self.redis.get(self._token_key)
+            if cached and cached != stale:
+                return cached
+            fetched = float(await self.redis.get(self._fetched_key) or 0)
+            if stale and now().timestamp() - fetched < TOKEN_REFRESH_FLOOR_S:
+                raise TransientError(
+                    f"wechat refused a token fetched under {TOKEN_REFRESH_FLOOR_S} s ago; "
+                    "not fetching another yet"
+                )
+            await self.redis.set(self._fetched_key, f"{now().timestamp():.3f}", ex=86400)
+            if self.stable:
+                data = await self._request(
+                    "POST",
+                    "/cgi-bin/stable_token",
+                    params={},
+                    payload={
+                        "grant_type": "client_credential",
+                        "appid": self.app_id,
+                        "secret": self.app_secret,
+                        "force_refresh": stale is not None,
+                    },
+                )
+            else:
+                data = await self._request(
+                    "GET",
+                    "/cgi-bin/token",
+                    params={
+                        "grant_type": "client_credential",
+                        "appid": self.app_id,
+                        "secret": self.app_secret,
+                    },
+                )
+            token = str(data["access_token"])
+            ttl = max(int(data.get("expires_in", 7200)) - TOKEN_MARGIN_S, 60)
+            await self.redis.set(self._token_key, token, ex=ttl)
+            log.info("wechat access token refreshed (valid %d s)", ttl)
+            metrics.TOKEN_REFRESHES.inc()
+            return token
+
+    async def call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST with the shared token; a refused token is refreshed and the call tried once
+        more. Refused again, it is WeChat's trouble or ours to wait out: TransientError."""
+        token = await self.token()
+        for attempt in range(2):
+            try:
+                return await self._request(
+                    "POST", path, params={"access_token": token}, payload=payload
+                )
+            except WeChatError as exc:
+                if exc.errcode not in TOKEN_INVALID:
+                    raise
+                if attempt == 1:
+                    raise TransientError(f"{path}: token refused twice ({exc})") from exc
+                log.warning("wechat refused the access token (%s); refreshing", exc.errcode)
+                token = await self.token(stale=token)
+        raise AssertionError("unreachable")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str],
+        payload: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
+        try:
+            async with self.http.request(
+                method,
+                self.base + path,
+                params=params,
+                data=body,
+                headers={"Content-Type": "application/json; charset=utf-8"} if body else None,
+                timeout=TIMEOUT,
+            ) as resp:
+                if resp.status >= 500:
+                    raise TransientError(f"{path}: HTTP {resp.status}")
+                if resp.status != 200:
+                    raise WeChatError(-resp.status, f"HTTP {resp.status}")
+                data: dict[str, Any] = json.loads(await resp.read())
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            raise TransientError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        errcode = int(data.get("errcode", 0) or 0)
+        if errcode == SYSTEM_BUSY:
+            raise TransientError(f"{path}: wechat system busy")
+        if errcode:
+            raise WeChatError(errcode, str(data.get("errmsg", "")))
+        return data
+
+    # -- the calls we make (wechatpy's payload shapes) ---------------------------------
+
+    async def scene_qr(self, scene: str) -> dict[str, Any]:
+        """A permanent Official Account QR whose scan opens the chat with `scene` as the
+        event key (qrscene_<scene> for a new follower): {ticket, url}; `url` is what the
+        code encodes. WeChat allows 100,000 permanent scene codes per account."""
+        return await self.call(
+            "/cgi-bin/qrcode/create",
+            {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": scene}}},
+        )
+
+    async def get_media(self, media_id: str) -> tuple[bytes, str]:
+        """A photo or voice a user sent (temporary media, kept by WeChat for three days):
+        its bytes and content type. An error comes back as JSON instead of the file."""
+        path = "/cgi-bin/media/get"
+        token = await self.token()
+        for attempt in range(2):
+            try:
+                async with self.http.get(
+                    self.base + path,
+                    params={"access_token": token, "media_id": media_id},
+                    timeout=TIMEOUT,
+                ) as resp:
+                    if resp.status >= 500:
+                        raise TransientError(f"{path}: HTTP {resp.status}")
+                    body = await resp.read()
+                    kind = resp.content_type
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise TransientError(f"{path}: {type(exc).__name__}: {exc}") from exc
+            if kind not in ("application/json", "text/plain"):
+                return body, kind
+            data = json.loads(body)
+            errcode = int(data.get("errcode", 0) or 0)
+            if errcode in TOKEN_INVALID and attempt == 0:
+                token = await self.token(stale=token)
+                continue
+            raise WeChatError(errcode or -1, str(data.get("errmsg", "")))
+        raise TransientError(f"{path}: token refused twice")
+
+    async def send_text(self, openid: str, text: str) -> dict[str, Any]:
+        return await self.call(
+            "/cgi-bin/message/custom/send",
+            {"touser": openid, "msgtype": "text", "text": {"content": text}},
+        )
+
+    async def send_template(
+        self, openid: str, template_id: str, data: dict[str, str], url: str | None = None
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "touser": openid,
+            "template_id": template_id,
+            "data": {k: {"value": v} for k, v in data.items()},
+        }
+        if url:
+            payload["url"] = url
+        return await self.call("/cgi-bin/message/template/send", payload)

@@ -1,0 +1,30 @@
+"""What a flow handler is given."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.app.config import Settings
+from bot.core.events import Inbound
+
+
+@dataclass
+class Context:
+    """A handler writes through `session` (one transaction, committed after it returns)
+    and keeps what the conversation must remember in `state`. Redis writes that must
+    count only if that transaction commits go to `after_commit`."""
+
+    session: AsyncSession
+    inbound: Inbound
+    settings: Settings
+    redis: Redis
+    state: dict[str, Any] = field(default_factory=dict)
+    message_id: int | None = None  # the stored inbound message
+    # Run once the flow's transaction has committed. A flow may be rolled back (it failed)
+    # or cut off and run again (too slow): counters bumped inside it would count twice.
+    after_commit: list[Callable[[], Awaitable[object]]] = field(default_factory=list)

@@ -1,0 +1,395 @@
+"""Dispatch of one inbound event: store it, load the user's conversation, run the flow
+handler, store what it answers. Channels call `handle`; handlers get a `Context`.
+
+A flow too slow for WeChat's 5 s is cut off and rolled back; the message is then stored on
+its own with a PendingFlow row, its flow runs again, and its answer goes out through the
+outbox. If the process stops before that commits, `resume_stranded` (a job) finishes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from bot.app.deps import Deps
+from bot.core.clock import now
+from bot.core.context import Context
+from bot.core.events import Inbound
+from bot.outbox import queue as outbox
+from bot.rules import tickets
+from handlers import bind, home, judge, menu, texts, unsupported
+from qr import codes
+from storage import audit, conversations, state
+from storage.models import Message, PendingFlow, Staff, core_table
+
+log = logging.getLogger(__name__)
+
+
+_INSERT_MESSAGE = insert(Message).returning(col(Message.id))  # built once: runs twice per message
+# Is this user staff? Asked for every message, so only the id, without the ORM.
+_STAFF = core_table(Staff)
+_STAFF_BY_OPENID = select(_STAFF.c.id).where(_STAFF.c.openid == bindparam("openid"))
+
+
+FREE_TEXT_STEPS = {"ask", "complain", "progress", "book", "rate"}
+# A PendingFlow row this old was left by a process that stopped: its own rerun starts at once.
+STRANDED_AFTER = timedelta(minutes=1)
+
+
+class Duplicate(Exception):
+    """The database already holds this delivery (its de-duplication key)."""
+
+
+class AlreadyRun(Exception):
+    """The message's pending flow was run by someone else meanwhile."""
+
+
+def content_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    direction: str,
+    inbound: Inbound,
+    content: str,
+    case_id: int | None,
+    msg_type: str,
+    msg_key: str | None = None,
+) -> int:
+    """Store one message and its audit event (content by digest: the row holds the text).
+    Returns the message id. A plain INSERT: this runs twice for every message."""
+    conn = await session.connection()
+    row = {
+        "direction": direction,
+        "channel": inbound.channel,
+        "openid": inbound.user,
+        "msg_key": msg_key,
+        "msg_type": msg_type,
+        "content": content,
+        "media_id": inbound.media_id if direction == "in" else None,
+        "case_id": case_id,
+        "created_at": now(),
+    }
+    msg_id = (await conn.execute(_INSERT_MESSAGE, row)).scalar_one()
+    assert msg_id is not None  # the new row's primary key
+    await audit.append(
+        session,
+        actor=inbound.user if direction == "in" else "bot",
+        action=f"message.{direction}",
+        subject=f"message:{msg_id}",
+        case_id=case_id,
+        payload={"type": msg_type, "sha256": content_digest(content), "channel": inbound.channel},
+    )
+    return int(msg_id)
+
+
+async def accept(
+    deps: Deps, inbound: Inbound, case_id: int | None, *, pending: bool = False
+) -> int:
+    """Store the message on its own (when the flow could not run with it): nothing is lost.
+    `pending`: its flow is still to run, and a PendingFlow row says so until it has."""
+    try:
+        async with deps.db.transaction() as session:
+            message_id = await _record_inbound(session, inbound, case_id)
+            if pending:
+                await (await session.connection()).execute(
+                    insert(PendingFlow),
+                    {
+                        "message_id": message_id,
+                        "inbound": json.dumps(dataclasses.asdict(inbound), ensure_ascii=False),
+                        "created_at": now(),
+                    },
+                )
+            return message_id
+    except IntegrityError as exc:
+        raise Duplicate(inbound.key) from exc
+
+
+def reply_key(msg_key: str) -> str:
+    """The key of the answer given in the callback to the message `msg_key`."""
+    return f"re:{msg_key}"
+
+
+async def stored_reply(deps: Deps, msg_key: str) -> tuple[bool, str | None]:
+    """Whether a delivery of this message is in the database, and the answer given to it
+    in the callback, if one was (an answer that went through the outbox is not)."""
+    async with deps.db.sessions() as session:
+        found = await session.execute(
+            select(col(Message.msg_key), col(Message.content)).where(
+                col(Message.msg_key).in_([msg_key, reply_key(msg_key)])
+            )
+        )
+        rows = {key: content for key, content in found.all()}
+    return msg_key in rows, rows.get(reply_key(msg_key))
+
+
+async def _record_inbound(session: AsyncSession, inbound: Inbound, case_id: int | None) -> int:
+    return await record(
+        session,
+        direction="in",
+        inbound=inbound,
+        content=inbound.text,
+        case_id=case_id,
+        msg_type=inbound.raw_type or inbound.kind,
+        msg_key=inbound.key,
+    )
+
+
+async def respond(
+    deps: Deps,
+    inbound: Inbound,
+    conv: dict[str, Any],
+    message_id: int | None = None,
+    *,
+    within: float | None = None,
+) -> tuple[str | None, dict[str, Any]]:
+    """Run the flow and store its answer in one transaction. Returns the answer and the
+    conversation to keep. A flow still running after `within` seconds is cancelled:
+    nothing of it is kept.
+
+    With no `message_id`, the message is stored in the transaction too. With one, it was
+    stored before and its PendingFlow row is taken here (AlreadyRun if it is gone); the
+    callback's moment has passed, so the answer is queued in the outbox, not returned."""
+    resumed = message_id is not None
+    async with deps.db.transaction() as session, audit.batch(session):
+        if message_id is None:
+            try:
+                message_id = await _record_inbound(session, inbound, conv.get("case_id"))
+            except IntegrityError as exc:
+                raise Duplicate(inbound.key) from exc
+        elif not await _take_pending(session, message_id):
+            raise AlreadyRun(inbound.key)
+        ctx = Context(session, inbound, deps.settings, deps.redis, dict(conv), message_id)
+        async with asyncio.timeout(within):
+            answer = await route(ctx)
+        if ctx.state != conv:  # the step survives a Redis restart: it commits with the message
+            await conversations.save(session, inbound.user, ctx.state)
+        if answer:
+            await record(
+                session,
+                direction="out",
+                inbound=inbound,
+                content=answer,
+                case_id=ctx.state.get("case_id"),
+                msg_type="text",
+                # An answer for the callback: findable by a retry whose first delivery's
+                # process died before it could answer.
+                msg_key=None if resumed else reply_key(inbound.key),
+            )
+            if resumed:
+                await outbox.tell(session, inbound.user, answer)
+    await _after_commit(ctx)
+    deps.wakeup.set()  # the flow may have queued notices: let the delivery loop look now
+    return (None if resumed else answer), ctx.state
+
+
+async def _take_pending(session: AsyncSession, message_id: int) -> bool:
+    """Take the message's PendingFlow row for this transaction. On PostgreSQL a second
+    taker waits here until the first commits, then finds nothing; SQLite's writers queue."""
+    gone = await (await session.connection()).execute(
+        delete(PendingFlow).where(col(PendingFlow.message_id) == message_id)
+    )
+    return bool(gone.rowcount)
+
+
+async def _after_commit(ctx: Context) -> None:
+    for effect in ctx.after_commit:
+        try:
+            await effect()
+        except Exception:
+            # The message and its answer are stored; a count lost is logged, not shown.
+            log.exception("after-commit step failed for %s", ctx.inbound.key)
+
+
+async def handle(
+    deps: Deps,
+    inbound: Inbound,
+    accepted: asyncio.Event | None = None,
+    *,
+    store_within: float | None = None,
+) -> str | None:
+    """Store the message and answer it. Normally one transaction holds the message, all the
+    flow did and its answer. If the flow fails, or is still running after `store_within`
+    seconds, that transaction is rolled back and the message is stored on its own first:
+    then a failed flow gets a polite "try again"; a slow one runs again without a limit,
+    and its answer goes through the outbox (None is returned: the callback says `success`).
+    `accepted` is set as soon as the message is safely stored. The answer is remembered
+    under the message's de-duplication key, so a retry of it gets the same answer."""
+    async with state.turn(
+        deps.redis,
+        inbound.user,
+        rate_limit=deps.settings.user_rate_per_minute,
+        remember=inbound.key,
+    ) as turn:
+        if not turn.held and not turn.degraded:
+            log.warning(
+                "%s: previous message still busy; handling %s anyway", inbound.user[:8], inbound.key
+            )
+        answer = await _in_turn(deps, inbound, turn, accepted, store_within)
+        turn.answer = answer or ""
+        return answer
+
+
+async def _in_turn(
+    deps: Deps,
+    inbound: Inbound,
+    turn: state.Turn,
+    accepted: asyncio.Event | None,
+    store_within: float | None,
+) -> str | None:
+    await _recall(deps, inbound.user, turn)
+    conv, case_id = turn.conversation, turn.conversation.get("case_id")
+    if not turn.within_rate:
+        # Staff answer many people: they have their own, higher limit (asked only here, past
+        # the litigants' one), and what goes over it is refused visibly, never swallowed.
+        staff = await _is_staff(deps, inbound.user)
+        if not staff or turn.count > deps.settings.staff_rate_per_minute:
+            await accept(deps, inbound, case_id)
+            _set(accepted)
+            if staff:
+                return texts.STAFF_TOO_FAST.format(
+                    text=texts.gist(" ".join(inbound.text.split()), 30)
+                )
+            return texts.SLOW_DOWN
+    try:
+        answer, turn.save = await respond(deps, inbound, conv, within=store_within)
+    except Duplicate:
+        raise
+    except TimeoutError:
+        log.warning(
+            "flow for %s passed %.1f s; storing the message first", inbound.key, store_within
+        )
+        stored = await accept(deps, inbound, case_id, pending=True)
+        _set(accepted)
+        await _resume(deps, inbound, turn, stored)
+        return None  # the answer is in the outbox
+    except Exception:
+        log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
+        # Stored with a PendingFlow row: the resume job runs the flow again later (a
+        # database that flapped mid-flow, say), so the message still reaches a person.
+        # If this fails too: not stored, WeChat retries.
+        await accept(deps, inbound, case_id, pending=True)
+        _set(accepted)
+        return texts.BUSY
+    _set(accepted)
+    return answer
+
+
+async def _recall(deps: Deps, user: str, turn: state.Turn) -> None:
+    """Redis had no conversation for the user (a day idle, or Redis lost it): the one kept
+    in the database, if any, is theirs."""
+    if not turn.conversation:
+        async with deps.db.sessions() as session:
+            turn.conversation = await conversations.load(session, user)
+
+
+async def _is_staff(deps: Deps, user: str) -> bool:
+    async with deps.db.sessions() as session:
+        conn = await session.connection()
+        return (await conn.execute(_STAFF_BY_OPENID, {"openid": user})).scalar() is not None
+
+
+async def _resume(deps: Deps, inbound: Inbound, turn: state.Turn, message_id: int) -> None:
+    """Run the flow of a message stored with a PendingFlow row, with no time limit; the
+    answer goes out through the outbox. If the flow fails, the person is asked (through
+    the outbox too) to send it again, as for any failed flow; the message stays stored."""
+    try:
+        _, turn.save = await respond(deps, inbound, turn.conversation, message_id)
+    except AlreadyRun:
+        log.info("pending flow of %s was already run", inbound.key)
+    except Exception:
+        log.exception("handler failed for %s message %s", inbound.kind, inbound.key)
+        async with deps.db.transaction() as session:
+            if await _take_pending(session, message_id):
+                await outbox.tell(session, inbound.user, texts.BUSY)
+        deps.wakeup.set()
+
+
+async def resume_stranded(deps: Deps, limit: int = 20) -> int:
+    """Messages whose flow was cut off and whose process stopped before running it again:
+    run them now, each in its user's turn. Returns how many were looked at."""
+    async with deps.db.sessions() as session:
+        rows = (
+            await session.execute(
+                select(col(PendingFlow.message_id), col(PendingFlow.inbound))
+                .where(col(PendingFlow.created_at) < now() - STRANDED_AFTER)
+                .order_by(col(PendingFlow.message_id))
+                .limit(limit)
+            )
+        ).all()
+    for message_id, raw in rows:
+        inbound = Inbound(**json.loads(raw))
+        log.warning("resuming the flow of %s, left by a stopped process", inbound.key)
+        async with state.turn(
+            deps.redis, inbound.user, rate_limit=deps.settings.user_rate_per_minute
+        ) as turn:
+            await _recall(deps, inbound.user, turn)
+            await _resume(deps, inbound, turn, message_id)
+    return len(rows)
+
+
+def _set(accepted: asyncio.Event | None) -> None:
+    if accepted is not None:
+        accepted.set()
+
+
+async def route(ctx: Context) -> str | None:
+    """Which flow handles this event."""
+    inbound = ctx.inbound
+    if inbound.kind in ("scan", "subscribe") and inbound.code:
+        return await bind.scan(ctx)
+    if inbound.kind == "unsubscribe":
+        return None
+    photo_wanted = inbound.kind == "image" and ctx.state.get("sub") == "lead"  # asset-lead photos
+    if inbound.kind not in ("text", "voice", "click", "subscribe") and not photo_wanted:
+        return await unsupported.reply(ctx)
+    if inbound.kind == "voice" and not inbound.text:
+        return await unsupported.reply(ctx)  # no speech recognition result to read
+    conn = await ctx.session.connection()
+    staff_id = (await conn.execute(_STAFF_BY_OPENID, {"openid": inbound.user})).scalar()
+    if staff_id is not None and inbound.kind != "subscribe":
+        return await judge.command(ctx, await ctx.session.get_one(Staff, staff_id))
+    text = inbound.text.strip()
+    step = ctx.state.get("step")
+    if inbound.kind in ("text", "voice"):
+        # Inside a flow, free text belongs to the flow (a question may look like a code),
+        # except a case code that is really one: that opens its case, never joins an item.
+        in_flow = step in FREE_TEXT_STEPS
+        if not in_flow and bind.looks_like_bind_code(text):
+            return await bind.staff_bind(ctx)
+        lookup = await codes.by_typed_text(ctx.session, inbound.plain)
+        if lookup is not None and (not in_flow or lookup.status in ("ok", "revoked")):
+            return await bind.open_case(ctx, lookup)
+        if step == "verify":
+            return await bind.verify(ctx)
+    found = await tickets.active_case(
+        ctx.session, inbound.user, ctx.state.get("case_id"), ctx.state.get("ticket_id")
+    )
+    if found is None:
+        # The conversation was forgotten (a day idle, a restart): the bindings are not.
+        ctx.state.pop("case_id", None)
+        cases = await tickets.cases_of(ctx.session, inbound.user)
+        if not cases:
+            return await bind.welcome(ctx)
+        if len(cases) > 1:
+            if step == "switch" and text.isdigit():
+                return await home.switch_to(ctx, int(text))
+            return await home.switch_list(ctx)
+        ctx.state["case_id"] = cases[0].id
+        found = await tickets.active_case(ctx.session, inbound.user, cases[0].id)
+        assert found is not None
+    if inbound.kind == "subscribe":
+        return await home.menu_text(ctx)
+    return await menu.handle(ctx, *found)

@@ -1,0 +1,1 @@
+"""The outbox: what must reach a person later, kept until a channel's sender delivers it."""

@@ -1,0 +1,164 @@
+"""Outbound messages go through the outbox: a row written in the transaction that caused
+it, delivered later by the worker, so nothing said is lost and the callback never waits
+on WeChat's API."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from bot.core.clock import now
+from storage import conversations
+from storage.db import Database
+from storage.models import Binding, Outbox
+
+# A plain INSERT, built once: a notice goes out with nearly every message, and building an
+# ORM object for it costs more than the statement.
+_INSERT = insert(Outbox)
+
+
+async def add(
+    session: AsyncSession,
+    *,
+    recipient: str,
+    kind: str,
+    payload: dict[str, Any],
+    case_id: int | None = None,
+    ticket_id: int | None = None,
+    channel: str = "wechat",
+) -> None:
+    created = now()
+    row = {
+        "channel": channel,
+        "recipient": recipient,
+        "kind": kind,
+        "payload": json.dumps(payload, ensure_ascii=False),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": created,
+        "case_id": case_id,
+        "ticket_id": ticket_id,
+        "created_at": created,
+    }
+    await (await session.connection()).execute(_INSERT, row)
+
+
+async def enqueue_text(db: Database, recipient: str, text: str) -> None:
+    """A text for one user, in its own transaction (used when the reply missed the callback)."""
+    async with db.transaction() as session:
+        await add(session, recipient=recipient, kind="cs_text", payload={"text": text})
+
+
+async def tell_party(
+    session: AsyncSession,
+    recipient: str,
+    text: str,
+    *,
+    case: Any,
+    ticket_id: int | None = None,
+    notice: str | None = None,
+) -> None:
+    """A push to a litigant about `case`: it names the case when the person is not on it
+    now (they follow several, and would not know which one the news is about)."""
+    if await _not_current(session, recipient, case.id):
+        text = f"关于案件 {case.case_number}：\n{text}"
+    await tell(session, recipient, text, case=case, ticket_id=ticket_id, notice=notice)
+
+
+async def _not_current(session: AsyncSession, openid: str, case_id: int) -> bool:
+    current = (await conversations.load(session, openid)).get("case_id")
+    if current is not None:
+        return bool(current != case_id)
+    # No case chosen (or the conversation was forgotten): named if they have another case.
+    other = await session.execute(
+        select(col(Binding.id))
+        .where(col(Binding.openid) == openid, col(Binding.case_id) != case_id)
+        .limit(1)
+    )
+    return other.first() is not None
+
+
+async def tell(
+    session: AsyncSession,
+    recipient: str | None,
+    text: str,
+    *,
+    case: Any = None,
+    ticket_id: int | None = None,
+    notice: str | None = None,
+) -> None:
+    """A customer-service text to one person (nobody, when they have no WeChat bound).
+
+    `notice` is the one-line summary used if WeChat's 48-hour window has closed and a
+    template message goes instead (bot.outbox.delivery)."""
+    if not recipient:
+        return
+    payload: dict[str, Any] = {"text": text}
+    if case is not None:
+        payload["case_number"] = case.case_number
+    if notice:
+        payload["notice"] = notice
+    await add(
+        session,
+        recipient=recipient,
+        kind="cs_text",
+        payload=payload,
+        case_id=case.id if case is not None else None,
+        ticket_id=ticket_id,
+    )
+
+
+@dataclass
+class Report:
+    """The outbox as an operator (`mst outbox`) and /healthz see it."""
+
+    counts: dict[str, int]
+    oldest_waiting: datetime | None  # the oldest notice not yet sent (pending or sending)
+    failed: list[Outbox] = field(default_factory=list)
+
+
+async def report(session: AsyncSession, *, failed_limit: int = 50) -> Report:
+    counts = {
+        status: int(n)
+        for status, n in (
+            await session.execute(
+                select(col(Outbox.status), func.count()).group_by(col(Outbox.status))
+            )
+        ).all()
+    }
+    oldest = (
+        await session.execute(
+            select(func.min(col(Outbox.created_at))).where(
+                col(Outbox.status).in_(("pending", "sending"))
+            )
+        )
+    ).scalar()
+    failed = list(
+        (
+            await session.execute(
+                select(Outbox)
+                .where(col(Outbox.status) == "failed")
+                .order_by(col(Outbox.id).desc())
+                .limit(failed_limit)
+            )
+        ).scalars()
+    )
+    return Report(counts, oldest, failed)
+
+
+async def failed_since(session: AsyncSession, since: datetime) -> int:
+    return int(
+        (
+            await session.execute(
+                select(func.count()).where(
+                    col(Outbox.status) == "failed", col(Outbox.created_at) >= since
+                )
+            )
+        ).scalar_one()
+    )

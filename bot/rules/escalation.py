@@ -1,0 +1,411 @@
+"""Every letter answered on time (有信必复): early warnings, escalation when a deadline
+passes, and items moving off the desk of a judge who is away or silent.
+
+`run` is the periodic job (every minute: in the worker, or in-process). Each step is a
+guarded UPDATE — `WHERE level = <the level we saw>` / `warned_at IS NULL` — so running it
+twice at once, or again after downtime, moves each ticket once per level, not repeatedly.
+Every move is one audit event with its reason, so `mst ticket history N` can say who held
+an item when.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from bot.app.config import ConfigError, Settings
+from bot.app.deps import Deps
+from bot.core.clock import court_tz, now, say_time
+from bot.outbox import queue as outbox
+from bot.rules import access, deadlines, tickets
+from storage import audit, state
+from storage.models import Case, Court, Party, Staff, Ticket
+
+log = logging.getLogger(__name__)
+
+# Who takes an item when its deadline passes, level by level: the court's reception
+# team (集约接待), then its leadership. Complaints start with supervision and go up to the
+# leadership. A court may set its own chain per kind in MST_RULES_FILE.
+DEFAULT_CHAINS: dict[str, list[str]] = {
+    "question": ["reception", "admin"],
+    "asset_lead": ["reception", "admin"],
+    "mediation": ["reception", "admin"],
+    "complaint": ["admin"],
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    chains: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # court -> kind -> roles
+    warn_share: float = 0.75
+    away_move_after: timedelta = timedelta(hours=1)
+    silent_after: timedelta | None = None  # off unless a court sets it
+
+    def chain(self, court: str, kind: str) -> list[str]:
+        return self.chains.get(court, {}).get(kind) or DEFAULT_CHAINS.get(
+            kind, ["reception", "admin"]
+        )
+
+
+def load_policy(settings: Settings) -> Policy:
+    """Escalation settings from MST_RULES_FILE (read and checked once at start-up by
+    bot.rules.deadlines), per court and top-level:
+    {"courts": {"<court>": {"escalation": {"question": ["reception", "admin"]}}},
+     "warn_share": 0.75, "away_move_after_minutes": 60, "silent_after_hours": 24}."""
+    if settings.rules_file is None:
+        return Policy()
+    raw = deadlines.current_rules().raw
+    try:
+        chains = {
+            court: {
+                kind: [str(r) for r in roles]
+                for kind, roles in (rules.get("escalation") or {}).items()
+            }
+            for court, rules in (raw.get("courts") or {}).items()
+        }
+        silent = raw.get("silent_after_hours")
+        policy = Policy(
+            chains=chains,
+            warn_share=float(raw.get("warn_share", 0.75)),
+            away_move_after=timedelta(minutes=float(raw.get("away_move_after_minutes", 60))),
+            silent_after=timedelta(hours=float(silent)) if silent else None,
+        )
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"MST_RULES_FILE: bad escalation rules: {exc}") from exc
+    if not 0 < policy.warn_share < 1:
+        raise ConfigError("MST_RULES_FILE: warn_share must be between 0 and 1")
+    return policy
+
+
+async def _court_name(session: AsyncSession, case: Case) -> str:
+    court = await session.get(Court, case.court_id)
+    return court.name if court else ""
+
+
+async def move(
+    session: AsyncSession,
+    ticket: Ticket,
+    case: Case,
+    to: tickets.Routing,
+    *,
+    action: str,
+    reason: str,
+    actor: str,
+    expect_level: int | None = None,
+    new_level: int | None = None,
+) -> bool:
+    """Hand a ticket to a new holder: guarded, recorded, and everyone concerned told.
+
+    False when someone else moved it first (the guard saw another level or holder)."""
+    moment = now()
+    before_assignee, before_team, before_level = ticket.assignee_id, ticket.team, ticket.level
+    before_inbox = ticket.inbox
+    values: dict[str, Any] = {
+        "assignee_id": to.assignee.id if to.assignee else None,
+        "team": to.team,
+        "inbox": to.inbox,
+        "holder_since": moment,
+        "warned_at": None,
+        "level": before_level if new_level is None else new_level,
+    }
+    if ticket.first_reply_at is None:
+        # The new holder gets the kind's full allowance from now.
+        values["holder_due_at"] = deadlines.due(
+            ticket.kind, moment, court=await _court_name(session, case)
+        )
+    guard: list[ColumnElement[bool]] = [col(Ticket.id) == ticket.id, col(Ticket.status) != "closed"]
+    guard.append(col(Ticket.level) == (before_level if expect_level is None else expect_level))
+    guard.append(
+        col(Ticket.assignee_id).is_(None)
+        if before_assignee is None
+        else col(Ticket.assignee_id) == before_assignee
+    )
+    done = await session.execute(update(Ticket).where(*guard).values(**values))
+    if cast(CursorResult[Any], done).rowcount != 1:
+        return False
+    for key, value in values.items():
+        setattr(ticket, key, value)
+    holder = tickets.holder_words(ticket, to.assignee)
+    party = await session.get(Party, ticket.party_id) if ticket.party_id else None
+    said = await tickets.first_words(session, ticket)  # the new holder reads the words
+    for staff in to.notify:
+        if staff.openid and access.may_see(await access.viewer(session, staff), ticket):
+            await outbox.tell(
+                session,
+                staff.openid,
+                f"转给您的事项（{reason}）：\n"
+                + tickets.staff_notice(ticket, case, party, said, moved=True),
+                case=case,
+                ticket_id=ticket.id,
+            )
+    await outbox.tell_party(
+        session,
+        ticket.openid,
+        f"您的{tickets.KIND_NAMES.get(ticket.kind, '诉求')} #{ticket.id} 现由{holder}办理"
+        + (
+            f"，会在 {say_time(ticket.holder_due_at)} 前答复您。"
+            if ticket.holder_due_at and ticket.first_reply_at is None
+            else "。"
+        ),
+        case=case,
+        ticket_id=ticket.id,
+        notice=f"#{ticket.id} 办理人变更",
+    )
+    await audit.append(
+        session,
+        actor=actor,
+        action=action,
+        subject=f"ticket:{ticket.id}",
+        case_id=case.id,
+        payload={
+            "reason": reason,
+            "from": {
+                "assignee_id": before_assignee,
+                "team": before_team,
+                "inbox": before_inbox,
+                "level": before_level,
+            },
+            "to": {
+                "assignee_id": values["assignee_id"],
+                "team": to.team,
+                "inbox": to.inbox,
+                "level": values["level"],
+            },
+        },
+    )
+    return True
+
+
+async def _open_tickets(session: AsyncSession, *conditions: Any) -> list[tuple[Ticket, Case]]:
+    rows = await session.execute(
+        select(Ticket, Case)
+        .join(Case, col(Case.id) == col(Ticket.case_id))
+        .where(col(Ticket.status) != "closed", *conditions)
+    )
+    return [(t, c) for t, c in rows.all()]
+
+
+async def warn(session: AsyncSession, policy: Policy) -> int:
+    """Remind the holder once `warn_share` of the allowed working time has passed."""
+    moment = now()
+    sent = 0
+    for ticket, case in await _open_tickets(
+        session,
+        col(Ticket.first_reply_at).is_(None),
+        col(Ticket.warned_at).is_(None),
+        col(Ticket.holder_due_at).is_not(None),
+    ):
+        assert ticket.holder_due_at is not None
+        if moment < deadlines.warning_point(
+            ticket.holder_since, ticket.holder_due_at, policy.warn_share
+        ):
+            continue
+        if moment >= ticket.holder_due_at:
+            continue  # escalation's turn, not a warning's
+        done = await session.execute(
+            update(Ticket)
+            .where(
+                col(Ticket.id) == ticket.id,
+                col(Ticket.warned_at).is_(None),
+                col(Ticket.level) == ticket.level,
+            )
+            .values(warned_at=moment)
+        )
+        if cast(CursorResult[Any], done).rowcount != 1:
+            continue
+        for staff in await access.who_is_told(session, ticket):
+            if staff.openid:
+                await outbox.tell(
+                    session,
+                    staff.openid,
+                    f"提醒：#{ticket.id}（{case.case_number}）将于 {say_time(ticket.holder_due_at)} 到期，请尽快答复。",
+                    case=case,
+                    ticket_id=ticket.id,
+                )
+        await audit.append(
+            session,
+            actor="system",
+            action="ticket.warned",
+            subject=f"ticket:{ticket.id}",
+            case_id=case.id,
+            payload={"level": ticket.level, "due_at": ticket.holder_due_at.isoformat()},
+        )
+        sent += 1
+    return sent
+
+
+async def escalate(session: AsyncSession, policy: Policy) -> int:
+    """A first-reply deadline passed unanswered: one level up the court's chain."""
+    moved = 0
+    for ticket, case in await _open_tickets(
+        session, col(Ticket.first_reply_at).is_(None), col(Ticket.holder_due_at) <= now()
+    ):
+        chain = policy.chain(await _court_name(session, case), ticket.kind)
+        if ticket.level >= len(chain):
+            continue  # at the top already; it stays on the overdue list
+        target = await tickets.role_team(
+            session, case.court_id, chain[ticket.level], exclude=ticket.subject_staff_id
+        )
+        if await move(
+            session,
+            ticket,
+            case,
+            target,
+            action="ticket.escalated",
+            reason="到期未答复，升级办理",
+            actor="system",
+            expect_level=ticket.level,
+            new_level=ticket.level + 1,
+        ):
+            moved += 1
+    return moved
+
+
+async def off_absent_desks(session: AsyncSession, policy: Policy) -> int:
+    """Open items of a staff member who is away (after `away_move_after`), or silent on
+    them for `silent_after`, go to the court's reception team."""
+    moment = now()
+    moved = 0
+    for ticket, case in await _open_tickets(
+        session, col(Ticket.assignee_id).is_not(None), col(Ticket.kind) != "complaint"
+    ):
+        holder = await session.get(Staff, ticket.assignee_id)
+        if holder is None:
+            continue
+        if access.is_away(holder) and ticket.holder_since <= moment - policy.away_move_after:
+            reason = "承办人请假"
+        elif (
+            policy.silent_after is not None
+            and ticket.first_reply_at is None
+            and ticket.holder_since <= moment - policy.silent_after
+        ):
+            reason = "承办人长时间未答复"
+        else:
+            continue
+        target = await tickets.role_team(session, case.court_id, "reception")
+        if await move(
+            session, ticket, case, target, action="ticket.moved", reason=reason, actor="system"
+        ):
+            moved += 1
+    return moved
+
+
+async def run(deps: Deps) -> dict[str, int]:
+    """The periodic job: warnings, escalations, items off absent desks."""
+    policy = load_policy(deps.settings)
+    async with state.try_lock(deps.redis, "deadlines", timeout_s=120) as got:
+        if not got:
+            return {}
+        async with deps.db.transaction() as session:
+            result = {
+                "warned": await warn(session, policy),
+                "escalated": await escalate(session, policy),
+                "moved": await off_absent_desks(session, policy),
+            }
+    if any(result.values()):
+        deps.wakeup.set()
+        log.info("deadlines: %s", result)
+    return result
+
+
+async def morning_digest(deps: Deps) -> int:
+    """Once each working day after 8:00 China time: each staff member's open items and
+    those due today."""
+    today = now().astimezone(court_tz())
+    if today.hour < 8 or not deadlines.is_workday(today.date()):
+        return 0
+    if not await deps.redis.set(
+        f"{state.PREFIX}digest:{today.date().isoformat()}", "1", nx=True, ex=2 * 86400
+    ):
+        return 0  # another process, or an earlier run today, sent it
+    end_of_day = datetime.combine(today.date(), datetime.max.time(), court_tz())
+    sent = 0
+    async with deps.db.transaction() as session:
+        staff_rows = (
+            await session.execute(
+                select(Staff).where(col(Staff.active), col(Staff.openid).is_not(None))
+            )
+        ).scalars()
+        for member in staff_rows:
+            items = await tickets.open_for_staff(session, await access.viewer(session, member))
+            if not items:
+                continue
+            due_today = [
+                t
+                for t, _ in items
+                if t.holder_due_at and t.holder_due_at <= end_of_day and t.first_reply_at is None
+            ]
+            lines = "\n".join(
+                f"#{t.id} {c.case_number} {tickets.STATUS_NAMES.get(t.status, t.status)}"
+                + (
+                    f"，{say_time(t.holder_due_at)}到期"
+                    if t.holder_due_at and t.first_reply_at is None
+                    else ""
+                )
+                for t, c in items[:10]
+            )
+            await outbox.tell(
+                session,
+                member.openid,
+                f"早上好，{member.name}。您有 {len(items)} 件待办，其中今天到期 {len(due_today)} 件：\n{lines}",
+            )
+            sent += 1
+    if sent:
+        deps.wakeup.set()
+    return sent
+
+
+async def claim(session: AsyncSession, staff: Staff, ticket: Ticket) -> bool:
+    """Take a team-inbox item: the first claim wins (guarded on it still being unclaimed)."""
+    case = await session.get(Case, ticket.case_id)
+    assert case is not None
+    return await move(
+        session,
+        ticket,
+        case,
+        # The inbox keeps it in view; nobody else is told.
+        tickets.Routing(staff, ticket.team, ticket.inbox, []),
+        action="ticket.claimed",
+        reason="认领",
+        actor=f"staff:{staff.username}",
+    )
+
+
+async def transfer(
+    session: AsyncSession, by: Staff, ticket: Ticket, to: Staff, reason: str
+) -> bool:
+    """Give the item to `to` (the caller checked access.may_transfer); they and the staff
+    who support them are told."""
+    case = await session.get(Case, ticket.case_id)
+    assert case is not None
+    after = access.moved(ticket, to)
+    told = [to] if ticket.kind == "complaint" else [to, *await access.supporters(session, to)]
+    return await move(
+        session,
+        ticket,
+        case,
+        tickets.Routing(to, after.team, after.inbox, told),
+        action="ticket.transferred",
+        reason=reason or "转办",
+        actor=f"staff:{by.username}",
+    )
+
+
+async def set_away(
+    session: AsyncSession, staff: Staff, until: datetime | None, *, actor: str
+) -> None:
+    staff.away_until = until
+    session.add(staff)
+    await audit.append(
+        session,
+        actor=actor,
+        action="staff.away" if until else "staff.back",
+        subject=f"staff:{staff.username}",
+        payload={"until": until.isoformat() if until else None},
+    )

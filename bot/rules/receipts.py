@@ -1,0 +1,54 @@
+"""Receipts a litigant can check themselves: the short link given with every item they
+open leads to a page saying what the court recorded and that the record is unchanged."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.rules.tickets import KIND_NAMES
+from storage import audit
+from storage.models import Case, Court
+
+SHOWN = 16  # hex characters of the event's hash: 64 bits, not guessable, short to print
+
+
+def url(public_base_url: str, event_hash: str) -> str:
+    return f"{public_base_url}/v/{event_hash[:SHOWN]}"
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: str  # 咨询, 投诉举报, …
+    ticket_id: int | None
+    at: datetime
+    case_number: str
+    court: str
+    intact: bool  # the case's record, up to now, is as it was written
+
+
+async def check(session: AsyncSession, receipt: str) -> Check | None:
+    """What the receipt stands for, or None for one the court never gave (or a guess)."""
+    found = [
+        ev for ev in await audit.find_receipt(session, receipt) if ev.action == "ticket.opened"
+    ]
+    if len(receipt) != SHOWN or len(found) != 1:
+        return None
+    event = found[0]
+    case = await session.get(Case, event.case_id) if event.case_id else None
+    court = await session.get(Court, case.court_id) if case else None
+    if case is None or court is None:
+        return None
+    verdict = await audit.verify(session, chain=event.chain, limit_problems=1)
+    subject = event.subject.split(":", 1)
+    return Check(
+        kind=KIND_NAMES.get(json.loads(event.payload).get("kind", ""), "诉求"),
+        ticket_id=int(subject[1]) if len(subject) == 2 and subject[1].isdigit() else None,
+        at=event.at,
+        case_number=case.case_number,
+        court=court.name,
+        intact=verdict.ok,
+    )

@@ -1,0 +1,425 @@
+"""Tickets: items a litigant raises, who holds them, who may see and answer them.
+
+Every change is written with its audit event and its outbound notices (outbox rows) in
+the caller's transaction, so a ticket, its message, its record and its notice are
+committed together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlmodel import col
+
+from bot.core.clock import now, say_time
+from bot.core.masking import mask_name
+from bot.outbox import queue as outbox
+from bot.rules import access, deadlines, media
+from bot.rules.access import is_away
+from handlers.texts import RATE_ASK_AFTER_CLOSE, gist
+from storage import audit
+from storage.models import Binding, Case, Court, Message, Party, Staff, Ticket, core_table
+
+KIND_NAMES = {
+    "question": "咨询",
+    "complaint": "投诉举报",
+    "mediation": "调解预约",
+    "asset_lead": "财产线索",
+}
+STATUS_NAMES = {"open": "待答复", "answered": "已答复", "closed": "已办结"}
+
+
+@dataclass(frozen=True)
+class Opened:
+    ticket: Ticket
+    assignee: Staff | None
+    receipt: str  # the hash of the ticket's audit event: the litigant can check it later
+
+
+async def binding_for(session: AsyncSession, openid: str, case_id: int) -> Binding | None:
+    return (
+        await session.execute(
+            select(Binding).where(col(Binding.openid) == openid, col(Binding.case_id) == case_id)
+        )
+    ).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Who holds a ticket (a person, or a team inbox by role), who is told, and
+    (complaints) whom it is about."""
+
+    assignee: Staff | None
+    team: str | None
+    inbox: str | None
+    notify: list[Staff]
+    subject_staff_id: int | None = None
+
+
+TEAM_NAMES = {"supervision": "督查室", "reception": "集约接待", "admin": "院领导"}
+WHO = {"supervision": "法院督查室", "reception": "法院接待人员", "admin": "法院领导"}
+
+
+async def role_team(
+    session: AsyncSession, court_id: int, role: str, *, exclude: int | None = None
+) -> Routing:
+    """A team inbox of the court: its staff with `role`; any of them may claim an item.
+    `exclude`: the person a complaint names, who is neither told nor able to see it."""
+    members = await access.inbox_members(session, court_id, role)
+    team = next((m.team for m in members if m.team), None) or TEAM_NAMES.get(role, role)
+    notify = [m for m in members if m.id != exclude and not is_away(m)]
+    return Routing(None, team, role, notify, exclude)
+
+
+async def route(session: AsyncSession, case: Case, kind: str, about: str | None = None) -> Routing:
+    """The one place that decides where a new item goes.
+
+    Questions and asset leads go to the case's handling judge / enforcement officer (and
+    the staff who support them), or to the court's reception team while that person is
+    away. Complaints go to the court's supervision team, never to the staff member they
+    are about; that person is neither told nor able to see them (bot.rules.access)."""
+    if kind == "complaint":
+        subject = case.judge_id if about == "staff" else None
+        return await role_team(session, case.court_id, "supervision", exclude=subject)
+    handler = await session.get(Staff, case.judge_id) if case.judge_id else None
+    if handler is None or is_away(handler) or not handler.active:
+        return await role_team(session, case.court_id, "reception")
+    helpers = [s for s in await access.supporters(session, handler) if not is_away(s)]
+    return Routing(handler, handler.team, None, [handler, *helpers])
+
+
+def holder_words(ticket: Ticket, assignee: Staff | None) -> str:
+    """Who is handling an item, as the litigant is told."""
+    if assignee is not None:
+        return f"{staff_title(assignee)}{assignee.name}"
+    return WHO.get(ticket.inbox or "", "法院工作人员")
+
+
+def staff_notice(
+    ticket: Ticket,
+    case: Case,
+    party: Party | None,
+    text: str,
+    *,
+    added: bool = False,
+    moved: bool = False,
+) -> str:
+    """What staff are told of an item: new, added to, or moved to them (not "new" then)."""
+    who = f"{party.role}{mask_name(party.name)}" if party else "当事人"
+    kind = KIND_NAMES.get(ticket.kind, "诉求")
+    head = (
+        f"#{ticket.id} 补充"
+        if added
+        else f"{kind} #{ticket.id}"
+        if moved
+        else f"新{kind} #{ticket.id}"
+    )
+    return f"{head}\n案号：{case.case_number}\n{who}：{text}\n回复请发送：#{ticket.id} 回复内容"
+
+
+async def open_ticket(
+    session: AsyncSession,
+    *,
+    case: Case,
+    binding: Binding,
+    kind: str,
+    text: str,
+    message_id: int | None,
+    about: str | None = None,
+) -> Opened:
+    routing = await route(session, case, kind, about)
+    court = await session.get(Court, case.court_id)
+    created = now()
+    ticket = Ticket(
+        case_id=case.id or 0,
+        court_id=case.court_id,
+        kind=kind,
+        openid=binding.openid,
+        party_id=binding.party_id,
+        assignee_id=routing.assignee.id if routing.assignee else None,
+        team=routing.team,
+        inbox=routing.inbox,
+        about=about,
+        subject_staff_id=routing.subject_staff_id,
+        created_at=created,
+        holder_since=created,
+        due_at=deadlines.due(kind, created, court=court.name if court else None),
+        holder_due_at=deadlines.due(kind, created, court=court.name if court else None),
+        close_due_at=deadlines.due(
+            kind, created, which="close", court=court.name if court else None
+        ),
+    )
+    session.add(ticket)
+    await session.flush()
+    await _link(session, message_id, ticket)
+    party = await session.get(Party, binding.party_id)
+    for staff in routing.notify:
+        if staff.openid and access.may_see(await access.viewer(session, staff), ticket):
+            await outbox.tell(
+                session,
+                staff.openid,
+                staff_notice(ticket, case, party, text),
+                case=case,
+                ticket_id=ticket.id,
+            )
+    event = await audit.append(
+        session,
+        actor=binding.openid,
+        action="ticket.opened",
+        subject=f"ticket:{ticket.id}",
+        case_id=case.id,
+        payload={
+            "kind": kind,
+            "about": about,
+            "assignee": routing.assignee.username if routing.assignee else None,
+            "team": routing.team,
+            "due_at": ticket.due_at.isoformat() if ticket.due_at else None,
+        },
+    )
+    return Opened(ticket, routing.assignee, event.hash)
+
+
+_MESSAGES = core_table(Message)
+_LINK = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("message_id"))
+    .values(ticket_id=bindparam("ticket_id"))
+)
+
+
+async def file_under(session: AsyncSession, message_id: int | None, ticket: Ticket) -> None:
+    """File one more of the litigant's stored messages under the ticket."""
+    await _link(session, message_id, ticket)
+
+
+async def _link(session: AsyncSession, message_id: int | None, ticket: Ticket) -> None:
+    """File the litigant's stored message under its ticket (one UPDATE, no reload)."""
+    if message_id is not None:
+        await (await session.connection()).execute(
+            _LINK, {"message_id": message_id, "ticket_id": ticket.id}
+        )
+
+
+async def add_to_ticket(
+    session: AsyncSession, ticket: Ticket, case: Case, text: str, message_id: int | None
+) -> None:
+    """A further text from the litigant on the same ticket; it reaches the same people."""
+    await _link(session, message_id, ticket)
+    if ticket.status == "answered":
+        ticket.status = "open"  # the litigant is waiting again
+        session.add(ticket)
+    party = await session.get(Party, ticket.party_id) if ticket.party_id else None
+    for staff in await access.who_is_told(session, ticket):
+        if staff.openid:
+            await outbox.tell(
+                session,
+                staff.openid,
+                staff_notice(ticket, case, party, text, added=True),
+                case=case,
+                ticket_id=ticket.id,
+            )
+    await audit.append(
+        session,
+        actor=ticket.openid,
+        action="ticket.message_added",
+        subject=f"ticket:{ticket.id}",
+        case_id=case.id,
+        payload={"message_id": message_id},
+    )
+
+
+async def answer(session: AsyncSession, *, staff: Staff, ticket: Ticket, text: str) -> Message:
+    case = await session.get(Case, ticket.case_id)
+    assert case is not None
+    reply = f"{staff_title(staff)}{staff.name}回复 #{ticket.id}：{text}"
+    msg = Message(
+        direction="out",
+        openid=ticket.openid,
+        msg_type="text",
+        content=reply,
+        case_id=case.id,
+        ticket_id=ticket.id,
+        staff_id=staff.id,
+    )
+    session.add(msg)
+    await session.flush()
+    await outbox.tell_party(
+        session,
+        ticket.openid,
+        reply,
+        case=case,
+        ticket_id=ticket.id,
+        notice=f"#{ticket.id} 有新的答复",
+    )
+    first = ticket.first_reply_at is None
+    ticket.status = "answered"
+    if first:
+        ticket.first_reply_at = now()
+    session.add(ticket)
+    await audit.append(
+        session,
+        actor=f"staff:{staff.username}",
+        action="ticket.answered",
+        subject=f"ticket:{ticket.id}",
+        case_id=case.id,
+        payload={"message_id": msg.id, "first_reply": first},
+    )
+    return msg
+
+
+async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket) -> None:
+    case = await session.get(Case, ticket.case_id)
+    assert case is not None
+    ticket.status = "closed"
+    ticket.closed_at = now()
+    session.add(ticket)
+    await outbox.tell_party(
+        session,
+        ticket.openid,
+        RATE_ASK_AFTER_CLOSE.format(kind=KIND_NAMES.get(ticket.kind, "诉求"), ticket=ticket.id),
+        case=case,
+        ticket_id=ticket.id,
+        notice=f"#{ticket.id} 已办结",
+    )
+    await audit.append(
+        session,
+        actor=f"staff:{staff.username}",
+        action="ticket.closed",
+        subject=f"ticket:{ticket.id}",
+        case_id=case.id,
+    )
+
+
+def staff_title(staff: Staff) -> str:
+    for role, title in (
+        ("judge", "法官"),
+        ("enforcement", "执行员"),
+        ("clerk", "书记员"),
+        ("mediator", "调解员"),
+        ("supervision", "督查室"),
+        ("reception", "接待员"),
+    ):
+        if staff.has_role(role):
+            return title
+    return "工作人员"
+
+
+async def open_for_staff(session: AsyncSession, viewer: access.Viewer) -> list[tuple[Ticket, Case]]:
+    """The open items a staff member may see, oldest first (their 待办 and digest)."""
+    rows = await session.execute(
+        select(Ticket, Case)
+        .join(Case, col(Case.id) == col(Ticket.case_id))
+        .where(access.visible(viewer), col(Ticket.status) != "closed")
+        .order_by(col(Ticket.created_at), col(Ticket.id))
+        .limit(20)
+    )
+    return [(t, c) for t, c in rows.all()]
+
+
+async def for_user(session: AsyncSession, openid: str, case_id: int) -> list[Ticket]:
+    rows = await session.execute(
+        select(Ticket)
+        .where(col(Ticket.openid) == openid, col(Ticket.case_id) == case_id)
+        .order_by(col(Ticket.id).desc())
+        .limit(10)
+    )
+    return list(rows.scalars())
+
+
+def due_words(ticket: Ticket) -> str:
+    return say_time(ticket.due_at) if ticket.due_at else "尽快"
+
+
+_Judge = aliased(Staff)
+_Holder = aliased(Staff)
+# Everything a litigant's message may need, in one round trip: the case and their binding,
+# and (outer-joined) their party, the court, the case's judge, the ticket the conversation
+# is on and its holder. Built once: it runs for nearly every message.
+_CASE_CONTEXT = (
+    select(Case, Binding, Party, Court, _Judge, Ticket, _Holder)
+    .join(Binding, col(Binding.case_id) == col(Case.id))
+    .outerjoin(Party, col(Party.id) == col(Binding.party_id))
+    .outerjoin(Court, col(Court.id) == col(Case.court_id))
+    .outerjoin(_Judge, col(_Judge.id) == col(Case.judge_id))
+    .outerjoin(
+        Ticket, and_(col(Ticket.id) == bindparam("ticket_id"), col(Ticket.case_id) == col(Case.id))
+    )
+    .outerjoin(_Holder, col(_Holder.id) == col(Ticket.assignee_id))
+    .where(col(Case.id) == bindparam("case_id"), col(Binding.openid) == bindparam("openid"))
+)
+
+
+async def active_case(
+    session: AsyncSession, openid: str, case_id: int | None, ticket_id: int | None = None
+) -> tuple[Case, Binding] | None:
+    """The case a user is working on, if they are (still) verified for it.
+
+    The party, court, judge, and the ticket `ticket_id` with its holder come in the same
+    query, so the flow's later `session.get`s of them are answered from the session."""
+    if not case_id:
+        return None
+    row = (
+        await session.execute(
+            _CASE_CONTEXT, {"case_id": case_id, "openid": openid, "ticket_id": ticket_id or 0}
+        )
+    ).first()
+    if row is None:
+        return None
+    # The session holds loaded rows weakly; keep these for the rest of the transaction.
+    session.info.setdefault("loaded", []).extend(r for r in row if r is not None)
+    return row[0], row[1]
+
+
+async def cases_of(session: AsyncSession, openid: str) -> list[Case]:
+    rows = await session.execute(
+        select(Case)
+        .join(Binding, col(Binding.case_id) == col(Case.id))
+        .where(col(Binding.openid) == openid)
+        .order_by(col(Binding.id))
+    )
+    return list(rows.scalars())
+
+
+async def thread(session: AsyncSession, ticket: Ticket) -> list[Message]:
+    """What was said on an item, oldest first: the litigant's messages filed under it and
+    the staff's answers (the bot's own replies are not part of it)."""
+    rows = await session.execute(
+        select(Message)
+        .where(
+            col(Message.ticket_id) == ticket.id,
+            (col(Message.direction) == "in") | col(Message.staff_id).is_not(None),
+        )
+        .order_by(col(Message.id))
+    )
+    return list(rows.scalars())
+
+
+async def first_words(session: AsyncSession, ticket: Ticket, limit: int = 200) -> str:
+    """The litigant's own words that opened the item (for notices and listings)."""
+    said = [m.content for m in await thread(session, ticket) if m.direction == "in" and m.content]
+    return gist("\n".join(said) or "（没有文字）", limit)
+
+
+async def thread_text(
+    session: AsyncSession, ticket: Ticket, media_link: Callable[[int], str] | None = None
+) -> str:
+    """The whole thread for a staff member's screen: numbered, with times, who said what;
+    `media_link(message_id)`: where to see a photo or hear a voice message."""
+    party = await session.get(Party, ticket.party_id) if ticket.party_id else None
+    litigant = f"{party.role}{mask_name(party.name)}" if party else "当事人"
+    lines = []
+    for i, m in enumerate(await thread(session, ticket), start=1):
+        if m.direction == "in":
+            who, said = litigant, m.content or ("[照片]" if m.msg_type == "image" else "[语音]")
+            if m.media_id and media_link is not None and m.id and m.msg_type in media.WORDS:
+                said += media.line(m.msg_type, media_link(m.id))
+        else:
+            staff = await session.get(Staff, m.staff_id) if m.staff_id else None
+            who = f"{staff_title(staff)}{staff.name}" if staff else "法院"
+            said = m.content.split("：", 1)[-1]  # the answer as the staff member wrote it
+        lines.append(f"{i}. {say_time(m.created_at)} {who}：{said}")
+    return "\n".join(lines) or "（还没有消息）"
