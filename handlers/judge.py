@@ -68,7 +68,10 @@ async def command(ctx: Context, staff: Staff) -> str:
     if verb == "claim":
         return await claim(ctx, staff, ticket)
     if verb == "close":
-        await tickets.close(ctx.session, staff=staff, ticket=ticket)
+        told = texts.RATE_ASK_AFTER_CLOSE.format(
+            kind=tickets.KIND_NAMES.get(ticket.kind, "诉求"), ticket=ticket.id
+        )
+        await tickets.close(ctx.session, staff=staff, ticket=ticket, tell=told)
         await rating.ask_after_close(ctx, ticket)
         return texts.STAFF_CLOSED.format(ticket=number)
     await tickets.answer(ctx.session, staff=staff, ticket=ticket, text=body)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
+from bot.core.text import gist as gist  # flows cut quotes beside the words they go in
 from storage.models import Court
-
-
-def gist(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters, an ellipsis marking the cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def call(court: Court | None) -> str:

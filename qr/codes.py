@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.core.clock import now
 from qr import tokens
 from storage import audit
+from storage.clock import now
 from storage.models import Case, CaseCode, Court
 
 

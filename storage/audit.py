@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col
 
-from bot.core.clock import now
+from storage.clock import now
 from storage.models import AuditEvent
 
 GENESIS = "0" * 64

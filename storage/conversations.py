@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.core.clock import now
+from storage.clock import now
 from storage.models import Conversation
 from storage.state import CONVERSATION_TTL_S
 

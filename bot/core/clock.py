@@ -1,28 +1,29 @@
-"""One source of "now", so tests and deadline code can move time without patching datetime."""
+"""Time as people read it: the court's time zone (MST_TIMEZONE) and times in plain words.
+The moment itself comes from storage.clock, the one source of "now"."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
+
+from storage.clock import now, set_clock
+
+__all__ = [
+    "CHINA_TZ",
+    "DEFAULT_TIMEZONE",
+    "court_tz",
+    "now",
+    "say_time",
+    "say_waited",
+    "set_clock",
+    "set_timezone",
+    "to_court",
+]
 
 # China Standard Time as a fixed offset (no DST since 1991): tests write moments with it.
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 _court_tz: tzinfo = ZoneInfo(DEFAULT_TIMEZONE)
-
-_now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
-
-
-def now() -> datetime:
-    """Aware UTC; the database stores and returns UTC (sqlmodel's UTCDateTime)."""
-    return _now().astimezone(UTC)
-
-
-def set_clock(fn: Callable[[], datetime] | None) -> None:
-    """Tests: replace the clock (an aware datetime factory); None restores the real one."""
-    global _now
-    _now = fn or (lambda: datetime.now(UTC))
 
 
 def court_tz() -> tzinfo:

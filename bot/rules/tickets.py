@@ -17,10 +17,10 @@ from sqlmodel import col
 
 from bot.core.clock import now, say_time
 from bot.core.masking import mask_name
+from bot.core.text import gist
 from bot.outbox import queue as outbox
 from bot.rules import access, deadlines, media
 from bot.rules.access import is_away
-from handlers.texts import RATE_ASK_AFTER_CLOSE, gist
 from storage import audit
 from storage.models import Binding, Case, Court, Message, Party, Staff, Ticket, core_table
 
@@ -271,7 +271,8 @@ async def answer(session: AsyncSession, *, staff: Staff, ticket: Ticket, text: s
     return msg
 
 
-async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket) -> None:
+async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket, tell: str) -> None:
+    """Close the ticket and `tell` its party (the flow's words: rules keep none of their own)."""
     case = await session.get(Case, ticket.case_id)
     assert case is not None
     ticket.status = "closed"
@@ -280,7 +281,7 @@ async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket) -> None:
     await outbox.tell_party(
         session,
         ticket.openid,
-        RATE_ASK_AFTER_CLOSE.format(kind=KIND_NAMES.get(ticket.kind, "诉求"), ticket=ticket.id),
+        tell,
         case=case,
         ticket_id=ticket.id,
         notice=f"#{ticket.id} 已办结",
