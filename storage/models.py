@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from bot.core.clock import now
+from storage.clock import now
 
 
 class Court(SQLModel, table=True):
@@ -298,6 +298,32 @@ class Rating(SQLModel, table=True):
     comment: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
+
+
+class Person(SQLModel, table=True):
+    """Someone, whichever channels they come through: a WeChat openid, a WeCom userid, a
+    mini-program openid are identities of one person (ChannelIdentity; bot.rules.people)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    display_name: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=now)
+
+
+class ChannelIdentity(SQLModel, table=True):
+    """How a channel names a person: (channel, the channel's user id). WeChat gives one
+    `unionid` to a person across the Official Account and mini-program of one 开放平台
+    account: identities sharing it belong to the same person."""
+
+    __tablename__ = "channel_identity"
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="uq_channel_identity_external"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    channel: str = Field(max_length=16)  # as Inbound.channel: wechat | wecom | miniprogram | h5
+    external_id: str = Field(max_length=128)
+    unionid: str | None = Field(default=None, max_length=64, index=True)
+    created_at: datetime = Field(default_factory=now)
 
 
 def core_table(model: type[SQLModel]) -> Table:

@@ -16,6 +16,8 @@ class Inbound:
     code: str | None = None  # case-code token carried by a scan
     media_id: str | None = None
     raw_type: str = ""  # the channel's own type name, for logs and unknown kinds
+    # At the desk, staff `user` acts for this party (its external id), recorded so; None: oneself.
+    on_behalf_of: str | None = None
 
     @property
     def plain(self) -> str:
