@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from bot.app.config import ConfigError, load_settings
+from bot.app.config import ConfigError, load_settings, rules_of
 from bot.core.clock import CHINA_TZ
 from bot.rules import deadlines
 from bot.rules.deadlines import Allowance, Rules
@@ -38,14 +38,10 @@ def cn(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=CHINA_TZ)
 
 
-@pytest.fixture(autouse=True)
-def plain_calendar() -> Any:
-    """Each test starts and ends with no holiday file, the default rules, no warnings."""
-    deadlines.use_calendar(None)
-    deadlines.use_rules(None)
-    yield
-    deadlines.use_calendar(None)
-    deadlines.use_rules(None)
+@pytest.fixture
+def work() -> deadlines.Deadlines:
+    """The working time a process builds at start-up with no holiday file and no rules file."""
+    return deadlines.load()
 
 
 def write(path: Path, content: Any) -> Path:
@@ -95,8 +91,10 @@ DAY_CASES = [
 
 
 @pytest.mark.parametrize(("kind", "which", "start", "expected"), DAY_CASES)
-def test_working_day_allowances(kind: str, which: str, start: str, expected: str) -> None:
-    got = deadlines.due(kind, cn(start), which=which)  # type: ignore[arg-type]
+def test_working_day_allowances(
+    kind: str, which: str, start: str, expected: str, work: deadlines.Deadlines
+) -> None:
+    got = work.due(kind, cn(start), which=which)  # type: ignore[arg-type]
     assert got == cn(expected)
     assert got.tzinfo == UTC
 
@@ -135,9 +133,11 @@ HOURS_COURT = "按小时计算的法院"
 
 
 @pytest.mark.parametrize(("allowance", "start", "expected"), HOUR_CASES)
-def test_working_hour_allowances(allowance: str, start: str, expected: str) -> None:
+def test_working_hour_allowances(
+    allowance: str, start: str, expected: str, work: deadlines.Deadlines
+) -> None:
     rules = Rules(courts={HOURS_COURT: {"question": {"reply": Allowance.parse(allowance)}}})
-    got = deadlines.due("question", cn(start), court=HOURS_COURT, rules=rules)
+    got = work.due("question", cn(start), court=HOURS_COURT, rules=rules)
     assert got == cn(expected)
     assert got.tzinfo == UTC
 
@@ -170,63 +170,72 @@ WITHOUT_FILE = [
 ]
 
 
-def _due(allowance: str, start: str) -> datetime:
+def _due(work: deadlines.Deadlines, allowance: str, start: str) -> datetime:
     rules = Rules(courts={"法院": {"question": {"reply": Allowance.parse(allowance)}}})
-    return deadlines.due("question", cn(start), court="法院", rules=rules)
+    return work.due("question", cn(start), court="法院", rules=rules)
 
 
 @pytest.mark.parametrize(("allowance", "start", "expected"), WITH_FILE)
 def test_2027_with_a_holiday_file(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, allowance: str, start: str, expected: str
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    allowance: str,
+    start: str,
+    expected: str,
+    work: deadlines.Deadlines,
 ) -> None:
-    deadlines.configure(holidays_file=write(tmp_path / "holidays.json", HOLIDAYS_2027))
+    work = deadlines.load(holidays_file=write(tmp_path / "holidays.json", HOLIDAYS_2027))
     with caplog.at_level(logging.WARNING, logger="bot.rules.deadlines"):
-        assert _due(allowance, start) == cn(expected)
-    assert deadlines.calendar_warnings() == []
+        assert _due(work, allowance, start) == cn(expected)
+    assert work.calendar_warnings() == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 @pytest.mark.parametrize(("allowance", "start", "expected"), WITHOUT_FILE)
-def test_2027_without_a_holiday_file(allowance: str, start: str, expected: str) -> None:
-    assert _due(allowance, start) == cn(expected)
-    assert deadlines.calendar_warnings() == [
+def test_2027_without_a_holiday_file(
+    allowance: str, start: str, expected: str, work: deadlines.Deadlines
+) -> None:
+    assert _due(work, allowance, start) == cn(expected)
+    assert work.calendar_warnings() == [
         "2027年没有官方节假日数据，暂按周一至周五计算工作日（可在 MST_HOLIDAYS_FILE 中补充本院节假日）"
     ]
 
 
-def test_the_fallback_is_said_once_per_year(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_fallback_is_said_once_per_year(
+    caplog: pytest.LogCaptureFixture, work: deadlines.Deadlines
+) -> None:
     with caplog.at_level(logging.WARNING, logger="bot.rules.deadlines"):
         for _ in range(3):
-            deadlines.due("question", cn("2027-02-05 10:00"), which="close")
-            deadlines.is_workday(date(2027, 7, 1))
-        deadlines.is_workday(date(2028, 1, 3))
+            work.due("question", cn("2027-02-05 10:00"), which="close")
+            work.is_workday(date(2027, 7, 1))
+        work.is_workday(date(2028, 1, 3))
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len([m for m in said if "2027" in m]) == 1
     assert len([m for m in said if "2028" in m]) == 1
     assert len(said) == 2
-    assert [w[:4] for w in deadlines.calendar_warnings()] == ["2027", "2028"]
+    assert [w[:4] for w in work.calendar_warnings()] == ["2027", "2028"]
     # Official years never warn.
-    deadlines.due("question", cn("2026-09-30 16:00"))
-    assert len(deadlines.calendar_warnings()) == 2
+    work.due("question", cn("2026-09-30 16:00"))
+    assert len(work.calendar_warnings()) == 2
 
 
-def test_a_holiday_file_covers_only_its_years(tmp_path: Path) -> None:
-    deadlines.configure(holidays_file=write(tmp_path / "h.json", HOLIDAYS_2027))
-    assert deadlines.is_workday(date(2027, 2, 7))  # Sunday, declared a working day
-    assert not deadlines.is_workday(date(2027, 1, 1))  # Friday, declared off
-    assert deadlines.is_workday(date(2027, 3, 1))  # covered year, plain Monday: no warning
-    assert deadlines.calendar_warnings() == []
-    assert deadlines.is_workday(date(2028, 1, 3))  # not covered: the Monday–Friday guess
-    assert deadlines.calendar_warnings()[0].startswith("2028年没有官方节假日数据")
+def test_a_holiday_file_covers_only_its_years(tmp_path: Path, work: deadlines.Deadlines) -> None:
+    work = deadlines.load(holidays_file=write(tmp_path / "h.json", HOLIDAYS_2027))
+    assert work.is_workday(date(2027, 2, 7))  # Sunday, declared a working day
+    assert not work.is_workday(date(2027, 1, 1))  # Friday, declared off
+    assert work.is_workday(date(2027, 3, 1))  # covered year, plain Monday: no warning
+    assert work.calendar_warnings() == []
+    assert work.is_workday(date(2028, 1, 3))  # not covered: the Monday–Friday guess
+    assert work.calendar_warnings()[0].startswith("2028年没有官方节假日数据")
 
 
-def test_the_official_calendar() -> None:
+def test_the_official_calendar(work: deadlines.Deadlines) -> None:
     # Spot checks of the facts at the top of this file.
     workdays = ["2026-01-04", "2026-02-14", "2026-02-28", "2026-09-20", "2026-10-08", "2026-10-10"]
     off = ["2026-01-01", "2026-02-17", "2026-02-23", "2026-09-25", "2026-10-01", "2026-10-07"]
-    assert all(deadlines.is_workday(date.fromisoformat(d)) for d in workdays)
-    assert not any(deadlines.is_workday(date.fromisoformat(d)) for d in off)
-    assert deadlines.calendar_warnings() == []
+    assert all(work.is_workday(date.fromisoformat(d)) for d in workdays)
+    assert not any(work.is_workday(date.fromisoformat(d)) for d in off)
+    assert work.calendar_warnings() == []
 
 
 BAD_HOLIDAY_FILES = [
@@ -274,14 +283,13 @@ def test_start_up_puts_the_files_in_force(tmp_path: Path) -> None:
         env_file=None,
     )
     assert (s.holidays_file, s.rules_file) == (holidays, rules)
-    assert deadlines.due("question", cn("2026-12-31 10:00")) == cn("2027-01-05 17:30")
-    assert deadlines.due("question", cn("2026-12-31 10:00"), court="甲法院") == cn(
-        "2027-01-04 17:30"
-    )
+    work = rules_of(s).deadlines  # what the process built from these settings holds
+    assert work.due("question", cn("2026-12-31 10:00")) == cn("2027-01-05 17:30")
+    assert work.due("question", cn("2026-12-31 10:00"), court="甲法院") == cn("2027-01-04 17:30")
     # Settings without the files: none in force.
-    load_settings({"MST_DATA_DIR": str(tmp_path)}, env_file=None)
-    assert deadlines.current_rules() is deadlines.DEFAULT_RULES
-    assert deadlines.is_workday(date(2027, 1, 1))
+    plain = rules_of(load_settings({"MST_DATA_DIR": str(tmp_path)}, env_file=None)).deadlines
+    assert plain.rules is deadlines.DEFAULT_RULES
+    assert plain.is_workday(date(2027, 1, 1))
 
 
 # -- per-court rules (MST_RULES_FILE) ------------------------------------------------------
@@ -326,14 +334,19 @@ COURT_CASES = [
 
 @pytest.mark.parametrize(("court", "kind", "which", "expected"), COURT_CASES)
 def test_per_court_overrides(
-    tmp_path: Path, court: str | None, kind: str, which: str, expected: str
+    tmp_path: Path,
+    court: str | None,
+    kind: str,
+    which: str,
+    expected: str,
+    work: deadlines.Deadlines,
 ) -> None:
     rules = deadlines.load_rules(write(tmp_path / "rules.json", RULES))
     start = cn("2026-09-30 16:00")
-    assert deadlines.due(kind, start, which=which, court=court, rules=rules) == cn(expected)  # type: ignore[arg-type]
+    assert work.due(kind, start, which=which, court=court, rules=rules) == cn(expected)  # type: ignore[arg-type]
     # The same once in force, without passing the rules.
-    deadlines.configure(rules_file=rules.source)
-    assert deadlines.due(kind, start, which=which, court=court) == cn(expected)  # type: ignore[arg-type]
+    work = deadlines.load(rules_file=rules.source)
+    assert work.due(kind, start, which=which, court=court) == cn(expected)  # type: ignore[arg-type]
 
 
 def test_rules_keep_the_rest_of_the_file(tmp_path: Path) -> None:
@@ -367,7 +380,6 @@ def test_a_bad_rules_file_stops_start_up(tmp_path: Path, content: str) -> None:
         deadlines.load_rules(path)
     with pytest.raises(ConfigError, match="MST_RULES_FILE"):
         load_settings({"MST_DATA_DIR": str(tmp_path), "MST_RULES_FILE": str(path)}, env_file=None)
-    assert deadlines.current_rules() is deadlines.DEFAULT_RULES  # nothing half-applied
 
 
 def test_a_missing_rules_file_stops_start_up(tmp_path: Path) -> None:
@@ -375,9 +387,9 @@ def test_a_missing_rules_file_stops_start_up(tmp_path: Path) -> None:
         deadlines.load_rules(tmp_path / "nope.json")
 
 
-def test_unknown_kind_is_an_error() -> None:
+def test_unknown_kind_is_an_error(work: deadlines.Deadlines) -> None:
     with pytest.raises(ValueError, match="unknown ticket kind"):
-        deadlines.due("petition", cn("2026-11-24 10:00"))
+        work.due("petition", cn("2026-11-24 10:00"))
 
 
 # -- the working time in between, and the early warning ------------------------------------
@@ -399,8 +411,8 @@ BETWEEN_CASES = [
 
 
 @pytest.mark.parametrize(("a", "b", "minutes"), BETWEEN_CASES)
-def test_working_minutes_between(a: str, b: str, minutes: int) -> None:
-    assert deadlines.working_minutes_between(cn(a), cn(b)) == minutes
+def test_working_minutes_between(a: str, b: str, minutes: int, work: deadlines.Deadlines) -> None:
+    assert work.working_minutes_between(cn(a), cn(b)) == minutes
 
 
 WARNING_CASES = [
@@ -422,31 +434,33 @@ WARNING_CASES = [
 
 
 @pytest.mark.parametrize(("start", "due", "share", "expected"), WARNING_CASES)
-def test_warning_point(start: str, due: str, share: float, expected: str) -> None:
-    got = deadlines.warning_point(cn(start), cn(due), share)
+def test_warning_point(
+    start: str, due: str, share: float, expected: str, work: deadlines.Deadlines
+) -> None:
+    got = work.warning_point(cn(start), cn(due), share)
     assert got == cn(expected)
     assert got.tzinfo == UTC
 
 
-def test_warning_point_defaults_to_three_quarters() -> None:
+def test_warning_point_defaults_to_three_quarters(work: deadlines.Deadlines) -> None:
     start = cn("2026-09-30 16:00")
-    due = deadlines.due("question", start)
-    assert deadlines.warning_point(start, due) == cn("2026-10-09 11:52:30")
+    due = work.due("question", start)
+    assert work.warning_point(start, due) == cn("2026-10-09 11:52:30")
     with pytest.raises(ValueError):
-        deadlines.warning_point(start, due, 1.5)
+        work.warning_point(start, due, 1.5)
 
 
 # -- what the first version offered still works --------------------------------------------
 
 
-def test_the_old_names() -> None:
+def test_the_old_names(work: deadlines.Deadlines) -> None:
     start = cn("2026-09-30 16:00")
-    assert deadlines.reply_due("question", start) == cn("2026-10-09 17:30")
-    assert deadlines.add_working_days(start, 2) == cn("2026-10-09 17:30")
+    assert work.due("question", start) == cn("2026-10-09 17:30")
+    assert work.add_working_days(start, 2) == cn("2026-10-09 17:30")
     assert deadlines.REPLY_DAYS == {"question": 2, "complaint": 5, "asset_lead": 1, "mediation": 1}
     # A naive time is China time; an aware one is converted.
-    assert deadlines.due("question", datetime(2026, 9, 30, 16)) == cn("2026-10-09 17:30")
-    assert deadlines.due("question", datetime(2026, 9, 30, 8, tzinfo=UTC)) == cn("2026-10-09 17:30")
+    assert work.due("question", datetime(2026, 9, 30, 16)) == cn("2026-10-09 17:30")
+    assert work.due("question", datetime(2026, 9, 30, 8, tzinfo=UTC)) == cn("2026-10-09 17:30")
 
 
 # -- mst deadline ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ move by hand, the absent judge, team inboxes (claim races), transfers, the diges
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,7 +73,7 @@ async def ticket(w: World, number: int) -> Ticket:
 
 
 async def tick(w: World) -> dict[str, int]:
-    result = await escalation.run(w.deps)
+    result = await escalation.run(w.deps.db, w.deps.redis, w.deps.rules.escalation)
     await w.deliver()
     return result
 
@@ -136,7 +137,7 @@ async def test_concurrent_jobs_escalate_each_ticket_once(world: World, clock: An
         numbers.append(await ask(w, f"问题{i}"))
         await w.say(LITIGANT, "0")  # back to the menu: the next question is a new ticket
     clock.at(2026, 11, 25, 17, 31)
-    policy = escalation.Policy()
+    policy = w.deps.rules.escalation
 
     async def one_job() -> int:  # bypassing the Redis lock: the database guard alone
         async with w.deps.db.transaction() as s:
@@ -232,7 +233,7 @@ async def test_a_silent_judge_is_treated_as_away_for_that_item(world: World, clo
     await court_staff(w)
     await verify_litigant(w)
     number = await ask(w, "问题")
-    policy = escalation.Policy(silent_after=timedelta(hours=4))
+    policy = replace(w.deps.rules.escalation, silent_after=timedelta(hours=4))
     clock.at(2026, 11, 23, 13, 59)
     async with w.deps.db.transaction() as s:
         assert await escalation.off_absent_desks(s, policy) == 0
@@ -249,14 +250,20 @@ async def test_morning_digest_once_a_working_day(world: World, clock: Any) -> No
     await ask(w, "问题")
     await w.deliver()
     clock.at(2026, 11, 24, 7, 50)
-    assert await escalation.morning_digest(w.deps) == 0  # before 8:00
+    assert (
+        await escalation.morning_digest(w.deps.db, w.deps.redis, w.deps.rules.deadlines) == 0
+    )  # before 8:00
     clock.at(2026, 11, 24, 8, 5)
-    assert await escalation.morning_digest(w.deps) == 1  # the judge has one open item
-    assert await escalation.morning_digest(w.deps) == 0  # once a day
+    assert (
+        await escalation.morning_digest(w.deps.db, w.deps.redis, w.deps.rules.deadlines) == 1
+    )  # the judge has one open item
+    assert (
+        await escalation.morning_digest(w.deps.db, w.deps.redis, w.deps.rules.deadlines) == 0
+    )  # once a day
     await w.deliver()
     assert "您有 1 件待办" in w.inbox(JUDGE_WX)[-1]
     clock.at(2026, 11, 28, 8, 5)  # a Saturday
-    assert await escalation.morning_digest(w.deps) == 0
+    assert await escalation.morning_digest(w.deps.db, w.deps.redis, w.deps.rules.deadlines) == 0
 
 
 async def test_on_time_figures_and_the_overdue_list(world: World, clock: Any) -> None:
@@ -275,8 +282,8 @@ async def test_on_time_figures_and_the_overdue_list(world: World, clock: Any) ->
     clock.at(2026, 11, 25, 17, 31)  # the second is now overdue (and escalates)
     await tick(w)
     async with w.deps.db.sessions() as s:
-        everything = await stats.compute(s, stats.Scope())
-        reception = await stats.compute(s, stats.Scope(team="集约接待"))
+        everything = await stats.compute(s, stats.Scope(), w.deps.rules.deadlines)
+        reception = await stats.compute(s, stats.Scope(team="集约接待"), w.deps.rules.deadlines)
     # Reply: 1 of the 2 judged tickets on time. Closing: the closed one is judged (on time),
     # the open one's closing deadline (10 working days) has not come: 1 of 1.
     assert (everything["on_time_rate"], everything["on_time_judged"]) == (0.5, 2)
@@ -290,10 +297,8 @@ async def test_a_court_sets_its_own_chain_and_warning_share(
     world: World, clock: Any, tmp_path: Any
 ) -> None:
     import json
-    from dataclasses import replace
 
-    from bot.app.config import ConfigError
-    from bot.rules import deadlines
+    from bot.app.config import ConfigError, rules_of
     from tests.conftest import COURT
 
     w = world
@@ -302,24 +307,21 @@ async def test_a_court_sets_its_own_chain_and_warning_share(
         json.dumps({"courts": {COURT: {"escalation": {"question": ["admin"]}}}, "warn_share": 0.5}),
         encoding="utf-8",
     )
-    deadlines.use_rules(deadlines.load_rules(rules))
-    try:
-        w.deps.settings = replace(w.deps.settings, rules_file=rules)
-        policy = escalation.load_policy(w.deps.settings)
-        assert policy.chain(COURT, "question") == ["admin"] and policy.warn_share == 0.5
-        assert policy.chain("another court", "question") == ["reception", "admin"]
-        await court_staff(w)
-        await verify_litigant(w)
-        number = await ask(w, "问题")
-        clock.at(2026, 11, 25, 17, 31)
-        await tick(w)
-        assert (await ticket(w, number)).team == "院领导"  # straight to the leadership
-        rules.write_text(json.dumps({"warn_share": 2}), encoding="utf-8")
-        deadlines.use_rules(deadlines.load_rules(rules))
-        with pytest.raises(ConfigError, match="MST_RULES_FILE"):
-            escalation.load_policy(w.deps.settings)
-    finally:
-        deadlines.use_rules(None)
+    # What a process started with MST_RULES_FILE holds: its rules, built once.
+    w.deps.settings = replace(w.deps.settings, rules_file=rules)
+    w.deps.rules = rules_of(w.deps.settings)
+    policy = w.deps.rules.escalation
+    assert policy.chain(COURT, "question") == ["admin"] and policy.warn_share == 0.5
+    assert policy.chain("another court", "question") == ["reception", "admin"]
+    await court_staff(w)
+    await verify_litigant(w)
+    number = await ask(w, "问题")
+    clock.at(2026, 11, 25, 17, 31)
+    await tick(w)
+    assert (await ticket(w, number)).team == "院领导"  # straight to the leadership
+    rules.write_text(json.dumps({"warn_share": 2}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="MST_RULES_FILE"):
+        rules_of(w.deps.settings)
 
 
 async def test_ticket_history_away_and_overdue_from_the_command_line(

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import delete, select
 
 from bot.app import jobs
-from bot.app.config import Settings
 from bot.app.deps import Deps
 from bot.core import clock
 from bot.core.clock import court_tz
@@ -28,13 +27,10 @@ OTHER_PARTY = "oDefendant0000000000000001"
 
 
 @pytest.fixture
-def real_clock(settings: Settings) -> Iterator[None]:
-    """The `mst` processes run on the real clock: so does this side of the test. Bookings
-    made here sign their room links as the web app would."""
+def real_clock() -> Iterator[None]:
+    """The `mst` processes run on the real clock: so does this side of the test."""
     clock.set_clock(None)
-    mediation.use_room_key(settings.secret_key)
     yield
-    mediation.use_room_key(None)
 
 
 def in_days(days: int, hour: int = 9, minute: int = 30) -> datetime:
@@ -78,7 +74,7 @@ async def book(deps: Deps, case_id: int, start: datetime) -> Booking:
         case = await s.get(Case, case_id)
         binding = (await s.execute(select(Binding).where(Binding.openid == LITIGANT))).scalar_one()
         assert case is not None
-        booking = await mediation.book(s, slot.id or 0, case, binding)
+        booking = await mediation.book(s, slot.id or 0, case, binding, rooms=deps.rules.rooms)
         assert booking is not None
         return booking
 
@@ -349,7 +345,9 @@ async def test_the_link_in_the_booking_reply_opens_the_session_and_a_guessed_one
     assert any(path in text for text in w.inbox(LITIGANT))
 
     # Counted, changed or foreign links open nothing, and all look alike.
-    other_secret = mediation.room_token(booking.id or 0, secret="another court's secret key!!")
+    other_secret = mediation.Rooms.from_secret("another court's secret key!!").token(
+        booking.id or 0
+    )
     flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
     for guess in (
         f"/room/{booking.id}",
@@ -363,7 +361,7 @@ async def test_the_link_in_the_booking_reply_opens_the_session_and_a_guessed_one
         assert resp.status == 404, guess
         body = await resp.text()
         assert CASE_NUMBER not in body and "陈静" not in body
-    assert mediation.booking_id_of(token, w.deps.settings.secret_key) == booking.id
+    assert w.deps.rules.rooms.booking_id_of(token) == booking.id
 
     # Cancelled: the page says so, and how to book again.
     assert "取消" in await w.say(LITIGANT, "3")
@@ -375,10 +373,12 @@ async def test_the_link_in_the_booking_reply_opens_the_session_and_a_guessed_one
 
 def test_room_tokens_round_trip_and_name_nothing_countable() -> None:
     secret = "s" * 48
-    tokens = [mediation.room_token(n, secret=secret) for n in range(1, 200)]
+    rooms = mediation.Rooms.from_secret(secret)
+    tokens = [rooms.token(n) for n in range(1, 200)]
     assert len(set(tokens)) == len(tokens)
     assert all(len(t) == 32 and re.fullmatch(r"[A-Za-z0-9_-]+", t) for t in tokens)
-    assert [mediation.booking_id_of(t, secret) for t in tokens] == list(range(1, 200))
-    assert all(mediation.booking_id_of(t, "x" * 48) is None for t in tokens)
+    assert [rooms.booking_id_of(t) for t in tokens] == list(range(1, 200))
+    other = mediation.Rooms.from_secret("x" * 48)
+    assert all(other.booking_id_of(t) is None for t in tokens)
     # Neighbouring bookings share no prefix a person could count on.
     assert len({t[:8] for t in tokens}) == len(tokens)

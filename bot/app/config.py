@@ -20,7 +20,7 @@ from dotenv import dotenv_values
 from bot.core import clock
 from bot.core.clock import DEFAULT_TIMEZONE
 from bot.core.errors import ConfigError
-from bot.rules import deadlines
+from bot.rules import rulebook
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -138,8 +138,19 @@ def load_settings(
     if len(settings.secret_key) < 32:
         raise ConfigError("MST_SECRET_KEY must be at least 32 characters")
     clock.set_timezone(settings.timezone)
-    deadlines.configure(holidays_file=settings.holidays_file, rules_file=settings.rules_file)
+    # A bad holiday or rules file stops start-up here, naming its variable; the rules are
+    # built for use where a process opens what it holds (bot.app.factory.open_deps).
+    rules_of(settings)
     return settings
+
+
+def rules_of(settings: Settings) -> rulebook.Rulebook:
+    """The court's rules these settings name, read and checked."""
+    return rulebook.load(
+        secret_key=settings.secret_key,
+        holidays_file=settings.holidays_file,
+        rules_file=settings.rules_file,
+    )
 
 
 def _timezone(name: str) -> str:

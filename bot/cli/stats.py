@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from bot.app.config import Settings
+from bot.app.config import Settings, rules_of
 from bot.cli.common import _with_db
 
 
@@ -45,7 +45,7 @@ async def stats(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go(db: Any) -> int:
         async with db.sessions() as session:
-            result = await figures.compute(session, scope)
+            result = await figures.compute(session, scope, rules_of(settings).deadlines)
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
         else:

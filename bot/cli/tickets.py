@@ -175,11 +175,14 @@ async def deadline(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError:
         print("mst: --from must be a time like 2026-09-30T16:00 (China time)", file=sys.stderr)
         return 2
-    rules = deadlines.current_rules()
+    from bot.app.config import rules_of
+
+    working = rules_of(settings).deadlines
+    rules = working.rules
     if args.court and args.court not in rules.courts:
         print(f"mst: no deadlines of its own for {args.court!r}: the defaults", file=sys.stderr)
     which: Literal["reply", "close"] = "close" if args.close else "reply"
-    due = deadlines.due(args.kind, start, which=which, court=args.court).astimezone(court_tz())
+    due = working.due(args.kind, start, which=which, court=args.court).astimezone(court_tz())
     if args.json:
         print(json.dumps({"kind": args.kind, "which": which, "due": due.isoformat()}))
     else:

@@ -17,7 +17,8 @@ Which days are working days, in this order:
    listed by `calendar_warnings()` for the dashboard. Never a crash, never a silent guess.
 
 Times in are aware datetimes (a naive one is China time); times out are aware UTC.
-Importable without the database: it needs only bot.core.clock and bot.app.config.
+Importable without the database. Nothing is in force by module state: a `Deadlines`
+object is built once at start-up (`load`) and passed to whoever counts.
 """
 
 from __future__ import annotations
@@ -252,54 +253,6 @@ def _read_json(var: str, path: Path) -> dict[str, Any]:
     return raw
 
 
-# What is in force in this process (set at start-up by configure()).
-_calendar = CourtCalendar()
-_rules = DEFAULT_RULES
-_fallback_years: set[int] = set()
-
-
-def configure(
-    *, holidays_file: str | Path | None = None, rules_file: str | Path | None = None
-) -> None:
-    """Load, check and put in force the court's holiday file and rules (None: none).
-
-    Called at start-up (bot.app.config.load_settings); a bad file is a ConfigError naming
-    its variable, and nothing changes."""
-    calendar = load_holidays(holidays_file) if holidays_file else CourtCalendar()
-    rules = load_rules(rules_file) if rules_file else DEFAULT_RULES
-    use_calendar(calendar)
-    use_rules(rules)
-    if calendar.source is not None:
-        log.info(
-            "holiday file %s: %d days off, %d extra working days (years %s)",
-            calendar.source,
-            len(calendar.off),
-            len(calendar.work),
-            ", ".join(map(str, sorted(calendar.years))) or "none",
-        )
-
-
-def use_calendar(calendar: CourtCalendar | None) -> None:
-    """Put a court calendar in force (None: none); forgets the fallback warnings given."""
-    global _calendar
-    _calendar = calendar or CourtCalendar()
-    _fallback_years.clear()
-
-
-def use_rules(rules: Rules | None) -> None:
-    global _rules
-    _rules = rules or DEFAULT_RULES
-
-
-def current_rules() -> Rules:
-    return _rules
-
-
-def calendar_warnings() -> list[str]:
-    """For the dashboard: the years whose working days are a Monday–Friday guess."""
-    return [_fallback_text(year) for year in sorted(_fallback_years)]
-
-
 def _fallback_text(year: int) -> str:
     return f"{year}年没有官方节假日数据，暂按周一至周五计算工作日（可在 {HOLIDAYS_VAR} 中补充本院节假日）"
 
@@ -313,32 +266,6 @@ def _official_workday(day: date) -> bool | None:
         return None  # past the package's data
 
 
-def is_workday(day: date) -> bool:
-    if isinstance(day, datetime):
-        day = _china(day).date()
-    calendar = _calendar
-    if day in calendar.work:
-        return True
-    if day in calendar.off:
-        return False
-    official = _official_workday(day)
-    if official is not None:
-        return official
-    if day.year not in calendar.years and day.year not in _fallback_years:
-        _fallback_years.add(day.year)
-        log.warning(
-            "calendar: no official holiday data for %d and no %s dates for it: "
-            "counting Monday-Friday as working days (%s)",
-            day.year,
-            HOLIDAYS_VAR,
-            _fallback_text(day.year),
-        )
-    return day.weekday() < 5
-
-
-# --- arithmetic -----------------------------------------------------------------------
-
-
 def _china(moment: datetime) -> datetime:
     return (
         moment.replace(tzinfo=court_tz())
@@ -347,97 +274,142 @@ def _china(moment: datetime) -> datetime:
     )
 
 
-def _periods(day: date) -> list[tuple[datetime, datetime]]:
-    if not is_workday(day):
-        return []
-    return [
-        (datetime.combine(day, start, court_tz()), datetime.combine(day, end, court_tz()))
-        for start, end in WORK_PERIODS
-    ]
+@dataclass
+class Deadlines:
+    """The court's working time: its calendar and its allowances, built once at start-up
+    (`load`) and handed to whoever counts a deadline. It remembers which years it had to
+    guess (Monday–Friday), to say so once per year and on the dashboard."""
+
+    calendar: CourtCalendar = field(default_factory=CourtCalendar)
+    rules: Rules = DEFAULT_RULES
+    _guessed_years: set[int] = field(default_factory=set)
+
+    def calendar_warnings(self) -> list[str]:
+        """For the dashboard: the years whose working days are a Monday–Friday guess."""
+        return [_fallback_text(year) for year in sorted(self._guessed_years)]
+
+    def is_workday(self, day: date) -> bool:
+        if isinstance(day, datetime):
+            day = _china(day).date()
+        calendar = self.calendar
+        if day in calendar.work:
+            return True
+        if day in calendar.off:
+            return False
+        official = _official_workday(day)
+        if official is not None:
+            return official
+        if day.year not in calendar.years and day.year not in self._guessed_years:
+            self._guessed_years.add(day.year)
+            log.warning(
+                "calendar: no official holiday data for %d and no %s dates for it: "
+                "counting Monday-Friday as working days (%s)",
+                day.year,
+                HOLIDAYS_VAR,
+                _fallback_text(day.year),
+            )
+        return day.weekday() < 5
+
+    def _periods(self, day: date) -> list[tuple[datetime, datetime]]:
+        if not self.is_workday(day):
+            return []
+        return [
+            (datetime.combine(day, start, court_tz()), datetime.combine(day, end, court_tz()))
+            for start, end in WORK_PERIODS
+        ]
+
+    def _after_working(self, start: datetime, amount: timedelta) -> datetime:
+        """The moment `amount` of working time has passed since `start` (China time).
+
+        An amount used up exactly at the end of a period ends there (17:30, not 8:30 next day)."""
+        moment = _china(start)
+        day = moment.date()
+        left = amount
+        while True:
+            for begin, end in self._periods(day):
+                if moment >= end:
+                    continue
+                moment = max(moment, begin)
+                if left <= end - moment:
+                    return moment + left
+                left -= end - moment
+                moment = end
+            day += timedelta(days=1)
+
+    def add_working_days(self, start: datetime, days: int) -> datetime:
+        """17:30 (China time) of the `days`-th working day after `start`'s day, as aware UTC."""
+        day = _china(start).date()
+        counted = 0
+        while counted < days:
+            day += timedelta(days=1)
+            if self.is_workday(day):
+                counted += 1
+        return datetime.combine(day, DAY_ENDS, court_tz()).astimezone(UTC)
+
+    def add_working_hours(self, start: datetime, hours: int) -> datetime:
+        """The moment `hours` working hours have passed since `start`, as aware UTC."""
+        return self._after_working(start, timedelta(hours=hours)).astimezone(UTC)
+
+    def due(
+        self,
+        kind: str,
+        start: datetime,
+        *,
+        which: Which = "reply",
+        court: str | None = None,
+        rules: Rules | None = None,
+    ) -> datetime:
+        """When the first reply (which="reply") or the closing ("close") of an item of `kind`
+        that came in at `start` is due, for `court` (its overrides, else the defaults).
+        `rules`: other allowances than the court's own, counted in its calendar (what if).
+        ValueError for an unknown kind."""
+        allowance = (rules or self.rules).allowance(kind, which, court)
+        if allowance.unit == "d":
+            return self.add_working_days(start, allowance.amount)
+        return self.add_working_hours(start, allowance.amount)
+
+    def working_minutes_between(self, a: datetime, b: datetime) -> int:
+        """Whole working minutes from `a` to `b` (negative when `b` is before `a`)."""
+        if b < a:
+            return -self.working_minutes_between(b, a)
+        return int(self._working_time(a, b) // timedelta(minutes=1))
+
+    def _working_time(self, a: datetime, b: datetime) -> timedelta:
+        a, b = _china(a), _china(b)
+        total = timedelta()
+        day = a.date()
+        while day <= b.date():
+            for begin, end in self._periods(day):
+                lo, hi = max(begin, a), min(end, b)
+                if hi > lo:
+                    total += hi - lo
+            day += timedelta(days=1)
+        return total
+
+    def warning_point(self, start: datetime, due: datetime, share: float = 0.75) -> datetime:
+        """The moment `share` of the working time allowed from `start` to `due` has passed,
+        as aware UTC (the due time itself when no working time lies between them)."""
+        if not 0 <= share <= 1:
+            raise ValueError(f"share must be between 0 and 1, not {share}")
+        allowed = self._working_time(start, due) if due > start else timedelta()
+        if allowed <= timedelta():
+            return _china(due).astimezone(UTC)
+        return self._after_working(start, allowed * share).astimezone(UTC)
 
 
-def _after_working(start: datetime, amount: timedelta) -> datetime:
-    """The moment `amount` of working time has passed since `start` (China time).
-
-    An amount used up exactly at the end of a period ends there (17:30, not 8:30 next day)."""
-    moment = _china(start)
-    day = moment.date()
-    left = amount
-    while True:
-        for begin, end in _periods(day):
-            if moment >= end:
-                continue
-            moment = max(moment, begin)
-            if left <= end - moment:
-                return moment + left
-            left -= end - moment
-            moment = end
-        day += timedelta(days=1)
-
-
-def add_working_days(start: datetime, days: int) -> datetime:
-    """17:30 (China time) of the `days`-th working day after `start`'s day, as aware UTC."""
-    day = _china(start).date()
-    counted = 0
-    while counted < days:
-        day += timedelta(days=1)
-        if is_workday(day):
-            counted += 1
-    return datetime.combine(day, DAY_ENDS, court_tz()).astimezone(UTC)
-
-
-def add_working_hours(start: datetime, hours: int) -> datetime:
-    """The moment `hours` working hours have passed since `start`, as aware UTC."""
-    return _after_working(start, timedelta(hours=hours)).astimezone(UTC)
-
-
-def due(
-    kind: str,
-    start: datetime,
-    *,
-    which: Which = "reply",
-    court: str | None = None,
-    rules: Rules | None = None,
-) -> datetime:
-    """When the first reply (which="reply") or the closing ("close") of an item of `kind`
-    that came in at `start` is due, for `court` (its overrides, else the defaults).
-    ValueError for an unknown kind."""
-    allowance = (rules or _rules).allowance(kind, which, court)
-    if allowance.unit == "d":
-        return add_working_days(start, allowance.amount)
-    return add_working_hours(start, allowance.amount)
-
-
-def reply_due(kind: str, start: datetime) -> datetime:
-    return due(kind, start)
-
-
-def working_minutes_between(a: datetime, b: datetime) -> int:
-    """Whole working minutes from `a` to `b` (negative when `b` is before `a`)."""
-    if b < a:
-        return -working_minutes_between(b, a)
-    return int(_working_time(a, b) // timedelta(minutes=1))
-
-
-def _working_time(a: datetime, b: datetime) -> timedelta:
-    a, b = _china(a), _china(b)
-    total = timedelta()
-    day = a.date()
-    while day <= b.date():
-        for begin, end in _periods(day):
-            lo, hi = max(begin, a), min(end, b)
-            if hi > lo:
-                total += hi - lo
-        day += timedelta(days=1)
-    return total
-
-
-def warning_point(start: datetime, due: datetime, share: float = 0.75) -> datetime:
-    """The moment `share` of the working time allowed from `start` to `due` has passed,
-    as aware UTC (the due time itself when no working time lies between them)."""
-    if not 0 <= share <= 1:
-        raise ValueError(f"share must be between 0 and 1, not {share}")
-    allowed = _working_time(start, due) if due > start else timedelta()
-    if allowed <= timedelta():
-        return _china(due).astimezone(UTC)
-    return _after_working(start, allowed * share).astimezone(UTC)
+def load(
+    *, holidays_file: str | Path | None = None, rules_file: str | Path | None = None
+) -> Deadlines:
+    """Load and check the court's holiday file and rules (None: none): done once at
+    start-up; a bad file is a ConfigError naming its variable."""
+    calendar = load_holidays(holidays_file) if holidays_file else CourtCalendar()
+    rules = load_rules(rules_file) if rules_file else DEFAULT_RULES
+    if calendar.source is not None:
+        log.info(
+            "holiday file %s: %d days off, %d extra working days (years %s)",
+            calendar.source,
+            len(calendar.off),
+            len(calendar.work),
+            ", ".join(map(str, sorted(calendar.years))) or "none",
+        )
+    return Deadlines(calendar, rules)

@@ -1,7 +1,7 @@
 """Every letter answered on time (有信必复): early warnings, escalation when a deadline
 passes, and items moving off the desk of a judge who is away or silent.
 
-`run` is the periodic job (every minute: in the worker, or in-process). Each step is a
+`run` is the periodic job (every minute: in the worker, or in-process; bot/app/jobs.py). Each step is a
 guarded UPDATE — `WHERE level = <the level we saw>` / `warned_at IS NULL` — so running it
 twice at once, or again after downtime, moves each ticket once per level, not repeatedly.
 Every move is one audit event with its reason, so `mst ticket history N` can say who held
@@ -15,16 +15,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from redis.asyncio import Redis
 from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.app.config import ConfigError, Settings
-from bot.app.deps import Deps
 from bot.core.clock import court_tz, now, say_time
+from bot.core.errors import ConfigError
 from bot.outbox import queue as outbox
-from bot.rules import access, deadlines, tickets
+from bot.rules import access, tickets
+from bot.rules.deadlines import DEFAULT_RULES, Deadlines, Rules
 from storage import audit, state
+from storage.db import Database
 from storage.models import Case, Court, Party, Staff, Ticket
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,10 @@ DEFAULT_CHAINS: dict[str, list[str]] = {
 
 @dataclass(frozen=True)
 class Policy:
+    """How a court escalates, read once at start-up (`load_policy`), with the working time
+    its deadlines count in."""
+
+    deadlines: Deadlines = field(default_factory=Deadlines)
     chains: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # court -> kind -> roles
     warn_share: float = 0.75
     away_move_after: timedelta = timedelta(hours=1)
@@ -53,14 +59,15 @@ class Policy:
         )
 
 
-def load_policy(settings: Settings) -> Policy:
-    """Escalation settings from MST_RULES_FILE (read and checked once at start-up by
-    bot.rules.deadlines), per court and top-level:
+def load_policy(deadlines: Deadlines) -> Policy:
+    """Escalation settings from MST_RULES_FILE (its parsed JSON is in `deadlines.rules`,
+    read and checked at start-up), per court and top-level:
     {"courts": {"<court>": {"escalation": {"question": ["reception", "admin"]}}},
      "warn_share": 0.75, "away_move_after_minutes": 60, "silent_after_hours": 24}."""
-    if settings.rules_file is None:
-        return Policy()
-    raw = deadlines.current_rules().raw
+    rules: Rules = deadlines.rules
+    if rules is DEFAULT_RULES or rules.source is None:
+        return Policy(deadlines=deadlines)
+    raw = rules.raw
     try:
         chains = {
             court: {
@@ -71,6 +78,7 @@ def load_policy(settings: Settings) -> Policy:
         }
         silent = raw.get("silent_after_hours")
         policy = Policy(
+            deadlines=deadlines,
             chains=chains,
             warn_share=float(raw.get("warn_share", 0.75)),
             away_move_after=timedelta(minutes=float(raw.get("away_move_after_minutes", 60))),
@@ -90,6 +98,7 @@ async def _court_name(session: AsyncSession, case: Case) -> str:
 
 async def move(
     session: AsyncSession,
+    deadlines: Deadlines,
     ticket: Ticket,
     case: Case,
     to: tickets.Routing,
@@ -202,7 +211,7 @@ async def warn(session: AsyncSession, policy: Policy) -> int:
         col(Ticket.holder_due_at).is_not(None),
     ):
         assert ticket.holder_due_at is not None
-        if moment < deadlines.warning_point(
+        if moment < policy.deadlines.warning_point(
             ticket.holder_since, ticket.holder_due_at, policy.warn_share
         ):
             continue
@@ -254,6 +263,7 @@ async def escalate(session: AsyncSession, policy: Policy) -> int:
         )
         if await move(
             session,
+            policy.deadlines,
             ticket,
             case,
             target,
@@ -290,43 +300,49 @@ async def off_absent_desks(session: AsyncSession, policy: Policy) -> int:
             continue
         target = await tickets.role_team(session, case.court_id, "reception")
         if await move(
-            session, ticket, case, target, action="ticket.moved", reason=reason, actor="system"
+            session,
+            policy.deadlines,
+            ticket,
+            case,
+            target,
+            action="ticket.moved",
+            reason=reason,
+            actor="system",
         ):
             moved += 1
     return moved
 
 
-async def run(deps: Deps) -> dict[str, int]:
-    """The periodic job: warnings, escalations, items off absent desks."""
-    policy = load_policy(deps.settings)
-    async with state.try_lock(deps.redis, "deadlines", timeout_s=120) as got:
+async def run(db: Database, redis: Redis, policy: Policy) -> dict[str, int]:
+    """The periodic job: warnings, escalations, items off absent desks. One process at a
+    time (a Redis lock); what it queued is in the outbox when it returns."""
+    async with state.try_lock(redis, "deadlines", timeout_s=120) as got:
         if not got:
             return {}
-        async with deps.db.transaction() as session:
+        async with db.transaction() as session:
             result = {
                 "warned": await warn(session, policy),
                 "escalated": await escalate(session, policy),
                 "moved": await off_absent_desks(session, policy),
             }
     if any(result.values()):
-        deps.wakeup.set()
         log.info("deadlines: %s", result)
     return result
 
 
-async def morning_digest(deps: Deps) -> int:
+async def morning_digest(db: Database, redis: Redis, deadlines: Deadlines) -> int:
     """Once each working day after 8:00 China time: each staff member's open items and
     those due today."""
     today = now().astimezone(court_tz())
     if today.hour < 8 or not deadlines.is_workday(today.date()):
         return 0
-    if not await deps.redis.set(
+    if not await redis.set(
         f"{state.PREFIX}digest:{today.date().isoformat()}", "1", nx=True, ex=2 * 86400
     ):
         return 0  # another process, or an earlier run today, sent it
     end_of_day = datetime.combine(today.date(), datetime.max.time(), court_tz())
     sent = 0
-    async with deps.db.transaction() as session:
+    async with db.transaction() as session:
         staff_rows = (
             await session.execute(
                 select(Staff).where(col(Staff.active), col(Staff.openid).is_not(None))
@@ -356,17 +372,16 @@ async def morning_digest(deps: Deps) -> int:
                 f"早上好，{member.name}。您有 {len(items)} 件待办，其中今天到期 {len(due_today)} 件：\n{lines}",
             )
             sent += 1
-    if sent:
-        deps.wakeup.set()
     return sent
 
 
-async def claim(session: AsyncSession, staff: Staff, ticket: Ticket) -> bool:
+async def claim(session: AsyncSession, deadlines: Deadlines, staff: Staff, ticket: Ticket) -> bool:
     """Take a team-inbox item: the first claim wins (guarded on it still being unclaimed)."""
     case = await session.get(Case, ticket.case_id)
     assert case is not None
     return await move(
         session,
+        deadlines,
         ticket,
         case,
         # The inbox keeps it in view; nobody else is told.
@@ -378,7 +393,7 @@ async def claim(session: AsyncSession, staff: Staff, ticket: Ticket) -> bool:
 
 
 async def transfer(
-    session: AsyncSession, by: Staff, ticket: Ticket, to: Staff, reason: str
+    session: AsyncSession, deadlines: Deadlines, by: Staff, ticket: Ticket, to: Staff, reason: str
 ) -> bool:
     """Give the item to `to` (the caller checked access.may_transfer); they and the staff
     who support them are told."""
@@ -388,6 +403,7 @@ async def transfer(
     told = [to] if ticket.kind == "complaint" else [to, *await access.supporters(session, to)]
     return await move(
         session,
+        deadlines,
         ticket,
         case,
         tickets.Routing(to, after.team, after.inbox, told),

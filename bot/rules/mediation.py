@@ -33,70 +33,56 @@ class Choice:
     next_free: datetime | None
 
 
-def room_link(slot: MediationSlot, booking: Booking) -> str:
-    """The slot's room URL (`mst slots add --room`) for this booking. `{token}` becomes the
-    booking's signed token, for this server's own room page (`/room/{token}`, bot/web.py);
-    `{slot}` and `{booking}` become the ids, for a court video platform that wants them."""
-    link = slot.room_url.replace("{booking}", str(booking.id)).replace("{slot}", str(slot.id))
-    if "{token}" in link:
-        link = link.replace("{token}", room_token(booking.id or 0))
-    return link
-
-
-# -- signed room tokens ------------------------------------------------------------------
-# 32 URL-safe characters: a 128-bit tag (HMAC of the booking id under a key derived from
-# MST_SECRET_KEY) and the id hidden under a mask derived from that tag. Nothing in it can
-# be counted or guessed; a changed character fails the tag.
+# -- signed room links -------------------------------------------------------------------
+# A token is 32 URL-safe characters: a 128-bit tag (HMAC of the booking id under a key
+# derived from MST_SECRET_KEY) and the id hidden under a mask derived from that tag.
+# Nothing in it can be counted or guessed; a changed character fails the tag.
 _ROOM_TAG_BYTES = 16
 _ROOM_ID_BYTES = 8
-_room_key: bytes | None = None
-
-
-def _derive_room_key(secret: str) -> bytes:
-    return hmac.new(secret.encode(), b"mst room link", hashlib.sha256).digest()
-
-
-def use_room_key(secret: str | None) -> None:
-    """Sign room links with this secret (the web app passes MST_SECRET_KEY at start-up).
-    None forgets it: the next link is signed with the key from the settings."""
-    global _room_key
-    _room_key = None if secret is None else _derive_room_key(secret)
-
-
-def _current_room_key() -> bytes:
-    if _room_key is None:  # a process without the web app (the arq worker's reminders)
-        from bot.app.config import load_settings
-
-        use_room_key(load_settings().secret_key)
-    assert _room_key is not None
-    return _room_key
 
 
 def _room_mac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-def room_token(booking_id: int, secret: str | None = None) -> str:
-    key = _current_room_key() if secret is None else _derive_room_key(secret)
-    tag = _room_mac(key, b"booking:%d" % booking_id)[:_ROOM_TAG_BYTES]
-    mask = _room_mac(key, b"mask:" + tag)[:_ROOM_ID_BYTES]
-    hidden = bytes(
-        a ^ b for a, b in zip(booking_id.to_bytes(_ROOM_ID_BYTES, "big"), mask, strict=True)
-    )
-    return base64.urlsafe_b64encode(tag + hidden).decode()
+@dataclass(frozen=True)
+class Rooms:
+    """Signs and reads the links to mediation rooms. Built once at start-up from the
+    secret key (`from_secret`) and handed to whoever writes or opens a link."""
 
+    key: bytes
 
-def booking_id_of(token: str, secret: str) -> int | None:
-    """The booking a room token names, or None for anything not signed with this secret."""
-    if not looks_like_token(token):
-        return None
-    raw = base64.urlsafe_b64decode(token)
-    tag, hidden = raw[:_ROOM_TAG_BYTES], raw[_ROOM_TAG_BYTES:]
-    key = _derive_room_key(secret)
-    mask = _room_mac(key, b"mask:" + tag)[:_ROOM_ID_BYTES]
-    booking_id = int.from_bytes(bytes(a ^ b for a, b in zip(hidden, mask, strict=True)), "big")
-    expected = _room_mac(key, b"booking:%d" % booking_id)[:_ROOM_TAG_BYTES]
-    return booking_id if hmac.compare_digest(expected, tag) else None
+    @classmethod
+    def from_secret(cls, secret: str) -> Rooms:
+        return cls(hmac.new(secret.encode(), b"mst room link", hashlib.sha256).digest())
+
+    def token(self, booking_id: int) -> str:
+        tag = _room_mac(self.key, b"booking:%d" % booking_id)[:_ROOM_TAG_BYTES]
+        mask = _room_mac(self.key, b"mask:" + tag)[:_ROOM_ID_BYTES]
+        hidden = bytes(
+            a ^ b for a, b in zip(booking_id.to_bytes(_ROOM_ID_BYTES, "big"), mask, strict=True)
+        )
+        return base64.urlsafe_b64encode(tag + hidden).decode()
+
+    def booking_id_of(self, token: str) -> int | None:
+        """The booking a token names, or None for anything not signed with this key."""
+        if not looks_like_token(token):
+            return None
+        raw = base64.urlsafe_b64decode(token)
+        tag, hidden = raw[:_ROOM_TAG_BYTES], raw[_ROOM_TAG_BYTES:]
+        mask = _room_mac(self.key, b"mask:" + tag)[:_ROOM_ID_BYTES]
+        booking_id = int.from_bytes(bytes(a ^ b for a, b in zip(hidden, mask, strict=True)), "big")
+        expected = _room_mac(self.key, b"booking:%d" % booking_id)[:_ROOM_TAG_BYTES]
+        return booking_id if hmac.compare_digest(expected, tag) else None
+
+    def link(self, slot: MediationSlot, booking: Booking) -> str:
+        """The slot's room URL (`mst slots add --room`) for this booking. `{token}` becomes
+        the booking's signed token, for this server's own room page (`/room/{token}`);
+        `{slot}` and `{booking}` become the ids, for a court video platform that wants them."""
+        link = slot.room_url.replace("{booking}", str(booking.id)).replace("{slot}", str(slot.id))
+        if "{token}" in link:
+            link = link.replace("{token}", self.token(booking.id or 0))
+        return link
 
 
 @dataclass(frozen=True)
@@ -110,8 +96,8 @@ class Room:
     mediator: Staff
 
 
-async def room_for_token(session: AsyncSession, token: str, secret: str) -> Room | None:
-    booking_id = booking_id_of(token, secret)
+async def room_for_token(session: AsyncSession, token: str, rooms: Rooms) -> Room | None:
+    booking_id = rooms.booking_id_of(token)
     if booking_id is None:
         return None
     row = (
@@ -205,6 +191,7 @@ async def book(
     case: Case,
     binding: Binding,
     *,
+    rooms: Rooms,
     replacing: Booking | None = None,
 ) -> Booking | None:
     """Take one place in the slot, or None when it was just taken (or too close to start).
@@ -237,7 +224,9 @@ async def book(
         before = await session.get(MediationSlot, replacing.slot_id)
         await cancel(session, replacing, case, reason="rescheduled", tell=False)
     # The booker has the reply in the chat: the push is for everyone else.
-    await _tell_everyone(session, case, slot, booking, "booked", skip=binding.openid, before=before)
+    await _tell_everyone(
+        session, case, slot, booking, "booked", skip=binding.openid, before=before, rooms=rooms
+    )
     await audit.append(
         session,
         actor=binding.openid,
@@ -309,6 +298,7 @@ async def _tell_everyone(
     *,
     skip: str | None = None,
     before: MediationSlot | None = None,
+    rooms: Rooms | None = None,
 ) -> None:
     """Both sides of the case (everyone bound to it but `skip`), the mediator, and the
     case's judge. `before`: the slot a reschedule moved from."""
@@ -316,15 +306,16 @@ async def _tell_everyone(
     party = await session.get(Party, booking.party_id)
     when = say_time(slot.start_at)
     name = mediator.name if mediator else ""
+    link = rooms.link(slot, booking) if rooms else ""
     if what == "booked" and before is not None:
         was = say_time(before.start_at)
         to_parties = (
             f"本案的远程调解改期了：{when}，调解员{name}（原来是 {was}）。\n"
-            f"到时请点击链接进入调解室：{room_link(slot, booking)}"
+            f"到时请点击链接进入调解室：{link}"
         )
         to_staff = f"调解预约改期：{case.case_number}，{was} 改到 {when}。"
     elif what == "booked":
-        to_parties = f"本案已预约远程调解：{when}，调解员{name}。\n到时请点击链接进入调解室：{room_link(slot, booking)}"
+        to_parties = f"本案已预约远程调解：{when}，调解员{name}。\n到时请点击链接进入调解室：{link}"
         to_staff = (
             f"新的调解预约：{case.case_number}，{when}，由{party.role if party else '当事人'}预约。"
         )
@@ -374,7 +365,7 @@ async def record_no_show(session: AsyncSession, mediator: Staff, booking_id: int
     return booking
 
 
-async def send_reminders(session: AsyncSession) -> int:
+async def send_reminders(session: AsyncSession, rooms: Rooms) -> int:
     """The day before and one hour before, with the room link. Each sent once."""
     moment = now()
     sent = 0
@@ -403,7 +394,7 @@ async def send_reminders(session: AsyncSession) -> int:
                 session,
                 booking.openid,
                 f"提醒：{words or _day_word(slot.start_at, moment)}（{say_time(slot.start_at)}）有远程调解，案号{case.case_number}。\n"
-                f"请提前几分钟点击链接进入：{room_link(slot, booking)}",
+                f"请提前几分钟点击链接进入：{rooms.link(slot, booking)}",
                 case=case,
                 notice="远程调解提醒",
             )

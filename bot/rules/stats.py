@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
 from bot.core.clock import now
-from bot.rules import deadlines
+from bot.rules.deadlines import Deadlines
 from storage.models import AuditEvent, Case, Court, Rating, Staff, Ticket
 
 SATISFIED = (1, 2)  # 满意, 基本满意
@@ -56,7 +56,7 @@ def share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-async def compute(session: AsyncSession, scope: Scope) -> dict[str, Any]:
+async def compute(session: AsyncSession, scope: Scope, deadlines: Deadlines) -> dict[str, Any]:
     cases = _cases(scope).scalar_subquery()
     visitors = await session.scalar(
         select(func.count(func.distinct(col(AuditEvent.actor)))).where(
