@@ -1,4 +1,5 @@
-"""Delivering the outbox: claim due rows, send each through WeChat, record the outcome.
+"""Delivering the outbox: claim due rows, send each through its channel's sender
+(`Deps.senders[row.channel]`, bot.outbox.senders), record the outcome.
 
 Several workers may run: a row is claimed (status `sending`, a claim token, a lease) in
 one transaction — `FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock on SQLite — so
@@ -12,28 +13,21 @@ import json
 import logging
 import secrets
 from datetime import timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.app.deps import Deps
-from bot.channels.wechat.api import (
-    DAILY_LIMIT,
-    MINUTE_LIMIT,
-    PERMANENT,
-    QUOTA_USED,
-    WINDOW_CLOSED,
-    TransientError,
-    WeChatAPI,
-    WeChatError,
-)
-from bot.core import links, metrics
-from bot.core.clock import now, to_court
+from bot.core import metrics
+from bot.core.clock import now
+from bot.outbox.senders import Letter, Refused, Retry
 from storage import audit
 from storage.db import Database
 from storage.models import Outbox
+
+if TYPE_CHECKING:  # the outbox needs no channel: Deps (and its WeChat client) only as a type
+    from bot.app.deps import Deps
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +37,10 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=30)
 BACKOFF_BASE_S = 5
 BACKOFF_MAX_S = 3600
-MINUTE_LIMIT_WAIT = timedelta(minutes=1)
 # A row that could not be sent for this long is failed (and listed by `mst outbox`), even
 # for errors that might pass: by then a person must look at it.
 GIVE_UP_AFTER = timedelta(days=3)
 GIVE_UP_TRIES = 8
-LINK_TTL = timedelta(days=7)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -96,13 +88,13 @@ async def claim(deps: Deps, limit: int = 20) -> list[Outbox]:
         return list(rows)
 
 
-async def deliver_due(deps: Deps, api: WeChatAPI, limit: int = 20) -> int:
+async def deliver_due(deps: Deps, limit: int = 20) -> int:
     """One pass: claim and deliver what is due. Returns how many rows were handled."""
     rows = await claim(deps, limit)
     for row in rows:
         if not await _still_ours(deps, row):
             continue  # the lease ran out during the batch and another worker took it
-        await deliver_one(deps, api, row)
+        await deliver_one(deps, row)
     return len(rows)
 
 
@@ -117,27 +109,43 @@ async def _still_ours(deps: Deps, row: Outbox) -> bool:
     return ours
 
 
-async def deliver_one(deps: Deps, api: WeChatAPI, row: Outbox) -> None:
-    """Send one claimed row. Only an error no retry can change (PERMANENT: the person
-    unfollowed, blocked us, is no user of ours) fails it at once; anything else — WeChat
-    down, tokens refused, quotas, our own configuration — is tried again with a growing
-    pause, and fails only after GIVE_UP_AFTER, with its reason kept."""
-    payload: dict[str, Any] = json.loads(row.payload)
+async def deliver_one(deps: Deps, row: Outbox) -> None:
+    """Send one claimed row through the sender of its channel. Only what no retry can
+    change (`Refused`: the person unfollowed, blocked us, is no user of ours) fails it at
+    once; anything else — the channel down, tokens refused, our own configuration, no
+    sender for the channel here — is tried again with a growing pause, and fails only
+    after GIVE_UP_AFTER, with its reason kept. A quota (`Retry` with a wait) is tried
+    again not before its wait, then with the usual growing pause, and is not given up on."""
+    sender = deps.senders.get(row.channel)
+    if sender is None:
+        log.error(
+            "outbox %s: no sender for channel %r in this process (it has: %s)",
+            row.id,
+            row.channel,
+            ", ".join(sorted(deps.senders)) or "none",
+        )
+        await _retry_or_give_up(deps, row, f"no sender for channel {row.channel}")
+        return
+    letter = Letter(
+        id=row.id or 0,
+        channel=row.channel,
+        recipient=row.recipient,
+        kind=row.kind,
+        payload=json.loads(row.payload),
+    )
     try:
-        via = await _send(deps, api, row, payload)
-    except WeChatError as exc:
-        if exc.errcode in PERMANENT:
-            await _give_up(deps, row, f"{exc.errcode} {PERMANENT[exc.errcode]}")
-        elif exc.errcode in (DAILY_LIMIT, MINUTE_LIMIT):
-            # Quotas: not before a minute, then the usual growing pause (a daily quota
-            # cleared by the operator is noticed within the hour, not the next day).
-            wait = max(MINUTE_LIMIT_WAIT, backoff(row.attempts))
+        via = await sender.send(letter)
+    except Refused as exc:
+        await _give_up(deps, row, f"{exc}")
+        return
+    except Retry as exc:
+        if exc.wait is not None:
+            # Not before the wait, then the usual growing pause (a daily quota cleared by
+            # the operator is noticed within the hour, not the next day).
+            wait = max(exc.wait, backoff(row.attempts))
             await _retry_later(deps, row, f"{exc}", now() + wait)
         else:
             await _retry_or_give_up(deps, row, f"{exc}")
-        return
-    except TransientError as exc:
-        await _retry_or_give_up(deps, row, f"{exc}")
         return
     await _finish(deps, row, via)
 
@@ -148,46 +156,6 @@ async def _retry_or_give_up(deps: Deps, row: Outbox, error: str) -> None:
         await _give_up(deps, row, f"{error} (not sent in {GIVE_UP_AFTER.days} days)")
     else:
         await _retry_later(deps, row, error, now() + backoff(row.attempts))
-
-
-async def _send(deps: Deps, api: WeChatAPI, row: Outbox, payload: dict[str, Any]) -> str:
-    if row.kind != "cs_text":
-        raise WeChatError(-1000, f"unknown outbox kind {row.kind!r}")
-    try:
-        await api.send_text(row.recipient, payload["text"])
-        return "custom"
-    except WeChatError as exc:
-        if exc.errcode not in (WINDOW_CLOSED, QUOTA_USED):
-            raise
-        log.info(
-            "outbox %s: customer-service message refused (%s); sending a template",
-            row.id,
-            exc.errcode,
-        )
-    # Outside the 48-hour window or over the quota: a template message saying a reply is
-    # waiting, linking to a page that shows it to this recipient.
-    settings = deps.settings
-    await api.send_template(
-        row.recipient,
-        settings.wechat_template_id,
-        {
-            "first": payload.get("notice") or "您有一条新消息",
-            "keyword1": payload.get("case_number", ""),
-            "keyword2": to_court(now()).strftime("%Y-%m-%d %H:%M"),  # the court's time
-            "remark": "点击查看详情。",
-        },
-        url=reply_link(settings.public_base_url, settings.secret_key, row),
-    )
-    return "template"
-
-
-def reply_link(base_url: str, secret: str, row: Outbox) -> str:
-    """A signed, expiring link to one message, for the template message's 'view' button."""
-    return f"{base_url}/m/{row.id}?{links.query(secret, LINK_TTL, row.id or 0, row.recipient)}"
-
-
-def link_valid(secret: str, row: Outbox, expires: str, sig: str) -> bool:
-    return links.valid(secret, expires, sig, row.id or 0, row.recipient)
 
 
 async def _mark(session: AsyncSession, row: Outbox, **values: Any) -> bool:

@@ -96,7 +96,7 @@ async def tell(
     """A customer-service text to one person (nobody, when they have no WeChat bound).
 
     `notice` is the one-line summary used if WeChat's 48-hour window has closed and a
-    template message goes instead (bot.outbox.delivery)."""
+    template message goes instead (bot.channels.wechat.sender)."""
     if not recipient:
         return
     payload: dict[str, Any] = {"text": text}

@@ -1,0 +1,84 @@
+"""The Official Account's sender: an outbox text goes out as a customer-service message,
+or — outside the 48-hour window, or over the per-message quota — as the template message
+"a reply is waiting", linking to the signed page that shows it (bot.outbox.links).
+
+WeChat's answers become the outbox's words: an error no retry can change is `Refused`, an
+API quota is a `Retry` not before a minute, anything else a plain `Retry`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bot.channels.wechat.api import (
+    DAILY_LIMIT,
+    MINUTE_LIMIT,
+    PERMANENT,
+    QUOTA_USED,
+    WINDOW_CLOSED,
+    TransientError,
+    WeChatAPI,
+    WeChatError,
+)
+from bot.core.clock import now, to_court
+from bot.outbox.links import reply_link
+from bot.outbox.senders import Letter, Refused, Retry
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "wechat"
+# An API quota (per minute, or per day until the operator clears it): not before this.
+MINUTE_LIMIT_WAIT = timedelta(minutes=1)
+
+
+@dataclass
+class WeChatSender:
+    api: WeChatAPI
+    template_id: str  # WECHAT_TEMPLATE_ID
+    base_url: str  # PUBLIC_BASE_URL: where the template's link opens
+    secret: str  # MST_SECRET_KEY: signs that link
+    channel: str = field(default=CHANNEL, init=False)
+
+    async def send(self, letter: Letter) -> str:
+        try:
+            return await self._send(letter)
+        except WeChatError as exc:
+            if exc.errcode in PERMANENT:
+                raise Refused(f"{exc.errcode} {PERMANENT[exc.errcode]}") from exc
+            if exc.errcode in (DAILY_LIMIT, MINUTE_LIMIT):
+                raise Retry(str(exc), wait=MINUTE_LIMIT_WAIT) from exc
+            raise Retry(str(exc)) from exc
+        except TransientError as exc:
+            raise Retry(str(exc)) from exc
+
+    async def _send(self, letter: Letter) -> str:
+        if letter.kind != "cs_text":
+            raise WeChatError(-1000, f"unknown outbox kind {letter.kind!r}")
+        try:
+            await self.api.send_text(letter.recipient, letter.text)
+            return "custom"
+        except WeChatError as exc:
+            if exc.errcode not in (WINDOW_CLOSED, QUOTA_USED):
+                raise
+            log.info(
+                "outbox %s: customer-service message refused (%s); sending a template",
+                letter.id,
+                exc.errcode,
+            )
+        # Outside the 48-hour window or over the quota: a template message saying a reply
+        # is waiting, linking to a page that shows it to this recipient.
+        payload = letter.payload
+        await self.api.send_template(
+            letter.recipient,
+            self.template_id,
+            {
+                "first": payload.get("notice") or "您有一条新消息",
+                "keyword1": payload.get("case_number", ""),
+                "keyword2": to_court(now()).strftime("%Y-%m-%d %H:%M"),  # the court's time
+                "remark": "点击查看详情。",
+            },
+            url=reply_link(self.base_url, self.secret, letter),
+        )
+        return "template"
