@@ -144,7 +144,7 @@ async def measure(args: argparse.Namespace) -> None:
             reply = await handle(
                 deps, Inbound("wechat", lit.openid, "text", f"wx:{m}", text=f"问题 {m}：何时开庭？")
             )
-            if not reply or "#" not in reply:
+            if not reply or "#" not in reply.text:
                 raise SystemExit(f"unexpected answer: {reply!r}")
 
         db.transaction = rolled_back(db)  # type: ignore[method-assign]

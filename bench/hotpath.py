@@ -75,7 +75,7 @@ async def _run(args: argparse.Namespace, db_url: str, redis_url: str | None) -> 
             answer = await handle(
                 deps, Inbound("wechat", lit.openid, "text", f"wx:{n}", text=f"问题 {n}：何时开庭？")
             )
-            if not answer or "#" not in answer:
+            if not answer or "#" not in answer.text:
                 raise SystemExit(f"unexpected answer: {answer!r}")
 
         async def drive(count_: int) -> float:

@@ -10,6 +10,7 @@ from sqlmodel import col
 
 from bot.core.context import Context
 from bot.core.masking import mask_name
+from bot.core.reply import Reply
 from bot.outbox import queue as outbox
 from bot.rules import access, attempts, tickets
 from bot.rules import staff as staff_accounts
@@ -19,20 +20,20 @@ from storage import audit
 from storage.models import Binding, Case, Court, Party, Staff
 
 
-async def welcome(ctx: Context) -> str | None:
-    return texts.WELCOME
+async def welcome(ctx: Context) -> Reply | None:
+    return Reply(texts.WELCOME)
 
 
-async def scan(ctx: Context) -> str | None:
+async def scan(ctx: Context) -> Reply | None:
     """A scan event carrying a token (subscribe with qrscene_, or SCAN)."""
     return await open_case(ctx, await codes.by_token(ctx.session, ctx.inbound.code or ""))
 
 
-async def open_case(ctx: Context, lookup: codes.Lookup) -> str | None:
+async def open_case(ctx: Context, lookup: codes.Lookup) -> Reply | None:
     if lookup.status == "mistyped":
-        return texts.CODE_MISTYPED
+        return Reply(texts.CODE_MISTYPED)
     if lookup.status == "unknown" or lookup.case is None or lookup.court is None:
-        return texts.CODE_UNKNOWN
+        return Reply(texts.CODE_UNKNOWN)
     case = lookup.case
     await audit.append(
         ctx.session,
@@ -43,12 +44,15 @@ async def open_case(ctx: Context, lookup: codes.Lookup) -> str | None:
         payload={"status": lookup.status, "via": ctx.inbound.kind},
     )
     if lookup.status == "revoked":
-        return texts.CODE_REVOKED.format(call=texts.call(lookup.court))
-    greeting = texts.CODE_OK.format(
-        how=texts.CODE_TYPED if ctx.inbound.kind == "text" else texts.CODE_SCANNED,
-        court=lookup.court.name,
-        case_number=case.case_number,
-        cause=case.cause,
+        return Reply(texts.CODE_REVOKED.format(call=texts.call(lookup.court)))
+    greeting = Reply(
+        texts.CODE_OK.format(
+            how=texts.CODE_TYPED if ctx.inbound.kind == "text" else texts.CODE_SCANNED,
+            court=lookup.court.name,
+            case_number=case.case_number,
+            cause=case.cause,
+        ),
+        item=f"case:{case.id}",
     )
     if await tickets.binding_for(ctx.session, ctx.inbound.user, case.id or 0) is not None:
         ctx.state.update(case_id=case.id, step=None, ticket_id=None)
@@ -57,18 +61,18 @@ async def open_case(ctx: Context, lookup: codes.Lookup) -> str | None:
     return greeting + texts.ASK_DIGITS
 
 
-async def verify(ctx: Context) -> str | None:
+async def verify(ctx: Context) -> Reply | None:
     """The user answers with the last four digits of the registered phone."""
     case_id = ctx.state.get("pending_case")
     text = ctx.inbound.plain
     if text == "0" or case_id is None:
         ctx.state.update(step=None, pending_case=None)
-        return await home.menu_text(ctx) if ctx.state.get("case_id") else texts.WELCOME
+        return await home.menu_text(ctx) if ctx.state.get("case_id") else Reply(texts.WELCOME)
     tries = await attempts.verify_tries(ctx.session, ctx.inbound.user, case_id)
     if tries.blocked() is not None:
         return await _locked_words(ctx, case_id, tries)
     if not re.fullmatch(r"\d{4}", text):
-        return texts.DIGITS_ONLY
+        return Reply(texts.DIGITS_ONLY_LEAD, texts.DIGITS_ONLY_CHOICES)
     party = (
         await ctx.session.execute(
             select(Party)
@@ -97,7 +101,7 @@ async def verify(ctx: Context) -> str | None:
             attempts.VERIFY_PER_PERSON - tries.person,
             attempts.VERIFY_PER_CASE - tries.case,
         )
-        return texts.WRONG_DIGITS.format(left=left)
+        return Reply(texts.WRONG_DIGITS.format(left=left))
     binding = Binding(
         openid=ctx.inbound.user, case_id=case_id, party_id=party.id or 0, method="phone_tail"
     )
@@ -112,17 +116,16 @@ async def verify(ctx: Context) -> str | None:
         payload={"method": "phone_tail", "role": party.role},
     )
     ctx.state.update(step=None, pending_case=None, case_id=case_id, ticket_id=None)
-    return texts.VERIFIED.format(
-        role=party.role, name=mask_name(party.name)
-    ) + await home.menu_text(ctx)
+    verified = texts.VERIFIED.format(role=party.role, name=mask_name(party.name))
+    return Reply(verified, item=f"case:{case_id}") + await home.menu_text(ctx)
 
 
-async def _locked_words(ctx: Context, case_id: int, tries: attempts.VerifyTries) -> str:
+async def _locked_words(ctx: Context, case_id: int, tries: attempts.VerifyTries) -> Reply:
     case = await ctx.session.get(Case, case_id)
     court = await ctx.session.get(Court, case.court_id) if case else None
     if tries.blocked() != "case":
-        return texts.LOCKED.format(desk=texts.desk(court))
-    return texts.CASE_PAUSED.format(desk=texts.desk(court))
+        return Reply(texts.LOCKED.format(desk=texts.desk(court)))
+    return Reply(texts.CASE_PAUSED.format(desk=texts.desk(court)))
 
 
 async def _tell_court_case_paused(ctx: Context, case_id: int) -> None:
@@ -156,10 +159,10 @@ def looks_like_bind_code(text: str) -> bool:
     return bool(BIND_CODE.match(text.strip()))
 
 
-async def staff_bind(ctx: Context) -> str | None:
+async def staff_bind(ctx: Context) -> Reply | None:
     mine, everyone = await attempts.bind_tries(ctx.session, ctx.inbound.user)
     if attempts.bind_blocked(mine, everyone):
-        return texts.BIND_PAUSED  # the code is not even looked at: no answer to learn from
+        return Reply(texts.BIND_PAUSED)  # the code is not even looked at: no answer to learn from
     code_hash = staff_accounts.code_hash(ctx.inbound.text.strip())
     member = (
         await ctx.session.execute(
@@ -178,7 +181,7 @@ async def staff_bind(ctx: Context) -> str | None:
                 action="staff.bind_locked",
                 payload={"wrong_tries": mine + 1, "everyone": everyone + 1},
             )
-        return texts.BIND_CODE_BAD
+        return Reply(texts.BIND_CODE_BAD)
     # One WeChat per staff member, one staff member per WeChat.
     previous = (
         await ctx.session.execute(select(Staff).where(col(Staff.openid) == ctx.inbound.user))
@@ -197,4 +200,4 @@ async def staff_bind(ctx: Context) -> str | None:
         subject=f"staff:{member.username}",
     )
     ctx.state.clear()
-    return texts.STAFF_BOUND.format(name=member.name, username=member.username)
+    return Reply(texts.STAFF_BOUND.format(name=member.name, username=member.username))

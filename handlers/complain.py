@@ -8,6 +8,7 @@ from functools import partial
 
 from bot.core.clock import court_tz, now
 from bot.core.context import Context
+from bot.core.reply import Link, Reply
 from bot.rules import receipts, tickets
 from handlers import home, items, texts
 from storage import state
@@ -16,48 +17,67 @@ from storage.models import Binding, Case, Court
 ABOUT = {"1": "staff", "2": "process", "3": "other_party", "4": "other"}
 
 
-async def start(ctx: Context, case: Case, binding: Binding) -> str:
+async def start(ctx: Context, case: Case, binding: Binding) -> Reply:
     if await _used_today(ctx, case, "complaints") >= ctx.settings.complaint_daily_cap:
-        return texts.COMPLAIN_CAP.format(
-            limit=ctx.settings.complaint_daily_cap, day=_tomorrow(), call=await _call(ctx, case)
-        ) + await home.menu_text(ctx)
+        return await _capped(ctx, case) + await home.menu_text(ctx)
     ctx.state.update(step="complain", sub="about", ticket_id=None)
-    return texts.COMPLAIN_ABOUT
+    return _about()
 
 
-async def receive(ctx: Context, case: Case, binding: Binding) -> str:
+async def receive(ctx: Context, case: Case, binding: Binding) -> Reply:
     text = ctx.inbound.text.strip()
     if ctx.state.get("sub") == "about":
         about = ABOUT.get(ctx.inbound.plain)
         if about is None:
-            return texts.COMPLAIN_ABOUT
+            return _about()
         ctx.state.update(sub="text", about=about)
-        return texts.COMPLAIN_PROMPT
+        return Reply(texts.COMPLAIN_PROMPT, (texts.TO_MENU_SAID,))
     if not text:
-        return texts.COMPLAIN_PROMPT
+        return Reply(texts.COMPLAIN_PROMPT, (texts.TO_MENU_SAID,))
     ticket = await items.current(ctx, case)
     if ticket is not None:
         cap = ctx.settings.complaint_message_daily_cap
         if await _used_today(ctx, case, "complaint-messages") >= cap:
-            return texts.COMPLAIN_MESSAGE_CAP.format(
-                limit=cap, day=_tomorrow(), call=await _call(ctx, case)
+            return Reply(
+                texts.COMPLAIN_MESSAGE_CAP.format(
+                    limit=cap, day=_tomorrow(), call=await _call(ctx, case)
+                ),
+                item=f"ticket:{ticket.id}",
             )
         await items.add(ctx, ticket, case, text)
         _count_today(ctx, case, "complaint-messages")
-        return texts.COMPLAIN_ADDED.format(ticket=ticket.id)
-    if await _used_today(ctx, case, "complaints") >= ctx.settings.complaint_daily_cap:
-        return texts.COMPLAIN_CAP.format(
-            limit=ctx.settings.complaint_daily_cap, day=_tomorrow(), call=await _call(ctx, case)
+        return Reply(
+            texts.COMPLAIN_ADDED_LEAD.format(ticket=ticket.id),
+            (texts.TO_MENU,),
+            item=f"ticket:{ticket.id}",
         )
+    if await _used_today(ctx, case, "complaints") >= ctx.settings.complaint_daily_cap:
+        return await _capped(ctx, case)
     opened = await items.open_new(
         ctx, case, binding, kind="complaint", text=text, about=ctx.state.get("about")
     )
     _count_today(ctx, case, "complaints")
     ctx.state["sub"] = "more"
-    return texts.COMPLAIN_RECEIVED.format(
-        ticket=opened.ticket.id,
-        due=tickets.due_words(opened.ticket),
-        receipt=receipts.url(ctx.settings.public_base_url, opened.receipt),
+    receipt = receipts.url(ctx.settings.public_base_url, opened.receipt)
+    return Reply(
+        texts.COMPLAIN_RECEIVED.format(
+            ticket=opened.ticket.id, due=tickets.due_words(opened.ticket), receipt=receipt
+        ),
+        (texts.TO_MENU_SAID,),
+        links=(Link(texts.RECEIPT, receipt),),
+        item=f"ticket:{opened.ticket.id}",
+    )
+
+
+def _about() -> Reply:
+    return Reply(texts.COMPLAIN_ABOUT_LEAD, texts.COMPLAIN_ABOUT_CHOICES)
+
+
+async def _capped(ctx: Context, case: Case) -> Reply:
+    return Reply(
+        texts.COMPLAIN_CAP.format(
+            limit=ctx.settings.complaint_daily_cap, day=_tomorrow(), call=await _call(ctx, case)
+        )
     )
 
 

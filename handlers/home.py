@@ -4,18 +4,20 @@ what the person raised. Every flow ends here; none of it starts a flow (handlers
 from __future__ import annotations
 
 from bot.core.context import Context
+from bot.core.reply import Choice, Reply
 from bot.rules import tickets
 from handlers import texts
 from storage.models import Case
 
 
-async def menu_text(ctx: Context) -> str:
+async def menu_text(ctx: Context) -> Reply:
     found = await tickets.active_case(ctx.session, ctx.inbound.user, ctx.state.get("case_id"))
     if found is None:
-        return texts.WELCOME
+        return Reply(texts.WELCOME)
     several = len(await tickets.cases_of(ctx.session, ctx.inbound.user)) > 1
-    return texts.MENU.format(
-        case_number=found[0].case_number, switch=texts.MENU_SWITCH if several else ""
+    return Reply(
+        texts.MENU_LEAD.format(case_number=found[0].case_number),
+        texts.MENU_CHOICES + ((texts.MENU_SWITCH,) if several else ()),
     )
 
 
@@ -26,26 +28,30 @@ def home(ctx: Context) -> None:
     ctx.state.update(keep)
 
 
-async def switch_list(ctx: Context) -> str:
+async def switch_list(ctx: Context) -> Reply:
     cases = await tickets.cases_of(ctx.session, ctx.inbound.user)
-    lines = "\n".join(
-        f"{i} {c.case_number}{'（当前）' if c.id == ctx.state.get('case_id') else ''}"
+    choices = tuple(
+        Choice(str(i), f"{c.case_number}{'（当前）' if c.id == ctx.state.get('case_id') else ''}")
         for i, c in enumerate(cases, start=1)
     )
     ctx.state["step"] = "switch"
-    return texts.SWITCH_LIST.format(lines=lines)
+    return Reply(texts.SWITCH_LIST_LEAD, choices, footer=texts.SWITCH_LIST_FOOTER)
 
 
-async def switch_to(ctx: Context, number: int) -> str:
+async def switch_to(ctx: Context, number: int) -> Reply:
     cases = await tickets.cases_of(ctx.session, ctx.inbound.user)
     ctx.state["step"] = None
     if not 1 <= number <= len(cases):
         return await switch_list(ctx)
-    ctx.state.update(case_id=cases[number - 1].id, ticket_id=None)
-    return texts.SWITCHED.format(case_number=cases[number - 1].case_number) + await menu_text(ctx)
+    chosen = cases[number - 1]
+    ctx.state.update(case_id=chosen.id, ticket_id=None)
+    switched = Reply(
+        texts.SWITCHED.format(case_number=chosen.case_number), item=f"case:{chosen.id}"
+    )
+    return switched + await menu_text(ctx)
 
 
-async def my_tickets(ctx: Context, case: Case) -> str:
+async def my_tickets(ctx: Context, case: Case) -> Reply:
     mine = await tickets.for_user(ctx.session, ctx.inbound.user, case.id or 0)
     if not mine:
         return texts.NO_TICKETS + await menu_text(ctx)

@@ -48,6 +48,7 @@ async def open_new(
         kind=kind,
         text=_for_staff(ctx, text),
         message_id=first,
+        deadlines=ctx.rules.deadlines,
         about=about,
     )
     for message_id in more:

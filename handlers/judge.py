@@ -12,6 +12,7 @@ from sqlmodel import col
 from bot.core.clock import court_tz, now, say_waited
 from bot.core.context import Context
 from bot.core.masking import mask_name
+from bot.core.reply import Reply
 from bot.rules import access, escalation, media, mediation, tickets
 from handlers import rating, texts
 from storage import audit
@@ -22,23 +23,25 @@ CLOSE_WORDS = {"结", "办结", "结案"}
 NO_SHOW = re.compile(r"^(?:未到|缺席)\s*(\d{1,9})$")
 
 
-async def command(ctx: Context, staff: Staff) -> str:
+async def command(ctx: Context, staff: Staff) -> Reply:
     text = ctx.inbound.text.strip()
     word = ctx.inbound.plain  # commands read plain; an answer's own text is kept as written
     if word in ("待办", "待办事项", "待处理"):
-        return await todo(ctx, staff)
+        return Reply(await todo(ctx, staff))
     if text.startswith("请假"):
-        return await away(ctx, staff, text)
+        return Reply(await away(ctx, staff, text))
     if word in ("在岗", "销假", "回来了"):
         await escalation.set_away(ctx.session, staff, None, actor=f"staff:{staff.username}")
-        return texts.BACK
+        return Reply(texts.BACK)
     no_show = NO_SHOW.match(word)
     if no_show is not None and staff.has_role("mediator"):
         booking = await mediation.record_no_show(ctx.session, staff, int(no_show.group(1)))
-        return texts.NO_SHOW_RECORDED if booking else texts.NO_SHOW_BAD
+        if booking is None:
+            return Reply(texts.NO_SHOW_BAD)
+        return Reply(texts.NO_SHOW_RECORDED, item=f"booking:{booking.id}")
     match = COMMAND.match(text)
     if match is None:
-        return texts.STAFF_HELP.format(example=a_week_on())
+        return Reply(texts.STAFF_HELP.format(example=a_week_on()))
     number, body = int(match.group(1)), match.group(2).strip()
     me = await access.viewer(ctx.session, staff)
     ticket = await ctx.session.get(Ticket, number)
@@ -47,7 +50,13 @@ async def command(ctx: Context, staff: Staff) -> str:
         if ticket is not None:
             await _record_refusal(ctx, staff, ticket, verb=verb, reason="not theirs to see")
         # One answer whether it exists or not: numbers must not tell what exists.
-        return texts.STAFF_NO_TICKET.format(ticket=number)
+        return Reply(texts.STAFF_NO_TICKET.format(ticket=number))
+    return Reply(await _on_ticket(ctx, me, ticket, body, verb), item=f"ticket:{number}")
+
+
+async def _on_ticket(ctx: Context, me: access.Viewer, ticket: Ticket, body: str, verb: str) -> str:
+    """`#n …` on an item the staff member may see."""
+    staff, number = me.staff, ticket.id
     if ticket.status == "closed":
         return texts.STAFF_ALREADY_CLOSED.format(ticket=number)
     if not body:  # `#n` alone: the item as it stands, to read before answering
@@ -160,7 +169,7 @@ async def away(ctx: Context, staff: Staff, text: str) -> str:
 
 
 async def claim(ctx: Context, staff: Staff, ticket: Ticket) -> str:
-    if not await escalation.claim(ctx.session, staff, ticket):
+    if not await escalation.claim(ctx.session, ctx.rules.deadlines, staff, ticket):
         await ctx.session.refresh(ticket)
         holder = await ctx.session.get(Staff, ticket.assignee_id) if ticket.assignee_id else None
         return texts.CLAIM_TAKEN.format(ticket=ticket.id, name=holder.name if holder else "他人")
@@ -208,6 +217,8 @@ async def transfer(ctx: Context, me: access.Viewer, ticket: Ticket, rest: str) -
         if ticket.kind == "complaint":
             return texts.TRANSFER_COMPLAINT.format(ticket=ticket.id, name=target.name)
         return texts.TRANSFER_NOT_ALLOWED.format(ticket=ticket.id, name=target.name)
-    if not await escalation.transfer(ctx.session, me.staff, ticket, target, reason):
+    if not await escalation.transfer(
+        ctx.session, ctx.rules.deadlines, me.staff, ticket, target, reason
+    ):
         return texts.CLAIM_TAKEN.format(ticket=ticket.id, name="他人")
     return texts.TRANSFERRED.format(ticket=ticket.id, name=target.name)

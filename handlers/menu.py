@@ -6,9 +6,11 @@ person is asked whether it is a question for the judge."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bot.core.context import Context
+from bot.core.reply import Reply
 from handlers import ask, complain, enforcement, mediation, rating, texts
 from handlers.home import home, menu_text, my_tickets, switch_list, switch_to
 from storage.models import Binding, Case, Court
@@ -31,9 +33,8 @@ WORDS = {
 HELP = ("人工", "帮助", "客服", "转人工", "人工服务", "找人")
 SWITCH_WORDS = ("切换", "切换案件")
 MINE_WORDS = ("我的诉求", "诉求", "查询")
-# Steps whose next text is the person's own words (an item's content).
-FREE_TEXT_STEPS = ("ask", "complain", "progress")
-OWN_WORDS_SUBSTEPS = (None, "text", "more", "lead")  # not those that ask for a number
+# Where a step's own-words text is taken: not in the sub-steps that ask for a number.
+OWN_WORDS_SUBSTEPS = (None, "text", "more", "lead")
 _BY_WORD = {word: key for key, words in WORDS.items() for word in words}
 _TRAILING = "。.!！?？~～ "
 
@@ -46,10 +47,24 @@ def choice_of(text: str) -> str | None:
     return CHOICES.get(NUMERALS.get(text, text)) or _BY_WORD.get(text)
 
 
-Flow = Callable[[Context, Case, Binding], Awaitable[str]]
+Flow = Callable[[Context, Case, Binding], Awaitable[Reply]]
 
 
-# The registry: what STARTS each menu choice, and what takes the next message in each step.
+@dataclass(frozen=True)
+class Step:
+    """A step of a flow: what takes the person's next message there, and what it accepts."""
+
+    receive: Flow
+    # Any text is the flow's to read (a question may look like a case code): only a code
+    # that really is one opens its case; nothing is taken for a staff bind code.
+    free_text: bool = True
+    # Its text is the person's own words, an item's content (in OWN_WORDS_SUBSTEPS): a text
+    # that is only a command still means the command, never joins the item.
+    own_words: bool = False
+    photo_in: tuple[str, ...] = ()  # sub-steps that take a photo (any other is unsupported)
+
+
+# The registry: what STARTS each menu choice, and which STEPS take the next message.
 STARTS: dict[str, Flow] = {
     "ASK": ask.start,
     "COMPLAIN": complain.start,
@@ -57,16 +72,33 @@ STARTS: dict[str, Flow] = {
     "PROGRESS": enforcement.start,
     "RATE": rating.start,
 }
-STEPS: dict[str, Flow] = {
-    "ask": ask.receive,
-    "complain": complain.receive,
-    "book": mediation.receive,
-    "progress": enforcement.receive,
-    "rate": rating.receive,
+STEPS: dict[str, Step] = {
+    "ask": Step(ask.receive, own_words=True),
+    "complain": Step(complain.receive, own_words=True),
+    "book": Step(mediation.receive),
+    "progress": Step(enforcement.receive, own_words=True, photo_in=("lead",)),
+    "rate": Step(rating.receive),
 }
 
 
-async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
+def takes_free_text(state: dict[str, Any]) -> bool:
+    """Whether the conversation's step reads any text itself (see Step.free_text)."""
+    step = STEPS.get(state.get("step") or "")
+    return step is not None and step.free_text
+
+
+def takes_photo(state: dict[str, Any]) -> bool:
+    """Whether the conversation's step takes a photo now (an asset lead's)."""
+    step = STEPS.get(state.get("step") or "")
+    return step is not None and state.get("sub") in step.photo_in
+
+
+def _own_words(state: dict[str, Any]) -> bool:
+    step = STEPS.get(state.get("step") or "")
+    return step is not None and step.own_words and state.get("sub") in OWN_WORDS_SUBSTEPS
+
+
+async def handle(ctx: Context, case: Case, binding: Binding) -> Reply | None:
     text = ctx.inbound.plain
     step = ctx.state.get("step")
     choice = choice_of(text) if ctx.inbound.kind != "image" else None
@@ -75,18 +107,18 @@ async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
         return await menu_text(ctx)
     if step == "confirm_ask" and choice == "ASK" and text.rstrip(_TRAILING) in ("1", "一", "是"):
         return await ask_kept(ctx, case, binding)
-    # Where a step takes free text (a question, a complaint, a lead), a text that is only a
-    # command still means the command: it never becomes part of the item.
+    # Where a step takes the person's own words (a question, a complaint, a lead), a text
+    # that is only a command still means the command: it never becomes part of the item.
     command = (
         choice in STARTS
         or text in SWITCH_WORDS
         or text in MINE_WORDS
         or text.rstrip(_TRAILING) in HELP
     )
-    if command and step in FREE_TEXT_STEPS and ctx.state.get("sub") in OWN_WORDS_SUBSTEPS:
+    if command and _own_words(ctx.state):
         step = None
     if step in STEPS and (ctx.inbound.kind != "click" or choice is None):
-        return await STEPS[step](ctx, case, binding)
+        return await STEPS[step].receive(ctx, case, binding)
     if step == "switch" and text.isdigit():
         return await switch_to(ctx, int(text))
     kept = ctx.state.get("kept") if step == "confirm_ask" else None
@@ -99,7 +131,8 @@ async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
         return await my_tickets(ctx, case)
     if text.rstrip(_TRAILING) in HELP:
         court = await ctx.session.get(Court, case.court_id)
-        return texts.HOW_TO_REACH_A_PERSON.format(desk=texts.desk(court)) + await menu_text(ctx)
+        how = texts.HOW_TO_REACH_A_PERSON.format(desk=texts.desk(court))
+        return how + await menu_text(ctx)
     said = ctx.inbound.text.strip()
     # Words (not a stray number) are something the person said: kept, never dropped.
     if ctx.inbound.kind in ("text", "voice") and any(ch.isalpha() for ch in said):
@@ -107,16 +140,17 @@ async def handle(ctx: Context, case: Case, binding: Binding) -> str | None:
     return await menu_text(ctx)
 
 
-def keep_for_asking(ctx: Context, said: str, kept: dict[str, Any] | None) -> str:
+def keep_for_asking(ctx: Context, said: str, kept: dict[str, Any] | None) -> Reply:
     """A sentence that is no choice: kept (with any kept before it) until the person says
     whether it is a question for the judge."""
     lines = [*(kept or {}).get("lines", []), said]
     ids = [*(kept or {}).get("message_ids", []), ctx.message_id]
     ctx.state.update(step="confirm_ask", kept={"lines": lines, "message_ids": ids})
-    return texts.CONFIRM_ASK.format(said=texts.gist("\n".join(lines), 60))
+    said_gist = texts.gist("\n".join(lines), 60)
+    return Reply(texts.CONFIRM_ASK_LEAD.format(said=said_gist), texts.CONFIRM_ASK_CHOICES)
 
 
-async def ask_kept(ctx: Context, case: Case, binding: Binding) -> str:
+async def ask_kept(ctx: Context, case: Case, binding: Binding) -> Reply:
     """On 1: what they wrote becomes their question to the judge."""
     kept = ctx.state.get("kept") or {}
     ids = [i for i in kept.get("message_ids", []) if i]

@@ -12,6 +12,7 @@ from sqlmodel import col
 
 from bot.core.clock import now
 from bot.core.context import Context
+from bot.core.reply import Choice, Reply
 from bot.rules import tickets
 from handlers import home, texts
 from storage import audit, conversations, state
@@ -21,9 +22,10 @@ CHANGE_WINDOW = timedelta(days=1)
 SCORES = {"1": 1, "2": 2, "3": 3, "满意": 1, "基本满意": 2, "不满意": 3}
 SERVICE = "9"
 SERVICE_WORDS = "本院的整体服务"
+THIS_ONE = "这件事的办理"
 
 
-async def start(ctx: Context, case: Case, binding: Binding) -> str:
+async def start(ctx: Context, case: Case, binding: Binding) -> Reply:
     mine = [
         t
         for t in await tickets.for_user(ctx.session, ctx.inbound.user, case.id or 0)
@@ -31,42 +33,51 @@ async def start(ctx: Context, case: Case, binding: Binding) -> str:
     ]
     if not mine:  # nothing of theirs to rate: no list with one choice, straight to the score
         ctx.state.update(step="rate", sub="score", rate_ticket=None)
-        return texts.RATE_NOTHING_YET + texts.RATE_SCORE.format(what=SERVICE_WORDS)
+        return texts.RATE_NOTHING_YET + _score(SERVICE_WORDS)
     # One number per line, the one to reply with; the item is named by its words.
-    lines = "\n".join(
-        [
-            f"{i} {tickets.KIND_NAMES.get(t.kind, '诉求')}"
+    listed = [
+        Choice(
+            str(i),
+            f"{tickets.KIND_NAMES.get(t.kind, '诉求')}"
             f"“{texts.gist(await tickets.first_words(ctx.session, t), 12)}”"
-            f"（{tickets.STATUS_NAMES.get(t.status, t.status)}）"
-            for i, t in enumerate(mine[:8], start=1)
-        ]
-    )
+            f"（{tickets.STATUS_NAMES.get(t.status, t.status)}）",
+        )
+        for i, t in enumerate(mine[:8], start=1)
+    ]
     ctx.state.update(step="rate", sub="pick", rate_options=[t.id for t in mine[:8]])
-    return texts.RATE_PICK.format(lines=lines)
+    return Reply(texts.RATE_PICK_LEAD, (*listed, texts.RATE_SERVICE, texts.TO_MENU))
 
 
-async def receive(ctx: Context, case: Case, binding: Binding) -> str:
+def _score(what: str, ticket_id: int | None = None) -> Reply:
+    return Reply(
+        texts.RATE_SCORE_LEAD.format(what=what),
+        (*texts.SCORE_CHOICES, texts.TO_MENU),
+        item=f"ticket:{ticket_id}" if ticket_id else None,
+    )
+
+
+async def receive(ctx: Context, case: Case, binding: Binding) -> Reply:
     text = ctx.inbound.plain if ctx.state.get("sub") != "comment" else ctx.inbound.text.strip()
     sub = ctx.state.get("sub")
     if sub == "pick":
         options = ctx.state.get("rate_options", [])
         if text == SERVICE:
             ctx.state.update(sub="score", rate_ticket=None)
-            return texts.RATE_SCORE.format(what=SERVICE_WORDS)
+            return _score(SERVICE_WORDS)
         if text.isdigit() and 1 <= int(text) <= len(options):
             ctx.state.update(sub="score", rate_ticket=options[int(text) - 1])
-            return texts.RATE_SCORE.format(what="这件事的办理")
+            return _score(THIS_ONE, options[int(text) - 1])
         return await start(ctx, case, binding)
     if sub == "score":
         score = SCORES.get(text)
         if score is None:
-            what = "这件事的办理" if ctx.state.get("rate_ticket") else SERVICE_WORDS
-            return texts.RATE_SCORE.format(what=what)
+            ticket_id = ctx.state.get("rate_ticket")
+            return _score(THIS_ONE if ticket_id else SERVICE_WORDS, ticket_id)
         rating = await _save(ctx, case, score)
         if rating is None:
             return await _done(ctx, texts.RATE_TOO_LATE)
         ctx.state.update(sub="comment", rating_id=rating.id)
-        return texts.RATE_THANKS
+        return Reply(texts.RATE_THANKS, (texts.TO_MENU_SAID,), item=f"rating:{rating.id}")
     if sub == "comment" and text:
         rating = await ctx.session.get(Rating, ctx.state.get("rating_id") or 0)
         if rating is not None and rating.openid == ctx.inbound.user:
@@ -84,7 +95,7 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> str:
     return await start(ctx, case, binding)
 
 
-async def _done(ctx: Context, prefix: str) -> str:
+async def _done(ctx: Context, prefix: str) -> Reply:
     home.home(ctx)
     return prefix + await home.menu_text(ctx)
 

@@ -1,9 +1,29 @@
-"""What people read, in one place: short, polite, numbered, for elderly readers too."""
+"""What people read, in one place: short, polite, numbered, for elderly readers too.
+
+A text that offers choices is kept in parts: its lead (`X_LEAD`), its choices as data
+(`X_CHOICES`, bot.core.reply.Choice) and, under its old name `X`, the whole of it as the
+chat reads it (bot.core.reply.as_text), for notices and for those who compare chat text."""
 
 from __future__ import annotations
 
+from bot.core.reply import Choice, Reply, as_text
 from bot.core.text import gist as gist  # flows cut quotes beside the words they go in
 from storage.models import Court
+
+
+def chat(lead: str, *choices: Choice, footer: str = "") -> str:
+    """A lead and its choices as one chat text (still a template when the lead is one)."""
+    return as_text(Reply(lead, choices, footer=footer))
+
+
+# "发送 0 返回菜单。" on a line of its own; TO_MENU_SAID: where the words already say it.
+TO_MENU = Choice("0", "返回菜单", chat="发送 0 返回菜单。")
+TO_MENU_SAID = Choice("0", "返回菜单", chat="")
+# In a chat template, where a numbered list's lines go: `.format(lines="1 …\n2 …")`.
+LINES = Choice("", "", chat="{lines}")
+# What links are called where a channel shows them on their own (bot.core.reply.Link).
+RECEIPT = "回执"
+ROOM = "进入调解室"
 
 
 def call(court: Court | None) -> str:
@@ -44,7 +64,9 @@ SLOW_DOWN = "您发送得太快了，请稍等一分钟再发。\n您刚才的�
 BUSY = "您的消息已收到，系统正忙，稍后会有人回复您。"
 
 # verification
-DIGITS_ONLY = "请输入4位数字，也就是登记手机号的最后四位。\n发送 0 可以取消。"
+DIGITS_ONLY_LEAD = "请输入4位数字，也就是登记手机号的最后四位。"
+DIGITS_ONLY_CHOICES = (Choice("0", "取消", chat="发送 0 可以取消。"),)
+DIGITS_ONLY = chat(DIGITS_ONLY_LEAD, *DIGITS_ONLY_CHOICES)
 VERIFIED = "验证成功！您是本案的{role}{name}。\n\n"
 WRONG_DIGITS = "号码不对，请再试一次。\n还可以再试 {left} 次。"
 LOCKED = "输错次数太多了，为保护您的案件信息，请1小时后再试。\n如需帮助，请到{desk}。"
@@ -59,37 +81,43 @@ CASE_PAUSED_NOTICE = (
 ALREADY_BOUND = "您已经验证过这个案件了。\n\n"
 
 # menu
-MENU = (
-    "当前案件：{case_number}\n"
-    "请回复数字选择：\n"
-    "1 咨询法官\n"
-    "2 投诉举报\n"
-    "3 预约调解\n"
-    "4 执行进度\n"
-    "5 评价服务\n"
-    "发送“我的诉求”查看办理情况{switch}"
+MENU_LEAD = "当前案件：{case_number}\n请回复数字选择："
+MENU_CHOICES = (
+    Choice("1", "咨询法官"),
+    Choice("2", "投诉举报"),
+    Choice("3", "预约调解"),
+    Choice("4", "执行进度"),
+    Choice("5", "评价服务"),
+    Choice("我的诉求", "查看办理情况", chat="发送“我的诉求”查看办理情况"),
 )
-MENU_SWITCH = "\n发送“切换”更换案件"
-CONFIRM_ASK = "您是想问法官这个问题吗？\n“{said}”\n回复数字：\n1 是，发给法官\n0 回菜单"
+MENU_SWITCH = Choice("切换", "更换案件", chat="发送“切换”更换案件")  # with more than one case
+MENU = chat(MENU_LEAD, *MENU_CHOICES)  # with one case
+CONFIRM_ASK_LEAD = "您是想问法官这个问题吗？\n“{said}”\n回复数字："
+CONFIRM_ASK_CHOICES = (Choice("1", "是，发给法官"), Choice("0", "回菜单"))
+CONFIRM_ASK = chat(CONFIRM_ASK_LEAD, *CONFIRM_ASK_CHOICES)
 HOW_TO_REACH_A_PERSON = (
     "需要人工帮助的话，请发送数字 1，再写下您的问题，\n"
     "会转给承办法官或接待人员，并按时答复您。\n"
     "也可以到{desk}，工作人员会当面帮您。\n\n"
 )
-SWITCH_LIST = "您验证过的案件：\n{lines}\n请回复序号切换。"
+SWITCH_LIST_LEAD = "您验证过的案件："
+SWITCH_LIST_FOOTER = "请回复序号切换。"
+SWITCH_LIST = chat(SWITCH_LIST_LEAD, LINES, footer=SWITCH_LIST_FOOTER)
 SWITCHED = "已切换到：{case_number}\n\n"
 NO_TICKETS = "您在本案还没有提交过诉求。\n\n"
 MY_TICKETS = "您在本案的诉求：\n{lines}\n\n"
 
 # ask
-ASK_PROMPT = "请直接输入您要咨询的问题，一条消息说清楚就好。\n发送 0 返回菜单。"
+ASK_PROMPT_LEAD = "请直接输入您要咨询的问题，一条消息说清楚就好。"
+ASK_PROMPT = chat(ASK_PROMPT_LEAD, TO_MENU)
 ASK_RECEIVED = (
     "已收到您的咨询，编号 #{ticket}。\n"
     "{who}会在 {due} 前答复您。\n"
     "回执：{receipt}\n（点开可以核对法院的记录）\n"
     "如需补充，直接发送即可；发送 0 返回菜单。"
 )
-ASK_ADDED = "已补充到咨询 #{ticket}，会一并转给{who}。\n发送 0 返回菜单。"
+ASK_ADDED_LEAD = "已补充到咨询 #{ticket}，会一并转给{who}。"
+ASK_ADDED = chat(ASK_ADDED_LEAD, TO_MENU)
 
 # staff
 STAFF_BOUND = (
@@ -119,14 +147,15 @@ STAFF_TODO_EMPTY = "目前没有待处理的事项。"
 STAFF_TODO = "待处理事项（最早的在前）：\n{lines}"
 
 # complaints
-COMPLAIN_ABOUT = (
-    "请问您要反映的是哪方面的问题？请回复数字：\n"
-    "1 承办法官或工作人员\n"
-    "2 办案流程或拖延\n"
-    "3 对方当事人的行为\n"
-    "4 其他问题\n"
-    "发送 0 返回菜单。"
+COMPLAIN_ABOUT_LEAD = "请问您要反映的是哪方面的问题？请回复数字："
+COMPLAIN_ABOUT_CHOICES = (
+    Choice("1", "承办法官或工作人员"),
+    Choice("2", "办案流程或拖延"),
+    Choice("3", "对方当事人的行为"),
+    Choice("4", "其他问题"),
+    TO_MENU,
 )
+COMPLAIN_ABOUT = chat(COMPLAIN_ABOUT_LEAD, *COMPLAIN_ABOUT_CHOICES)
 COMPLAIN_PROMPT = (
     "请写下具体情况：什么时间、发生了什么、您希望怎么处理。\n一条消息写完即可。发送 0 返回菜单。"
 )
@@ -137,7 +166,8 @@ COMPLAIN_RECEIVED = (
     "您的身份只有督查室工作人员能看到。\n"
     "如需补充，直接发送即可；发送 0 返回菜单。"
 )
-COMPLAIN_ADDED = "已补充到投诉 #{ticket}，督查室会一并办理。\n发送 0 返回菜单。"
+COMPLAIN_ADDED_LEAD = "已补充到投诉 #{ticket}，督查室会一并办理。"
+COMPLAIN_ADDED = chat(COMPLAIN_ADDED_LEAD, TO_MENU)
 COMPLAIN_CAP = (
     "您今天已经提交过投诉了。为保证每件投诉都认真办理，同一案件每天最多提交{limit}件。\n"
     "{day}起可以再提交。情况紧急的，请{call}。\n\n"
@@ -147,32 +177,45 @@ COMPLAIN_MESSAGE_CAP = (
 )
 
 # enforcement
-PROGRESS = "执行案件 {case_number} 的进度：\n{lines}\n\n已收到执行款：{received}\n已发放给您：{paid}\n\n回复 1 提供财产线索\n发送 0 返回菜单。"
-PROGRESS_NONE = "本案暂时还没有公开的执行进度。\n有新进展时会第一时间通知您。\n\n回复 1 提供财产线索\n发送 0 返回菜单。"
-LEAD_PROMPT = (
-    "请告诉我们您知道的财产线索，例如：房产、车辆、银行账户、\n"
-    "对方在哪里上班或做生意。也可以直接发照片。\n发送 0 返回菜单。"
+PROGRESS_LEAD = (
+    "执行案件 {case_number} 的进度：\n{lines}\n\n已收到执行款：{received}\n已发放给您：{paid}\n"
 )
+PROGRESS_NONE_LEAD = "本案暂时还没有公开的执行进度。\n有新进展时会第一时间通知您。\n"
+PROGRESS_CHOICES = (Choice("1", "提供财产线索", chat="回复 1 提供财产线索"), TO_MENU)
+PROGRESS = chat(PROGRESS_LEAD, *PROGRESS_CHOICES)
+PROGRESS_NONE = chat(PROGRESS_NONE_LEAD, *PROGRESS_CHOICES)
+LEAD_PROMPT_LEAD = (
+    "请告诉我们您知道的财产线索，例如：房产、车辆、银行账户、\n"
+    "对方在哪里上班或做生意。也可以直接发照片。"
+)
+LEAD_PROMPT = chat(LEAD_PROMPT_LEAD, TO_MENU)
 LEAD_RECEIVED = (
     "已收到您的财产线索，编号 #{ticket}。\n"
     "{who}会在 {due} 前核实并答复您。\n"
     "回执：{receipt}\n（点开可以核对法院的记录）\n"
     "还有补充（文字或照片）可以继续发送；发送 0 返回菜单。"
 )
-LEAD_ADDED = "已补充到财产线索 #{ticket}。\n发送 0 返回菜单。"
+LEAD_ADDED_LEAD = "已补充到财产线索 #{ticket}。"
+LEAD_ADDED = chat(LEAD_ADDED_LEAD, TO_MENU)
 PHOTO = "[照片]"
 
 # mediation
-BOOK_MEDIATORS = "请选择调解员（回复序号）：\n{lines}\n发送 0 返回菜单。"
+BOOK_MEDIATORS_LEAD = "请选择调解员（回复序号）："
+BOOK_MEDIATORS = chat(BOOK_MEDIATORS_LEAD, LINES, TO_MENU)
 BOOK_NO_MEDIATORS = "本院暂时没有可以预约的调解员。\n请{call}咨询。\n\n"
 BOOK_CURRENT = (
     "您已预约：{when}，调解员{name}。\n回复“取消”可以取消预约；重新选择时间即为改约。\n\n"
 )
-BOOK_SLOTS = "调解员{name}可预约的时间（回复序号）：\n{lines}\n发送 0 返回菜单。"
+BOOK_CANCEL = Choice("取消", "取消预约", chat="")  # BOOK_CURRENT says it
+BOOK_SLOTS_LEAD = "调解员{name}可预约的时间（回复序号）："
+BOOK_SLOTS = chat(BOOK_SLOTS_LEAD, LINES, TO_MENU)
 BOOK_NO_SLOTS = "调解员{name}近两周已经约满了，请选择其他调解员。\n\n"
-BOOK_CONFIRM = (
-    "您选择的是：\n{when}，调解员{name}，远程视频调解。\n回复 1 确认预约，发送 0 返回菜单。"
+BOOK_CONFIRM_LEAD = "您选择的是：\n{when}，调解员{name}，远程视频调解。"
+BOOK_CONFIRM_CHOICES = (
+    Choice("1", "确认预约", chat="回复 1 确认预约，发送 0 返回菜单。"),
+    TO_MENU_SAID,
 )
+BOOK_CONFIRM = chat(BOOK_CONFIRM_LEAD, *BOOK_CONFIRM_CHOICES)
 BOOK_DONE = (
     "预约成功！\n时间：{when}\n调解员：{name}\n"
     "到时请点击链接进入调解室：{link}\n"
@@ -184,15 +227,18 @@ BOOK_CANCELLED = "已为您取消预约，并通知了对方当事人和法官�
 BOOK_TOO_LATE = "离开始不到2小时，已经不能在这里取消或改约了。\n如有特殊情况，请{call}。\n\n"
 
 # rating
-RATE_PICK = "请选择要评价的事项（回复序号）：\n{lines}\n9 评价本院的整体服务\n发送 0 返回菜单。"
+RATE_PICK_LEAD = "请选择要评价的事项（回复序号）："
+RATE_SERVICE = Choice("9", "评价本院的整体服务")
+RATE_PICK = chat(RATE_PICK_LEAD, LINES, RATE_SERVICE, TO_MENU)
 RATE_NOTHING_YET = "您在本案还没有办结的事项。\n"
-RATE_SCORE = "请为{what}打分，回复数字：\n1 满意\n2 基本满意\n3 不满意\n发送 0 返回菜单。"
+SCORE_CHOICES = (Choice("1", "满意"), Choice("2", "基本满意"), Choice("3", "不满意"))
+RATE_SCORE_LEAD = "请为{what}打分，回复数字："
+RATE_SCORE = chat(RATE_SCORE_LEAD, *SCORE_CHOICES, TO_MENU)
 RATE_THANKS = "谢谢您的评价！\n还有想说的话，可以直接发送；不需要的话发送 0 返回菜单。\n（一天之内可以修改评价）"
 RATE_COMMENT_SAVED = "您的意见已经记下，谢谢！\n\n"
 RATE_TOO_LATE = "这件事项的评价已经超过一天，不能再修改了。谢谢您！\n\n"
-RATE_ASK_AFTER_CLOSE = (
-    "您的{kind} #{ticket} 已办结。\n请为本次办理评价，回复数字：\n1 满意\n2 基本满意\n3 不满意"
-)
+RATE_ASK_AFTER_CLOSE_LEAD = "您的{kind} #{ticket} 已办结。\n请为本次办理评价，回复数字："
+RATE_ASK_AFTER_CLOSE = chat(RATE_ASK_AFTER_CLOSE_LEAD, *SCORE_CHOICES)  # a notice: chat text
 NO_SHOW_RECORDED = "已记录该预约当事人未到场。"
 NO_SHOW_BAD = "没有找到这个已开始的、由您主持的预约。"
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from bot.core.context import Context
+from bot.core.reply import Reply
 from handlers import texts
 
 
-async def reply(ctx: Context) -> str | None:
-    return texts.UNSUPPORTED
+async def reply(ctx: Context) -> Reply | None:
+    return Reply(texts.UNSUPPORTED)

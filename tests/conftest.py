@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import event, select, text
 
 from bot.app.config import Settings
-from bot.app.factory import create_app
+from bot.app.factory import create_app, open_senders
 from bot.channels.wechat.api import WeChatAPI
 from bot.core import clock
 from bot.dialog.dispatch import Deps
@@ -298,6 +298,7 @@ async def open_world(
     deps.api = WeChatAPI(
         http=http, redis=deps.redis, base=s.wechat_api_base, app_id=APP_ID, app_secret=SECRET
     )
+    deps.senders = open_senders(s, deps.api)
     client = await aiohttp_client(create_app(s, deps))
     try:
         yield World(

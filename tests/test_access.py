@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from bot.core import clock
 from bot.core.clock import now
 from bot.fakes.wechat.callbacks import event_xml
-from bot.outbox import delivery
+from bot.outbox import links
 from bot.rules import access, attempts, escalation, tickets
 from bot.rules.staff import issue_bind_code
 from handlers import texts
@@ -214,6 +214,7 @@ async def two_courts(w: World) -> Setup:
                 kind=kind,
                 text="请问法官什么时候开庭",
                 message_id=None,
+                deadlines=w.deps.rules.deadlines,
                 about=about,
             )
             return opened.ticket.id or 0
@@ -321,7 +322,7 @@ async def test_listings_digests_and_follow_ups_reach_exactly_the_right_people(
     # The morning digest (a working day, after 8:00) lists the same.
     async with w.deps.db.transaction() as s:
         await s.execute(update(Outbox).values(status="sent"))
-    assert await escalation.morning_digest(w.deps) > 0
+    assert await escalation.morning_digest(w.deps.db, w.deps.redis, w.deps.rules.deadlines) > 0
     async with w.deps.db.sessions() as s:
         digests = {
             row.recipient: json.loads(row.payload)["text"]
@@ -358,7 +359,7 @@ async def test_a_notice_link_opens_only_its_own_message(world: World) -> None:
         rows = (await s.execute(select(Outbox).order_by(Outbox.id))).scalars().all()
     secret, base = w.deps.settings.secret_key, ""
     assert len(rows) >= 2 and setup.items
-    own = delivery.reply_link(base, secret, rows[0])
+    own = links.reply_link(base, secret, rows[0])
     assert (await w.client.get(own)).status == 200
     # Its signature on another row's id: refused, whoever holds it.
     forged = own.replace(f"/m/{rows[0].id}?", f"/m/{rows[1].id}?")

@@ -470,12 +470,13 @@ async def test_a_retry_after_the_first_process_died_unanswered_gets_the_stored_a
     before answering WeChat: the retry gives that answer, and nothing runs twice."""
     from bot.channels.wechat import callback as channel
     from bot.core.events import Inbound
+    from bot.core.reply import Reply
     from bot.dialog import dispatch as dialog
 
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
     assert await state.admit(deps.redis, "1763860000", "dead", "wx:31339", 600) == "new"
     first = Inbound("wechat", USER, "text", "wx:31339", text="你好")
-    assert await dialog.respond(deps, first, {}) == (texts.WELCOME, {})
+    assert await dialog.respond(deps, first, {}) == (Reply(texts.WELCOME), {})
     await asyncio.sleep(0.35)
     status, reply, _ = await post(client, wechat, text_xml(USER, "你好", msg_id=31339))
     assert status == 200 and reply is not None and reply["Content"] == texts.WELCOME

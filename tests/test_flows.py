@@ -559,7 +559,7 @@ async def test_fifty_simultaneous_bookers_for_three_places(w: World) -> None:
             case = await s.get(Case, w.case["case_id"])
             binding = await s.get(Binding, binding_id)
             assert case is not None and binding is not None
-            booking = await mediation.book(s, slot.id or 0, case, binding)
+            booking = await mediation.book(s, slot.id or 0, case, binding, rooms=w.deps.rules.rooms)
             return booking.id if booking else None
 
     results = await asyncio.gather(*(one(b) for b in binding_ids))
@@ -1067,7 +1067,7 @@ async def test_stats_match_figures_counted_by_hand(
 
     async def compute(**scope: Any) -> dict[str, Any]:
         async with w.deps.db.sessions() as s:
-            return await stats.compute(s, stats.Scope(**scope))
+            return await stats.compute(s, stats.Scope(**scope), w.deps.rules.deadlines)
 
     # (visitors, feedback, feedback satisfaction, ratings, rating satisfaction, on time)
     everything = await compute()

@@ -493,9 +493,7 @@ async def test_concurrent_workers_send_each_row_once(world: World) -> None:
     await w.say(LITIGANT, "1")
     for i in range(12):
         await w.say(LITIGANT, f"补充{i}")
-    results = await asyncio.gather(
-        *(delivery.deliver_due(w.deps, w.deps.api, limit=3) for _ in range(6))
-    )  # type: ignore[arg-type]
+    results = await asyncio.gather(*(delivery.deliver_due(w.deps, limit=3) for _ in range(6)))
     results += [await w.deliver()]
     assert sum(results) == 12
     assert len(w.inbox(JUDGE_WX)) == 12

@@ -13,13 +13,14 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy import inspect
 
-from bot.app import jobs, keys
-from bot.app import pages
+from bot.app import jobs, keys, pages
 from bot.app.config import ConfigError, Settings
 from bot.app.deps import Deps
 from bot.channels.wechat import callback as wechat
 from bot.channels.wechat.api import WeChatAPI
+from bot.channels.wechat.sender import WeChatSender
 from bot.core import metrics
+from bot.outbox.senders import Sender, by_channel
 from storage import db as database
 from storage import state
 
@@ -44,7 +45,8 @@ async def open_deps(settings: Settings, *, migrate_empty: bool = True) -> Deps:
             f"DATABASE_URL: schema is at revision {current}, this code needs {head}: run `mst migrate`"
         )
     redis = state.connect(settings.redis_url)
-    return Deps(settings=settings, db=db, redis=redis, api=open_api(settings, redis))
+    api = open_api(settings, redis)
+    return Deps(settings=settings, db=db, redis=redis, api=api, senders=open_senders(settings, api))
 
 
 def open_api(settings: Settings, redis: Redis) -> WeChatAPI:
@@ -54,6 +56,18 @@ def open_api(settings: Settings, redis: Redis) -> WeChatAPI:
         base=settings.wechat_api_base,
         app_id=settings.wechat_app_id,
         app_secret=settings.wechat_app_secret,
+    )
+
+
+def open_senders(settings: Settings, api: WeChatAPI) -> dict[str, Sender]:
+    """`Deps.senders`: what the outbox delivers through, one sender per channel."""
+    return by_channel(
+        WeChatSender(
+            api=api,
+            template_id=settings.wechat_template_id,
+            base_url=settings.public_base_url,
+            secret=settings.secret_key,
+        )
     )
 
 

@@ -37,13 +37,14 @@ Job = Callable[[Deps], Awaitable[Any]]
 
 
 async def deliver_outbox(deps: Deps) -> int:
-    """Deliver what is due in the outbox (a bounded number of passes per run)."""
-    if deps.api is None:
+    """Deliver what is due in the outbox (a bounded number of passes per run), each row
+    through its channel's sender. A process with no senders delivers nothing."""
+    if not deps.senders:
         return 0
     await state.heartbeat(deps.redis)  # /healthz tells a dead worker by this
     total = 0
     for _ in range(MAX_PASSES):
-        handled = await delivery.deliver_due(deps, deps.api)
+        handled = await delivery.deliver_due(deps)
         total += handled
         if not handled:
             break
@@ -55,12 +56,18 @@ MAX_PASSES = 10
 
 async def deadlines_job(deps: Deps) -> dict[str, int]:
     """Early warnings, escalations, items off absent desks (bot.rules.escalation)."""
-    return await escalation.run(deps)
+    result = await escalation.run(deps.db, deps.redis, deps.rules.escalation)
+    if any(result.values()):
+        deps.wakeup.set()
+    return result
 
 
 async def digest_job(deps: Deps) -> int:
     """The morning digest to each staff member, once per working day."""
-    return await escalation.morning_digest(deps)
+    sent = await escalation.morning_digest(deps.db, deps.redis, deps.rules.deadlines)
+    if sent:
+        deps.wakeup.set()
+    return sent
 
 
 async def mediation_reminders(deps: Deps) -> int:
@@ -69,7 +76,7 @@ async def mediation_reminders(deps: Deps) -> int:
         if not got:
             return 0
         async with deps.db.transaction() as session:
-            sent = await mediation.send_reminders(session)
+            sent = await mediation.send_reminders(session, deps.rules.rooms)
     if sent:
         deps.wakeup.set()
     return sent

@@ -18,8 +18,8 @@ from bot.app import keys
 from bot.channels.wechat.api import TransientError, WeChatError
 from bot.core import metrics
 from bot.core.clock import now, say_time, to_court
-from bot.outbox import delivery
 from bot.outbox import queue as outbox
+from bot.outbox.links import link_valid
 from bot.rules import enforcement, media, mediation, receipts
 from handlers import texts
 from qr import codes, tokens
@@ -280,7 +280,7 @@ async def waiting_message(request: web.Request) -> web.Response:
         )
     async with deps.db.sessions() as session:
         row = await session.get(Outbox, int(row_id))
-    ok = row is not None and delivery.link_valid(
+    ok = row is not None and link_valid(
         deps.settings.secret_key, row, request.query.get("e", ""), request.query.get("s", "")
     )
     if not ok or row is None:
@@ -341,11 +341,11 @@ async def mediation_room(request: web.Request) -> web.Response:
     """A booked remote mediation's page: the link in the booking reply and the reminders
     (a slot added with `--room <PUBLIC_BASE_URL>/room/{token}`). The case, the time in
     China time, the mediator, and how to join; never a party's name. The token is signed
-    (bot.rules.mediation.room_token): a guessed or changed one gets the same 404 as no booking."""
+    (bot.rules.mediation.Rooms): a guessed or changed one gets the same 404 as no booking."""
     deps = request.app[keys.DEPS]
     async with deps.db.sessions() as session:
         room = await mediation.room_for_token(
-            session, request.match_info["token"], deps.settings.secret_key
+            session, request.match_info["token"], deps.rules.rooms
         )
     if room is None:
         return page(
@@ -390,8 +390,6 @@ async def mediation_room(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app[keys.STARTED] = time.monotonic()
-    # Room links in the replies and reminders this process sends are signed with this key.
-    mediation.use_room_key(app[keys.SETTINGS].secret_key)
     app.router.add_post("/api/enforcement/events", enforcement_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.config import Settings
 from bot.core.events import Inbound
+from bot.rules.rulebook import Rulebook
 
 
 @dataclass
@@ -23,8 +24,10 @@ class Context:
     inbound: Inbound
     settings: Settings
     redis: Redis
+    rules: Rulebook  # the court's deadlines, escalation policy and room links
     state: dict[str, Any] = field(default_factory=dict)
     message_id: int | None = None  # the stored inbound message
+    person: int | None = None  # who sent it (bot.rules.people), whichever channel
     # Run once the flow's transaction has committed. A flow may be rolled back (it failed)
     # or cut off and run again (too slow): counters bumped inside it would count twice.
     after_commit: list[Callable[[], Awaitable[object]]] = field(default_factory=list)

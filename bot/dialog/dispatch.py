@@ -25,8 +25,9 @@ from bot.app.deps import Deps
 from bot.core.clock import now
 from bot.core.context import Context
 from bot.core.events import Inbound
+from bot.core.reply import Reply, as_text
 from bot.outbox import queue as outbox
-from bot.rules import tickets
+from bot.rules import people, tickets
 from handlers import bind, home, judge, menu, texts, unsupported
 from qr import codes
 from storage import audit, conversations, state
@@ -41,7 +42,6 @@ _STAFF = core_table(Staff)
 _STAFF_BY_OPENID = select(_STAFF.c.id).where(_STAFF.c.openid == bindparam("openid"))
 
 
-FREE_TEXT_STEPS = {"ask", "complain", "progress", "book", "rate"}
 # A PendingFlow row this old was left by a process that stopped: its own rerun starts at once.
 STRANDED_AFTER = timedelta(minutes=1)
 
@@ -84,13 +84,16 @@ async def record(
     }
     msg_id = (await conn.execute(_INSERT_MESSAGE, row)).scalar_one()
     assert msg_id is not None  # the new row's primary key
+    payload = {"type": msg_type, "sha256": content_digest(content), "channel": inbound.channel}
+    if direction == "in" and inbound.on_behalf_of is not None:
+        payload["on_behalf_of"] = inbound.on_behalf_of  # the desk: staff `user` for this party
     await audit.append(
         session,
         actor=inbound.user if direction == "in" else "bot",
         action=f"message.{direction}",
         subject=f"message:{msg_id}",
         case_id=case_id,
-        payload={"type": msg_type, "sha256": content_digest(content), "channel": inbound.channel},
+        payload=payload,
     )
     return int(msg_id)
 
@@ -154,10 +157,10 @@ async def respond(
     message_id: int | None = None,
     *,
     within: float | None = None,
-) -> tuple[str | None, dict[str, Any]]:
-    """Run the flow and store its answer in one transaction. Returns the answer and the
-    conversation to keep. A flow still running after `within` seconds is cancelled:
-    nothing of it is kept.
+) -> tuple[Reply | None, dict[str, Any]]:
+    """Run the flow and store its answer (the chat's text of it, as_text) in one
+    transaction. Returns the answer and the conversation to keep. A flow still running
+    after `within` seconds is cancelled: nothing of it is kept.
 
     With no `message_id`, the message is stored in the transaction too. With one, it was
     stored before and its PendingFlow row is taken here (AlreadyRun if it is gone); the
@@ -171,17 +174,23 @@ async def respond(
                 raise Duplicate(inbound.key) from exc
         elif not await _take_pending(session, message_id):
             raise AlreadyRun(inbound.key)
-        ctx = Context(session, inbound, deps.settings, deps.redis, dict(conv), message_id)
+        ctx = Context(
+            session, inbound, deps.settings, deps.redis, deps.rules, dict(conv), message_id
+        )
+        ctx.person = await people.person_for(session, inbound.channel, inbound.user)
         async with asyncio.timeout(within):
             answer = await route(ctx)
+        said = as_text(answer) if answer is not None else ""
+        if not said:
+            answer = None
         if ctx.state != conv:  # the step survives a Redis restart: it commits with the message
             await conversations.save(session, inbound.user, ctx.state)
-        if answer:
+        if said:
             await record(
                 session,
                 direction="out",
                 inbound=inbound,
-                content=answer,
+                content=said,
                 case_id=ctx.state.get("case_id"),
                 msg_type="text",
                 # An answer for the callback: findable by a retry whose first delivery's
@@ -189,7 +198,7 @@ async def respond(
                 msg_key=None if resumed else reply_key(inbound.key),
             )
             if resumed:
-                await outbox.tell(session, inbound.user, answer)
+                await outbox.tell(session, inbound.user, said)
     await _after_commit(ctx)
     deps.wakeup.set()  # the flow may have queued notices: let the delivery loop look now
     return (None if resumed else answer), ctx.state
@@ -219,14 +228,15 @@ async def handle(
     accepted: asyncio.Event | None = None,
     *,
     store_within: float | None = None,
-) -> str | None:
-    """Store the message and answer it. Normally one transaction holds the message, all the
-    flow did and its answer. If the flow fails, or is still running after `store_within`
-    seconds, that transaction is rolled back and the message is stored on its own first:
-    then a failed flow gets a polite "try again"; a slow one runs again without a limit,
-    and its answer goes through the outbox (None is returned: the callback says `success`).
-    `accepted` is set as soon as the message is safely stored. The answer is remembered
-    under the message's de-duplication key, so a retry of it gets the same answer."""
+) -> Reply | None:
+    """Store the message and answer it: the Reply, for the channel to render. Normally one
+    transaction holds the message, all the flow did and its answer. If the flow fails, or
+    is still running after `store_within` seconds, that transaction is rolled back and the
+    message is stored on its own first: then a failed flow gets a polite "try again"; a
+    slow one runs again without a limit, and its answer goes through the outbox (None is
+    returned: the callback says `success`). `accepted` is set as soon as the message is
+    safely stored. The answer's chat text is remembered under the message's de-duplication
+    key, so a retry of it gets the same answer."""
     async with state.turn(
         deps.redis,
         inbound.user,
@@ -238,7 +248,7 @@ async def handle(
                 "%s: previous message still busy; handling %s anyway", inbound.user[:8], inbound.key
             )
         answer = await _in_turn(deps, inbound, turn, accepted, store_within)
-        turn.answer = answer or ""
+        turn.answer = as_text(answer) if answer is not None else ""
         return answer
 
 
@@ -248,7 +258,7 @@ async def _in_turn(
     turn: state.Turn,
     accepted: asyncio.Event | None,
     store_within: float | None,
-) -> str | None:
+) -> Reply | None:
     await _recall(deps, inbound.user, turn)
     conv, case_id = turn.conversation, turn.conversation.get("case_id")
     if not turn.within_rate:
@@ -259,10 +269,10 @@ async def _in_turn(
             await accept(deps, inbound, case_id)
             _set(accepted)
             if staff:
-                return texts.STAFF_TOO_FAST.format(
-                    text=texts.gist(" ".join(inbound.text.split()), 30)
+                return Reply(
+                    texts.STAFF_TOO_FAST.format(text=texts.gist(" ".join(inbound.text.split()), 30))
                 )
-            return texts.SLOW_DOWN
+            return Reply(texts.SLOW_DOWN)
     try:
         answer, turn.save = await respond(deps, inbound, conv, within=store_within)
     except Duplicate:
@@ -282,7 +292,7 @@ async def _in_turn(
         # If this fails too: not stored, WeChat retries.
         await accept(deps, inbound, case_id, pending=True)
         _set(accepted)
-        return texts.BUSY
+        return Reply(texts.BUSY)
     _set(accepted)
     return answer
 
@@ -345,14 +355,14 @@ def _set(accepted: asyncio.Event | None) -> None:
         accepted.set()
 
 
-async def route(ctx: Context) -> str | None:
+async def route(ctx: Context) -> Reply | None:
     """Which flow handles this event."""
     inbound = ctx.inbound
     if inbound.kind in ("scan", "subscribe") and inbound.code:
         return await bind.scan(ctx)
     if inbound.kind == "unsubscribe":
         return None
-    photo_wanted = inbound.kind == "image" and ctx.state.get("sub") == "lead"  # asset-lead photos
+    photo_wanted = inbound.kind == "image" and menu.takes_photo(ctx.state)  # asset-lead photos
     if inbound.kind not in ("text", "voice", "click", "subscribe") and not photo_wanted:
         return await unsupported.reply(ctx)
     if inbound.kind == "voice" and not inbound.text:
@@ -366,7 +376,7 @@ async def route(ctx: Context) -> str | None:
     if inbound.kind in ("text", "voice"):
         # Inside a flow, free text belongs to the flow (a question may look like a code),
         # except a case code that is really one: that opens its case, never joins an item.
-        in_flow = step in FREE_TEXT_STEPS
+        in_flow = menu.takes_free_text(ctx.state)
         if not in_flow and bind.looks_like_bind_code(text):
             return await bind.staff_bind(ctx)
         lookup = await codes.by_typed_text(ctx.session, inbound.plain)

@@ -19,8 +19,9 @@ from bot.core.clock import now, say_time
 from bot.core.masking import mask_name
 from bot.core.text import gist
 from bot.outbox import queue as outbox
-from bot.rules import access, deadlines, media
+from bot.rules import access, media
 from bot.rules.access import is_away
+from bot.rules.deadlines import Deadlines
 from storage import audit
 from storage.models import Binding, Case, Court, Message, Party, Staff, Ticket, core_table
 
@@ -129,6 +130,7 @@ async def open_ticket(
     kind: str,
     text: str,
     message_id: int | None,
+    deadlines: Deadlines,
     about: str | None = None,
 ) -> Opened:
     routing = await route(session, case, kind, about)

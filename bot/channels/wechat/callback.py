@@ -33,6 +33,7 @@ from bot.app import keys
 from bot.app.config import Settings
 from bot.app.deps import Deps
 from bot.core.events import Inbound
+from bot.core.reply import as_text
 from bot.dialog import dispatch as dialog
 from storage import state
 
@@ -441,7 +442,8 @@ async def _process(
     try:
         # Leave time to store the message on its own if the flow is slow. The dialog
         # remembers its answer for WeChat's retries of this message.
-        return await dialog.handle(deps, inbound, accepted, store_within=store_within)
+        reply = await dialog.handle(deps, inbound, accepted, store_within=store_within)
+        return None if reply is None else as_text(reply)  # WeChat's rendering: the chat text
     except dialog.Duplicate:
         # The database has it: an earlier delivery stored it (or our de-duplication store
         # forgot, e.g. restarted). No double; answer as that delivery did, if it is kept.
