@@ -54,6 +54,7 @@ from bench import common, seed
 from bot.fakes.wechat.api import FakeWeChat
 from bot.fakes.wechat.api import create_app as fake_app
 from bot.fakes.wechat.callbacks import WeChatServer, text_xml
+from handlers.notices import letter_text
 
 TOKEN = "faulttoken"
 APP_ID = "wxfa0175c0de000001"
@@ -337,7 +338,7 @@ async def notice_rows(pg_url: str, texts: list[str]) -> dict[str, list[int]]:
     wanted = set(texts)
     out: dict[str, list[int]] = {}
     for row in rows:
-        for q in QUESTION.findall(json.loads(row["payload"]).get("text", "")):
+        for q in QUESTION.findall(letter_text(json.loads(row["payload"]))[1]):
             if q in wanted:
                 out.setdefault(q, []).append(int(row["id"]))
     return out

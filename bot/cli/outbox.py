@@ -68,10 +68,22 @@ async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
         if r.oldest_waiting:
             print(f"最早一条待发送的通知已等 {say_waited(r.oldest_waiting)}")
         for row in r.failed:
-            what = mask_text(json.loads(row.payload).get("text", ""))[:30]
+            what = mask_text(_words(json.loads(row.payload)))[:30]
             print(f"  失败 {row.id}：{say_time(row.created_at)}  {row.last_error}  “{what}”")
         if r.failed:
             print("要重新发送，请运行：mst outbox retry（或 mst outbox retry 编号）")
         return 0
 
     return await _with_db(settings, go)
+
+
+def _words(payload: dict[str, Any]) -> str:
+    """A row's text as it was (or is to be) sent; a notice this version cannot word, by
+    its kind."""
+    from bot.core.notice import Unreadable
+    from handlers.notices import letter_text
+
+    try:
+        return letter_text(payload)[1]
+    except Unreadable:
+        return str(payload.get("notice_kind", ""))

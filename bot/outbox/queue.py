@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from bot.core.clock import now
+from bot.core.notice import Notice
 from storage import conversations
 from storage.db import Database
 from storage.models import Binding, Outbox
@@ -49,26 +50,37 @@ async def add(
     await (await session.connection()).execute(_INSERT, row)
 
 
-async def enqueue_text(db: Database, recipient: str, text: str) -> None:
-    """A text for one user, in its own transaction (used when the reply missed the callback)."""
+async def enqueue_text(db: Database, recipient: str, text: str, *, channel: str = "wechat") -> None:
+    """A text for one user, in its own transaction (used when the reply missed its moment)."""
     async with db.transaction() as session:
-        await add(session, recipient=recipient, kind="cs_text", payload={"text": text})
+        await add(
+            session, recipient=recipient, kind="cs_text", payload={"text": text}, channel=channel
+        )
 
 
 async def tell_party(
     session: AsyncSession,
     recipient: str,
-    text: str,
+    said: str | Notice,
     *,
     case: Any,
     ticket_id: int | None = None,
     notice: str | None = None,
 ) -> None:
     """A push to a litigant about `case`: it names the case when the person is not on it
-    now (they follow several, and would not know which one the news is about)."""
-    if await _not_current(session, recipient, case.id):
-        text = f"关于案件 {case.case_number}：\n{text}"
-    await tell(session, recipient, text, case=case, ticket_id=ticket_id, notice=notice)
+    now (they follow several, and would not know which one the news is about). Whether it
+    does is decided now and kept in the row (`about_case`); the words come when it is sent
+    (handlers.notices.letter_text)."""
+    named = await _not_current(session, recipient, case.id)
+    await tell(
+        session,
+        recipient,
+        said,
+        case=case,
+        ticket_id=ticket_id,
+        notice=notice,
+        about_case=named,
+    )
 
 
 async def _not_current(session: AsyncSession, openid: str, case_id: int) -> bool:
@@ -87,23 +99,29 @@ async def _not_current(session: AsyncSession, openid: str, case_id: int) -> bool
 async def tell(
     session: AsyncSession,
     recipient: str | None,
-    text: str,
+    said: str | Notice,
     *,
     case: Any = None,
     ticket_id: int | None = None,
     notice: str | None = None,
+    about_case: bool = False,
 ) -> None:
-    """A customer-service text to one person (nobody, when they have no WeChat bound).
+    """A customer-service message to one person (nobody, when they have no WeChat bound).
 
-    `notice` is the one-line summary used if WeChat's 48-hour window has closed and a
-    template message goes instead (bot.channels.wechat.sender)."""
+    `said`: a flow's own words (already from handlers.texts), or a `Notice` — data the
+    sender puts into words (handlers.notices). `notice`, with words only: the one-line
+    summary used if WeChat's 48-hour window has closed and a template message goes
+    instead (bot.channels.wechat.sender); a Notice brings its own. `about_case`: the words
+    are to say which case they are about (tell_party)."""
     if not recipient:
         return
-    payload: dict[str, Any] = {"text": text}
+    payload: dict[str, Any] = said.payload() if isinstance(said, Notice) else {"text": said}
     if case is not None:
         payload["case_number"] = case.case_number
-    if notice:
+    if notice and not isinstance(said, Notice):
         payload["notice"] = notice
+    if about_case and case is not None:
+        payload["about_case"] = True
     await add(
         session,
         recipient=recipient,

@@ -13,22 +13,25 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.core.clock import court_tz, say_time
+from bot.core import notice
+from bot.core.clock import court_tz
+from bot.core.notice import Notice, iso
 from bot.outbox import queue as outbox
 from bot.rules.importer import RowError
 from storage import audit
 from storage.models import Binding, Case, EnforcementEvent
 
-KINDS = {
-    "filing": "执行立案",
-    "notice": "发出执行通知书",
-    "asset_search": "网络查控（查询财产）",
-    "freeze": "冻结、查封财产",
-    "valuation": "评估、拍卖",
-    "received": "收到执行款",
-    "paid_out": "发放执行款",
-    "closed": "终结执行 / 结案",
-}
+# The events the enforcement system sends (their names for people: handlers.texts).
+KINDS = (
+    "filing",
+    "notice",
+    "asset_search",
+    "freeze",
+    "valuation",
+    "received",
+    "paid_out",
+    "closed",
+)
 
 
 @dataclass
@@ -36,10 +39,6 @@ class Outcome:
     added: int = 0
     unchanged: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
-
-
-def yuan(cents: int) -> str:
-    return f"{Decimal(cents) / 100:,.2f}元"
 
 
 def parse_event(row: Any) -> dict[str, Any]:
@@ -130,12 +129,6 @@ async def ingest(
         outcome.added += 1
 
 
-def describe(event: EnforcementEvent) -> str:
-    money = f" {yuan(event.amount_cents)}" if event.amount_cents is not None else ""
-    note = f"（{event.note}）" if event.note else ""
-    return f"{say_time(event.happened_at)}：{KINDS.get(event.kind, event.kind)}{money}{note}"
-
-
 async def _push(session: AsyncSession, case: Case, event: EnforcementEvent) -> None:
     followers = (
         await session.execute(
@@ -146,9 +139,17 @@ async def _push(session: AsyncSession, case: Case, event: EnforcementEvent) -> N
         await outbox.tell(
             session,
             openid,
-            f"您的执行案件 {case.case_number} 有新进展：\n{describe(event)}\n发送 4 查看全部进度。",
+            Notice(
+                notice.ENFORCEMENT_PROGRESS,
+                {
+                    "case_number": case.case_number,
+                    "event": event.kind,
+                    "at": iso(event.happened_at),
+                    "amount_cents": event.amount_cents,
+                    "note": event.note,
+                },
+            ),
             case=case,
-            notice="执行案件有新进展",
         )
 
 

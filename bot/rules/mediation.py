@@ -15,7 +15,9 @@ from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.core.clock import court_tz, now, say_time
+from bot.core import notice
+from bot.core.clock import court_tz, now
+from bot.core.notice import Notice, Param, iso
 from bot.outbox import queue as outbox
 from qr.tokens import looks_like_token
 from storage import audit
@@ -304,42 +306,39 @@ async def _tell_everyone(
     case's judge. `before`: the slot a reschedule moved from."""
     mediator = await session.get(Staff, slot.mediator_id)
     party = await session.get(Party, booking.party_id)
-    when = say_time(slot.start_at)
+    when = iso(slot.start_at)
     name = mediator.name if mediator else ""
-    link = rooms.link(slot, booking) if rooms else ""
+    to_parties: dict[str, Param]
+    to_staff: dict[str, Param] = {"case_number": case.case_number, "when": when}
     if what == "booked" and before is not None:
-        was = say_time(before.start_at)
-        to_parties = (
-            f"本案的远程调解改期了：{when}，调解员{name}（原来是 {was}）。\n"
-            f"到时请点击链接进入调解室：{link}"
-        )
-        to_staff = f"调解预约改期：{case.case_number}，{was} 改到 {when}。"
+        link = rooms.link(slot, booking) if rooms else ""
+        to_parties = {"when": when, "mediator": name, "was": iso(before.start_at), "link": link}
+        to_staff["was"] = iso(before.start_at)
+        kinds = (notice.MEDIATION_MOVED_FOR_PARTY, notice.MEDIATION_MOVED_FOR_STAFF)
     elif what == "booked":
-        to_parties = f"本案已预约远程调解：{when}，调解员{name}。\n到时请点击链接进入调解室：{link}"
-        to_staff = (
-            f"新的调解预约：{case.case_number}，{when}，由{party.role if party else '当事人'}预约。"
-        )
+        link = rooms.link(slot, booking) if rooms else ""
+        to_parties = {"when": when, "mediator": name, "link": link}
+        to_staff["party_role"] = party.role if party else None
+        kinds = (notice.MEDIATION_BOOKED_FOR_PARTY, notice.MEDIATION_BOOKED_FOR_STAFF)
     elif what == "withdrawn":  # the court cancelled it, not the party
-        to_parties = (
-            f"法院取消了本案 {when} 的远程调解（调解员{name}）。\n"
-            "如仍需调解，请在菜单里选择“预约调解”重新预约。"
-        )
-        to_staff = f"调解预约已由法院取消：{case.case_number}，{when}。"
+        to_parties = {"when": when, "mediator": name}
+        kinds = (notice.MEDIATION_WITHDRAWN_FOR_PARTY, notice.MEDIATION_WITHDRAWN_FOR_STAFF)
     else:
-        to_parties = f"本案 {when} 的远程调解预约已取消。"
-        to_staff = f"调解预约已取消：{case.case_number}，{when}。"
+        to_parties = {"when": when}
+        kinds = (notice.MEDIATION_CANCELLED_FOR_PARTY, notice.MEDIATION_CANCELLED_FOR_STAFF)
+    for_parties, for_staff = Notice(kinds[0], to_parties), Notice(kinds[1], to_staff)
     followers = (
         await session.execute(
             select(col(Binding.openid)).where(col(Binding.case_id) == case.id).distinct()
         )
     ).scalars()
-    recipients = [(openid, to_parties) for openid in followers if openid != skip]
+    recipients = [(openid, for_parties) for openid in followers if openid != skip]
     judge = await session.get(Staff, case.judge_id) if case.judge_id else None
     for staff in (mediator, judge):
         if staff is not None and staff.openid:
-            recipients.append((staff.openid, to_staff))
-    for openid, text in dict(recipients).items():
-        await outbox.tell(session, openid, text, case=case, notice="远程调解预约")
+            recipients.append((staff.openid, for_staff))
+    for openid, said in dict(recipients).items():
+        await outbox.tell(session, openid, said, case=case)
 
 
 async def record_no_show(session: AsyncSession, mediator: Staff, booking_id: int) -> Booking | None:
@@ -369,9 +368,9 @@ async def send_reminders(session: AsyncSession, rooms: Rooms) -> int:
     """The day before and one hour before, with the room link. Each sent once."""
     moment = now()
     sent = 0
-    for field, window, words in (
-        ("reminded_day_at", DAY_BEFORE, None),  # 今天 or 明天, by the China calendar
-        ("reminded_hour_at", HOUR_BEFORE, "一小时后"),
+    for field, window, day in (
+        ("reminded_day_at", DAY_BEFORE, None),  # today or tomorrow, by the court's calendar
+        ("reminded_hour_at", HOUR_BEFORE, "hour"),
     ):
         column = getattr(Booking, field)
         rows = await session.execute(
@@ -393,10 +392,16 @@ async def send_reminders(session: AsyncSession, rooms: Rooms) -> int:
             await outbox.tell(
                 session,
                 booking.openid,
-                f"提醒：{words or _day_word(slot.start_at, moment)}（{say_time(slot.start_at)}）有远程调解，案号{case.case_number}。\n"
-                f"请提前几分钟点击链接进入：{rooms.link(slot, booking)}",
+                Notice(
+                    notice.MEDIATION_REMINDER,
+                    {
+                        "day": day or _day(slot.start_at, moment),
+                        "when": iso(slot.start_at),
+                        "case_number": case.case_number,
+                        "link": rooms.link(slot, booking),
+                    },
+                ),
                 case=case,
-                notice="远程调解提醒",
             )
             setattr(booking, field, moment)
             session.add(booking)
@@ -404,10 +409,10 @@ async def send_reminders(session: AsyncSession, rooms: Rooms) -> int:
     return sent
 
 
-def _day_word(start: datetime, moment: datetime) -> str:
-    """A booking made on the day is reminded as 今天, not 明天."""
+def _day(start: datetime, moment: datetime) -> str:
+    """A booking made on the day is reminded as today's, not tomorrow's."""
     same_day = start.astimezone(court_tz()).date() == moment.astimezone(court_tz()).date()
-    return "今天" if same_day else "明天"
+    return "today" if same_day else "tomorrow"
 
 
 def weekly_starts(first_day: date, at: time, weeks: int, weekdays: set[int]) -> list[datetime]:
