@@ -3,10 +3,9 @@ texts before going back to the menu join the same ticket."""
 
 from __future__ import annotations
 
-from bot.core.context import Context
-from bot.core.reply import Link, Reply
-from bot.rules import receipts, tickets
+from bot.core.reply import Reply
 from handlers import items, texts
+from handlers.context import Context
 from storage.models import Binding, Case, Staff
 
 
@@ -31,24 +30,11 @@ async def ask_with(
         await items.add(ctx, ticket, case, text, message_ids)
         assignee = await ctx.session.get(Staff, ticket.assignee_id) if ticket.assignee_id else None
         return Reply(
-            texts.ASK_ADDED_LEAD.format(
-                ticket=ticket.id, who=tickets.holder_words(ticket, assignee)
-            ),
+            texts.ASK_ADDED_LEAD.format(ticket=ticket.id, who=texts.holder_words(ticket, assignee)),
             (texts.TO_MENU,),
             item=f"ticket:{ticket.id}",
         )
     opened = await items.open_new(
         ctx, case, binding, kind="question", text=text, message_ids=message_ids
     )
-    receipt = receipts.url(ctx.settings.public_base_url, opened.receipt)
-    return Reply(
-        texts.ASK_RECEIVED.format(
-            ticket=opened.ticket.id,
-            who=tickets.holder_words(opened.ticket, opened.assignee),
-            due=tickets.due_words(opened.ticket),
-            receipt=receipt,
-        ),
-        (texts.TO_MENU_SAID,),
-        links=(Link(texts.RECEIPT, receipt),),
-        item=f"ticket:{opened.ticket.id}",
-    )
+    return items.received(ctx, opened, texts.ASK_RECEIVED)

@@ -1,4 +1,5 @@
-"""What a flow handler is given."""
+"""What a flow is given: the message, its transaction, what the conversation remembers,
+the court's rules and the few settings a flow reads (no secret)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app.config import Settings
 from bot.core.events import Inbound
+from bot.core.settings import FlowSettings
 from bot.rules.rulebook import Rulebook
 
 
@@ -22,7 +23,7 @@ class Context:
 
     session: AsyncSession
     inbound: Inbound
-    settings: Settings
+    settings: FlowSettings
     redis: Redis
     rules: Rulebook  # the court's deadlines, escalation policy and room links
     state: dict[str, Any] = field(default_factory=dict)

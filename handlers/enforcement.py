@@ -4,10 +4,10 @@ with text and photos."""
 
 from __future__ import annotations
 
-from bot.core.context import Context
-from bot.core.reply import Link, Reply
-from bot.rules import enforcement, receipts, tickets
+from bot.core.reply import Reply
+from bot.rules import enforcement
 from handlers import items, texts
+from handlers.context import Context
 from storage.models import Binding, Case
 
 
@@ -18,9 +18,11 @@ async def start(ctx: Context, case: Case, binding: Binding) -> Reply:
         return Reply(texts.PROGRESS_NONE_LEAD, texts.PROGRESS_CHOICES, item=f"case:{case.id}")
     progress = texts.PROGRESS_LEAD.format(
         case_number=case.case_number,
-        lines="\n".join(enforcement.describe(e) for e in events),
-        received=enforcement.yuan(received),
-        paid=enforcement.yuan(paid),
+        lines="\n".join(
+            texts.event_line(e.kind, e.happened_at, e.amount_cents, e.note) for e in events
+        ),
+        received=texts.yuan(received),
+        paid=texts.yuan(paid),
     )
     return Reply(progress, texts.PROGRESS_CHOICES, item=f"case:{case.id}")
 
@@ -43,15 +45,4 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> Reply:
             item=f"ticket:{ticket.id}",
         )
     opened = await items.open_new(ctx, case, binding, kind="asset_lead", text=text)
-    receipt = receipts.url(ctx.settings.public_base_url, opened.receipt)
-    return Reply(
-        texts.LEAD_RECEIVED.format(
-            ticket=opened.ticket.id,
-            who=tickets.holder_words(opened.ticket, opened.assignee),
-            due=tickets.due_words(opened.ticket),
-            receipt=receipt,
-        ),
-        (texts.TO_MENU_SAID,),
-        links=(Link(texts.RECEIPT, receipt),),
-        item=f"ticket:{opened.ticket.id}",
-    )
+    return items.received(ctx, opened, texts.LEAD_RECEIVED)

@@ -3,10 +3,10 @@ what the person raised. Every flow ends here; none of it starts a flow (handlers
 
 from __future__ import annotations
 
-from bot.core.context import Context
 from bot.core.reply import Choice, Reply
 from bot.rules import tickets
 from handlers import texts
+from handlers.context import Context
 from storage.models import Case
 
 
@@ -56,8 +56,8 @@ async def my_tickets(ctx: Context, case: Case) -> Reply:
     if not mine:
         return texts.NO_TICKETS + await menu_text(ctx)
     lines = "\n".join(
-        f"#{t.id} {tickets.KIND_NAMES.get(t.kind, '诉求')}：{tickets.STATUS_NAMES.get(t.status, t.status)}"
-        + (f"，{tickets.due_words(t)}前答复" if t.status == "open" else "")
+        f"#{t.id} {texts.kind_name(t.kind)}：{texts.status_name(t.status)}"
+        + (f"，{texts.due_words(t)}前答复" if t.status == "open" else "")
         for t in mine
     )
     return texts.MY_TICKETS.format(lines=lines) + await menu_text(ctx)

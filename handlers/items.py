@@ -3,8 +3,10 @@ adding to in this step, or a new one."""
 
 from __future__ import annotations
 
-from bot.core.context import Context
-from bot.rules import media, tickets
+from bot.core.reply import Link, Reply
+from bot.rules import media, receipts, tickets
+from handlers import texts
+from handlers.context import Context
 from storage.models import Binding, Case, Ticket
 
 
@@ -59,7 +61,24 @@ async def open_new(
 
 def _for_staff(ctx: Context, text: str) -> str:
     """The words staff are told; a photo or a voice message comes with a link to it."""
-    if ctx.inbound.media_id and ctx.message_id and ctx.inbound.kind in media.WORDS:
-        url = media.link(ctx.settings.public_base_url, ctx.settings.secret_key, ctx.message_id)
-        return f"{text}\n{media.line(ctx.inbound.kind, url)}"
+    if ctx.inbound.media_id and ctx.message_id and ctx.inbound.kind in media.KINDS:
+        url = ctx.rules.media.link(ctx.message_id)
+        return f"{text}\n{texts.media_line(ctx.inbound.kind, url)}"
     return text
+
+
+def received(ctx: Context, opened: tickets.Opened, words: str) -> Reply:
+    """What a person is told of an item just opened (`words`: its text in handlers.texts):
+    its number, who holds it, by when, and the link to its receipt."""
+    receipt = receipts.url(ctx.settings.public_base_url, opened.receipt)
+    return Reply(
+        words.format(
+            ticket=opened.ticket.id,
+            who=texts.holder_words(opened.ticket, opened.assignee),
+            due=texts.due_words(opened.ticket),
+            receipt=receipt,
+        ),
+        (texts.TO_MENU_SAID,),
+        links=(Link(texts.RECEIPT, receipt),),
+        item=f"ticket:{opened.ticket.id}",
+    )

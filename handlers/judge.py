@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from functools import partial
 
-from sqlalchemy import select
-from sqlmodel import col
-
-from bot.core.clock import court_tz, now, say_waited
-from bot.core.context import Context
+from bot.core.clock import court_tz, now, say_time, say_waited
 from bot.core.masking import mask_name
 from bot.core.reply import Reply
 from bot.rules import access, escalation, media, mediation, tickets
-from handlers import rating, texts
-from storage import audit
+from bot.rules import staff as staff_accounts
+from handlers import texts
+from handlers.context import Context
 from storage.models import Party, Staff, Ticket
 
 COMMAND = re.compile(r"^[#＃](\d{1,9})\s*(.*)$", re.S)
@@ -62,13 +58,9 @@ async def _on_ticket(ctx: Context, me: access.Viewer, ticket: Ticket, body: str,
     if not body:  # `#n` alone: the item as it stands, to read before answering
         return texts.STAFF_THREAD.format(
             ticket=number,
-            kind=tickets.KIND_NAMES.get(ticket.kind, "诉求"),
-            status=tickets.STATUS_NAMES.get(ticket.status, ticket.status),
-            thread=await tickets.thread_text(
-                ctx.session,
-                ticket,
-                partial(media.link, ctx.settings.public_base_url, ctx.settings.secret_key),
-            ),
+            kind=texts.kind_name(ticket.kind),
+            status=texts.status_name(ticket.status),
+            thread=await thread_text(ctx, ticket),
         )
     if verb == "transfer":
         return await transfer(ctx, me, ticket, body[1:].strip())
@@ -77,27 +69,39 @@ async def _on_ticket(ctx: Context, me: access.Viewer, ticket: Ticket, body: str,
     if verb == "claim":
         return await claim(ctx, staff, ticket)
     if verb == "close":
-        told = texts.RATE_ASK_AFTER_CLOSE.format(
-            kind=tickets.KIND_NAMES.get(ticket.kind, "诉求"), ticket=ticket.id
-        )
-        await tickets.close(ctx.session, staff=staff, ticket=ticket, tell=told)
-        await rating.ask_after_close(ctx, ticket)
+        # Its words, and the rating it asks the party for: handlers.notices, handlers.rating.
+        await tickets.close(ctx.session, staff=staff, ticket=ticket)
         return texts.STAFF_CLOSED.format(ticket=number)
-    await tickets.answer(ctx.session, staff=staff, ticket=ticket, text=body)
+    said = texts.ANSWERED.format(
+        title=texts.staff_title(staff), name=staff.name, ticket=number, text=body
+    )
+    await tickets.answer(ctx.session, staff=staff, ticket=ticket, text=body, said=said)
     return texts.STAFF_ANSWERED.format(ticket=number)
+
+
+async def thread_text(ctx: Context, ticket: Ticket) -> str:
+    """The whole thread for a staff member's screen: numbered, with times, who said what;
+    a photo or a voice message with the link to see or hear it."""
+    party = await ctx.session.get(Party, ticket.party_id) if ticket.party_id else None
+    litigant = f"{party.role}{mask_name(party.name)}" if party else "当事人"
+    lines = []
+    for i, m in enumerate(await tickets.thread(ctx.session, ticket), start=1):
+        if m.direction == "in":
+            who, said = litigant, m.content or ("[照片]" if m.msg_type == "image" else "[语音]")
+            if m.media_id and m.id and m.msg_type in media.KINDS:
+                said += texts.media_line(m.msg_type, ctx.rules.media.link(m.id))
+        else:
+            staff = await ctx.session.get(Staff, m.staff_id) if m.staff_id else None
+            who = f"{texts.staff_title(staff)}{staff.name}" if staff else "法院"
+            said = m.content.split("：", 1)[-1]  # the answer as the staff member wrote it
+        lines.append(f"{i}. {say_time(m.created_at)} {who}：{said}")
+    return "\n".join(lines) or "（还没有消息）"
 
 
 async def _record_refusal(
     ctx: Context, staff: Staff, ticket: Ticket, *, verb: str, reason: str | None
 ) -> None:
-    await audit.append(
-        ctx.session,
-        actor=f"staff:{staff.username}",
-        action="ticket.refused",
-        subject=f"ticket:{ticket.id}",
-        case_id=ticket.case_id,
-        payload={"verb": verb, "reason": reason},
-    )
+    await access.record_refusal(ctx.session, staff, ticket, verb=verb, reason=reason)
 
 
 def _verb(body: str) -> str:
@@ -134,10 +138,10 @@ async def todo(ctx: Context, staff: Staff) -> str:
     for ticket, case in items:
         party = await ctx.session.get(Party, ticket.party_id) if ticket.party_id else None
         who = f"{party.role}{mask_name(party.name)}" if party else "当事人"
-        state = tickets.STATUS_NAMES.get(ticket.status, ticket.status)
+        state = texts.status_name(ticket.status)
         words = await tickets.first_words(ctx.session, ticket, limit=30)
         lines.append(
-            f"#{ticket.id} {tickets.KIND_NAMES.get(ticket.kind, '诉求')} {case.case_number} {who} "
+            f"#{ticket.id} {texts.kind_name(ticket.kind)} {case.case_number} {who} "
             f"{state}，已等{say_waited(ticket.created_at)}\n    “{words}”"
         )
     return texts.STAFF_TODO.format(lines="\n".join(lines))
@@ -185,27 +189,12 @@ async def transfer(ctx: Context, me: access.Viewer, ticket: Ticket, rest: str) -
     who, reason = parts[0], parts[1] if len(parts) > 1 else ""
     if not access.may_act(me, ticket, "transfer"):
         return await _refuse(ctx, me, ticket, "transfer")
-    found = [
-        s
-        for s in (
-            await ctx.session.execute(
-                select(Staff)
-                .where(
-                    col(Staff.court_id) == me.staff.court_id,
-                    col(Staff.active),
-                    (col(Staff.username) == who) | (col(Staff.name) == who),
-                )
-                .order_by(col(Staff.id))
-            )
-        ).scalars()
-    ]
-    by_username = [s for s in found if s.username == who]
-    candidates = by_username or found
+    candidates = await staff_accounts.named(ctx.session, me.staff.court_id, who)
     if not candidates:
         return texts.TRANSFER_NO_STAFF.format(username=who)
     if len(candidates) > 1:
         lines = "\n".join(
-            f"{s.name}（{s.team or tickets.staff_title(s)}）：#{ticket.id} 转 {s.username}"
+            f"{s.name}（{s.team or texts.staff_title(s)}）：#{ticket.id} 转 {s.username}"
             for s in candidates
         )
         return texts.TRANSFER_WHICH.format(name=who, lines=lines)

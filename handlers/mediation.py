@@ -4,10 +4,10 @@ a free time in the next two weeks, then confirm. Cancel or reschedule until the 
 from __future__ import annotations
 
 from bot.core.clock import say_time
-from bot.core.context import Context
 from bot.core.reply import Choice, Link, Reply
 from bot.rules import mediation
 from handlers import home, texts
+from handlers.context import Context
 from storage.models import Binding, Case, Court, MediationSlot, Staff
 
 

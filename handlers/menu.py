@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.core.context import Context
 from bot.core.reply import Reply
 from handlers import ask, complain, enforcement, mediation, rating, texts
+from handlers.context import Context
 from handlers.home import home, menu_text, my_tickets, switch_list, switch_to
 from storage.models import Binding, Case, Court
 
@@ -99,6 +99,7 @@ def _own_words(state: dict[str, Any]) -> bool:
 
 
 async def handle(ctx: Context, case: Case, binding: Binding) -> Reply | None:
+    case, binding = await rating.asked_after_close(ctx, case, binding)  # their item closed?
     text = ctx.inbound.plain
     step = ctx.state.get("step")
     choice = choice_of(text) if ctx.inbound.kind != "image" else None

@@ -1,24 +1,15 @@
 """Rating (评价): 满意 / 基本满意 / 不满意 and an optional comment, of one ticket's handling
-or of the court's service in general. One rating per ticket, changeable within a day."""
+or of the court's service in general (the rules: bot.rules.ratings). Menu 5 starts it; so
+does a litigant's first message at the menu after one of their tickets was closed."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from functools import partial
-from typing import Any
-
-from sqlalchemy import select
-from sqlmodel import col
-
-from bot.core.clock import now
-from bot.core.context import Context
 from bot.core.reply import Choice, Reply
-from bot.rules import tickets
+from bot.rules import ratings, tickets
 from handlers import home, texts
-from storage import audit, conversations, state
-from storage.models import Binding, Case, Rating, Ticket
+from handlers.context import Context
+from storage.models import Binding, Case, Ticket
 
-CHANGE_WINDOW = timedelta(days=1)
 SCORES = {"1": 1, "2": 2, "3": 3, "满意": 1, "基本满意": 2, "不满意": 3}
 SERVICE = "9"
 SERVICE_WORDS = "本院的整体服务"
@@ -38,9 +29,9 @@ async def start(ctx: Context, case: Case, binding: Binding) -> Reply:
     listed = [
         Choice(
             str(i),
-            f"{tickets.KIND_NAMES.get(t.kind, '诉求')}"
+            f"{texts.kind_name(t.kind)}"
             f"“{texts.gist(await tickets.first_words(ctx.session, t), 12)}”"
-            f"（{tickets.STATUS_NAMES.get(t.status, t.status)}）",
+            f"（{texts.status_name(t.status)}）",
         )
         for i, t in enumerate(mine[:8], start=1)
     ]
@@ -73,24 +64,25 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> Reply:
         if score is None:
             ticket_id = ctx.state.get("rate_ticket")
             return _score(THIS_ONE if ticket_id else SERVICE_WORDS, ticket_id)
-        rating = await _save(ctx, case, score)
+        rating = await ratings.give(
+            ctx.session,
+            openid=ctx.inbound.user,
+            case_id=case.id or 0,
+            ticket_id=ctx.state.get("rate_ticket"),
+            score=score,
+        )
         if rating is None:
             return await _done(ctx, texts.RATE_TOO_LATE)
         ctx.state.update(sub="comment", rating_id=rating.id)
         return Reply(texts.RATE_THANKS, (texts.TO_MENU_SAID,), item=f"rating:{rating.id}")
     if sub == "comment" and text:
-        rating = await ctx.session.get(Rating, ctx.state.get("rating_id") or 0)
-        if rating is not None and rating.openid == ctx.inbound.user:
-            rating.comment = text[:500]
-            rating.updated_at = now()
-            ctx.session.add(rating)
-            await audit.append(
-                ctx.session,
-                actor=ctx.inbound.user,
-                action="rating.comment",
-                subject=f"rating:{rating.id}",
-                case_id=case.id,
-            )
+        await ratings.comment(
+            ctx.session,
+            openid=ctx.inbound.user,
+            case_id=case.id,
+            rating_id=ctx.state.get("rating_id") or 0,
+            text=text,
+        )
         return await _done(ctx, texts.RATE_COMMENT_SAVED)
     return await start(ctx, case, binding)
 
@@ -100,61 +92,27 @@ async def _done(ctx: Context, prefix: str) -> Reply:
     return prefix + await home.menu_text(ctx)
 
 
-async def _save(ctx: Context, case: Case, score: int) -> Rating | None:
-    """Create or change the rating; None when the one-day window to change it has passed."""
-    ticket_id = ctx.state.get("rate_ticket")
-    if ticket_id is not None:
-        ticket = await ctx.session.get(Ticket, ticket_id)
-        if ticket is None or ticket.openid != ctx.inbound.user:  # only your own items
-            return None
-        existing = (
-            await ctx.session.execute(select(Rating).where(col(Rating.ticket_id) == ticket_id))
-        ).scalar_one_or_none()
-    else:
-        existing = (
-            await ctx.session.execute(
-                select(Rating)
-                .where(
-                    col(Rating.ticket_id).is_(None),
-                    col(Rating.openid) == ctx.inbound.user,
-                    col(Rating.case_id) == case.id,
-                )
-                .order_by(col(Rating.id).desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-        if existing is not None and existing.created_at < now() - CHANGE_WINDOW:
-            existing = None  # a service rating is per day: a new day, a new rating
-    if existing is not None:
-        if existing.created_at < now() - CHANGE_WINDOW:
-            return None
-        existing.score, existing.updated_at = score, now()
-        ctx.session.add(existing)
-        rating, action = existing, "rating.changed"
-    else:
-        rating = Rating(
-            ticket_id=ticket_id, case_id=case.id or 0, openid=ctx.inbound.user, score=score
-        )
-        ctx.session.add(rating)
-        action = "rating.given"
-    await ctx.session.flush()
-    await audit.append(
-        ctx.session,
-        actor=ctx.inbound.user,
-        action=action,
-        subject=f"rating:{rating.id}",
-        case_id=case.id,
-        payload={"ticket": ticket_id, "score": score},
-    )
-    return rating
+async def asked_after_close(ctx: Context, case: Case, binding: Binding) -> tuple[Case, Binding]:
+    """A litigant whose ticket was closed since their last message was asked to rate it
+    (the closing's notice): this message answers that, 1/2/3, on that ticket's case —
+    when they are at the menu, or still in the step of an item that is closed now (a
+    question they asked, say). The case and binding to go on with."""
+    if ctx.message_id is None or not (ctx.state.get("step") is None or await _item_closed(ctx)):
+        return case, binding
+    ticket = await ratings.asked(ctx.session, ctx.inbound.user, ctx.message_id)
+    if ticket is None:
+        return case, binding
+    if ticket.case_id != case.id:
+        found = await tickets.active_case(ctx.session, ctx.inbound.user, ticket.case_id)
+        if found is None:  # no longer theirs to see
+            return case, binding
+        case, binding = found
+    ctx.state.update(case_id=case.id, step="rate", sub="score", rate_ticket=ticket.id)
+    return case, binding
 
 
-async def ask_after_close(ctx: Context, ticket: Ticket) -> None:
-    """When a ticket is closed, the litigant's next message 1/2/3 rates it. Their
-    conversation is kept with the closing (it survives Redis) and cached once it commits."""
-    conv: dict[str, Any] = await state.load_conversation(
-        ctx.redis, ticket.openid
-    ) or await conversations.load(ctx.session, ticket.openid)
-    conv.update(case_id=ticket.case_id, step="rate", sub="score", rate_ticket=ticket.id)
-    await conversations.save(ctx.session, ticket.openid, conv)
-    ctx.after_commit.append(partial(state.save_conversation, ctx.redis, ticket.openid, conv))
+async def _item_closed(ctx: Context) -> bool:
+    """Whether the item this step adds to is closed (the dialog loaded it with the case)."""
+    ticket_id = ctx.state.get("ticket_id")
+    ticket = await ctx.session.get(Ticket, ticket_id) if ticket_id else None
+    return ticket is not None and ticket.status == "closed"

@@ -6,9 +6,14 @@ chat reads it (bot.core.reply.as_text), for notices and for those who compare ch
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
+from bot.core.clock import say_time
 from bot.core.reply import Choice, Reply, as_text
 from bot.core.text import gist as gist  # flows cut quotes beside the words they go in
-from storage.models import Court
+from bot.rules import tickets
+from storage.models import Court, Staff, Ticket
 
 
 def chat(lead: str, *choices: Choice, footer: str = "") -> str:
@@ -45,6 +50,91 @@ def desk(court: Court | None) -> str:
         if v
     ]
     return f"{name}诉讼服务中心" + (f"（{'，'.join(known)}）" if known else "")
+
+
+# -- the rules' codes, named -------------------------------------------------------------
+
+# An item's kind and status (bot.rules.tickets), as people read them.
+KIND_NAMES = {
+    "question": "咨询",
+    "complaint": "投诉举报",
+    "mediation": "调解预约",
+    "asset_lead": "财产线索",
+}
+STATUS_NAMES = {"open": "待答复", "answered": "已答复", "closed": "已办结"}
+
+
+def kind_name(kind: str) -> str:
+    return KIND_NAMES.get(kind, "诉求")
+
+
+def status_name(status: str) -> str:
+    return STATUS_NAMES.get(status, status)
+
+
+# A staff member's title by the role they are titled by (bot.rules.tickets.title_role).
+TITLES = {
+    "judge": "法官",
+    "enforcement": "执行员",
+    "clerk": "书记员",
+    "mediator": "调解员",
+    "supervision": "督查室",
+    "reception": "接待员",
+}
+# A team inbox holding an item, as the litigant is told.
+WHO = {"supervision": "法院督查室", "reception": "法院接待人员", "admin": "法院领导"}
+
+
+def title_of(role: str | None) -> str:
+    return TITLES.get(role or "", "工作人员")
+
+
+def staff_title(staff: Staff) -> str:
+    return title_of(tickets.title_role(staff))
+
+
+def say_holder(name: str | None, role: str | None, inbox: str | None) -> str:
+    """A holder as the litigant is told: a person by title and name, or a team inbox."""
+    if name is not None:
+        return f"{title_of(role)}{name}"
+    return WHO.get(inbox or "", "法院工作人员")
+
+
+def holder_words(ticket: Ticket, assignee: Staff | None) -> str:
+    """Who is handling an item, as the litigant is told."""
+    return say_holder(
+        assignee.name if assignee else None,
+        tickets.title_role(assignee) if assignee else None,
+        ticket.inbox,
+    )
+
+
+def due_words(ticket: Ticket) -> str:
+    return say_time(ticket.due_at) if ticket.due_at else "尽快"
+
+
+# Why an item moved to another holder (bot.rules.escalation's reason codes). A reason kept
+# before the codes (its words) is shown as it was kept.
+MOVE_REASONS = {
+    "overdue": "到期未答复，升级办理",
+    "away": "承办人请假",
+    "silent": "承办人长时间未答复",
+    "claimed": "认领",
+    "transferred": "转办",
+}
+
+
+def move_reason(reason: str, note: str | None = None) -> str:
+    """Why an item moved: the staff member's own words (`note`, a transfer's) or its reason."""
+    return note or MOVE_REASONS.get(reason, reason)
+
+
+# Under a photo or voice message a litigant sent (bot.rules.media): where staff see or hear it.
+MEDIA_WORDS = {"image": "照片", "voice": "语音"}
+
+
+def media_line(kind: str, url: str) -> str:
+    return f"（{'查看' if kind == 'image' else '收听'}{MEDIA_WORDS.get(kind, '附件')}：{url}）"
 
 
 WELCOME = (
@@ -255,3 +345,72 @@ TRANSFER_WHICH = "本院有不止一位“{name}”，请按下面的写法选�
 TRANSFER_COMPLAINT = "#{ticket} 是投诉，只能在督查室内部或向院领导转办，不能转给{name}。"
 TRANSFER_NOT_ALLOWED = "#{ticket} 不能转给{name}：转过去后对方无法办理。"
 TRANSFERRED = "#{ticket} 已转给{name}，并告知了当事人。"
+
+# notices: what the rules tell people through the outbox (bot.core.notice), put into words
+# by handlers.notices. `*_TITLE`: the one line a template message leads with when WeChat's
+# 48-hour window has closed (NEW_MESSAGE when a notice has none of its own).
+NEW_MESSAGE = "您有一条新消息"
+TEMPLATE_REMARK = "点击查看详情。"
+ABOUT_CASE = "关于案件 {case_number}：\n"  # before a push about a case the person is not on
+SOMEONE = "当事人"  # a litigant the notice cannot name
+# To the staff who hold an item: new, added to, or moved to them.
+STAFF_ITEM_NEW = "新{kind} #{ticket}"
+STAFF_ITEM_ADDED = "#{ticket} 补充"
+STAFF_ITEM_MOVED = "{kind} #{ticket}"
+STAFF_ITEM = "{head}\n案号：{case_number}\n{who}：{text}\n回复请发送：#{ticket} 回复内容"
+STAFF_ITEM_MOVED_WHY = "转给您的事项（{reason}）：\n"
+STAFF_WARNED = "提醒：#{ticket}（{case_number}）将于 {due} 到期，请尽快答复。"
+STAFF_DIGEST = "早上好，{name}。您有 {count} 件待办，其中今天到期 {due_today} 件：\n{lines}"
+STAFF_DIGEST_LINE = "#{ticket} {case_number} {status}"
+STAFF_DIGEST_DUE = "，{due}到期"
+# To the litigant.
+ITEM_MOVED_TITLE = "#{ticket} 办理人变更"
+ITEM_MOVED = "您的{kind} #{ticket} 现由{holder}办理"
+ITEM_MOVED_DUE = "，会在 {due} 前答复您。"
+ITEM_MOVED_END = "。"
+ANSWERED_TITLE = "#{ticket} 有新的答复"
+ANSWERED = "{title}{name}回复 #{ticket}：{text}"
+CLOSED_TITLE = "#{ticket} 已办结"
+# Remote mediation: to the parties, and to the mediator and the judge.
+MEDIATION_TITLE = "远程调解预约"
+MEDIATION_BOOKED = "本案已预约远程调解：{when}，调解员{name}。\n到时请点击链接进入调解室：{link}"
+MEDIATION_BOOKED_STAFF = "新的调解预约：{case_number}，{when}，由{who}预约。"
+MEDIATION_MOVED = (
+    "本案的远程调解改期了：{when}，调解员{name}（原来是 {was}）。\n到时请点击链接进入调解室：{link}"
+)
+MEDIATION_MOVED_STAFF = "调解预约改期：{case_number}，{was} 改到 {when}。"
+MEDIATION_WITHDRAWN = (
+    "法院取消了本案 {when} 的远程调解（调解员{name}）。\n"
+    "如仍需调解，请在菜单里选择“预约调解”重新预约。"
+)
+MEDIATION_WITHDRAWN_STAFF = "调解预约已由法院取消：{case_number}，{when}。"
+MEDIATION_CANCELLED = "本案 {when} 的远程调解预约已取消。"
+MEDIATION_CANCELLED_STAFF = "调解预约已取消：{case_number}，{when}。"
+REMINDER_TITLE = "远程调解提醒"
+REMINDER = "提醒：{day}（{when}）有远程调解，案号{case_number}。\n请提前几分钟点击链接进入：{link}"
+REMINDER_DAYS = {"today": "今天", "tomorrow": "明天", "hour": "一小时后"}
+# Enforcement progress.
+PROGRESS_NEWS_TITLE = "执行案件有新进展"
+PROGRESS_NEWS = "您的执行案件 {case_number} 有新进展：\n{event}\n发送 4 查看全部进度。"
+EVENT_NAMES = {
+    "filing": "执行立案",
+    "notice": "发出执行通知书",
+    "asset_search": "网络查控（查询财产）",
+    "freeze": "冻结、查封财产",
+    "valuation": "评估、拍卖",
+    "received": "收到执行款",
+    "paid_out": "发放执行款",
+    "closed": "终结执行 / 结案",
+}
+
+
+def yuan(cents: int) -> str:
+    """Money as people read it: 12,000.50元."""
+    return f"{Decimal(cents) / 100:,.2f}元"
+
+
+def event_line(kind: str, at: datetime, amount_cents: int | None, note: str | None) -> str:
+    """One enforcement event: when, what, how much, and the court's note."""
+    money = f" {yuan(amount_cents)}" if amount_cents is not None else ""
+    said = f"（{note}）" if note else ""
+    return f"{say_time(at)}：{EVENT_NAMES.get(kind, kind)}{money}{said}"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.core.context import Context
 from bot.core.reply import Reply
 from handlers import texts
+from handlers.context import Context
 
 
 async def reply(ctx: Context) -> Reply | None:

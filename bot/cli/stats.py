@@ -7,8 +7,9 @@ import json
 import sys
 from typing import Any
 
-from bot.app.config import Settings, rules_of
+from bot.app.config import Settings
 from bot.cli.common import _with_db
+from bot.rules import rulebook
 
 
 def add(sub: Any) -> None:
@@ -45,11 +46,11 @@ async def stats(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go(db: Any) -> int:
         async with db.sessions() as session:
-            result = await figures.compute(session, scope, rules_of(settings).deadlines)
+            result = await figures.compute(session, scope, rulebook.of(settings).deadlines)
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
         else:
-            print(figures.report(result, _stats_title(args)))
+            print(report(result, _stats_title(args)))
         return 0
 
     return await _with_db(settings, go)
@@ -71,3 +72,40 @@ def _stats_title(args: argparse.Namespace) -> str:
         else "全部时间"
     )
     return f"{who}（{when}）"
+
+
+def percent(value: float | None) -> str:
+    """As courts write it: 83.5%; nothing to judge yet is said, not shown as 0."""
+    return "—（暂无可计算的事项）" if value is None else f"{value * 100:.1f}%"
+
+
+def report(figures: dict[str, Any], title: str) -> str:
+    """The figures (bot.rules.stats.compute) in Chinese, the way a court reports them."""
+    from handlers import texts
+
+    kinds = "，".join(
+        f"{texts.KIND_NAMES.get(k, k)} {n}" for k, n in sorted(figures["feedback_by_kind"].items())
+    )
+    states = "，".join(
+        f"{texts.status_name(k)} {n}" for k, n in sorted(figures["feedback_by_status"].items())
+    )
+    lines = [
+        title,
+        f"扫码访问：{figures['visitors']} 人",
+        f"诉求：{figures['feedback']} 件" + (f"（{kinds}）" if kinds else ""),
+    ]
+    if states:
+        lines.append(f"办理情况：{states}")
+    lines += [
+        f"按时答复率：{percent(figures['on_time_rate'])}"
+        f"（{figures['on_time_judged']} 件已到答复期限）",
+        f"按时办结率：{percent(figures['close_on_time_rate'])}"
+        f"（{figures['close_on_time_judged']} 件已到办结期限）",
+        f"当前超期未答复：{figures['overdue_now']} 件",
+        f"诉求满意率：{percent(figures['feedback_satisfaction'])}"
+        f"（{figures['feedback_rated']} 件有评价）",
+        f"全部评价满意率：{percent(figures['rating_satisfaction'])}"
+        f"（共 {figures['ratings']} 条评价，满意和基本满意计入）",
+    ]
+    lines += [f"注意：{warning}" for warning in figures["calendar_warnings"]]
+    return "\n".join(lines)

@@ -54,11 +54,14 @@ _HISTORY_WORDS = {
 
 
 _ACTOR_WORDS = {"system": "系统", "admin": "管理员", "import": "导入"}
+# Events that move an item, whose reason is a code (bot.rules.escalation) named here.
+_MOVES = {"ticket.escalated", "ticket.moved", "ticket.claimed", "ticket.transferred"}
 
 
 async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
     from bot.core.clock import court_tz
     from bot.core.masking import mask_name
+    from handlers import texts
     from storage.models import AuditEvent, Party, Staff, Ticket
 
     async def go(db: Any) -> int:
@@ -91,6 +94,9 @@ async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
                 payload = json.loads(ev.payload)
                 holder = payload.get("to") or {}
                 member = staff.get(holder.get("assignee_id")) if holder else None
+                reason = payload.get("reason")
+                if ev.action in _MOVES and isinstance(reason, str):
+                    reason = texts.move_reason(reason, payload.get("note"))
                 rows.append(
                     {
                         "at": ev.at.astimezone(court_tz()).isoformat(),
@@ -99,7 +105,7 @@ async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
                         "by": actor(ev.actor),
                         "to": (member.name if member else holder.get("team")) if holder else None,
                         "level": holder.get("level") if holder else None,
-                        "reason": payload.get("reason"),
+                        "reason": reason,
                     }
                 )
         if args.json:
@@ -175,9 +181,9 @@ async def deadline(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError:
         print("mst: --from must be a time like 2026-09-30T16:00 (China time)", file=sys.stderr)
         return 2
-    from bot.app.config import rules_of
+    from bot.rules import rulebook
 
-    working = rules_of(settings).deadlines
+    working = rulebook.of(settings).deadlines
     rules = working.rules
     if args.court and args.court not in rules.courts:
         print(f"mst: no deadlines of its own for {args.court!r}: the defaults", file=sys.stderr)

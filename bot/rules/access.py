@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from bot.core.clock import now
+from storage import audit
 from storage.models import Staff, Ticket
 
 INBOX_ROLES = ("reception", "supervision", "admin")
@@ -213,3 +214,17 @@ def _copy(t: Ticket, **changes: Any) -> Ticket:
     data = t.model_dump()
     data.update(changes)
     return Ticket(**data)
+
+
+async def record_refusal(
+    session: AsyncSession, staff: Staff, ticket: Ticket, *, verb: str, reason: str | None
+) -> None:
+    """A staff member asked for what these rules refuse them: kept in the record."""
+    await audit.append(
+        session,
+        actor=f"staff:{staff.username}",
+        action="ticket.refused",
+        subject=f"ticket:{ticket.id}",
+        case_id=ticket.case_id,
+        payload={"verb": verb, "reason": reason},
+    )

@@ -4,8 +4,8 @@ passes, and items moving off the desk of a judge who is away or silent.
 `run` is the periodic job (every minute: in the worker, or in-process; bot/app/jobs.py). Each step is a
 guarded UPDATE — `WHERE level = <the level we saw>` / `warned_at IS NULL` — so running it
 twice at once, or again after downtime, moves each ticket once per level, not repeatedly.
-Every move is one audit event with its reason, so `mst ticket history N` can say who held
-an item when.
+Every move is one audit event with its reason (a code: OVERDUE, AWAY, …; a transfer's own
+words are its `note`), so `mst ticket history N` can say who held an item when, and why.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.core.clock import court_tz, now, say_time
+from bot.core import notice
+from bot.core.clock import court_tz, now
 from bot.core.errors import ConfigError
+from bot.core.notice import Notice, iso
 from bot.outbox import queue as outbox
 from bot.rules import access, tickets
 from bot.rules.deadlines import DEFAULT_RULES, Deadlines, Rules
@@ -30,6 +32,13 @@ from storage.db import Database
 from storage.models import Case, Court, Party, Staff, Ticket
 
 log = logging.getLogger(__name__)
+
+# Why an item moves (its words: handlers.texts.MOVE_REASONS).
+OVERDUE = "overdue"  # a first-reply deadline passed unanswered: one level up
+AWAY = "away"  # its holder is away
+SILENT = "silent"  # its holder has not answered for `silent_after`
+CLAIMED = "claimed"  # taken from a team inbox
+TRANSFERRED = "transferred"  # given to someone by a staff member
 
 # Who takes an item when its deadline passes, level by level: the court's reception
 # team (集约接待), then its leadership. Complaints start with supervision and go up to the
@@ -106,10 +115,12 @@ async def move(
     action: str,
     reason: str,
     actor: str,
+    note: str | None = None,
     expect_level: int | None = None,
     new_level: int | None = None,
 ) -> bool:
     """Hand a ticket to a new holder: guarded, recorded, and everyone concerned told.
+    `reason`: its code (OVERDUE, AWAY, …); `note`: the words a staff member gave for it (a transfer).
 
     False when someone else moved it first (the guard saw another level or holder)."""
     moment = now()
@@ -140,7 +151,6 @@ async def move(
         return False
     for key, value in values.items():
         setattr(ticket, key, value)
-    holder = tickets.holder_words(ticket, to.assignee)
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
     said = await tickets.first_words(session, ticket)  # the new holder reads the words
     for staff in to.notify:
@@ -148,23 +158,34 @@ async def move(
             await outbox.tell(
                 session,
                 staff.openid,
-                f"转给您的事项（{reason}）：\n"
-                + tickets.staff_notice(ticket, case, party, said, moved=True),
+                Notice(
+                    notice.TICKET_MOVED_FOR_STAFF,
+                    {
+                        **tickets.item_params(ticket, case, party, said),
+                        "reason": reason,
+                        **({"note": note} if note else {}),
+                    },
+                ),
                 case=case,
                 ticket_id=ticket.id,
             )
     await outbox.tell_party(
         session,
         ticket.openid,
-        f"您的{tickets.KIND_NAMES.get(ticket.kind, '诉求')} #{ticket.id} 现由{holder}办理"
-        + (
-            f"，会在 {say_time(ticket.holder_due_at)} 前答复您。"
-            if ticket.holder_due_at and ticket.first_reply_at is None
-            else "。"
+        Notice(
+            notice.TICKET_MOVED_FOR_PARTY,
+            {
+                "ticket": ticket.id,
+                "kind": ticket.kind,
+                "holder_name": to.assignee.name if to.assignee else None,
+                "holder_role": tickets.title_role(to.assignee) if to.assignee else None,
+                "inbox": ticket.inbox,
+                # The reply it promises: only while the first reply is still owed.
+                "due": iso(ticket.holder_due_at) if ticket.first_reply_at is None else None,
+            },
         ),
         case=case,
         ticket_id=ticket.id,
-        notice=f"#{ticket.id} 办理人变更",
     )
     await audit.append(
         session,
@@ -174,6 +195,7 @@ async def move(
         case_id=case.id,
         payload={
             "reason": reason,
+            **({"note": note} if note else {}),
             "from": {
                 "assignee_id": before_assignee,
                 "team": before_team,
@@ -233,7 +255,14 @@ async def warn(session: AsyncSession, policy: Policy) -> int:
                 await outbox.tell(
                     session,
                     staff.openid,
-                    f"提醒：#{ticket.id}（{case.case_number}）将于 {say_time(ticket.holder_due_at)} 到期，请尽快答复。",
+                    Notice(
+                        notice.TICKET_WARNED,
+                        {
+                            "ticket": ticket.id,
+                            "case_number": case.case_number,
+                            "due": iso(ticket.holder_due_at),
+                        },
+                    ),
                     case=case,
                     ticket_id=ticket.id,
                 )
@@ -268,7 +297,7 @@ async def escalate(session: AsyncSession, policy: Policy) -> int:
             case,
             target,
             action="ticket.escalated",
-            reason="到期未答复，升级办理",
+            reason=OVERDUE,
             actor="system",
             expect_level=ticket.level,
             new_level=ticket.level + 1,
@@ -289,13 +318,13 @@ async def off_absent_desks(session: AsyncSession, policy: Policy) -> int:
         if holder is None:
             continue
         if access.is_away(holder) and ticket.holder_since <= moment - policy.away_move_after:
-            reason = "承办人请假"
+            reason = AWAY
         elif (
             policy.silent_after is not None
             and ticket.first_reply_at is None
             and ticket.holder_since <= moment - policy.silent_after
         ):
-            reason = "承办人长时间未答复"
+            reason = SILENT
         else:
             continue
         target = await tickets.role_team(session, case.court_id, "reception")
@@ -357,19 +386,26 @@ async def morning_digest(db: Database, redis: Redis, deadlines: Deadlines) -> in
                 for t, _ in items
                 if t.holder_due_at and t.holder_due_at <= end_of_day and t.first_reply_at is None
             ]
-            lines = "\n".join(
-                f"#{t.id} {c.case_number} {tickets.STATUS_NAMES.get(t.status, t.status)}"
-                + (
-                    f"，{say_time(t.holder_due_at)}到期"
-                    if t.holder_due_at and t.first_reply_at is None
-                    else ""
-                )
-                for t, c in items[:10]
-            )
             await outbox.tell(
                 session,
                 member.openid,
-                f"早上好，{member.name}。您有 {len(items)} 件待办，其中今天到期 {len(due_today)} 件：\n{lines}",
+                Notice(
+                    notice.STAFF_DIGEST,
+                    {
+                        "name": member.name,
+                        "count": len(items),
+                        "due_today": len(due_today),
+                        "items": [
+                            {
+                                "ticket": t.id,
+                                "case_number": c.case_number,
+                                "status": t.status,
+                                "due": iso(t.holder_due_at) if t.first_reply_at is None else None,
+                            }
+                            for t, c in items[:10]
+                        ],
+                    },
+                ),
             )
             sent += 1
     return sent
@@ -387,7 +423,7 @@ async def claim(session: AsyncSession, deadlines: Deadlines, staff: Staff, ticke
         # The inbox keeps it in view; nobody else is told.
         tickets.Routing(staff, ticket.team, ticket.inbox, []),
         action="ticket.claimed",
-        reason="认领",
+        reason=CLAIMED,
         actor=f"staff:{staff.username}",
     )
 
@@ -408,7 +444,8 @@ async def transfer(
         case,
         tickets.Routing(to, after.team, after.inbox, told),
         action="ticket.transferred",
-        reason=reason or "转办",
+        reason=TRANSFERRED,
+        note=reason or None,
         actor=f"staff:{by.username}",
     )
 

@@ -9,7 +9,6 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.rules.tickets import KIND_NAMES
 from storage import audit
 from storage.models import Case, Court
 
@@ -22,7 +21,7 @@ def url(public_base_url: str, event_hash: str) -> str:
 
 @dataclass(frozen=True)
 class Check:
-    kind: str  # 咨询, 投诉举报, …
+    kind: str  # the item's kind: question, complaint, … (its words: handlers.texts)
     ticket_id: int | None
     at: datetime
     case_number: str
@@ -45,7 +44,7 @@ async def check(session: AsyncSession, receipt: str) -> Check | None:
     verdict = await audit.verify(session, chain=event.chain, limit_problems=1)
     subject = event.subject.split(":", 1)
     return Check(
-        kind=KIND_NAMES.get(json.loads(event.payload).get("kind", ""), "诉求"),
+        kind=str(json.loads(event.payload).get("kind", "")),
         ticket_id=int(subject[1]) if len(subject) == 2 and subject[1].isdigit() else None,
         at=event.at,
         case_number=case.case_number,

@@ -1,4 +1,5 @@
-"""Staff accounts: one-time bind codes that tie a staff member to their own WeChat."""
+"""Staff accounts: one-time bind codes that tie a staff member to their own WeChat, and
+finding a colleague by name."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from bot.rules import attempts
 from qr.tokens import ALPHABET, normalize
 from storage import audit
 from storage.models import Staff
@@ -37,3 +39,62 @@ async def issue_bind_code(session: AsyncSession, staff: Staff, *, actor: str) ->
         session, actor=actor, action="staff.bind_code_issued", subject=f"staff:{staff.username}"
     )
     return code
+
+
+async def by_bind_code(session: AsyncSession, code: str) -> Staff | None:
+    """The active staff member a one-time bind code was issued to, if it still stands."""
+    return (
+        await session.execute(
+            select(Staff).where(col(Staff.bind_code_hash) == code_hash(code), col(Staff.active))
+        )
+    ).scalar_one_or_none()
+
+
+async def wrong_bind_code(session: AsyncSession, openid: str, mine: int, everyone: int) -> None:
+    """A wrong code: one row per try (bot.rules.attempts); the audit log hears only of the
+    lockout it causes, once. `mine`, `everyone`: the wrong tries before this one."""
+    await attempts.record(session, "bind", openid)
+    if attempts.bind_blocked(mine + 1, everyone + 1) and not attempts.bind_blocked(mine, everyone):
+        await audit.append(
+            session,
+            actor=openid,
+            action="staff.bind_locked",
+            payload={"wrong_tries": mine + 1, "everyone": everyone + 1},
+        )
+
+
+async def bind_wechat(session: AsyncSession, member: Staff, openid: str) -> None:
+    """Tie `member` to this WeChat with their code, used up: one WeChat per staff member,
+    one staff member per WeChat (whoever had it before loses it)."""
+    previous = (
+        await session.execute(select(Staff).where(col(Staff.openid) == openid))
+    ).scalar_one_or_none()
+    if previous is not None and previous.id != member.id:
+        previous.openid = None
+        session.add(previous)
+        await session.flush()
+    member.openid = openid
+    member.bind_code_hash = None  # one use only
+    session.add(member)
+    await audit.append(
+        session, actor=openid, action="staff.bound", subject=f"staff:{member.username}"
+    )
+
+
+async def named(session: AsyncSession, court_id: int, who: str) -> list[Staff]:
+    """The court's active staff whose username or name is `who`: by username if one is,
+    else everyone of that name (a name two people share gives two)."""
+    found = list(
+        (
+            await session.execute(
+                select(Staff)
+                .where(
+                    col(Staff.court_id) == court_id,
+                    col(Staff.active),
+                    (col(Staff.username) == who) | (col(Staff.name) == who),
+                )
+                .order_by(col(Staff.id))
+            )
+        ).scalars()
+    )
+    return [s for s in found if s.username == who] or found

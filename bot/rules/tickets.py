@@ -7,7 +7,6 @@ committed together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, select, update
@@ -15,23 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
-from bot.core.clock import now, say_time
+from bot.core import notice
+from bot.core.clock import now
 from bot.core.masking import mask_name
+from bot.core.notice import Notice, Param
 from bot.core.text import gist
 from bot.outbox import queue as outbox
-from bot.rules import access, media
+from bot.rules import access
 from bot.rules.access import is_away
 from bot.rules.deadlines import Deadlines
 from storage import audit
 from storage.models import Binding, Case, Court, Message, Party, Staff, Ticket, core_table
-
-KIND_NAMES = {
-    "question": "咨询",
-    "complaint": "投诉举报",
-    "mediation": "调解预约",
-    "asset_lead": "财产线索",
-}
-STATUS_NAMES = {"open": "待答复", "answered": "已答复", "closed": "已办结"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +55,6 @@ class Routing:
 
 
 TEAM_NAMES = {"supervision": "督查室", "reception": "集约接待", "admin": "院领导"}
-WHO = {"supervision": "法院督查室", "reception": "法院接待人员", "admin": "法院领导"}
 
 
 async def role_team(
@@ -93,33 +85,17 @@ async def route(session: AsyncSession, case: Case, kind: str, about: str | None 
     return Routing(handler, handler.team, None, [handler, *helpers])
 
 
-def holder_words(ticket: Ticket, assignee: Staff | None) -> str:
-    """Who is handling an item, as the litigant is told."""
-    if assignee is not None:
-        return f"{staff_title(assignee)}{assignee.name}"
-    return WHO.get(ticket.inbox or "", "法院工作人员")
-
-
-def staff_notice(
-    ticket: Ticket,
-    case: Case,
-    party: Party | None,
-    text: str,
-    *,
-    added: bool = False,
-    moved: bool = False,
-) -> str:
-    """What staff are told of an item: new, added to, or moved to them (not "new" then)."""
-    who = f"{party.role}{mask_name(party.name)}" if party else "当事人"
-    kind = KIND_NAMES.get(ticket.kind, "诉求")
-    head = (
-        f"#{ticket.id} 补充"
-        if added
-        else f"{kind} #{ticket.id}"
-        if moved
-        else f"新{kind} #{ticket.id}"
-    )
-    return f"{head}\n案号：{case.case_number}\n{who}：{text}\n回复请发送：#{ticket.id} 回复内容"
+def item_params(ticket: Ticket, case: Case, party: Party | None, text: str) -> dict[str, Param]:
+    """What staff are told of an item (new, added to, moved to them): its number, kind and
+    case, who raised it (the name masked) and their words."""
+    return {
+        "ticket": ticket.id,
+        "kind": ticket.kind,
+        "case_number": case.case_number,
+        "party_role": party.role if party else None,
+        "party_name": mask_name(party.name) if party else None,
+        "text": text,
+    }
 
 
 async def open_ticket(
@@ -164,7 +140,7 @@ async def open_ticket(
             await outbox.tell(
                 session,
                 staff.openid,
-                staff_notice(ticket, case, party, text),
+                Notice(notice.TICKET_NEW_FOR_STAFF, item_params(ticket, case, party, text)),
                 case=case,
                 ticket_id=ticket.id,
             )
@@ -220,7 +196,7 @@ async def add_to_ticket(
             await outbox.tell(
                 session,
                 staff.openid,
-                staff_notice(ticket, case, party, text, added=True),
+                Notice(notice.TICKET_ADDED_FOR_STAFF, item_params(ticket, case, party, text)),
                 case=case,
                 ticket_id=ticket.id,
             )
@@ -234,15 +210,18 @@ async def add_to_ticket(
     )
 
 
-async def answer(session: AsyncSession, *, staff: Staff, ticket: Ticket, text: str) -> Message:
+async def answer(
+    session: AsyncSession, *, staff: Staff, ticket: Ticket, text: str, said: str
+) -> Message:
+    """`text`, the staff member's answer, goes to the party (a notice); the thread keeps it
+    as `said`: the flow's words for it, who answered and what (handlers.texts.ANSWERED)."""
     case = await session.get(Case, ticket.case_id)
     assert case is not None
-    reply = f"{staff_title(staff)}{staff.name}回复 #{ticket.id}：{text}"
     msg = Message(
         direction="out",
         openid=ticket.openid,
         msg_type="text",
-        content=reply,
+        content=said,
         case_id=case.id,
         ticket_id=ticket.id,
         staff_id=staff.id,
@@ -252,10 +231,17 @@ async def answer(session: AsyncSession, *, staff: Staff, ticket: Ticket, text: s
     await outbox.tell_party(
         session,
         ticket.openid,
-        reply,
+        Notice(
+            notice.TICKET_ANSWERED,
+            {
+                "ticket": ticket.id,
+                "staff_name": staff.name,
+                "staff_role": title_role(staff),
+                "text": text,
+            },
+        ),
         case=case,
         ticket_id=ticket.id,
-        notice=f"#{ticket.id} 有新的答复",
     )
     first = ticket.first_reply_at is None
     ticket.status = "answered"
@@ -273,8 +259,9 @@ async def answer(session: AsyncSession, *, staff: Staff, ticket: Ticket, text: s
     return msg
 
 
-async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket, tell: str) -> None:
-    """Close the ticket and `tell` its party (the flow's words: rules keep none of their own)."""
+async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket) -> None:
+    """Close the ticket and tell its party, who are asked to rate it: their next message
+    answers that (bot.rules.ratings.asked)."""
     case = await session.get(Case, ticket.case_id)
     assert case is not None
     ticket.status = "closed"
@@ -283,10 +270,9 @@ async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket, tell: st
     await outbox.tell_party(
         session,
         ticket.openid,
-        tell,
+        Notice(notice.TICKET_CLOSED, {"ticket": ticket.id, "kind": ticket.kind}),
         case=case,
         ticket_id=ticket.id,
-        notice=f"#{ticket.id} 已办结",
     )
     await audit.append(
         session,
@@ -297,18 +283,13 @@ async def close(session: AsyncSession, *, staff: Staff, ticket: Ticket, tell: st
     )
 
 
-def staff_title(staff: Staff) -> str:
-    for role, title in (
-        ("judge", "法官"),
-        ("enforcement", "执行员"),
-        ("clerk", "书记员"),
-        ("mediator", "调解员"),
-        ("supervision", "督查室"),
-        ("reception", "接待员"),
-    ):
-        if staff.has_role(role):
-            return title
-    return "工作人员"
+# The roles a staff member is titled by, the first they have (its words: handlers.texts).
+TITLE_ROLES = ("judge", "enforcement", "clerk", "mediator", "supervision", "reception")
+
+
+def title_role(staff: Staff) -> str | None:
+    """The role a staff member is titled by (TITLE_ROLES), or None: no title of a role."""
+    return next((role for role in TITLE_ROLES if staff.has_role(role)), None)
 
 
 async def open_for_staff(session: AsyncSession, viewer: access.Viewer) -> list[tuple[Ticket, Case]]:
@@ -331,10 +312,6 @@ async def for_user(session: AsyncSession, openid: str, case_id: int) -> list[Tic
         .limit(10)
     )
     return list(rows.scalars())
-
-
-def due_words(ticket: Ticket) -> str:
-    return say_time(ticket.due_at) if ticket.due_at else "尽快"
 
 
 _Judge = aliased(Staff)
@@ -405,24 +382,3 @@ async def first_words(session: AsyncSession, ticket: Ticket, limit: int = 200) -
     """The litigant's own words that opened the item (for notices and listings)."""
     said = [m.content for m in await thread(session, ticket) if m.direction == "in" and m.content]
     return gist("\n".join(said) or "（没有文字）", limit)
-
-
-async def thread_text(
-    session: AsyncSession, ticket: Ticket, media_link: Callable[[int], str] | None = None
-) -> str:
-    """The whole thread for a staff member's screen: numbered, with times, who said what;
-    `media_link(message_id)`: where to see a photo or hear a voice message."""
-    party = await session.get(Party, ticket.party_id) if ticket.party_id else None
-    litigant = f"{party.role}{mask_name(party.name)}" if party else "当事人"
-    lines = []
-    for i, m in enumerate(await thread(session, ticket), start=1):
-        if m.direction == "in":
-            who, said = litigant, m.content or ("[照片]" if m.msg_type == "image" else "[语音]")
-            if m.media_id and media_link is not None and m.id and m.msg_type in media.WORDS:
-                said += media.line(m.msg_type, media_link(m.id))
-        else:
-            staff = await session.get(Staff, m.staff_id) if m.staff_id else None
-            who = f"{staff_title(staff)}{staff.name}" if staff else "法院"
-            said = m.content.split("：", 1)[-1]  # the answer as the staff member wrote it
-        lines.append(f"{i}. {say_time(m.created_at)} {who}：{said}")
-    return "\n".join(lines) or "（还没有消息）"
