@@ -27,7 +27,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import event, select, text
 
-from bot.app.config import Settings
+from bot.app.config import Settings, WeChatSettings
 from bot.app.factory import create_app, open_senders
 from bot.channels.wechat.api import WeChatAPI
 from bot.core import clock
@@ -35,6 +35,7 @@ from bot.dialog.dispatch import Deps
 from bot.fakes.wechat.api import FakeWeChat
 from bot.fakes.wechat.api import create_app as fake_app
 from bot.fakes.wechat.callbacks import WeChatServer
+from bot.rules import rulebook
 from qr import codes
 from storage import db as database
 from storage import state
@@ -102,8 +103,7 @@ def settings(tmp_path: Path) -> Settings:
         redis_url=REDIS_URL,
         secret_key="s" * 48,
         public_base_url="http://court.example",
-        wechat_app_id=APP_ID,
-        wechat_token=TOKEN,
+        wechat=WeChatSettings(app_id=APP_ID, token=TOKEN),
         data_dir=tmp_path,
         jobs_in_process=False,
     )
@@ -111,7 +111,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def safe_settings(settings: Settings) -> Settings:
-    return replace(settings, wechat_aes_key=AES_KEY)
+    return replace(settings, wechat=replace(settings.wechat, aes_key=AES_KEY))
 
 
 # The migrations run once per test session (per dialect); every test then gets a copy of
@@ -288,17 +288,20 @@ async def open_world(
     server = await aiohttp_server(fake_app(fake))
     s = replace(
         settings,
-        wechat_aes_key=AES_KEY,
-        wechat_app_secret=SECRET,
-        wechat_api_base=str(server.make_url("")).rstrip("/"),
+        wechat=replace(
+            settings.wechat,
+            aes_key=AES_KEY,
+            app_secret=SECRET,
+            api_base=str(server.make_url("")).rstrip("/"),
+        ),
         **overrides,
     )
-    deps.settings = s
+    deps.settings, deps.rules = s, rulebook.of(s)
     http = aiohttp.ClientSession()
-    deps.api = WeChatAPI(
-        http=http, redis=deps.redis, base=s.wechat_api_base, app_id=APP_ID, app_secret=SECRET
+    api = WeChatAPI(
+        http=http, redis=deps.redis, base=s.wechat.api_base, app_id=APP_ID, app_secret=SECRET
     )
-    deps.senders = open_senders(s, deps.api)
+    deps.senders = open_senders(s, api)
     client = await aiohttp_client(create_app(s, deps))
     try:
         yield World(
@@ -334,3 +337,15 @@ def cli_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
         PUBLIC_BASE_URL=PUBLIC,
     )
     return env
+
+
+# -- the order tests are handed out in ----------------------------------------------------
+
+# The one test that runs for half a minute (every README line through the installed `mst`,
+# one process each, in order) goes first: under `-n 2` (scripts/test) the other worker
+# runs the rest beside it, instead of it being handed out late and running on alone.
+LONGEST = "tests/test_readme_commands.py::test_every_readme_command_runs_as_printed"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid != LONGEST)  # stable: the rest as collected

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import itertools
 
-from bot.app.deps import Deps
 from bot.core.events import Inbound
 from bot.core.reply import Reply
 from bot.dialog import dispatch
+from bot.dialog.deps import Deps
 from tests.world import World
 
 _serial = itertools.count(1)

@@ -26,6 +26,7 @@ from bot.outbox import links
 from bot.rules import access, attempts, escalation, tickets
 from bot.rules.staff import issue_bind_code
 from handlers import texts
+from handlers.notices import letter_text
 from qr import codes
 from storage.models import AuditEvent, Binding, Case, Court, Outbox, Party, Staff, Ticket
 from tests.conftest import COURT
@@ -325,7 +326,7 @@ async def test_listings_digests_and_follow_ups_reach_exactly_the_right_people(
     assert await escalation.morning_digest(w.deps.db, w.deps.redis, w.deps.rules.deadlines) > 0
     async with w.deps.db.sessions() as s:
         digests = {
-            row.recipient: json.loads(row.payload)["text"]
+            row.recipient: letter_text(json.loads(row.payload))[1]
             for row in (await s.execute(select(Outbox).where(Outbox.status == "pending"))).scalars()
         }
     for actor in ACTORS:
@@ -347,7 +348,7 @@ async def test_listings_digests_and_follow_ups_reach_exactly_the_right_people(
             a.username
             for a in ACTORS
             for r in rows
-            if r.recipient == a.wx and f"补充{item}" in r.payload
+            if r.recipient == a.wx and f"补充{item}" in letter_text(json.loads(r.payload))[1]
         }
         assert told == TOLD[item], item
 
@@ -508,7 +509,7 @@ async def test_a_judge_answering_fast_is_never_silently_dropped(world: World) ->
     ]
     async with w.deps.db.sessions() as s:
         answers = [
-            json.loads(r.payload)["text"]
+            letter_text(json.loads(r.payload))[1]
             for r in (await s.execute(select(Outbox).order_by(Outbox.id))).scalars()
             if r.recipient == LITIGANT
         ]

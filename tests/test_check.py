@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.dialog.dispatch import Deps
 from tests.conftest import AES_KEY, CASE_NUMBER, COURT
-from tests.world import MST, mst
+from tests.world import MST, mst_in_process
 
 LIVE = {
     "WECHAT_APP_ID": "wx1234567890abcdef",
@@ -30,7 +30,7 @@ async def test_a_fresh_setup_names_what_is_still_demo(
     cli_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    run = await mst(cli_env, tmp_path, "check")
+    run = await mst_in_process(cli_env, tmp_path, "check")
     assert run.code == 1, run.err
     assert "✘ 公众号凭据：演示值" in run.out and "✘ 消息加解密：明文模式" in run.out
     assert "✘ 模板消息：演示模板" in run.out and "✘ 公众号名称：未设置" in run.out
@@ -38,7 +38,7 @@ async def test_a_fresh_setup_names_what_is_still_demo(
     assert "✔ 对外地址：https://mst.court.example/hs" in run.out  # the test's, not 127.0.0.1
     assert "✔ 时区：Asia/Shanghai" in run.out
     assert "WECHAT_APP_ID" in run.out and f"mst court set '{COURT}'" in run.out  # the fixes
-    listed = json.loads((await mst(cli_env, tmp_path, "check", "--json")).out)
+    listed = json.loads((await mst_in_process(cli_env, tmp_path, "check", "--json")).out)
     assert {f["fix"].split("（")[0] for f in listed if not f["ok"] and f["needed"]} >= {
         "WECHAT_APP_ID、WECHAT_APP_SECRET、WECHAT_TOKEN",
         "WECHAT_AES_KEY",
@@ -53,12 +53,12 @@ async def test_a_court_ready_to_go_live_passes(
     tmp_path: Path,
 ) -> None:
     env = cli_env | LIVE
-    desk = await mst(
+    desk = await mst_in_process(
         env, tmp_path, "court", "set", COURT, "--phone", "0318-2123456", "--address",
         "人民路1号", "--hours", "工作日 8:30-17:30",
     )  # fmt: skip
     assert desk.code == 0, desk.err
-    run = await mst(env, tmp_path, "check")
+    run = await mst_in_process(env, tmp_path, "check")
     assert run.code == 0, run.out
     assert run.out.strip().endswith("可以正式使用。")
     assert "✘" not in run.out and "· 公众号二维码图片：未设置" in run.out  # advice only
@@ -71,10 +71,10 @@ async def test_qr_warns_when_codes_would_point_at_this_machine(
     tmp_path: Path,
 ) -> None:
     local = cli_env | {"PUBLIC_BASE_URL": "http://127.0.0.1:8080"}
-    run = await mst(local, tmp_path, "qr", CASE_NUMBER, "--json")
+    run = await mst_in_process(local, tmp_path, "qr", CASE_NUMBER, "--json")
     assert run.code == 0 and "PUBLIC_BASE_URL 还是 http://127.0.0.1:8080" in run.err
     assert json.loads(run.out)["url"].startswith("http://127.0.0.1:8080/q/")
-    public = await mst(cli_env, tmp_path, "qr", CASE_NUMBER, "--json")
+    public = await mst_in_process(cli_env, tmp_path, "qr", CASE_NUMBER, "--json")
     assert "PUBLIC_BASE_URL" not in public.err
 
 
@@ -141,7 +141,9 @@ async def test_qr_scene_asks_wechat_for_a_code_that_opens_the_chat(
         "WECHAT_API_BASE": str(server.make_url("")).rstrip("/"),
     }
     png = tmp_path / "scene.png"
-    run = await mst(env, tmp_path, "qr", CASE_NUMBER, "--scene", "--json", "--png", str(png))
+    run = await mst_in_process(
+        env, tmp_path, "qr", CASE_NUMBER, "--scene", "--json", "--png", str(png)
+    )
     assert run.code == 0, run.err
     info = json.loads(run.out)
     assert fake.scenes == [sample_case["token"]]
@@ -152,7 +154,7 @@ async def test_qr_scene_asks_wechat_for_a_code_that_opens_the_chat(
     decoded = [b.text for b in zxingcpp.read_barcodes(Image.open(io.BytesIO(png.read_bytes())))]
     assert decoded == [info["scene_url"]]
     # WeChat refusing (a wrong secret): one line, exit 1.
-    refused = await mst(
+    refused = await mst_in_process(
         env | {"WECHAT_APP_SECRET": "wrong"}, tmp_path, "qr", CASE_NUMBER, "--scene"
     )
     assert refused.code == 1 and "微信没有生成带参数二维码" in refused.err

@@ -1,4 +1,6 @@
-"""The real `mst` console script, run as an operator runs it, against the test database."""
+"""The real `mst` console script, run as an operator runs it, against the test database.
+A test that looks only at what a command prints and does runs the same `bot.cli.main` in
+this process (tests.world.mst_in_process): a process start is most of a run's time."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from bot.rules.importer import import_staff
 from qr import codes, tokens
 from storage.models import AuditEvent, Case, CaseCode, Staff
 from tests.conftest import CASE_NUMBER, COURT
-from tests.world import PUBLIC, mst
+from tests.world import PUBLIC, mst, mst_in_process
 
 
 def write_lines(path: Path, rows: list[Any]) -> Path:
@@ -87,7 +89,7 @@ async def test_import_cases_reports_bad_rows_by_line_and_exits_1(
         {**case_row("(2026)冀1102民初4号", "+852 9123 4567")},
     ]
     path = write_lines(tmp_path / "cases.jsonl", rows)
-    run = await mst(cli_env, tmp_path, "import-cases", str(path), "--quiet")
+    run = await mst_in_process(cli_env, tmp_path, "import-cases", str(path), "--quiet")
     assert run.code == 1
     assert run.out.strip() == "案件：新增 2，更新 0，未变 0，跳过 3"
     skipped = [line for line in run.err.splitlines() if "未导入" in line]
@@ -108,7 +110,7 @@ async def test_import_cases_reports_bad_rows_by_line_and_exits_1(
 async def test_import_of_a_missing_file_is_one_line(
     deps: Deps, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    run = await mst(cli_env, tmp_path, "import-cases", "no-such-file.jsonl")
+    run = await mst_in_process(cli_env, tmp_path, "import-cases", "no-such-file.jsonl")
     assert run.code == 1
     assert run.out == ""
     assert run.err.strip().splitlines() == ["mst: cannot read no-such-file.jsonl: no such file"]
@@ -121,7 +123,7 @@ async def test_qr_prints_json_and_writes_images(
     deps: Deps, sample_case: dict[str, Any], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     png, svg = tmp_path / "code.png", tmp_path / "code.svg"
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "qr", CASE_NUMBER, "--json", "--png", str(png), "--svg", str(svg)
     )
     assert run.code == 0, run.err
@@ -137,7 +139,7 @@ async def test_qr_prints_json_and_writes_images(
     root = ElementTree.fromstring(svg.read_bytes())
     assert root.tag.endswith("svg")
     # Without --json: what an operator reads off the screen.
-    plain = await mst(cli_env, tmp_path, "qr", CASE_NUMBER)
+    plain = await mst_in_process(cli_env, tmp_path, "qr", CASE_NUMBER)
     assert plain.code == 0, plain.err
     assert CASE_NUMBER in plain.out
     assert tokens.pretty(sample_case["short_code"]) in plain.out
@@ -152,7 +154,9 @@ async def test_qr_revoke_then_reissue(
     case_id = sample_case["case_id"]
     old = sample_case["token"]
 
-    run = await mst(cli_env, tmp_path, "qr", CASE_NUMBER, "--revoke", "--reason", "文书遗失")
+    run = await mst_in_process(
+        cli_env, tmp_path, "qr", CASE_NUMBER, "--revoke", "--reason", "文书遗失"
+    )
     assert (run.code, run.out.strip()) == (0, "二维码已停用。")
     assert await live_code(deps, case_id) is None
     async with deps.db.sessions() as s:
@@ -160,11 +164,11 @@ async def test_qr_revoke_then_reissue(
         assert (await codes.by_token(s, old)).status == "revoked"
     assert revoked.revoke_reason == "文书遗失"
 
-    run = await mst(cli_env, tmp_path, "qr", CASE_NUMBER, "--revoke", "--json")
+    run = await mst_in_process(cli_env, tmp_path, "qr", CASE_NUMBER, "--revoke", "--json")
     assert (run.code, json.loads(run.out)) == (0, {"case_number": CASE_NUMBER, "revoked": False})
 
     # Asking for the code of a case without one issues a fresh one.
-    run = await mst(cli_env, tmp_path, "qr", CASE_NUMBER, "--json")
+    run = await mst_in_process(cli_env, tmp_path, "qr", CASE_NUMBER, "--json")
     assert run.code == 0, run.err
     first = json.loads(run.out)
     assert first["token"] != old and first["short_code"] != sample_case["short_code"]
@@ -173,7 +177,7 @@ async def test_qr_revoke_then_reissue(
     assert live is not None and live.token == first["token"]
 
     # --reissue replaces a live code.
-    run = await mst(cli_env, tmp_path, "qr", CASE_NUMBER, "--json", "--reissue")
+    run = await mst_in_process(cli_env, tmp_path, "qr", CASE_NUMBER, "--json", "--reissue")
     assert run.code == 0, run.err
     second = json.loads(run.out)
     assert second["token"] not in (old, first["token"])
@@ -264,11 +268,11 @@ async def test_audit_verify_and_export(
         assert case is not None
         await codes.issue(s, case, actor="admin")  # revoked + issued: 3 events in the chain
 
-    intact = await mst(cli_env, tmp_path, "audit", "verify")
+    intact = await mst_in_process(cli_env, tmp_path, "audit", "verify")
     assert intact.code == 0, intact.err
     assert "intact" in intact.out and "3 events" in intact.out
 
-    export = await mst(cli_env, tmp_path, "audit", "export", "--case", CASE_NUMBER)
+    export = await mst_in_process(cli_env, tmp_path, "audit", "export", "--case", CASE_NUMBER)
     assert export.code == 0, export.err
     lines = [json.loads(line) for line in export.out.splitlines()]
     assert [(e["seq"], e["action"]) for e in lines] == [
@@ -293,7 +297,7 @@ async def test_audit_verify_and_export(
             .all()
         )
     await _tamper(deps, ids[1])
-    broken = await mst(cli_env, tmp_path, "audit", "verify")
+    broken = await mst_in_process(cli_env, tmp_path, "audit", "verify")
     assert broken.code != 0
     first = broken.err.strip().splitlines()[0]
     assert f"event id={ids[1]} " in first and "edited" in first

@@ -26,12 +26,12 @@ def test_defaults_match_the_contract(tmp_path: Path) -> None:
     assert s.is_sqlite
     assert s.redis_url is None
     assert s.public_base_url == "http://127.0.0.1:8080"
-    assert s.wechat_api_base == "https://api.weixin.qq.com"
-    assert s.wechat_aes_key is None
-    assert not s.safe_mode
+    assert s.wechat.api_base == "https://api.weixin.qq.com"
+    assert s.wechat.aes_key is None
+    assert not s.wechat.safe_mode
     # Demo Official Account values, so a fresh checkout runs.
-    assert s.wechat_app_id and s.wechat_app_secret and s.wechat_token
-    assert 3 <= len(s.wechat_token) <= 32 and s.wechat_token.isalnum()
+    assert s.wechat.app_id and s.wechat.app_secret and s.wechat.token
+    assert 3 <= len(s.wechat.token) <= 32 and s.wechat.token.isalnum()
     assert s.jobs_in_process is True
     assert s.data_dir == tmp_path / "data"
     assert len(s.secret_key) >= 32
@@ -50,7 +50,7 @@ def test_blank_values_fall_back_to_the_defaults(tmp_path: Path) -> None:
     s = load(tmp_path, PUBLIC_BASE_URL="   ", REDIS_URL="", WECHAT_AES_KEY=" ")
     assert s.public_base_url == "http://127.0.0.1:8080"
     assert s.redis_url is None
-    assert s.wechat_aes_key is None
+    assert s.wechat.aes_key is None
 
 
 def test_values_are_read(tmp_path: Path) -> None:
@@ -72,13 +72,13 @@ def test_values_are_read(tmp_path: Path) -> None:
     assert s.redis_url == "redis://cache.example:6379/2"
     assert s.secret_key == "k" * 40
     assert s.public_base_url == "https://court.example/mst"  # no trailing slash
-    assert (s.wechat_app_id, s.wechat_app_secret, s.wechat_token) == (
+    assert (s.wechat.app_id, s.wechat.app_secret, s.wechat.token) == (
         "wxabc",
         "sekrit",
         "Token123",
     )
-    assert s.wechat_aes_key == AES_KEY and s.safe_mode
-    assert s.wechat_api_base == "http://127.0.0.1:9999"
+    assert s.wechat.aes_key == AES_KEY and s.wechat.safe_mode
+    assert s.wechat.api_base == "http://127.0.0.1:9999"
     assert s.jobs_in_process is False
 
 
@@ -116,7 +116,7 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     )
     s = load(tmp_path, env_file, PUBLIC_BASE_URL="https://from-env.example")
     assert s.public_base_url == "https://from-env.example"
-    assert s.wechat_token == "fromfile"
+    assert s.wechat.token == "fromfile"
     assert s.redis_url == "redis://file.example:6379/1"
 
 
@@ -126,7 +126,7 @@ def test_dotenv_in_the_working_directory_is_the_default(
     (tmp_path / ".env").write_text("WECHAT_APP_ID=wxfromdotenv\n")
     monkeypatch.chdir(tmp_path)
     s = load_settings({"MST_DATA_DIR": str(tmp_path)})
-    assert s.wechat_app_id == "wxfromdotenv"
+    assert s.wechat.app_id == "wxfromdotenv"
 
 
 def test_a_missing_env_file_is_fine(tmp_path: Path) -> None:

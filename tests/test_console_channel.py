@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import jobs
-from bot.app.deps import Deps
 from bot.channels.console import CHANNEL, Console, ConsoleSender, render
 from bot.core.reply import Choice, Link, Reply, as_text
+from bot.dialog.deps import Deps
 from handlers import texts
 from storage.models import Message, Outbox, Ticket
 from tests.conftest import CASE_NUMBER, COURT
@@ -124,3 +124,36 @@ async def test_the_outbox_reaches_a_console_user_through_its_sender(deps: Deps) 
     async with deps.db.sessions() as s:
         [row] = (await s.execute(select(Outbox))).scalars().all()
     assert row.status == "sent"
+
+
+async def test_mst_console_is_the_channel_at_a_terminal(
+    deps: Deps, sample_case: dict[str, Any], cli_env: dict[str, str], tmp_path: Any
+) -> None:
+    """`mst console --as NAME`: lines typed are messages, answers come back the console's
+    way, an empty line leaves. The real console script, on the test's database."""
+    import asyncio
+
+    from tests.world import MST
+
+    proc = await asyncio.create_subprocess_exec(
+        str(MST),
+        "console",
+        "--as",
+        PERSON,
+        env=cli_env,
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    typed = f"{sample_case['short_code']}\n1234\n\n".encode()
+    out, err = await asyncio.wait_for(proc.communicate(typed), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    said = out.decode()
+    assert f"{texts.CODE_TYPED}：\n{COURT}\n{CASE_NUMBER}" in said
+    assert "[1] 咨询法官" in said and "\n1 咨询法官" not in said
+    async with deps.db.sessions() as s:
+        stored = (
+            await s.execute(select(Message.channel).where(Message.openid == PERSON))
+        ).scalars()
+        assert set(stored) == {CHANNEL}

@@ -25,10 +25,11 @@ from typing import Any
 
 import pytest
 
-from bot.app.config import ConfigError, load_settings, rules_of
+from bot.app.config import ConfigError, load_settings
 from bot.core.clock import CHINA_TZ
-from bot.rules import deadlines
+from bot.rules import deadlines, rulebook
 from bot.rules.deadlines import Allowance, Rules
+from tests.world import mst_in_process
 
 MST = Path(sys.executable).parent / "mst"
 
@@ -283,11 +284,11 @@ def test_start_up_puts_the_files_in_force(tmp_path: Path) -> None:
         env_file=None,
     )
     assert (s.holidays_file, s.rules_file) == (holidays, rules)
-    work = rules_of(s).deadlines  # what the process built from these settings holds
+    work = rulebook.of(s).deadlines  # what the process built from these settings holds
     assert work.due("question", cn("2026-12-31 10:00")) == cn("2027-01-05 17:30")
     assert work.due("question", cn("2026-12-31 10:00"), court="甲法院") == cn("2027-01-04 17:30")
     # Settings without the files: none in force.
-    plain = rules_of(load_settings({"MST_DATA_DIR": str(tmp_path)}, env_file=None)).deadlines
+    plain = rulebook.of(load_settings({"MST_DATA_DIR": str(tmp_path)}, env_file=None)).deadlines
     assert plain.rules is deadlines.DEFAULT_RULES
     assert plain.is_workday(date(2027, 1, 1))
 
@@ -466,30 +467,50 @@ def test_the_old_names(work: deadlines.Deadlines) -> None:
 # -- mst deadline ----------------------------------------------------------------------------
 
 
-def run_mst(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def mst_env(tmp_path: Path, **env: str) -> dict[str, str]:
     clean = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "WECHAT_", "MST_"))
     }
     clean.update(MST_DATA_DIR=str(tmp_path), **env)
+    return clean
+
+
+def run_mst(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The installed console script, in a process of its own."""
     return subprocess.run(
-        [str(MST), *args], env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [str(MST), *args],
+        env=mst_env(tmp_path, **env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-def test_mst_deadline_prints_the_national_day_example(tmp_path: Path) -> None:
-    run = run_mst(tmp_path, "deadline", "--kind", "question", "--from", "2026-09-30T16:00")
+async def run_mst_in_process(
+    tmp_path: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The same command, what it prints and exits with, run in this process."""
+    run = await mst_in_process(mst_env(tmp_path, **env), tmp_path, *args)
+    return subprocess.CompletedProcess([str(MST), *args], run.code, run.out, run.err)
+
+
+async def test_mst_deadline_prints_the_national_day_example(tmp_path: Path) -> None:
+    run = await run_mst_in_process(
+        tmp_path, "deadline", "--kind", "question", "--from", "2026-09-30T16:00"
+    )
     assert (run.returncode, run.stdout) == (0, "2026-10-09T17:30:00+08:00  10月9日 周五 下午5:30\n")
     # The same moment given in UTC; and the closing deadline.
-    run = run_mst(
+    run = await run_mst_in_process(
         tmp_path, "deadline", "--kind", "question", "--from", "2026-09-30T08:00:00+00:00", "--close"
     )
     assert (run.returncode, run.stdout) == (
         0,
         "2026-10-20T17:30:00+08:00  10月20日 周二 下午5:30\n",
     )
-    run = run_mst(
+    run = await run_mst_in_process(
         tmp_path, "deadline", "--kind", "question", "--from", "2026-09-30T16:00", "--json"
     )
     assert json.loads(run.stdout) == {
@@ -518,8 +539,10 @@ def test_mst_deadline_with_a_court_and_files(tmp_path: Path) -> None:
     assert (run.returncode, run.stdout) == (0, "2027-02-07T11:00:00+08:00  2月7日 周日 上午11:00\n")
 
 
-def test_mst_deadline_past_the_calendar_says_so(tmp_path: Path) -> None:
-    run = run_mst(tmp_path, "deadline", "--kind", "question", "--from", "2027-02-05T10:00")
+async def test_mst_deadline_past_the_calendar_says_so(tmp_path: Path) -> None:
+    run = await run_mst_in_process(
+        tmp_path, "deadline", "--kind", "question", "--from", "2027-02-05T10:00"
+    )
     assert run.returncode == 0
     assert run.stdout == "2027-02-09T17:30:00+08:00  2月9日 周二 下午5:30\n"
     assert run.stderr.count("no official holiday data for 2027") == 1
@@ -532,8 +555,8 @@ def test_mst_deadline_past_the_calendar_says_so(tmp_path: Path) -> None:
         (("--kind", "question", "--from", "tomorrow"), "--from must be a time"),
     ],
 )
-def test_mst_deadline_bad_input(tmp_path: Path, args: tuple[str, ...], says: str) -> None:
-    run = run_mst(tmp_path, "deadline", *args)
+async def test_mst_deadline_bad_input(tmp_path: Path, args: tuple[str, ...], says: str) -> None:
+    run = await run_mst_in_process(tmp_path, "deadline", *args)
     assert run.returncode == 2
     assert run.stdout == ""
     assert run.stderr.count("\n") == 1 and says in run.stderr

@@ -193,7 +193,10 @@ async def _reasons(w: World, number: int) -> list[str]:
                 select(AuditEvent.payload).where(AuditEvent.subject == f"ticket:{number}")
             )
         ).scalars()
-        return [json.loads(p).get("reason", "") for p in payloads]
+        # The reasons as `mst ticket history` names them (the payload keeps a code).
+        return [
+            texts.move_reason(r.get("reason", ""), r.get("note")) for r in map(json.loads, payloads)
+        ]
 
 
 async def test_claim_race_one_wins_and_transfer_with_reason(world: World, clock: Any) -> None:
@@ -298,7 +301,8 @@ async def test_a_court_sets_its_own_chain_and_warning_share(
 ) -> None:
     import json
 
-    from bot.app.config import ConfigError, rules_of
+    from bot.app.config import ConfigError
+    from bot.rules import rulebook
     from tests.conftest import COURT
 
     w = world
@@ -309,7 +313,7 @@ async def test_a_court_sets_its_own_chain_and_warning_share(
     )
     # What a process started with MST_RULES_FILE holds: its rules, built once.
     w.deps.settings = replace(w.deps.settings, rules_file=rules)
-    w.deps.rules = rules_of(w.deps.settings)
+    w.deps.rules = rulebook.of(w.deps.settings)
     policy = w.deps.rules.escalation
     assert policy.chain(COURT, "question") == ["admin"] and policy.warn_share == 0.5
     assert policy.chain("another court", "question") == ["reception", "admin"]
@@ -321,7 +325,7 @@ async def test_a_court_sets_its_own_chain_and_warning_share(
     assert (await ticket(w, number)).team == "院领导"  # straight to the leadership
     rules.write_text(json.dumps({"warn_share": 2}), encoding="utf-8")
     with pytest.raises(ConfigError, match="MST_RULES_FILE"):
-        rules_of(w.deps.settings)
+        rulebook.of(w.deps.settings)
 
 
 async def test_ticket_history_away_and_overdue_from_the_command_line(
@@ -329,7 +333,7 @@ async def test_ticket_history_away_and_overdue_from_the_command_line(
 ) -> None:
     import json
 
-    from tests.test_cli import mst
+    from tests.world import mst_in_process
 
     w = world
     await court_staff(w)
@@ -338,28 +342,30 @@ async def test_ticket_history_away_and_overdue_from_the_command_line(
     clock.at(2026, 11, 25, 17, 31)
     await tick(w)  # escalated to reception
     env = cli_env
-    history = await mst(env, tmp_path, "ticket", "history", str(number))
+    history = await mst_in_process(env, tmp_path, "ticket", "history", str(number))
     assert history.code == 0, history.err
     lines = history.out.splitlines()
     assert lines[0].startswith("2026-11-23 10:0") and "提交  当事人王**" in lines[0]
     assert "到期升级  系统 → 集约接待（第1级）" in lines[-1] and "原因：到期未答复" in lines[-1]
     assert "oLitigant" not in history.out and "ticket." not in history.out
-    rows = json.loads((await mst(env, tmp_path, "ticket", "history", str(number), "--json")).out)
+    rows = json.loads(
+        (await mst_in_process(env, tmp_path, "ticket", "history", str(number), "--json")).out
+    )
     assert [r["action"] for r in (rows[0], rows[-1])] == ["ticket.opened", "ticket.escalated"]
     assert rows[-1]["to"] == "集约接待" and rows[-1]["level"] == 1
     assert not any("oLitigant" in json.dumps(r) for r in rows)
     # The real clock is past the promised Wednesday 17:30 of 2026-11-25 only after it;
     # `mst overdue` runs on the real clock, so look at its shape and at an unknown ticket.
-    listed = await mst(env, tmp_path, "overdue", "--json")
+    listed = await mst_in_process(env, tmp_path, "overdue", "--json")
     assert listed.code == 0 and isinstance(json.loads(listed.out), list)
-    assert (await mst(env, tmp_path, "ticket", "history", "999")).code == 1
-    away = await mst(env, tmp_path, "away", "zhangwei", "--until", "2026-11-30")
+    assert (await mst_in_process(env, tmp_path, "ticket", "history", "999")).code == 1
+    away = await mst_in_process(env, tmp_path, "away", "zhangwei", "--until", "2026-11-30")
     assert away.code == 0
     async with w.deps.db.sessions() as s:
         judge = (await s.execute(select(Staff).where(Staff.username == "zhangwei"))).scalar_one()
     assert judge.away_until == datetime(2026, 12, 1, 0, 0, tzinfo=CHINA_TZ)
-    assert (await mst(env, tmp_path, "away", "zhangwei", "--back")).code == 0
-    assert (await mst(env, tmp_path, "away", "nobody", "--back")).code == 1
+    assert (await mst_in_process(env, tmp_path, "away", "zhangwei", "--back")).code == 0
+    assert (await mst_in_process(env, tmp_path, "away", "nobody", "--back")).code == 1
 
 
 async def test_the_staff_help_example_date_is_always_ahead(world: World, clock: Any) -> None:

@@ -21,9 +21,9 @@ from sqlalchemy import select
 
 from bot.app import jobs
 from bot.app.config import Settings
-from bot.app.deps import Deps
 from bot.core import clock
 from bot.core.clock import CHINA_TZ
+from bot.dialog.deps import Deps
 from bot.fakes.wechat.callbacks import event_xml, media_xml
 from bot.rules import enforcement, mediation, stats
 from handlers import judge, texts
@@ -44,7 +44,16 @@ from storage.models import (
     Ticket,
 )
 from tests.conftest import CASE_NUMBER, COURT, open_world
-from tests.world import JUDGE_WX, LITIGANT, World, ask, bind_judge, mst, verify_litigant
+from tests.world import (
+    JUDGE_WX,
+    LITIGANT,
+    World,
+    ask,
+    bind_judge,
+    mst,
+    mst_in_process,
+    verify_litigant,
+)
 
 OTHER_PARTY = "oDefendant0000000000000001"  # 被告李某, phone tail 5678
 SUPERVISOR_WX = "oSupervisor000000000000001"
@@ -828,10 +837,10 @@ async def test_mst_slots_add_and_import_events(
         "--room",
         ROOM,
     )
-    run = await mst(cli_env, tmp_path, *weekly)
+    run = await mst_in_process(cli_env, tmp_path, *weekly)
     assert run.code == 0, run.err
     assert run.out.strip() == "slots: 4 added, 0 already there"
-    run = await mst(cli_env, tmp_path, *weekly)
+    run = await mst_in_process(cli_env, tmp_path, *weekly)
     assert run.out.strip() == "slots: 0 added, 4 already there"
     slots = await all_of(w, MediationSlot)
     assert [s.start_at for s in slots] == [
@@ -843,9 +852,11 @@ async def test_mst_slots_add_and_import_events(
     assert {(s.end_at - s.start_at, s.capacity, s.room_url) for s in slots} == {
         (timedelta(minutes=90), 2, ROOM)
     }
-    run = await mst(cli_env, tmp_path, "slots", "add", "zhangwei", "--start", "2026-11-25T09:30")
+    run = await mst_in_process(
+        cli_env, tmp_path, "slots", "add", "zhangwei", "--start", "2026-11-25T09:30"
+    )
     assert run.code != 0  # --room missing
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "slots", "add", "zhangwei", "--start", "2026-11-25T09:30", "--room", ROOM
     )
     assert run.code == 1 and "not a staff member with the mediator role" in run.err
@@ -857,11 +868,11 @@ async def test_mst_slots_add_and_import_events(
         + "\n",
         encoding="utf-8",
     )
-    run = await mst(cli_env, tmp_path, "import-events", str(events))
+    run = await mst_in_process(cli_env, tmp_path, "import-events", str(events))
     assert run.code == 1
     assert run.out.strip() == "执行事件：新增 2，已有 0，跳过 1"
     assert "第 3 行未导入：no such case number" in run.err
-    run = await mst(cli_env, tmp_path, "import-events", str(events))
+    run = await mst_in_process(cli_env, tmp_path, "import-events", str(events))
     assert run.out.strip() == "执行事件：新增 0，已有 2，跳过 1"
     moment[0] = datetime.now(UTC) + timedelta(minutes=1)  # the script queued on the real clock
     assert await w.deliver() == 4

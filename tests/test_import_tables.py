@@ -18,7 +18,7 @@ from bot.dialog.dispatch import Deps
 from bot.rules import importer
 from storage.models import AuditEvent, Case, EnforcementEvent, Party, Staff
 from tests.conftest import CASE_NUMBER, COURT
-from tests.world import mst
+from tests.world import mst_in_process
 
 JSON_KEYS = {
     "file",
@@ -77,7 +77,7 @@ def write_xlsx(path: Path, rows: list[list[Any]], floats: dict[str, str] | None 
 
 async def staff_imported(env: dict[str, str], tmp_path: Path) -> None:
     path = write_csv(tmp_path / "staff.csv", [STAFF_HEADER, *STAFF], "utf-8-sig")
-    run = await mst(env, tmp_path, "import-staff", str(path), "--quiet")
+    run = await mst_in_process(env, tmp_path, "import-staff", str(path), "--quiet")
     assert run.code == 0, run.err
 
 
@@ -110,7 +110,7 @@ async def test_staff_from_a_utf8_bom_csv_with_chinese_headers(
         tmp_path / "staff.csv", [STAFF_HEADER, *STAFF, ["", "", "", "", "", ""]], "utf-8-sig"
     )
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")
-    run = await mst(cli_env, tmp_path, "import-staff", str(path))
+    run = await mst_in_process(cli_env, tmp_path, "import-staff", str(path))
     assert run.code == 0, run.err
     assert run.out.strip() == "人员：新增 2，更新 0，未变 0，跳过 0"
     async with deps.db.sessions() as s:
@@ -122,7 +122,7 @@ async def test_staff_from_a_utf8_bom_csv_with_chinese_headers(
     assert people["zhangwei"].supports is None  # an empty cell is no value
 
     before = await audit_count(deps)
-    again = await mst(cli_env, tmp_path, "import-staff", str(path), "--json")
+    again = await mst_in_process(cli_env, tmp_path, "import-staff", str(path), "--json")
     assert again.code == 0, again.err
     assert json.loads(again.out) == {
         "file": str(path),
@@ -172,7 +172,7 @@ async def test_cases_from_a_gbk_csv_with_chinese_headers_and_a_parties_cell(
     path = write_csv(tmp_path / "cases.csv", rows, "gbk")
     with pytest.raises(UnicodeDecodeError):
         path.read_bytes().decode("utf-8")  # really not UTF-8
-    run = await mst(cli_env, tmp_path, "import-cases", str(path), "--quiet")
+    run = await mst_in_process(cli_env, tmp_path, "import-cases", str(path), "--quiet")
     assert run.code == 1
     assert run.out.strip() == "案件：新增 2，更新 0，未变 0，跳过 1"
     err = run.err.splitlines()
@@ -195,7 +195,7 @@ async def test_cases_from_a_gbk_csv_with_chinese_headers_and_a_parties_cell(
     assert third.judge_id is None and third.filed_on == date(2026, 10, 21)
 
     before = await audit_count(deps)
-    again = await mst(cli_env, tmp_path, "import-cases", str(path), "--json")
+    again = await mst_in_process(cli_env, tmp_path, "import-cases", str(path), "--json")
     assert again.code == 1
     summary = json.loads(again.out)
     assert (summary["added"], summary["changed"], summary["unchanged"]) == (0, 0, 2)
@@ -269,7 +269,7 @@ async def test_cases_from_xlsx_one_party_per_row(
     book.close()
     assert stored == [13800001234.0, 13900005678.0]
     assert all(isinstance(v, float) for v in stored)  # what the importer is handed
-    run = await mst(cli_env, tmp_path, "import-cases", str(path), "--json")
+    run = await mst_in_process(cli_env, tmp_path, "import-cases", str(path), "--json")
     assert run.code == 1, run.err
     summary = json.loads(run.out)
     assert set(summary) == JSON_KEYS
@@ -293,7 +293,7 @@ async def test_cases_from_xlsx_one_party_per_row(
         assert (first.case_type, first.cause) == ("民事", "民间借贷纠纷")
     before = await audit_count(deps)
 
-    human = await mst(cli_env, tmp_path, "import-cases", str(path), "--quiet")
+    human = await mst_in_process(cli_env, tmp_path, "import-cases", str(path), "--quiet")
     assert human.code == 1
     assert human.out.strip() == "案件：新增 0，更新 0，未变 2，跳过 1"
     assert human.err.splitlines()[0].startswith("第 6 行未导入：party: phone")
@@ -308,7 +308,7 @@ async def test_rows_of_one_case_must_agree(
     rows = xlsx_cases()[:3]
     rows[2][2] = "执行"  # the second row names another case type
     path = write_xlsx(tmp_path / "cases.xlsx", rows)
-    run = await mst(cli_env, tmp_path, "import-cases", str(path), "--json")
+    run = await mst_in_process(cli_env, tmp_path, "import-cases", str(path), "--json")
     summary = json.loads(run.out)
     assert summary["added"] == 0 and [e["row"] for e in summary["errors"]] == [3]
     assert "case_type 执行 differs from 民事 in row 2" in summary["errors"][0]["reason"]
@@ -321,7 +321,7 @@ async def test_title_rows_above_the_header_are_passed_over(
     await staff_imported(cli_env, tmp_path)
     rows = [["衡水市桃城区人民法院 2026年11月 新收案件"], [], *xlsx_cases()[:3]]
     path = write_xlsx(tmp_path / "cases.xlsx", rows)
-    run = await mst(cli_env, tmp_path, "import-cases", str(path), "--json")
+    run = await mst_in_process(cli_env, tmp_path, "import-cases", str(path), "--json")
     assert run.code == 0, run.err
     summary = json.loads(run.out)
     assert (summary["header_row"], summary["added"], summary["errors"]) == (3, 1, [])
@@ -332,13 +332,13 @@ async def test_a_file_without_a_needed_column_is_refused_whole(
 ) -> None:
     rows = [["用户名", "姓名", "法院"], ["zhangwei", "张伟", COURT]]
     path = write_csv(tmp_path / "staff.csv", rows, "utf-8")
-    run = await mst(cli_env, tmp_path, "import-staff", str(path), "--json")
+    run = await mst_in_process(cli_env, tmp_path, "import-staff", str(path), "--json")
     assert (run.code, run.out) == (1, "")
     [line] = run.err.strip().splitlines()
     assert line == f"mst: cannot read {path}: the header has no column for roles (角色)"
     broken = tmp_path / "staff.xlsx"
     broken.write_bytes(b"not a workbook")
-    run = await mst(cli_env, tmp_path, "import-staff", str(broken))
+    run = await mst_in_process(cli_env, tmp_path, "import-staff", str(broken))
     assert (
         run.code == 1
         and run.err.strip() == f"mst: cannot read {broken}: not an Excel workbook (.xlsx)"
@@ -356,7 +356,7 @@ async def test_a_phone_excel_turned_into_1_38e10_is_named(
         [CASE_1, COURT, "民事", "原告", "王某某", "1.38E+10"],
     ]
     path = write_csv(tmp_path / "cases.csv", rows, "gbk")
-    run = await mst(cli_env, tmp_path, "import-cases", str(path), "--json")
+    run = await mst_in_process(cli_env, tmp_path, "import-cases", str(path), "--json")
     [error] = json.loads(run.out)["errors"]
     assert error["row"] == 2 and "1.38E+10 by the spreadsheet" in error["reason"]
 
@@ -375,7 +375,7 @@ async def test_events_from_xlsx_with_numbers_dates_and_chinese_headers(
         [900003, "notice", number, "2026-11-21", None, "也许", None],
     ]
     path = write_xlsx(tmp_path / "events.xlsx", rows, floats={"900001": "900001.0"})
-    run = await mst(cli_env, tmp_path, "import-events", str(path))
+    run = await mst_in_process(cli_env, tmp_path, "import-events", str(path))
     assert run.code == 1
     assert run.out.strip() == "执行事件：新增 2，已有 0，跳过 1"
     assert run.err.splitlines()[0] == "第 4 行未导入：public must be 是 or 否 (empty: 是)"
@@ -387,7 +387,7 @@ async def test_events_from_xlsx_with_numbers_dates_and_chinese_headers(
     assert not found["900002"].public
     assert found["900002"].happened_at.replace(tzinfo=None) == datetime(2026, 11, 21, 1, 5)
 
-    again = await mst(cli_env, tmp_path, "import-events", str(path), "--json")
+    again = await mst_in_process(cli_env, tmp_path, "import-events", str(path), "--json")
     summary = json.loads(again.out)
     assert set(summary) == JSON_KEYS
     assert (summary["added"], summary["changed"], summary["unchanged"]) == (0, 0, 2)
@@ -400,12 +400,12 @@ async def test_json_files_report_lines_and_take_json_too(
     path = tmp_path / "staff.jsonl"
     good = {"username": "zhangwei", "name": "张伟", "court": COURT, "roles": ["judge"]}
     path.write_text(json.dumps(good) + '\n{"username": \n', encoding="utf-8")
-    run = await mst(cli_env, tmp_path, "import-staff", str(path), "--json")
+    run = await mst_in_process(cli_env, tmp_path, "import-staff", str(path), "--json")
     assert run.code == 1
     summary = json.loads(run.out)
     assert (summary["format"], summary["header_row"], summary["added"]) == ("json", None, 1)
     assert summary["errors"][0]["row"] == 2 and "not valid JSON" in summary["errors"][0]["reason"]
-    human = await mst(cli_env, tmp_path, "import-staff", str(path))
+    human = await mst_in_process(cli_env, tmp_path, "import-staff", str(path))
     assert human.out.strip() == "人员：新增 0，更新 0，未变 1，跳过 1"
     assert human.err.splitlines() == ["第 2 行未导入：not valid JSON (Expecting value)"]
 

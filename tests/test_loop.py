@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot.app import jobs
 from bot.channels.wechat import api as wechat_api
 from bot.channels.wechat.api import WeChatAPI
+from bot.channels.wechat.sender import WeChatSender
 from bot.core import clock
 from bot.core.events import Inbound
 from bot.fakes.wechat.callbacks import event_xml, text_xml
@@ -501,14 +502,16 @@ async def test_concurrent_workers_send_each_row_once(world: World) -> None:
 
 async def test_processes_share_one_access_token(world: World) -> None:
     w = world
+    sender = w.deps.senders["wechat"]
+    assert isinstance(sender, WeChatSender)
     apis = [
         WeChatAPI(
-            http=w.deps.api.http,
+            http=sender.api.http,
             redis=w.deps.redis,
-            base=w.deps.api.base,
+            base=sender.api.base,
             app_id=APP_ID,
             app_secret=SECRET,
-        )  # type: ignore[union-attr]
+        )
         for _ in range(5)
     ]
     tokens = await asyncio.gather(*(api.token() for api in apis))
@@ -526,15 +529,17 @@ async def test_a_slow_handler_answers_success_in_time_and_delivers_later(
 
     monkeypatch.setattr(channel, "ANSWER_BY_S", 0.3)
     real_welcome = bind.welcome
+    answered = asyncio.Event()  # the handler runs on until WeChat has had its `success`
 
     async def slow_welcome(ctx: Any) -> str | None:
-        await asyncio.sleep(0.8)
+        await answered.wait()
         return await real_welcome(ctx)
 
     monkeypatch.setattr(bind, "welcome", slow_welcome)
     query, body = world.wechat.request(text_xml(LITIGANT, "你好"))
     resp = await world.client.post("/wechat", params=query, data=body.encode())
     assert resp.status == 200 and await resp.text() == "success"
+    answered.set()
     # the handler finishes behind the answer
     assert await world.delivered_to(LITIGANT) == [texts.WELCOME]
 

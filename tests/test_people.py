@@ -15,9 +15,9 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from bot.app.config import Settings
-from bot.app.deps import Deps
 from bot.core.events import Inbound
 from bot.dialog import dispatch
+from bot.dialog.deps import Deps
 from bot.rules import people
 from storage import db as database
 from storage.models import (

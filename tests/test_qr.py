@@ -429,7 +429,8 @@ async def test_the_landing_page_leads_into_the_chat(
     account_qr = tmp_path / "account.png"
     account_qr.write_bytes(render.png("http://weixin.qq.com/r/court-account"))
     configured = replace(
-        settings, wechat_account_name="桃城法院诉讼服务", wechat_account_qr=account_qr
+        settings,
+        wechat=replace(settings.wechat, account_name="桃城法院诉讼服务", account_qr=account_qr),
     )
     async with deps.db.transaction() as s:
         court = await courts.by_name(s, COURT)
@@ -445,7 +446,11 @@ async def test_the_landing_page_leads_into_the_chat(
         "http://weixin.qq.com/r/court-account"
     ]
     # Only the name: where to search for it; nothing configured: the old words, no image.
-    named = await _client(aiohttp_client, replace(settings, wechat_account_name="桃城法院"), deps)
+    named = await _client(
+        aiohttp_client,
+        replace(settings, wechat=replace(settings.wechat, account_name="桃城法院")),
+        deps,
+    )
     page = await (await named.get(f"/q/{sample_case['token']}")).text()
     assert "搜索“桃城法院”" in page and "<img" not in page
     plain = await _client(aiohttp_client, settings, deps)

@@ -23,7 +23,7 @@ from bot.dialog.dispatch import Deps
 from qr import codes, render, sheet, tokens
 from storage.models import AuditEvent, Case, Court
 from tests.conftest import COURT
-from tests.world import PUBLIC, mst
+from tests.world import PUBLIC, mst_in_process
 
 OTHER_COURT = "衡水市冀州区人民法院"
 
@@ -87,7 +87,7 @@ async def live_codes(deps: Deps, case_numbers: list[str]) -> list[dict[str, Any]
 
 
 async def qr_json(env: dict[str, str], cwd: Path, case_number: str) -> dict[str, Any]:
-    run = await mst(env, cwd, "qr", case_number, "--json")
+    run = await mst_in_process(env, cwd, "qr", case_number, "--json")
     assert run.code == 0, run.err
     return json.loads(run.out)
 
@@ -98,7 +98,7 @@ async def test_a_list_of_cases_prints_scannable_labels_in_order(
     wanted = [number(n) for n in range(1, 10)]  # 9 labels: 8 on page 1, 1 on page 2
     await seed(deps, [(COURT, n, date(2026, 11, 2)) for n in [*wanted, number(99)]])
     out = tmp_path / "codes.pdf"
-    run = await mst(cli_env, tmp_path, "qr-sheet", "--out", str(out), *wanted)
+    run = await mst_in_process(cli_env, tmp_path, "qr-sheet", "--out", str(out), *wanted)
     assert run.code == 0, run.err
     assert run.out.strip() == f"已生成 9 个案件的二维码，共 2 页：{out}"
     assert run.err == ""
@@ -136,7 +136,7 @@ async def test_a_filing_date_range_and_a_court(
     ]
     await seed(deps, rows)
     out = tmp_path / "range.pdf"
-    run = await mst(
+    run = await mst_in_process(
         cli_env,
         tmp_path,
         "qr-sheet",
@@ -162,7 +162,7 @@ async def test_a_filing_date_range_and_a_court(
     assert info["codes"][0]["url"] == (await qr_json(cli_env, tmp_path, number(3)))["url"]
 
     # Without --court, the other court's case filed that week is on the sheet too.
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "qr-sheet", "--out", str(out), "--filed-from", "2026-11-05",
         "--filed-to", "2026-11-05", "--json",
     )  # fmt: skip
@@ -173,7 +173,7 @@ async def test_a_filing_date_range_and_a_court(
     assert len(read_pdf(out)) == 1
 
     # 3x4: twelve to a page.
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "qr-sheet", "--out", str(out), "--filed-from", "2026-11-01",
         "--layout", "3x4",
     )  # fmt: skip
@@ -197,7 +197,7 @@ async def test_unknown_case_numbers_are_listed_and_the_rest_printed(
         f"{number(1, '冀1181')}\n{number(405)}\n",
         encoding="utf-8",
     )
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "qr-sheet", "--out", str(out), "--cases-file", str(cases_file),
         "--court", COURT,
     )  # fmt: skip
@@ -214,7 +214,7 @@ async def test_unknown_case_numbers_are_listed_and_the_rest_printed(
     assert len(page["urls"]) == 2
 
     # The same for a program.
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "qr-sheet", "--out", str(out), number(2), number(404), "--json"
     )
     assert run.code == 0, run.err
@@ -224,16 +224,20 @@ async def test_unknown_case_numbers_are_listed_and_the_rest_printed(
 
     # Nothing to print: no file, a non-zero exit, and still the list.
     out.unlink()
-    run = await mst(cli_env, tmp_path, "qr-sheet", "--out", str(out), number(404), "--json")
+    run = await mst_in_process(
+        cli_env, tmp_path, "qr-sheet", "--out", str(out), number(404), "--json"
+    )
     assert run.code == 1
     info = json.loads(run.out)
     assert (info["cases"], info["pages"], info["file"]) == (0, 0, None)
     assert info["unknown"] == [number(404)]
     assert not out.exists()
-    run = await mst(cli_env, tmp_path, "qr-sheet", "--out", str(out), number(404))
+    run = await mst_in_process(cli_env, tmp_path, "qr-sheet", "--out", str(out), number(404))
     assert run.code == 1 and not out.exists()
     assert f"  {number(404)}" in run.err.splitlines()
-    run = await mst(cli_env, tmp_path, "qr-sheet", "--out", str(out), "--filed-from", "2030-01-01")
+    run = await mst_in_process(
+        cli_env, tmp_path, "qr-sheet", "--out", str(out), "--filed-from", "2030-01-01"
+    )
     assert run.code == 1 and not out.exists()
 
 
@@ -243,7 +247,7 @@ async def test_a_cases_file_saved_by_windows_notepad_in_gbk(
     await seed(deps, [(COURT, number(n), None) for n in (1, 2)])
     cases_file = tmp_path / "cases.txt"
     cases_file.write_bytes(f"{number(2)}\r\n{number(1)}\r\n".encode("gbk"))
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "qr-sheet", "--out", str(tmp_path / "c.pdf"), "--cases-file",
         str(cases_file), "--json",
     )  # fmt: skip
@@ -255,10 +259,10 @@ async def test_json_shape_and_a_case_without_a_code_gets_one(
     deps: Deps, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     await seed(deps, [(COURT, number(n), date(2026, 11, 2)) for n in (1, 2)])
-    revoked = await mst(cli_env, tmp_path, "qr", number(2), "--revoke")
+    revoked = await mst_in_process(cli_env, tmp_path, "qr", number(2), "--revoke")
     assert revoked.code == 0, revoked.err
     out = tmp_path / "codes.pdf"
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "qr-sheet", "--out", str(out), number(1), number(2), "--json"
     )
     assert run.code == 0, run.err
@@ -296,7 +300,9 @@ async def test_json_shape_and_a_case_without_a_code_gets_one(
     [page] = read_pdf(out)
     assert page["urls"] == sorted(e["url"] for e in info["codes"])
     # A second sheet prints the same codes: nothing is issued twice.
-    run = await mst(cli_env, tmp_path, "qr-sheet", "--out", str(out), number(2), "--json")
+    run = await mst_in_process(
+        cli_env, tmp_path, "qr-sheet", "--out", str(out), number(2), "--json"
+    )
     again = json.loads(run.out)
     assert again["issued"] == [] and again["codes"][0]["token"] == info["codes"][1]["token"]
 
@@ -313,7 +319,7 @@ async def test_a_wrong_selection_is_refused_with_exit_2(
     deps: Deps, cli_env: dict[str, str], tmp_path: Path, args: list[str]
 ) -> None:
     out = tmp_path / "codes.pdf"
-    run = await mst(cli_env, tmp_path, "qr-sheet", "--out", str(out), *args)
+    run = await mst_in_process(cli_env, tmp_path, "qr-sheet", "--out", str(out), *args)
     assert run.code == 2
     assert run.out == "" and run.err.startswith("mst: ")
     assert not out.exists()

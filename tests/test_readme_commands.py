@@ -240,6 +240,7 @@ def env(workdir: Path) -> dict[str, str]:
 def run(env: dict[str, str], cwd: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(MST), *argv], env=env, cwd=cwd, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL,
         timeout=COMMAND_TIMEOUT_S, check=False,
     )  # fmt: skip
 

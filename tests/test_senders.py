@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from bot.app import jobs
-from bot.app.deps import Deps
 from bot.channels.wechat.sender import MINUTE_LIMIT_WAIT, WeChatSender
 from bot.core.clock import now
+from bot.dialog.deps import Deps
 from bot.outbox import delivery
 from bot.outbox import queue as outbox
 from bot.outbox.senders import Letter, Refused, Retry
@@ -72,12 +72,12 @@ async def test_a_row_goes_through_its_own_channels_sender(
     assert await w.deliver() == 2
     [letter] = wecom.letters
     row = await row_of(w.deps, MEMBER)
-    assert (letter.id, letter.channel, letter.recipient, letter.kind, letter.text) == (
+    assert (letter.id, letter.channel, letter.recipient, letter.kind, letter.payload) == (
         row.id,
         "wecom",
         MEMBER,
         "cs_text",
-        "新的问题 #7",
+        {"text": "新的问题 #7"},
     )
     assert row.status == "sent" and row.sent_at == now() and row.last_error is None
     assert w.fake.sent_to(MEMBER) == []  # not through WeChat...

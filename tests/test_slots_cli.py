@@ -14,14 +14,15 @@ import pytest
 from sqlalchemy import delete, select
 
 from bot.app import jobs
-from bot.app.deps import Deps
 from bot.core import clock
 from bot.core.clock import court_tz
+from bot.dialog.deps import Deps
 from bot.rules import mediation
+from handlers.notices import letter_text
 from storage import audit
 from storage.models import AuditEvent, Binding, Booking, Case, MediationSlot, Outbox, Party, Staff
 from tests.conftest import CASE_NUMBER, COURT
-from tests.world import LITIGANT, PUBLIC, World, mst, verify_litigant
+from tests.world import LITIGANT, PUBLIC, World, mst, mst_in_process, verify_litigant
 
 OTHER_PARTY = "oDefendant0000000000000001"
 
@@ -93,12 +94,12 @@ async def test_slots_add_takes_the_mediator_as_readme_shows_it_or_positionally(
 ) -> None:
     await add_mediator(deps)
     first, second = in_days(3), in_days(4)
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "slots", "add", "--mediator", "chenjing", "--start", say(first),
         "--room", "/room/{token}",
     )  # fmt: skip
     assert (run.code, run.out.strip()) == (0, "slots: 1 added, 0 already there"), run.err
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "slots", "add", "chenjing", "--start", say(second),
         "--room", "https://video.court.example/r/{slot}",
     )  # fmt: skip
@@ -116,7 +117,7 @@ async def test_slots_add_takes_the_mediator_as_readme_shows_it_or_positionally(
         (["chenjing", "--start", say(first), "--room", "room-7"], "http(s)"),
     ):
         args = [*args, "--room", "/room/{token}"] if "--room" not in args else args
-        run = await mst(cli_env, tmp_path, "slots", "add", *args)
+        run = await mst_in_process(cli_env, tmp_path, "slots", "add", *args)
         assert run.code == 2 and says in run.err and "Traceback" not in run.err, args
     assert len(await rows(deps, MediationSlot)) == 2
 
@@ -133,13 +134,13 @@ async def test_slots_list_in_china_time_with_masked_names_and_never_an_openid(
     await bind(deps, sample_case["case_id"])
     booked_at, free_at, later = in_days(3), in_days(3, 14, 30), in_days(10)
     for who, start in (("chenjing", booked_at), ("wanglei", free_at), ("chenjing", later)):
-        run = await mst(
+        run = await mst_in_process(
             cli_env, tmp_path, "slots", "add", who, "--start", say(start), "--room", "/room/{token}"
         )
         assert run.code == 0, run.err
     booking = await book(deps, sample_case["case_id"], booked_at)
 
-    run = await mst(cli_env, tmp_path, "slots", "list")
+    run = await mst_in_process(cli_env, tmp_path, "slots", "list")
     assert run.code == 0, run.err
     lines = run.out.splitlines()
     assert lines[0].startswith("调解时段（") and "共 3 个：空闲 2 个，有预约 1 个" in lines[0]
@@ -151,7 +152,9 @@ async def test_slots_list_in_china_time_with_masked_names_and_never_an_openid(
     for secret in ("王某某", LITIGANT, "1380000"):
         assert secret not in run.out
 
-    run = await mst(cli_env, tmp_path, "slots", "list", "--json", "--mediator", "chenjing")
+    run = await mst_in_process(
+        cli_env, tmp_path, "slots", "list", "--json", "--mediator", "chenjing"
+    )
     assert run.code == 0, run.err
     listed = json.loads(run.out)
     assert [s["start_at"] for s in listed] == [booked_at.isoformat(), later.isoformat()]
@@ -177,19 +180,21 @@ async def test_slots_list_in_china_time_with_masked_names_and_never_an_openid(
 
     # --from/--to are China days, --to included; --court by name.
     day = booked_at.date().isoformat()
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "slots", "list", "--json", "--from", day, "--to", day, "--court", COURT
     )
     assert [s["mediator"] for s in json.loads(run.out)] == ["chenjing", "wanglei"]
-    run = await mst(cli_env, tmp_path, "slots", "list", "--from", later.date().isoformat())
+    run = await mst_in_process(
+        cli_env, tmp_path, "slots", "list", "--from", later.date().isoformat()
+    )
     assert "共 1 个" in run.out
     for args, says in (
         (["--court", "没有的法院"], "没有这个法院"),
         (["--mediator", "nobody"], "nobody"),
     ):
-        run = await mst(cli_env, tmp_path, "slots", "list", *args)
+        run = await mst_in_process(cli_env, tmp_path, "slots", "list", *args)
         assert run.code == 1 and says in run.err
-    run = await mst(cli_env, tmp_path, "slots", "list", "--from", "25.11.2026")
+    run = await mst_in_process(cli_env, tmp_path, "slots", "list", "--from", "25.11.2026")
     assert run.code == 2 and "日期" in run.err
 
 
@@ -203,7 +208,7 @@ async def test_remove_a_free_slot_refuse_a_booked_one_and_force_cancels_as_a_par
     await add_mediator(deps)
     await bind(deps, sample_case["case_id"])
     free_at, booked_at, by_time = in_days(3), in_days(4), in_days(5)
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "slots", "add", "--mediator", "chenjing", "--start", say(free_at),
         "--weeks", "1", "--days", ",".join(
             ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[d.weekday()]
@@ -217,24 +222,24 @@ async def test_remove_a_free_slot_refuse_a_booked_one_and_force_cancels_as_a_par
         await s.execute(delete(Outbox))
 
     # A free slot goes, and the change is in the audit log.
-    run = await mst(cli_env, tmp_path, "slots", "remove", str(ids[free_at]))
+    run = await mst_in_process(cli_env, tmp_path, "slots", "remove", str(ids[free_at]))
     assert run.code == 0, run.err
     assert run.out.strip() == f"已删除编号{ids[free_at]}（{clock.say_time(free_at)}，调解员陈静）。"
     assert ids[free_at] not in [s.id for s in await rows(deps, MediationSlot)]
     [removed] = await rows(deps, AuditEvent, AuditEvent.action == "mediation.slot_removed")
     assert (removed.actor, removed.subject) == ("admin", f"slot:{ids[free_at]}")
     # By mediator and start time too; a slot that is not there changes nothing.
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "slots", "remove", "--mediator", "chenjing", "--start", say(by_time)
     )
     assert run.code == 0 and "已删除" in run.out, run.err
-    run = await mst(cli_env, tmp_path, "slots", "remove", str(ids[free_at]))
+    run = await mst_in_process(cli_env, tmp_path, "slots", "remove", str(ids[free_at]))
     assert run.code == 1 and "没有编号为" in run.err
-    run = await mst(cli_env, tmp_path, "slots", "remove")
+    run = await mst_in_process(cli_env, tmp_path, "slots", "remove")
     assert run.code == 2 and "二者选一" in run.err
 
     # A booked slot is refused, naming whom to tell (the party masked) and how to force it.
-    run = await mst(cli_env, tmp_path, "slots", "remove", str(ids[booked_at]))
+    run = await mst_in_process(cli_env, tmp_path, "slots", "remove", str(ids[booked_at]))
     assert run.code == 1 and run.out == ""
     assert "已有预约" in run.err and f"原告王**（{CASE_NUMBER}）" in run.err
     assert "调解员陈静" in run.err and "--force" in run.err and "没有删除" in run.err
@@ -245,13 +250,17 @@ async def test_remove_a_free_slot_refuse_a_booked_one_and_force_cancels_as_a_par
     assert await rows(deps, Outbox) == []
 
     # --force cancels through mediation.cancel: both parties and the judge are told.
-    run = await mst(cli_env, tmp_path, "slots", "remove", str(ids[booked_at]), "--force", "--json")
+    run = await mst_in_process(
+        cli_env, tmp_path, "slots", "remove", str(ids[booked_at]), "--force", "--json"
+    )
     assert run.code == 0, run.err
     [result] = json.loads(run.out)
     assert (result["result"], result["cancelled_bookings"]) == ("removed", [booking.id])
     [cancelled] = await rows(deps, Booking)
     assert cancelled.status == "cancelled" and cancelled.cancelled_at is not None
-    told = {row.recipient: json.loads(row.payload)["text"] for row in await rows(deps, Outbox)}
+    told = {
+        row.recipient: letter_text(json.loads(row.payload))[1] for row in await rows(deps, Outbox)
+    }
     assert set(told) == {LITIGANT, OTHER_PARTY}  # the judge has no WeChat bound here
     assert all(clock.say_time(booked_at) in text and "法院取消" in text for text in told.values())
     events = await rows(deps, AuditEvent, AuditEvent.subject == f"booking:{booking.id}")
@@ -259,18 +268,18 @@ async def test_remove_a_free_slot_refuse_a_booked_one_and_force_cancels_as_a_par
     # Kept for the booking's record, but nothing can book or list it any more...
     [slot] = await rows(deps, MediationSlot, MediationSlot.id == ids[booked_at])
     assert (slot.capacity, slot.booked) == (0, 0)
-    run = await mst(cli_env, tmp_path, "slots", "list", "--json")
+    run = await mst_in_process(cli_env, tmp_path, "slots", "list", "--json")
     assert json.loads(run.out) == []
     async with deps.db.sessions() as s:
         assert await mediation.free_slots(s, slot.mediator_id) == []
         assert (await audit.verify(s)).ok
     # ...until the admin offers that time again.
-    run = await mst(
+    run = await mst_in_process(
         cli_env, tmp_path, "slots", "add", "chenjing", "--start", say(booked_at), "--room",
         "/room/{token}",
     )  # fmt: skip
     assert run.out.strip() == "slots: 1 added, 0 already there"
-    run = await mst(cli_env, tmp_path, "slots", "list", "--json")
+    run = await mst_in_process(cli_env, tmp_path, "slots", "list", "--json")
     assert [(s["id"], s["free"]) for s in json.loads(run.out)] == [(ids[booked_at], True)]
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from bench.faults import Redis
 from bot.app.config import Settings
-from bot.app.deps import Deps
+from bot.dialog.deps import Deps
 from bot.fakes.wechat.api import FakeWeChat
 from bot.fakes.wechat.api import create_app as fake_app
 from bot.outbox import queue as outbox
