@@ -39,9 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench import common, seed
 from bot.app.config import Settings, load_settings
-from bot.app.deps import Deps
 from bot.channels.wechat import callback as wechat
 from bot.core.events import Inbound
+from bot.core.reply import Reply
+from bot.dialog.deps import Deps
 from bot.dialog.dispatch import handle
 from bot.fakes.wechat.callbacks import WeChatServer, text_xml
 from storage import db as database
@@ -62,7 +63,8 @@ def wechat_settings(base: Settings) -> Settings:
     from dataclasses import replace
 
     return replace(
-        base, wechat_token="bench-token", wechat_aes_key=AES_KEY, wechat_app_id="wxbench00000001"
+        base,
+        wechat=replace(base.wechat, token="bench-token", aes_key=AES_KEY, app_id="wxbench00000001"),
     )
 
 
@@ -110,7 +112,7 @@ async def measure(args: argparse.Namespace) -> None:
             server.request(text_xml(lits[k % len(lits)].openid, f"问题 {k}", msg_id=10**9 + k))
             for k in range(n)
         ]
-        answer = "已收到您的咨询，编号 #123。\n张法官会在 11月25日 17:00 前答复您。"
+        answer = Reply("已收到您的咨询，编号 #123。\n张法官会在 11月25日 17:00 前答复您。")
 
         async def channel(k: int) -> None:
             query, body = posts[k]

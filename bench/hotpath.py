@@ -30,8 +30,8 @@ from sqlalchemy import event
 
 from bench import common, seed
 from bot.app.config import load_settings
-from bot.app.deps import Deps
 from bot.core.events import Inbound
+from bot.dialog.deps import Deps
 from bot.dialog.dispatch import handle
 from storage import db as database
 from storage import state

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from bot.app import config
 from bot.app.config import Settings
+from bot.core import settings as settings_defaults
 from bot.rules import courts
 from storage.db import Database
 
@@ -33,11 +33,11 @@ def public_url_is_local(settings: Settings) -> bool:
 
 def settings_findings(settings: Settings) -> list[Finding]:
     demo_credentials = (
-        settings.wechat_app_id == config.DEMO_WECHAT_APP_ID
-        or settings.wechat_app_secret == config.DEMO_WECHAT_APP_SECRET
-        or settings.wechat_token == config.DEMO_WECHAT_TOKEN
+        settings.wechat.app_id == settings_defaults.DEMO_WECHAT_APP_ID
+        or settings.wechat.app_secret == settings_defaults.DEMO_WECHAT_APP_SECRET
+        or settings.wechat.token == settings_defaults.DEMO_WECHAT_TOKEN
     )
-    real_api = settings.wechat_api_base == config.DEFAULT_WECHAT_API_BASE
+    real_api = settings.wechat.api_base == settings_defaults.DEFAULT_WECHAT_API_BASE
     return [
         Finding(
             "公众号凭据：演示值" if demo_credentials else "公众号凭据：已设置",
@@ -45,8 +45,8 @@ def settings_findings(settings: Settings) -> list[Finding]:
             "WECHAT_APP_ID、WECHAT_APP_SECRET、WECHAT_TOKEN（公众号后台“基本配置”）",
         ),
         Finding(
-            "消息加解密：安全模式" if settings.safe_mode else "消息加解密：明文模式",
-            settings.safe_mode,
+            "消息加解密：安全模式" if settings.wechat.safe_mode else "消息加解密：明文模式",
+            settings.wechat.safe_mode,
             "WECHAT_AES_KEY（公众号后台的 EncodingAESKey，选“安全模式”）",
         ),
         Finding(
@@ -56,19 +56,19 @@ def settings_findings(settings: Settings) -> list[Finding]:
         ),
         Finding(
             "模板消息：演示模板"
-            if settings.wechat_template_id == config.DEMO_TEMPLATE_ID
+            if settings.wechat.template_id == settings_defaults.DEMO_TEMPLATE_ID
             else "模板消息：已设置",
-            settings.wechat_template_id != config.DEMO_TEMPLATE_ID,
+            settings.wechat.template_id != settings_defaults.DEMO_TEMPLATE_ID,
             "WECHAT_TEMPLATE_ID（超过48小时后通知当事人要用）",
         ),
         Finding(
-            f"公众号名称：{settings.wechat_account_name or '未设置'}",
-            settings.wechat_account_name is not None,
+            f"公众号名称：{settings.wechat.account_name or '未设置'}",
+            settings.wechat.account_name is not None,
             "WECHAT_ACCOUNT_NAME（扫码页告诉当事人关注哪个公众号）",
         ),
         Finding(
-            "公众号二维码图片：" + ("已设置" if settings.wechat_account_qr else "未设置"),
-            settings.wechat_account_qr is not None,
+            "公众号二维码图片：" + ("已设置" if settings.wechat.account_qr else "未设置"),
+            settings.wechat.account_qr is not None,
             "WECHAT_ACCOUNT_QR（PNG 或 JPEG 文件）",
             needed=False,
         ),
@@ -78,7 +78,7 @@ def settings_findings(settings: Settings) -> list[Finding]:
             "MST_TIMEZONE",
         ),
         Finding(
-            "微信接口：" + ("api.weixin.qq.com" if real_api else settings.wechat_api_base),
+            "微信接口：" + ("api.weixin.qq.com" if real_api else settings.wechat.api_base),
             real_api,
             "WECHAT_API_BASE（正式使用时不要设置）",
         ),

@@ -10,7 +10,6 @@ import binascii
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
@@ -20,79 +19,22 @@ from dotenv import dotenv_values
 from bot.core import clock
 from bot.core.clock import DEFAULT_TIMEZONE
 from bot.core.errors import ConfigError
+from bot.core.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_PUBLIC_BASE_URL,
+    DEFAULT_WECHAT_API_BASE,
+    DEMO_TEMPLATE_ID,
+    DEMO_WECHAT_APP_ID,
+    DEMO_WECHAT_APP_SECRET,
+    DEMO_WECHAT_TOKEN,
+    Settings,
+    WeChatSettings,
+)
 from bot.rules import rulebook
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "WeChatSettings", "load_settings"]
 
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./mst.db"
-DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8080"
-DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
-# Demo values so a fresh checkout runs; a court sets its own.
-DEMO_WECHAT_APP_ID = "wx0000000000demo00"
-DEMO_WECHAT_APP_SECRET = "demo-app-secret"
-DEMO_WECHAT_TOKEN = "mashangtong"
-DEMO_TEMPLATE_ID = "demo-reply-waiting"
 SECRET_FILE_NAME = ".mst_secret"
-
-
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
-    redis_url: str | None = None
-    secret_key: str = ""
-    public_base_url: str = DEFAULT_PUBLIC_BASE_URL
-    wechat_app_id: str = DEMO_WECHAT_APP_ID
-    wechat_app_secret: str = DEMO_WECHAT_APP_SECRET
-    wechat_token: str = DEMO_WECHAT_TOKEN
-    wechat_aes_key: str | None = None
-    wechat_api_base: str = DEFAULT_WECHAT_API_BASE
-    # Template for "a reply is waiting" when the 48-hour customer-service window is closed.
-    wechat_template_id: str = DEMO_TEMPLATE_ID
-    # What the landing page a printed code opens shows, so a person can follow the account:
-    # its name (公众号名称) and an image of its own QR code (PNG or JPEG).
-    wechat_account_name: str | None = None
-    wechat_account_qr: Path | None = None
-    # Bearer token the court's enforcement system uses to push events; unset: endpoint off.
-    enforcement_token: str | None = None
-    data_dir: Path = field(default_factory=lambda: Path("."))
-    # Background jobs on a timer inside the web process (embedded default);
-    # off when `mst worker` (arq) runs them, and in tests that drive jobs by hand.
-    jobs_in_process: bool = True
-    anchor_interval_s: float = 300.0
-    # How often the outbox is looked at when nothing wakes it (new rows wake it at once).
-    outbox_interval_s: float = 2.0
-    # How often mediation reminders (day before, hour before) are looked for.
-    reminder_interval_s: float = 60.0
-    # Largest callback body accepted; WeChat's messages are a few KiB at most.
-    max_callback_bytes: int = 64 * 1024
-    # How far a callback's timestamp may be from our clock (WeChat retries within 15 s).
-    timestamp_tolerance_s: int = 300
-    # Callbacks worked on at once per process. Beyond it a callback waits for its turn up
-    # to `admit_wait_s` (and never past what its answer by 4 s allows), then gets 503
-    # (WeChat retries): how many get in follows how fast the server really is.
-    max_in_flight: int = 64
-    admit_wait_s: float = 3.0
-    # Messages per user per minute before we ask them to slow down.
-    user_rate_per_minute: int = 30
-    # Staff answer many people at once; over this their command is refused, visibly.
-    staff_rate_per_minute: int = 120
-    # Per user and case, per China calendar day: complaints, and messages added to them.
-    complaint_daily_cap: int = 1
-    complaint_message_daily_cap: int = 5
-    # Deadlines (bot/deadlines.py): the court's holiday file for years past the official
-    # calendar's data, and deadline rules per court (JSON). Checked and put in force at start-up.
-    holidays_file: Path | None = None
-    rules_file: Path | None = None
-    # Every time a person reads, and the working day deadlines count in (an IANA name).
-    timezone: str = DEFAULT_TIMEZONE
-
-    @property
-    def safe_mode(self) -> bool:
-        return self.wechat_aes_key is not None
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
 
 def load_settings(
@@ -118,16 +60,16 @@ def load_settings(
         public_base_url=_http_url(
             "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL)
         ),
-        wechat_app_id=get("WECHAT_APP_ID", DEMO_WECHAT_APP_ID) or "",
-        wechat_app_secret=get("WECHAT_APP_SECRET", DEMO_WECHAT_APP_SECRET) or "",
-        wechat_token=_wechat_token(get("WECHAT_TOKEN", DEMO_WECHAT_TOKEN) or ""),
-        wechat_aes_key=_aes_key(get("WECHAT_AES_KEY")),
-        wechat_api_base=_http_url(
-            "WECHAT_API_BASE", get("WECHAT_API_BASE", DEFAULT_WECHAT_API_BASE)
+        wechat=WeChatSettings(
+            app_id=get("WECHAT_APP_ID", DEMO_WECHAT_APP_ID) or "",
+            app_secret=get("WECHAT_APP_SECRET", DEMO_WECHAT_APP_SECRET) or "",
+            token=_wechat_token(get("WECHAT_TOKEN", DEMO_WECHAT_TOKEN) or ""),
+            aes_key=_aes_key(get("WECHAT_AES_KEY")),
+            api_base=_http_url("WECHAT_API_BASE", get("WECHAT_API_BASE", DEFAULT_WECHAT_API_BASE)),
+            template_id=get("WECHAT_TEMPLATE_ID", DEMO_TEMPLATE_ID) or "",
+            account_name=get("WECHAT_ACCOUNT_NAME"),
+            account_qr=_image(get("WECHAT_ACCOUNT_QR")),
         ),
-        wechat_template_id=get("WECHAT_TEMPLATE_ID", DEMO_TEMPLATE_ID) or "",
-        wechat_account_name=get("WECHAT_ACCOUNT_NAME"),
-        wechat_account_qr=_image(get("WECHAT_ACCOUNT_QR")),
         enforcement_token=get("MST_ENFORCEMENT_TOKEN"),
         data_dir=data_dir,
         jobs_in_process=_flag("MST_JOBS_IN_PROCESS", get("MST_JOBS_IN_PROCESS", "1")),
@@ -140,17 +82,8 @@ def load_settings(
     clock.set_timezone(settings.timezone)
     # A bad holiday or rules file stops start-up here, naming its variable; the rules are
     # built for use where a process opens what it holds (bot.app.factory.open_deps).
-    rules_of(settings)
+    rulebook.of(settings)
     return settings
-
-
-def rules_of(settings: Settings) -> rulebook.Rulebook:
-    """The court's rules these settings name, read and checked."""
-    return rulebook.load(
-        secret_key=settings.secret_key,
-        holidays_file=settings.holidays_file,
-        rules_file=settings.rules_file,
-    )
 
 
 def _timezone(name: str) -> str:

@@ -13,13 +13,14 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy import inspect
 
-from bot.app import jobs, keys, pages
+from bot.app import jobs, pages
 from bot.app.config import ConfigError, Settings
-from bot.app.deps import Deps
 from bot.channels.wechat import callback as wechat
 from bot.channels.wechat.api import WeChatAPI
 from bot.channels.wechat.sender import WeChatSender
 from bot.core import metrics
+from bot.dialog import once
+from bot.dialog.deps import DEPS, SETTINGS, Deps
 from bot.outbox.senders import Sender, by_channel
 from storage import db as database
 from storage import state
@@ -46,16 +47,16 @@ async def open_deps(settings: Settings, *, migrate_empty: bool = True) -> Deps:
         )
     redis = state.connect(settings.redis_url)
     api = open_api(settings, redis)
-    return Deps(settings=settings, db=db, redis=redis, api=api, senders=open_senders(settings, api))
+    return Deps(settings=settings, db=db, redis=redis, senders=open_senders(settings, api))
 
 
 def open_api(settings: Settings, redis: Redis) -> WeChatAPI:
     return WeChatAPI(
         http=aiohttp.ClientSession(),
         redis=redis,
-        base=settings.wechat_api_base,
-        app_id=settings.wechat_app_id,
-        app_secret=settings.wechat_app_secret,
+        base=settings.wechat.api_base,
+        app_id=settings.wechat.app_id,
+        app_secret=settings.wechat.app_secret,
     )
 
 
@@ -64,7 +65,7 @@ def open_senders(settings: Settings, api: WeChatAPI) -> dict[str, Sender]:
     return by_channel(
         WeChatSender(
             api=api,
-            template_id=settings.wechat_template_id,
+            template_id=settings.wechat.template_id,
             base_url=settings.public_base_url,
             secret=settings.secret_key,
         )
@@ -73,8 +74,8 @@ def open_senders(settings: Settings, api: WeChatAPI) -> dict[str, Sender]:
 
 async def close_deps(deps: Deps) -> None:
     try:
-        if deps.api is not None:
-            await deps.api.http.close()
+        for sender in deps.senders.values():
+            await sender.close()
         await deps.redis.aclose()
     finally:
         await deps.db.dispose()  # even when Redis is gone
@@ -102,19 +103,20 @@ async def measured(request: web.Request, handler: Any) -> web.StreamResponse:
 def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
     """`deps` given (tests, demo): the caller owns them; otherwise opened and closed here."""
     app = web.Application(client_max_size=1024 * 1024, middlewares=[measured])
-    app[keys.SETTINGS] = settings
+    app[SETTINGS] = settings
     wechat.setup(app)
     pages.setup(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         owned = deps is None
-        app[keys.DEPS] = await open_deps(settings) if deps is None else deps
-        tasks = jobs.start_in_process(app[keys.DEPS]) if settings.jobs_in_process else []
+        app[DEPS] = await open_deps(settings) if deps is None else deps
+        tasks = jobs.start_in_process(app[DEPS]) if settings.jobs_in_process else []
         yield
-        await wechat.finish_behind()  # requests are done by now; the work behind them next
+        # Requests are done by now; the work behind them next.
+        await once.finish_behind(wechat.FINISH_BEHIND_S)
         await jobs.stop(tasks)
         if owned:
-            await close_deps(app[keys.DEPS])
+            await close_deps(app[DEPS])
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.app.config import Settings
-from bot.app.deps import Deps
 from bot.dialog import dispatch as dialog
+from bot.dialog.deps import Deps
 from bot.outbox import delivery
 from bot.rules import escalation, mediation
 from storage import audit, state

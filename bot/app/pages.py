@@ -15,12 +15,14 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.app import keys
+from bot.channels.wechat import sender as wechat_sender
 from bot.channels.wechat.api import TransientError, WeChatError
 from bot.core import metrics
 from bot.core.clock import now, say_time, to_court
+from bot.dialog.deps import DEPS
 from bot.outbox import queue as outbox
 from bot.outbox.links import link_valid
-from bot.rules import enforcement, media, mediation, receipts
+from bot.rules import enforcement, mediation, receipts
 from handlers import texts
 from qr import codes, tokens
 from storage import state
@@ -39,7 +41,7 @@ FAILED_LAST_HOUR_MAX = 20
 
 
 async def healthz(request: web.Request) -> web.Response:
-    deps = request.app[keys.DEPS]
+    deps = request.app[DEPS]
     report: dict[str, Any] = {}
     problems: list[str] = []
     for name, check in (("database", deps.db.ping), ("redis", deps.redis.ping)):
@@ -96,7 +98,7 @@ def _health(report: dict[str, Any], problems: list[str]) -> web.Response:
 
 async def metrics_page(request: web.Request) -> web.Response:
     """Prometheus text format: this process's counters, and the outbox as it stands."""
-    deps = request.app[keys.DEPS]
+    deps = request.app[DEPS]
     try:
         async with deps.db.sessions() as session:
             waiting = await outbox.report(session, failed_limit=0)
@@ -143,7 +145,7 @@ def page(title: str, body: str, status: int = 200) -> web.Response:
 async def landing(request: web.Request) -> web.Response:
     """What a scan shows: the court and case number (never party names) and how to go on:
     follow the account (its name and QR), send the case code, give the phone's last digits."""
-    deps = request.app[keys.DEPS]
+    deps = request.app[DEPS]
     settings = deps.settings
     async with deps.db.sessions() as session:
         lookup = await codes.by_token(session, request.match_info["token"])
@@ -160,8 +162,8 @@ async def landing(request: web.Request) -> web.Response:
             "<h1>没有找到这个案件</h1><div class='card'>请确认扫描的是法院文书上的二维码。</div>",
             status=404,
         )
-    name = settings.wechat_account_name
-    if settings.wechat_account_qr is not None:
+    name = settings.wechat.account_name
+    if settings.wechat.account_qr is not None:
         follow = (
             f"<li>长按下面的二维码，选“识别图中二维码”，关注“{html.escape(name or '本院公众号')}”；"
             "<br><img class='qr' src='/account-qr' alt='公众号二维码'></li>"
@@ -187,7 +189,7 @@ async def landing(request: web.Request) -> web.Response:
 async def receipt_page(request: web.Request) -> web.Response:
     """A litigant's receipt, checked: what the court recorded, when, and that the case's
     record is unchanged since. Never the words themselves, nor anyone's name."""
-    deps = request.app[keys.DEPS]
+    deps = request.app[DEPS]
     async with deps.db.sessions() as session:
         found = await receipts.check(session, request.match_info["receipt"])
     if found is None:
@@ -208,7 +210,7 @@ async def receipt_page(request: web.Request) -> web.Response:
         log.error("receipt %s: the case's audit chain does not verify", found.case_number)
     body = (
         "<h1>回执核对</h1>"
-        f"<div class='card'>{html.escape(found.court)}已记录您的{html.escape(found.kind)}{number}。"
+        f"<div class='card'>{html.escape(found.court)}已记录您的{html.escape(texts.kind_name(found.kind))}{number}。"
         f"<br>案号：{html.escape(found.case_number)}"
         f"<br>时间：{html.escape(say_time(found.at))}</div>{state}"
     )
@@ -218,23 +220,27 @@ async def receipt_page(request: web.Request) -> web.Response:
 async def media_file(request: web.Request) -> web.Response:
     """A photo or voice message a litigant sent, for the holder of a signed link (staff get
     it in their notice and in `#n`); fetched from WeChat, never kept on this server."""
-    deps = request.app[keys.DEPS]
+    deps = request.app[DEPS]
     raw = request.match_info["message_id"]
     gone = page(
         "链接已失效", "<h1>链接已失效</h1><div class='card'>请在公众号里重新查看。</div>", 403
     )
     if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ROW_ID):
         return gone
-    if not media.valid(
-        deps.settings.secret_key, int(raw), request.query.get("e", ""), request.query.get("s", "")
-    ):
+    if not deps.rules.media.valid(int(raw), request.query.get("e", ""), request.query.get("s", "")):
         return gone
     async with deps.db.sessions() as session:
         message = await session.get(Message, int(raw))
-    if message is None or not message.media_id or deps.api is None:
+    # The file is WeChat's: asked for with the client WeChat's sender holds.
+    sender = deps.senders.get(wechat_sender.CHANNEL)
+    if (
+        message is None
+        or not message.media_id
+        or not isinstance(sender, wechat_sender.WeChatSender)
+    ):
         return gone
     try:
-        body, content_type = await deps.api.get_media(message.media_id)
+        body, content_type = await sender.api.get_media(message.media_id)
     except WeChatError as exc:
         log.info("media of message %s: %s", raw, exc)
         return page(
@@ -261,7 +267,7 @@ async def media_file(request: web.Request) -> web.Response:
 
 async def account_qr(request: web.Request) -> web.StreamResponse:
     """The Official Account's own QR (WECHAT_ACCOUNT_QR), shown on the landing page."""
-    path = request.app[keys.DEPS].settings.wechat_account_qr
+    path = request.app[DEPS].settings.wechat.account_qr
     if path is None:
         raise web.HTTPNotFound()
     return web.FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
@@ -270,7 +276,7 @@ async def account_qr(request: web.Request) -> web.StreamResponse:
 async def waiting_message(request: web.Request) -> web.Response:
     """The page a template message links to: one message, for the link's holder only,
     until the link expires (the link is signed for that recipient and row)."""
-    deps = request.app[keys.DEPS]
+    deps = request.app[DEPS]
     row_id = request.match_info["row_id"]
     if not (row_id.isascii() and row_id.isdigit() and 0 < int(row_id) <= MAX_ROW_ID):
         return page(
@@ -289,7 +295,9 @@ async def waiting_message(request: web.Request) -> web.Response:
             "<h1>链接已失效</h1><div class='card'>请回到公众号对话框查看消息。</div>",
             403,
         )
-    text = json.loads(row.payload).get("text", "")
+    from handlers.notices import letter_text  # the row's words, as its sender sent them
+
+    _, text = letter_text(json.loads(row.payload))
     body = f"<h1>您有一条新消息</h1><div class='card'>{html.escape(text).replace(chr(10), '<br>')}</div>"
     return page("新消息", body)
 
@@ -297,7 +305,7 @@ async def waiting_message(request: web.Request) -> web.Response:
 async def enforcement_events(request: web.Request) -> web.Response:
     """The court's enforcement system pushes events here (a JSON object or an array).
     Authenticated by a bearer token; idempotent by each event's `event_id`."""
-    deps = request.app[keys.DEPS]
+    deps = request.app[DEPS]
     token = deps.settings.enforcement_token
     if not token:
         return web.json_response({"error": "the enforcement endpoint is not enabled"}, status=404)
@@ -342,7 +350,7 @@ async def mediation_room(request: web.Request) -> web.Response:
     (a slot added with `--room <PUBLIC_BASE_URL>/room/{token}`). The case, the time in
     China time, the mediator, and how to join; never a party's name. The token is signed
     (bot.rules.mediation.Rooms): a guessed or changed one gets the same 404 as no booking."""
-    deps = request.app[keys.DEPS]
+    deps = request.app[DEPS]
     async with deps.db.sessions() as session:
         room = await mediation.room_for_token(
             session, request.match_info["token"], deps.rules.rooms

@@ -25,9 +25,10 @@ from aiohttp import web
 from sqlalchemy import select, update
 from sqlmodel import col
 
-from bot.app.config import DEFAULT_PUBLIC_BASE_URL, Settings
-from bot.app.factory import create_app, open_deps
+from bot.app.config import Settings
+from bot.app.factory import close_deps, create_app, open_deps
 from bot.core.clock import court_tz, now
+from bot.core.settings import DEFAULT_PUBLIC_BASE_URL
 from bot.fakes.wechat.api import FakeWeChat
 from bot.fakes.wechat.api import create_app as fake_api_app
 from bot.fakes.wechat.callbacks import WeChatServer, event_xml, text_xml
@@ -182,15 +183,16 @@ async def _load_sample(settings: Settings) -> None:
                 .values(room_url=room)
             )
     finally:
-        if deps.api is not None:
-            await deps.api.http.close()
-        await deps.redis.aclose()
-        await deps.db.dispose()
+        await close_deps(deps)
 
 
 async def run_demo(settings: Settings, host: str, port: int, api_port: int) -> None:
-    fake = FakeWeChat(app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret)
-    settings = replace(settings, wechat_api_base=f"http://{host}:{api_port}", outbox_interval_s=0.5)
+    fake = FakeWeChat(app_id=settings.wechat.app_id, app_secret=settings.wechat.app_secret)
+    settings = replace(
+        settings,
+        wechat=replace(settings.wechat, api_base=f"http://{host}:{api_port}"),
+        outbox_interval_s=0.5,
+    )
     if settings.public_base_url == DEFAULT_PUBLIC_BASE_URL:  # links in the demo open this server
         settings = replace(settings, public_base_url=f"http://{host}:{port}")
     await _load_sample(settings)
@@ -218,7 +220,7 @@ async def run_demo(settings: Settings, host: str, port: int, api_port: int) -> N
 
 
 async def _play(settings: Settings, base: str, fake: FakeWeChat) -> None:
-    wechat = WeChatServer(settings.wechat_token, settings.wechat_app_id, settings.wechat_aes_key)
+    wechat = WeChatServer(settings.wechat.token, settings.wechat.app_id, settings.wechat.aes_key)
     litigant = "oDemoLitigant" + secrets.token_hex(6)  # a new visitor every run
     deps = await open_deps(settings)
     try:
@@ -235,10 +237,7 @@ async def _play(settings: Settings, base: str, fake: FakeWeChat) -> None:
             code = await codes.active_code(session, case.id or 0)
             assert code is not None
     finally:
-        await deps.redis.aclose()
-        await deps.db.dispose()
-        if deps.api is not None:
-            await deps.api.http.close()
+        await close_deps(deps)
     print(
         f"Sample case {case.case_number}: case code {code.short_code[:5]}-{code.short_code[5:]}\n"
     )
@@ -290,7 +289,7 @@ async def _play(settings: Settings, base: str, fake: FakeWeChat) -> None:
 
 async def run_chat(settings: Settings, openid: str, url: str, api: str) -> None:
     """A terminal stand-in for one WeChat user: type messages; see replies and pushes."""
-    wechat = WeChatServer(settings.wechat_token, settings.wechat_app_id, settings.wechat_aes_key)
+    wechat = WeChatServer(settings.wechat.token, settings.wechat.app_id, settings.wechat.aes_key)
     seen = 0
     print(f"You are WeChat user {openid}. Type a message and press Enter.")
     print("  /scan TOKEN   scan a case code      /click KEY   press a menu button")

@@ -34,6 +34,11 @@ def add(sub: Any) -> None:
     s.add_argument("--url", default="http://127.0.0.1:8080", help="the server")
     s.add_argument("--api", default="http://127.0.0.1:8081", help="the fake WeChat API it sends to")
     s.set_defaults(run=chat)
+    s = sub.add_parser(
+        "console", help="talk to the flows at this terminal, through the console channel"
+    )
+    s.add_argument("--as", dest="user", required=True, help="who you are on the console channel")
+    s.set_defaults(run=console)
     sub.add_parser(
         "worker", help="run the background jobs with arq (needs REDIS_URL)"
     ).set_defaults(run=worker)
@@ -201,6 +206,24 @@ async def demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cli.demo import run_demo
 
     await run_demo(settings, args.host, args.port, args.api_port)
+    return 0
+
+
+async def console(settings: Settings, args: argparse.Namespace) -> int:
+    """The console channel on the database and Redis the settings name (as `mst serve`
+    would): each line typed is a message, answered here. An empty line or end of input
+    leaves."""
+    from bot.app.factory import close_deps, open_deps
+    from bot.channels.console import Console, ConsoleSender
+
+    deps = await open_deps(settings)
+    deps.senders[ConsoleSender.channel] = ConsoleSender(sys.stdout)
+    talk = Console(deps, args.user, sys.stdout)
+    try:
+        while line := (await asyncio.to_thread(sys.stdin.readline)).strip():
+            await talk.say(line)
+    finally:
+        await close_deps(deps)
     return 0
 
 

@@ -1,1 +1,2 @@
-"""The channel-neutral core: events, replies, people, the clock; what every layer may use."""
+"""The channel-neutral core every layer may use: events (Inbound), replies (Reply), notices,
+settings, the clock, signed links."""

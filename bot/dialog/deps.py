@@ -1,16 +1,19 @@
-"""What a process holds open: settings, the database, Redis, the WeChat API client, and
-the senders the outbox delivers through (one per channel)."""
+"""What a process holds open, as the dialog and the channels above it use it: settings,
+the database, Redis, the court's rules, and the senders the outbox delivers through (one
+per channel). The app opens it (bot.app.factory.open_deps) and puts it on the aiohttp app
+under DEPS, where a channel's handlers find it."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 
+from aiohttp import web
 from redis.asyncio import Redis
 
-from bot.app.config import Settings, rules_of
-from bot.channels.wechat.api import WeChatAPI
+from bot.core.settings import Settings
 from bot.outbox.senders import Sender
+from bot.rules import rulebook
 from bot.rules.rulebook import Rulebook
 from storage.db import Database
 
@@ -20,7 +23,6 @@ class Deps:
     settings: Settings
     db: Database
     redis: Redis
-    api: WeChatAPI | None = None  # the WeChat client (pages fetch a litigant's media with it)
     # The outbox delivers a row through senders[row.channel]; empty: nothing is delivered
     # (e.g. a CLI command).
     senders: dict[str, Sender] = field(default_factory=dict)
@@ -31,4 +33,8 @@ class Deps:
 
     def __post_init__(self) -> None:
         if self.rules is None:
-            self.rules = rules_of(self.settings)
+            self.rules = rulebook.of(self.settings)
+
+
+SETTINGS = web.AppKey("settings", Settings)
+DEPS = web.AppKey("deps", Deps)

@@ -21,14 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.app.deps import Deps
 from bot.core.clock import now
-from bot.core.context import Context
 from bot.core.events import Inbound
 from bot.core.reply import Reply, as_text
+from bot.dialog.deps import Deps
 from bot.outbox import queue as outbox
 from bot.rules import people, tickets
 from handlers import bind, home, judge, menu, texts, unsupported
+from handlers.context import Context
 from qr import codes
 from storage import audit, conversations, state
 from storage.models import Message, PendingFlow, Staff, core_table
@@ -175,7 +175,7 @@ async def respond(
         elif not await _take_pending(session, message_id):
             raise AlreadyRun(inbound.key)
         ctx = Context(
-            session, inbound, deps.settings, deps.redis, deps.rules, dict(conv), message_id
+            session, inbound, deps.settings.flow, deps.redis, deps.rules, dict(conv), message_id
         )
         ctx.person = await people.person_for(session, inbound.channel, inbound.user)
         async with asyncio.timeout(within):

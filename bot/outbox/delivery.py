@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,13 +22,21 @@ from sqlmodel import col
 
 from bot.core import metrics
 from bot.core.clock import now
-from bot.outbox.senders import Letter, Refused, Retry
+from bot.outbox.senders import Letter, Refused, Retry, Sender
 from storage import audit
 from storage.db import Database
 from storage.models import Outbox
 
-if TYPE_CHECKING:  # the outbox needs no channel: Deps (and its WeChat client) only as a type
-    from bot.app.deps import Deps
+
+class Outlet(Protocol):
+    """What delivery needs of a process: its database and its senders (Deps has both)."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def senders(self) -> Mapping[str, Sender]: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +56,7 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_BASE_S * 2 ** max(attempts - 1, 0), BACKOFF_MAX_S))
 
 
-async def claim(deps: Deps, limit: int = 20) -> list[Outbox]:
+async def claim(deps: Outlet, limit: int = 20) -> list[Outbox]:
     """Take up to `limit` due rows for this worker."""
     token = secrets.token_hex(8)
     moment = now()
@@ -88,7 +97,7 @@ async def claim(deps: Deps, limit: int = 20) -> list[Outbox]:
         return list(rows)
 
 
-async def deliver_due(deps: Deps, limit: int = 20) -> int:
+async def deliver_due(deps: Outlet, limit: int = 20) -> int:
     """One pass: claim and deliver what is due. Returns how many rows were handled."""
     rows = await claim(deps, limit)
     for row in rows:
@@ -98,7 +107,7 @@ async def deliver_due(deps: Deps, limit: int = 20) -> int:
     return len(rows)
 
 
-async def _still_ours(deps: Deps, row: Outbox) -> bool:
+async def _still_ours(deps: Outlet, row: Outbox) -> bool:
     """Renew the row's lease if half of it is gone, so it is not sent twice meanwhile."""
     moment = now()
     if row.claimed_until is not None and row.claimed_until - moment > LEASE / 2:
@@ -109,7 +118,7 @@ async def _still_ours(deps: Deps, row: Outbox) -> bool:
     return ours
 
 
-async def deliver_one(deps: Deps, row: Outbox) -> None:
+async def deliver_one(deps: Outlet, row: Outbox) -> None:
     """Send one claimed row through the sender of its channel. Only what no retry can
     change (`Refused`: the person unfollowed, blocked us, is no user of ours) fails it at
     once; anything else — the channel down, tokens refused, our own configuration, no
@@ -150,7 +159,7 @@ async def deliver_one(deps: Deps, row: Outbox) -> None:
     await _finish(deps, row, via)
 
 
-async def _retry_or_give_up(deps: Deps, row: Outbox, error: str) -> None:
+async def _retry_or_give_up(deps: Outlet, row: Outbox, error: str) -> None:
     # Old and tried many times (a requeued row starts counting its tries afresh).
     if row.created_at < now() - GIVE_UP_AFTER and row.attempts >= GIVE_UP_TRIES:
         await _give_up(deps, row, f"{error} (not sent in {GIVE_UP_AFTER.days} days)")
@@ -168,7 +177,7 @@ async def _mark(session: AsyncSession, row: Outbox, **values: Any) -> bool:
     return bool(cast(CursorResult[Any], result).rowcount)
 
 
-async def _finish(deps: Deps, row: Outbox, via: str) -> None:
+async def _finish(deps: Outlet, row: Outbox, via: str) -> None:
     async with deps.db.transaction() as session:
         if not await _mark(
             session, row, status="sent", sent_at=now(), claimed_until=None, last_error=None
@@ -191,7 +200,7 @@ async def _finish(deps: Deps, row: Outbox, via: str) -> None:
         )
 
 
-async def _retry_later(deps: Deps, row: Outbox, error: str, when: Any) -> None:
+async def _retry_later(deps: Outlet, row: Outbox, error: str, when: Any) -> None:
     log.warning("outbox %s: attempt %d failed (%s); next try %s", row.id, row.attempts, error, when)
     metrics.DELIVERIES.labels("retry").inc()
     async with deps.db.transaction() as session:
@@ -205,7 +214,7 @@ async def _retry_later(deps: Deps, row: Outbox, error: str, when: Any) -> None:
         )
 
 
-async def _give_up(deps: Deps, row: Outbox, error: str) -> None:
+async def _give_up(deps: Outlet, row: Outbox, error: str) -> None:
     log.error("outbox %s: giving up: %s", row.id, error)
     metrics.DELIVERIES.labels("failed").inc()
     async with deps.db.transaction() as session:

@@ -22,12 +22,10 @@ class Letter:
     id: int
     channel: str
     recipient: str
-    kind: str  # "cs_text": a text (payload["text"]; "notice", "case_number" optional)
+    kind: str  # "cs_text": something to say to one person
+    # Either a flow's own words ({"text": ...}) or a notice as data ({"notice_kind",
+    # "params"}: bot.core.notice); a sender gets the words from handlers.notices.letter_text.
     payload: dict[str, Any]
-
-    @property
-    def text(self) -> str:
-        return str(self.payload.get("text", ""))
 
 
 class Retry(Exception):
@@ -54,6 +52,10 @@ class Sender(Protocol):
     async def send(self, letter: Letter) -> str:
         """Deliver the letter; return how it went out (e.g. "custom", "template"), which
         the delivery records and counts. Raise `Retry` or `Refused` when it did not."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of what it holds open (an HTTP client), when the process stops."""
         ...
 
 

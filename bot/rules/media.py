@@ -4,22 +4,26 @@ lives as long)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.core import links
 
 LINK_TTL = timedelta(days=3)
-WORDS = {"image": "照片", "voice": "语音"}
+KINDS = ("image", "voice")  # what a litigant sends that staff get a link to (words: handlers.texts)
 
 
-def link(base_url: str, secret: str, message_id: int) -> str:
-    return f"{base_url}/media/{message_id}?{links.query(secret, LINK_TTL, 'media', message_id)}"
+@dataclass(frozen=True)
+class MediaLinks:
+    """Signs and checks the links to a litigant's media, built once at start-up (flows get
+    the links, never the secret)."""
 
+    base_url: str
+    secret: str
 
-def valid(secret: str, message_id: int, expires: str, sig: str) -> bool:
-    return links.valid(secret, expires, sig, "media", message_id)
+    def link(self, message_id: int) -> str:
+        query = links.query(self.secret, LINK_TTL, "media", message_id)
+        return f"{self.base_url}/media/{message_id}?{query}"
 
-
-def line(kind: str, url: str) -> str:
-    """What staff read under a photo or a voice message: where to see or hear it."""
-    return f"（{'查看' if kind == 'image' else '收听'}{WORDS.get(kind, '附件')}：{url}）"
+    def valid(self, message_id: int, expires: str, sig: str) -> bool:
+        return links.valid(self.secret, expires, sig, "media", message_id)

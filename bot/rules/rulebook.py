@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.core.settings import Settings
 from bot.rules import deadlines, escalation
 from bot.rules.deadlines import Deadlines
 from bot.rules.escalation import Policy
+from bot.rules.media import MediaLinks
 from bot.rules.mediation import Rooms
 
 
@@ -19,12 +21,32 @@ class Rulebook:
     deadlines: Deadlines
     escalation: Policy
     rooms: Rooms
+    media: MediaLinks
 
 
 def load(
-    *, secret_key: str, holidays_file: Path | None = None, rules_file: Path | None = None
+    *,
+    secret_key: str,
+    public_base_url: str,
+    holidays_file: Path | None = None,
+    rules_file: Path | None = None,
 ) -> Rulebook:
     """MST_HOLIDAYS_FILE and MST_RULES_FILE read and checked (a ConfigError names the
-    variable), the room-link key derived from MST_SECRET_KEY."""
+    variable); room and media links signed with keys from MST_SECRET_KEY."""
     working = deadlines.load(holidays_file=holidays_file, rules_file=rules_file)
-    return Rulebook(working, escalation.load_policy(working), Rooms.from_secret(secret_key))
+    return Rulebook(
+        working,
+        escalation.load_policy(working),
+        Rooms.from_secret(secret_key),
+        MediaLinks(public_base_url, secret_key),
+    )
+
+
+def of(settings: Settings) -> Rulebook:
+    """The court's rules the settings name."""
+    return load(
+        secret_key=settings.secret_key,
+        public_base_url=settings.public_base_url,
+        holidays_file=settings.holidays_file,
+        rules_file=settings.rules_file,
+    )

@@ -5,7 +5,7 @@ printed this channel's own way (WeChat's is `bot.core.reply.as_text`): the words
 `[key] label` line for each choice, then each link as `label: url`. The outbox reaches a
 console user through `ConsoleSender`. No flow and no rule knows this channel exists.
 
-    python -m bot.channels.console --as 王某某
+    mst console --as 王某某
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from __future__ import annotations
 import uuid
 from typing import TextIO
 
-from bot.app.deps import Deps
 from bot.core.events import Inbound
+from bot.core.notice import Unreadable
 from bot.core.reply import Reply
 from bot.dialog import dispatch
-from bot.outbox.senders import Letter
+from bot.dialog.deps import Deps
+from bot.outbox.senders import Letter, Retry
+from handlers.notices import letter_text
 
 CHANNEL = "console"
 
@@ -60,7 +62,14 @@ class ConsoleSender:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
+    async def close(self) -> None:
+        """Nothing held open: the stream is the caller's."""
+
     async def send(self, letter: Letter) -> str:
-        self.out.write(f"（{letter.recipient} 收到通知）\n{letter.text}\n")
+        try:
+            _, text = letter_text(letter.payload)  # a notice's words: handlers.notices
+        except Unreadable as exc:  # written by another version: one that can word it will
+            raise Retry(f"{exc}") from exc
+        self.out.write(f"（{letter.recipient} 收到通知）\n{text}\n")
         self.out.flush()
         return CHANNEL

@@ -2,8 +2,9 @@
 
 Order of checks on POST: signature and timestamp (403), body size (413), XML safety and
 shape (400), decryption in safe mode (403/400), replay window (403). Then the message is
-de-duplicated (WeChat retries three times within 15 s when it has no answer in 5 s),
-stored, handled, and answered. Nothing here makes an outbound HTTP call.
+handed to the dialog (bot.dialog.once), which de-duplicates it (WeChat retries three times
+within 15 s when it has no answer in 5 s), stores, handles and answers it within the time
+this wire gives. Nothing here makes an outbound HTTP call.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from xml.etree.ElementTree import ParseError
@@ -29,13 +29,11 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
-from bot.app import keys
-from bot.app.config import Settings
-from bot.app.deps import Deps
 from bot.core.events import Inbound
-from bot.core.reply import as_text
-from bot.dialog import dispatch as dialog
-from storage import state
+from bot.core.reply import Reply, as_text
+from bot.core.settings import Settings
+from bot.dialog import once
+from bot.dialog.deps import DEPS, SETTINGS, Deps
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,7 +71,7 @@ class Ignored(Exception):
 
 # What our columns hold. Every field from outside is bounded here, where it enters.
 MAX_OPENID = 64  # WeChat's openids are 28 characters
-MAX_KEY = 96  # de-duplication keys; the stored answer's key adds a prefix (dialog.reply_key)
+MAX_KEY = 96  # de-duplication keys; the stored answer's key adds a prefix (dispatch.reply_key)
 MAX_TYPE = 32
 MAX_MEDIA_ID = 128
 MAX_EVENT_KEY = 128  # a scene string is at most 64; menu keys at most 128 bytes
@@ -87,9 +85,9 @@ def bounded_key(key: str) -> str:
 
 
 def _crypto(settings: Settings) -> WeChatCrypto | None:
-    if settings.wechat_aes_key is None:
+    if settings.wechat.aes_key is None:
         return None
-    return _crypto_for(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
+    return _crypto_for(settings.wechat.token, settings.wechat.aes_key, settings.wechat.app_id)
 
 
 @functools.lru_cache(maxsize=8)
@@ -104,7 +102,7 @@ def check_request(settings: Settings, query: Any) -> tuple[str, str]:
     if not (signature and timestamp and nonce):
         raise Rejected(400, "missing signature, timestamp or nonce")
     try:
-        check_signature(settings.wechat_token, signature, timestamp, nonce)
+        check_signature(settings.wechat.token, signature, timestamp, nonce)
     except InvalidSignatureException as exc:
         raise Rejected(403, "bad signature") from exc
     if (
@@ -201,7 +199,10 @@ def _event_kind(event: str, key: str) -> tuple[str, str | None, str]:
     return "event", None, ""
 
 
-def render(settings: Settings, msg: Any, answer: str | None, nonce: str) -> str:
+def render(settings: Settings, msg: Any, reply: Reply | None, nonce: str) -> str:
+    """WeChat's rendering of a reply: the chat text (numbered choices), as a passive reply
+    (encrypted in safe mode); nothing to say is `success`."""
+    answer = as_text(reply) if reply is not None else ""
     if not answer:
         return SUCCESS
     xml: str = TextReply(source=msg.target, target=msg.source, content=answer).render()
@@ -228,7 +229,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 async def verify_url(request: web.Request) -> web.Response:
     """WeChat's server-URL check: echo `echostr` when the signature is ours."""
-    settings = request.app[keys.SETTINGS]
+    settings = request.app[SETTINGS]
     try:
         check_request(settings, request.query)
     except Rejected as exc:
@@ -244,7 +245,7 @@ OUTAGE_HOLD_S = 0.5
 # before answering 503: WeChat tries three times 5 s apart, so a short outage is ridden
 # out by a later try being held until the database answers again, not lost.
 HOLD_FOR_STORE_S = 3.0
-MIN_WORK_S = 1.0  # what a callback keeps, of its ANSWER_BY_S, for its own work
+MIN_WORK_S = once.MIN_WORK_S  # what a callback keeps, of its ANSWER_BY_S, for its own work
 
 
 @dataclass
@@ -289,6 +290,9 @@ class Gate:
         return store
 
 
+GATE = web.AppKey("wechat_gate", Gate)  # this process's admission and known outages
+
+
 def _store_of(exc: BaseException) -> str | None:
     """Which store an error says is unreachable. Redis is not one to hold messages off
     for: without it they are handled on the database alone."""
@@ -305,9 +309,9 @@ def _store_of(exc: BaseException) -> str | None:
 async def receive(request: web.Request) -> web.Response:
     """Every callback is answered within ANSWER_BY_S of its arrival: time spent waiting for
     the database to come back or for a slot comes out of the time left to handle it."""
-    settings = request.app[keys.SETTINGS]
-    deps = request.app[keys.DEPS]
-    gate: Gate = request.app[keys.GATE]
+    settings = request.app[SETTINGS]
+    deps = request.app[DEPS]
+    gate = request.app[GATE]
     deadline = time.monotonic() + ANSWER_BY_S
     down = gate.down()
     if down is not None and not await gate.back_within(min(HOLD_FOR_STORE_S, _left(deadline))):
@@ -335,7 +339,9 @@ async def _receive(
         _, nonce = check_request(settings, request.query)
         body = await read_body(request, settings.max_callback_bytes)
         inbound, msg = to_inbound(decode(settings, request.query, body))
-        admitted = await _admit(deps, request.query["timestamp"], nonce, inbound.key, settings)
+        admitted = await once.admit(
+            deps, request.query["timestamp"], nonce, inbound.key, settings.timestamp_tolerance_s * 2
+        )
         if admitted == "replay":
             raise Rejected(403, "timestamp and nonce already used for another message")
     except Rejected as exc:
@@ -349,14 +355,14 @@ async def _receive(
         return web.Response(text=SUCCESS)
     if admitted == "retry":
         try:
-            answer = await _answer_retry(deps, inbound, deadline)
+            answer = await once.answer_retry(deps, inbound, deadline, first_within=ANSWER_BY_S)
         except Exception as exc:
             _log_failure(gate, exc, f"could not handle the retry of {inbound.key}")
             return web.Response(status=503, text="temporarily unavailable")
         log.info("wechat retry of %s answered %s", inbound.key, "again" if answer else "success")
         return web.Response(text=render(settings, msg, answer, nonce), content_type="text/xml")
     try:
-        answer = await _answer_in_time(deps, inbound, deadline)
+        answer = await once.answer(deps, inbound, deadline)
     except Exception as exc:
         # Not stored (database down?): no answer, so WeChat retries in a few seconds.
         if _log_failure(gate, exc, f"could not store {inbound.key}") == "database":
@@ -368,20 +374,6 @@ async def _receive(
     return web.Response(text=body_out, content_type="text/xml" if answer else "text/plain")
 
 
-async def _admit(deps: Deps, timestamp: str, nonce: str, key: str, settings: Settings) -> str:
-    """The replay window and retry de-duplication (Redis). With Redis unreachable the
-    message is still taken: the database's unique key de-duplicates it, and the replay
-    window is off until Redis is back (a signed URL is good for the timestamp's 5 minutes
-    only, and the body's own key still keeps each message to one)."""
-    try:
-        return await state.admit(
-            deps.redis, timestamp, nonce, key, settings.timestamp_tolerance_s * 2
-        )
-    except RedisError as exc:
-        log.warning("redis unavailable (%s): taking %s without the replay window", exc, key)
-        return "new"
-
-
 def _log_failure(gate: Gate, exc: BaseException, what: str) -> str | None:
     store = gate.failed(exc)
     if store is None:
@@ -391,115 +383,8 @@ def _log_failure(gate: Gate, exc: BaseException, what: str) -> str | None:
     return store
 
 
-async def _answer_retry(deps: Deps, inbound: Inbound, deadline: float) -> str | None:
-    """WeChat's retry of a message taken before: the first delivery's answer, waited for
-    within WeChat's patience. Once the first has had its ANSWER_BY_S, it has answered or
-    stored the message, unless its process died: then a stored message gets the answer
-    stored with it, or `success` (its flow, if cut off, is the resume job's), and one
-    never stored is handled here. Should the first come back after all, the message's
-    unique key in the database keeps it to one."""
-    while True:
-        answer, claimed = await state.seen(deps.redis, inbound.key)
-        if answer is not None:
-            return answer
-        if claimed is not None and claimed >= ANSWER_BY_S:
-            stored, answer = await dialog.stored_reply(deps, inbound.key)
-            if stored:
-                return answer
-            log.warning("%s claimed %.0f s ago and never stored; handling it", inbound.key, claimed)
-            return await _answer_in_time(deps, inbound, deadline)
-        if time.monotonic() >= deadline:
-            return None
-        await asyncio.sleep(0.1)
-
-
-async def _answer_in_time(deps: Deps, inbound: Inbound, deadline: float) -> str | None:
-    budget = max(deadline - time.monotonic(), MIN_WORK_S)
-    accepted = asyncio.Event()
-    task = _behind(_process(deps, inbound, accepted, budget * 0.75))
-    try:
-        return await asyncio.wait_for(asyncio.shield(task), budget)
-    except TimeoutError:
-        if not accepted.is_set():
-            # Not stored yet: we may not say "received". Let WeChat time out and retry;
-            # the retry waits for this same task's answer.
-            log.error(
-                "message %s not stored within %.1f s; leaving it to WeChat's retry",
-                inbound.key,
-                budget,
-            )
-            # A storage failure must reach receive() (503, WeChat retries), never `success`.
-            return await asyncio.shield(task)
-        # Stored; the answer will follow as a customer-service message from the outbox.
-        task.add_done_callback(lambda t: _late_answer(deps, inbound, t))
-        log.warning("handler for %s passed %.1f s; answered success", inbound.key, budget)
-        return None
-
-
-async def _process(
-    deps: Deps, inbound: Inbound, accepted: asyncio.Event, store_within: float
-) -> str | None:
-    try:
-        # Leave time to store the message on its own if the flow is slow. The dialog
-        # remembers its answer for WeChat's retries of this message.
-        reply = await dialog.handle(deps, inbound, accepted, store_within=store_within)
-        return None if reply is None else as_text(reply)  # WeChat's rendering: the chat text
-    except dialog.Duplicate:
-        # The database has it: an earlier delivery stored it (or our de-duplication store
-        # forgot, e.g. restarted). No double; answer as that delivery did, if it is kept.
-        log.info("duplicate %s found in the database", inbound.key)
-        try:
-            return await state.settle(deps.redis, inbound.key) or None
-        except RedisError:  # the answer given to it is in the database too
-            return (await dialog.stored_reply(deps, inbound.key))[1]
-    except Exception:
-        if not accepted.is_set():
-            # Not stored: forget the claim so WeChat's retry gets a fresh try.
-            await state.release_message(deps.redis, inbound.key)
-        raise
-
-
-def _late_answer(deps: Deps, inbound: Inbound, task: asyncio.Task[str | None]) -> None:
-    if task.cancelled() or task.exception() is not None or not task.result():
-        return
-    from bot.outbox import queue as outbox  # the late path only
-
-    late = _behind(outbox.enqueue_text(deps.db, inbound.user, task.result() or ""))
-    late.add_done_callback(_late_done)
-
-
-def _late_done(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("could not queue a late answer: %s", task.exception())
-
-
-# Work that may outlive its callback: a flow behind a `success`, a late answer being queued.
-# Held here because the loop keeps only weak references to tasks, and waited for at shutdown.
-_BEHIND: set[asyncio.Task[Any]] = set()
-
-
-def _behind(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-    task = asyncio.get_running_loop().create_task(work)
-    _BEHIND.add(task)
-    task.add_done_callback(_BEHIND.discard)
-    return task
-
-
-async def finish_behind(timeout_s: float = FINISH_BEHIND_S) -> None:
-    """Shutdown: a message answered `success` is stored, but its flow and answer are still
-    on their way. Let them finish (into the database and the outbox) before the
-    connections close, or the person would never hear back."""
-    deadline = time.monotonic() + timeout_s
-    while _BEHIND:  # a finished flow may start a late answer: look again
-        left = deadline - time.monotonic()
-        if left <= 0:
-            log.error("shutting down with %d answers still being worked on", len(_BEHIND))
-            return
-        await asyncio.wait(set(_BEHIND), timeout=left)
-
-
 def setup(app: web.Application) -> None:
-    settings = app[keys.SETTINGS]
-    app[keys.GATE] = Gate(asyncio.Semaphore(settings.max_in_flight), settings.admit_wait_s)
+    settings = app[SETTINGS]
+    app[GATE] = Gate(asyncio.Semaphore(settings.max_in_flight), settings.admit_wait_s)
     app.router.add_get("/wechat", verify_url)
     app.router.add_post("/wechat", receive)

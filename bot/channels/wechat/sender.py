@@ -1,6 +1,7 @@
 """The Official Account's sender: an outbox text goes out as a customer-service message,
 or — outside the 48-hour window, or over the per-message quota — as the template message
-"a reply is waiting", linking to the signed page that shows it (bot.outbox.links).
+"a reply is waiting", linking to the signed page that shows it (bot.outbox.links). A row's
+words, and the template's title line, are handlers.notices.letter_text's.
 
 WeChat's answers become the outbox's words: an error no retry can change is `Refused`, an
 API quota is a `Retry` not before a minute, anything else a plain `Retry`.
@@ -23,8 +24,11 @@ from bot.channels.wechat.api import (
     WeChatError,
 )
 from bot.core.clock import now, to_court
+from bot.core.notice import Unreadable
 from bot.outbox.links import reply_link
 from bot.outbox.senders import Letter, Refused, Retry
+from handlers import texts
+from handlers.notices import letter_text
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,9 @@ class WeChatSender:
     base_url: str  # PUBLIC_BASE_URL: where the template's link opens
     secret: str  # MST_SECRET_KEY: signs that link
     channel: str = field(default=CHANNEL, init=False)
+
+    async def close(self) -> None:
+        await self.api.http.close()
 
     async def send(self, letter: Letter) -> str:
         try:
@@ -57,7 +64,11 @@ class WeChatSender:
         if letter.kind != "cs_text":
             raise WeChatError(-1000, f"unknown outbox kind {letter.kind!r}")
         try:
-            await self.api.send_text(letter.recipient, letter.text)
+            title, text = letter_text(letter.payload)  # a notice's words: handlers.notices
+        except Unreadable as exc:  # written by another version: one that can word it will
+            raise Retry(f"{exc}") from exc
+        try:
+            await self.api.send_text(letter.recipient, text)
             return "custom"
         except WeChatError as exc:
             if exc.errcode not in (WINDOW_CLOSED, QUOTA_USED):
@@ -69,15 +80,14 @@ class WeChatSender:
             )
         # Outside the 48-hour window or over the quota: a template message saying a reply
         # is waiting, linking to a page that shows it to this recipient.
-        payload = letter.payload
         await self.api.send_template(
             letter.recipient,
             self.template_id,
             {
-                "first": payload.get("notice") or "您有一条新消息",
-                "keyword1": payload.get("case_number", ""),
+                "first": title,
+                "keyword1": letter.payload.get("case_number", ""),
                 "keyword2": to_court(now()).strftime("%Y-%m-%d %H:%M"),  # the court's time
-                "remark": "点击查看详情。",
+                "remark": texts.TEMPLATE_REMARK,
             },
             url=reply_link(self.base_url, self.secret, letter),
         )
