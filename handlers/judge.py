@@ -83,19 +83,20 @@ async def thread_text(ctx: Context, ticket: Ticket) -> str:
     """The whole thread for a staff member's screen: numbered, with times, who said what;
     a photo or a voice message with the link to see or hear it."""
     party = await ctx.session.get(Party, ticket.party_id) if ticket.party_id else None
-    litigant = f"{party.role}{mask_name(party.name)}" if party else "当事人"
+    litigant = f"{party.role}{mask_name(party.name)}" if party else texts.A_PARTY
     lines = []
     for i, m in enumerate(await tickets.thread(ctx.session, ticket), start=1):
         if m.direction == "in":
-            who, said = litigant, m.content or ("[照片]" if m.msg_type == "image" else "[语音]")
+            who, said = litigant, m.content or texts.unsaid(m.msg_type)
             if m.media_id and m.id and m.msg_type in media.KINDS:
                 said += texts.media_line(m.msg_type, ctx.rules.media.link(m.id))
         else:
             staff = await ctx.session.get(Staff, m.staff_id) if m.staff_id else None
-            who = f"{texts.staff_title(staff)}{staff.name}" if staff else "法院"
-            said = m.content.split("：", 1)[-1]  # the answer as the staff member wrote it
+            who = f"{texts.staff_title(staff)}{staff.name}" if staff else texts.THE_COURT
+            # The answer as the staff member wrote it; an erased one says so.
+            said = m.content.split("：", 1)[-1] if m.content else texts.ERASED
         lines.append(f"{i}. {say_time(m.created_at)} {who}：{said}")
-    return "\n".join(lines) or "（还没有消息）"
+    return "\n".join(lines) or texts.NO_MESSAGES_YET
 
 
 async def _record_refusal(

@@ -232,6 +232,21 @@ STAFF_TOO_FAST = "发送太快了，这一条没有发出：\n{text}\n请稍等�
 STAFF_ANSWERED = "已将您的答复发给当事人（#{ticket}）。"
 STAFF_CLOSED = "#{ticket} 已办结，已通知当事人。"
 STAFF_ALREADY_CLOSED = "#{ticket} 已经办结了。"
+# the thread staff read (#n)
+A_PARTY = "当事人"
+THE_COURT = "法院"
+NO_MESSAGES_YET = "（还没有消息）"
+ERASED = "（此条内容已依法删除）"
+
+
+def unsaid(msg_type: str) -> str:
+    """What stands for a message with no text: a photo, a voice message, or a text erased
+    by law (a text message is never stored empty otherwise)."""
+    if msg_type == "text":
+        return ERASED
+    return "[照片]" if msg_type == "image" else "[语音]"
+
+
 STAFF_THREAD = "#{ticket} {kind}（{status}）\n{thread}\n\n答复请发送：#{ticket} 答复内容"
 STAFF_TODO_EMPTY = "目前没有待处理的事项。"
 STAFF_TODO = "待处理事项（最早的在前）：\n{lines}"

@@ -5,6 +5,12 @@ event's hash, so editing, removing or reordering a row breaks the chain. Appends
 chain are serialized (an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite), so
 writers on different cases never wait for each other. Anchors (events in `global` that
 record other chains' heads) catch a removed tail.
+
+What was said is covered by digest: each message's event (`message.in`/`message.out`, a
+staff answer's `ticket.answered`) holds the SHA-256 of its text, and `verify` compares the
+`message` rows with them, so an edited or deleted message is named. A message erased by
+law (`erase_message`) is blanked with an event of its own (`message.erased`: who, why, the
+original digest) and reported as erased, not as tampered.
 """
 
 from __future__ import annotations
@@ -18,13 +24,13 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, insert, select, text
+from sqlalchemy import and_, bindparam, event, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col
 
 from storage.clock import now
-from storage.models import AuditEvent
+from storage.models import AuditEvent, Message
 
 GENESIS = "0" * 64
 GLOBAL_CHAIN = "global"
@@ -32,6 +38,18 @@ ANCHOR = "audit.anchor"
 # Anchors look back this far past the previous anchor, so an event whose id was
 # assigned earlier but committed later is still covered by the next anchor.
 ANCHOR_OVERLAP = timedelta(minutes=10)
+
+# Events that vouch for one stored message by its digest (`sha256` in the payload): the
+# dialog's (subject `message:<id>`) and a staff answer's (payload `message_id`).
+MESSAGE_EVENTS = frozenset({"message.in", "message.out"})
+ANSWERED = "ticket.answered"
+ERASED = "message.erased"  # a message blanked by law (erase_message)
+_IDS_PER_QUERY = 1000  # verify of one chain: its messages fetched this many at a time
+
+
+def content_digest(text: str) -> str:
+    """SHA-256 of a message's text, as its audit event records it."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def chain_for(case_id: int | None) -> str:
@@ -267,27 +285,135 @@ async def anchor(session: AsyncSession) -> Appended | None:
     return await append(session, actor="system", action=ANCHOR, payload={"heads": heads})
 
 
+@dataclass(frozen=True)
+class MessageFinding:
+    """A stored message that is not as its event recorded it (edited, deleted), or that
+    was erased by law. `case_id`, `at` and the event are the recording event's."""
+
+    message_id: int
+    state: str  # edited | deleted | erased
+    case_id: int | None
+    event_id: int | None  # the event that vouches for it (None: only its erasure names it)
+    event: str  # that event, for people: "case:3 #7, message.in"
+    at: datetime | None  # when it was recorded
+    erased_at: datetime | None = None
+    erased_by: str | None = None
+    reason: str | None = None
+
+
 @dataclass
 class Verdict:
     events: int = 0
     chains: int = 0
     anchors: int = 0
     problems: list[str] = field(default_factory=list)
+    messages: int = 0  # messages compared with the digest their event recorded
+    not_covered: int = 0  # messages whose event holds no digest (older staff answers)
+    unrecorded: int = 0  # message rows no event names (whole-log verify only)
+    edited: list[MessageFinding] = field(default_factory=list)
+    deleted: list[MessageFinding] = field(default_factory=list)
+    erased: list[MessageFinding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
+@dataclass(frozen=True, slots=True)
+class _Vouch:
+    """What one event says of one message (kept for every message while verify walks)."""
+
+    event_id: int
+    chain: str
+    seq: int
+    action: str
+    case_id: int | None
+    at: datetime
+    digest: str | None
+
+    @property
+    def where(self) -> str:
+        return f"event id={self.event_id} ({self.chain} #{self.seq}, {self.action})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Erasure:
+    event_id: int
+    chain: str
+    seq: int
+    case_id: int | None
+    at: datetime
+    by: str
+    reason: str
+    erased_digest: str | None  # of the text that was blanked
+
+
+def _message_id(ev: Any, payload: dict[str, Any]) -> int | None:
+    """The message an event is about: its subject `message:<id>`, or (a staff answer) the
+    `message_id` of its payload."""
+    if ev.action == ANSWERED:
+        found = payload.get("message_id")
+        return found if isinstance(found, int) and not isinstance(found, bool) else None
+    kind, _, ref = ev.subject.partition(":")
+    return int(ref) if kind == "message" and ref.isdigit() else None
+
+
+def _note_message_event(
+    ev: AuditEvent, vouched: dict[int, _Vouch], erasures: dict[int, _Erasure]
+) -> None:
+    try:
+        payload = json.loads(ev.payload)
+    except ValueError:
+        return  # an edited payload: the hash check reports it
+    if not isinstance(payload, dict):
+        return
+    message_id = _message_id(ev, payload)
+    if message_id is None or ev.id is None:
+        return
+    if ev.action == ERASED:
+        erased = payload.get("erased_sha256")
+        erasures.setdefault(
+            message_id,
+            _Erasure(
+                ev.id,
+                ev.chain,
+                ev.seq,
+                ev.case_id,
+                ev.at,
+                str(payload.get("by") or ev.actor),
+                str(payload.get("reason") or ""),
+                erased if isinstance(erased, str) else None,
+            ),
+        )
+        return
+    digest = payload.get("sha256")
+    vouched.setdefault(
+        message_id,
+        _Vouch(
+            ev.id,
+            ev.chain,
+            ev.seq,
+            ev.action,
+            ev.case_id,
+            ev.at,
+            digest if isinstance(digest, str) else None,
+        ),
+    )
+
+
 async def verify(
     session: AsyncSession, *, limit_problems: int = 20, chain: str | None = None
 ) -> Verdict:
-    """Walk every chain in order and check sequence, links, hashes and anchors.
+    """Walk every chain in order and check sequence, links, hashes and anchors; then every
+    message an event vouches for against its row: there, and its text's SHA-256 the one
+    recorded (erased ones: blank, as their erasure left them).
     `chain`: that chain only (a receipt's check), whose anchors are then not compared."""
     verdict = Verdict()
     heads: dict[str, tuple[int, str]] = {}  # chain -> (last seq, last hash) as walked
     hashes_at: dict[tuple[str, int], str] = {}
     anchored: list[tuple[AuditEvent, str, int, str]] = []
+    vouched: dict[int, _Vouch] = {}  # message id -> the event that recorded it
+    erasures: dict[int, _Erasure] = {}  # message id -> its erasure
     query = select(AuditEvent).order_by(col(AuditEvent.chain), col(AuditEvent.seq))
     if chain is not None:
         query = query.where(col(AuditEvent.chain) == chain)
@@ -324,6 +450,8 @@ async def verify(
                 anchored.extend(
                     (ev, chain, aseq, ahash) for chain, (aseq, ahash) in recorded.items()
                 )
+        elif ev.action in MESSAGE_EVENTS or ev.action in (ANSWERED, ERASED):
+            _note_message_event(ev, vouched, erasures)
         if len(verdict.problems) >= limit_problems:
             return verdict
     for ev, chain, aseq, ahash in anchored:
@@ -338,7 +466,216 @@ async def verify(
             verdict.problems.append(
                 f"{chain} #{aseq}: differs from what anchor id={ev.id} recorded"
             )
+    await _check_messages(
+        session, verdict, vouched, erasures, whole_log=chain is None, limit=limit_problems
+    )
     return verdict
+
+
+async def _message_rows(
+    session: AsyncSession, ids: list[int] | None
+) -> AsyncIterator[tuple[int, str, str | None]]:
+    """(id, content, media_id) of the messages `ids` (None: every one), by id: one
+    streamed query, or a query per _IDS_PER_QUERY ids."""
+    query = select(col(Message.id), col(Message.content), col(Message.media_id)).order_by(
+        col(Message.id)
+    )
+    if ids is None:
+        result = await session.stream(query, execution_options={"yield_per": 2000})
+        async for message_id, content, media_id in result:
+            yield message_id or 0, content or "", media_id  # a primary key: never None
+        return
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start : start + _IDS_PER_QUERY]
+        rows = await session.execute(query.where(col(Message.id).in_(chunk)))
+        for message_id, content, media_id in rows.all():
+            yield message_id or 0, content or "", media_id  # a primary key: never None
+
+
+async def _check_messages(
+    session: AsyncSession,
+    verdict: Verdict,
+    vouched: dict[int, _Vouch],
+    erasures: dict[int, _Erasure],
+    *,
+    whole_log: bool,
+    limit: int,
+) -> None:
+    """Each message row against the event that recorded it (and its erasure, if any);
+    what is left over was recorded but is gone. Linear: one pass over the rows."""
+
+    def finding(message_id: int, state: str, v: _Vouch | None, e: _Erasure | None) -> None:
+        ref = v or e
+        assert ref is not None
+        what = (
+            f"{v.chain} #{v.seq}, {v.action}"
+            if v is not None
+            else f"{ref.chain} #{ref.seq}, {ERASED}"
+        )
+        found = MessageFinding(
+            message_id=message_id,
+            state=state,
+            case_id=ref.case_id,
+            event_id=ref.event_id,
+            event=what,
+            at=v.at if v is not None else None,
+            erased_at=e.at if e else None,
+            erased_by=e.by if e else None,
+            reason=e.reason if e else None,
+        )
+        getattr(verdict, state).append(found)
+
+    def problem(line: str) -> None:
+        if len(verdict.problems) < limit:
+            verdict.problems.append(line)
+
+    wanted = None if whole_log else sorted(vouched.keys() | erasures.keys())
+    async for message_id, content, media_id in _message_rows(session, wanted):
+        v, e = vouched.pop(message_id, None), erasures.pop(message_id, None)
+        if v is None and e is None:
+            # Every message is stored with its event: one without is an insertion.
+            verdict.unrecorded += 1
+            problem(f"message id={message_id}: no event records it (inserted outside the record)")
+            continue
+        if e is not None:
+            verdict.messages += 1
+            if content or media_id:
+                finding(message_id, "edited", v, e)
+                problem(
+                    f"message id={message_id}: erased by event id={e.event_id}, "
+                    "but holds content again (edited)"
+                )
+            elif (
+                v is not None
+                and v.digest is not None
+                and e.erased_digest is not None
+                and e.erased_digest != v.digest
+            ):
+                finding(message_id, "edited", v, e)
+                problem(
+                    f"message id={message_id}: the text erased by event id={e.event_id} does "
+                    f"not match the digest in {v.where} (edited before it was erased)"
+                )
+            else:
+                finding(message_id, "erased", v, e)
+            continue
+        assert v is not None
+        if v.digest is None:
+            verdict.not_covered += 1
+            continue
+        verdict.messages += 1
+        if content_digest(content) != v.digest:
+            finding(message_id, "edited", v, None)
+            problem(
+                f"message id={message_id}: its text does not match the digest in {v.where} (edited)"
+            )
+    # Recorded, erased or not, but no longer there.
+    for message_id in sorted(vouched.keys() | erasures.keys()):
+        v, e = vouched.get(message_id), erasures.get(message_id)
+        finding(message_id, "deleted", v, e)
+        ref = v.where if v is not None else f"its erasure, event id={e.event_id if e else '?'}"
+        problem(f"message id={message_id}: recorded by {ref}, but the row is gone (deleted)")
+
+
+@dataclass(frozen=True)
+class Erased:
+    """A message erased by law, as erase_message recorded it."""
+
+    message_id: int
+    case_id: int | None
+    at: datetime
+    by: str
+    reason: str
+    sha256: str  # the text's digest as first recorded (or as erased, if none was)
+    receipt: str  # the hash of the erasure's event
+
+
+class NoSuchMessage(LookupError):
+    """No message has that id."""
+
+
+class AlreadyErased(Exception):
+    """The message was erased before: once is the record, twice is refused."""
+
+    def __init__(self, message_id: int, at: datetime, by: str) -> None:
+        super().__init__(f"message {message_id} was erased at {at.isoformat()} by {by}")
+        self.message_id, self.at, self.by = message_id, at, by
+
+
+async def erase_message(
+    session: AsyncSession, message_id: int, *, by: str, reason: str, actor: str = "admin"
+) -> Erased:
+    """Blank a message's text (and its media id) where the law requires it, and record
+    that in the audit log: `message.erased` (who, why, the message, the digest its event
+    recorded and the one of the text erased), in the chain of the event that recorded it.
+    verify then reports it erased, not edited. Raises NoSuchMessage, or AlreadyErased."""
+    row = (
+        await session.execute(
+            select(
+                col(Message.id),
+                col(Message.content),
+                col(Message.media_id),
+                col(Message.case_id),
+                col(Message.ticket_id),
+            )
+            .where(col(Message.id) == message_id)
+            .with_for_update()  # PostgreSQL: a second erasure waits here, then finds this one
+        )
+    ).first()
+    if row is None:
+        raise NoSuchMessage(message_id)
+    _, content, media_id, case_id, ticket_id = row
+    names = or_(
+        col(AuditEvent.subject) == f"message:{message_id}",
+        and_(
+            col(AuditEvent.action) == ANSWERED,
+            col(AuditEvent.subject) == f"ticket:{ticket_id}",
+        ),
+    )
+    vouched: dict[int, _Vouch] = {}
+    erasures: dict[int, _Erasure] = {}
+    # Its own case's chain first (the row's case is the event's); the whole log if not there.
+    for where in (col(AuditEvent.chain) == chain_for(case_id), None):
+        query = select(AuditEvent).where(names).order_by(col(AuditEvent.id))
+        for ev in (await session.execute(query if where is None else query.where(where))).scalars():
+            if ev.action in MESSAGE_EVENTS or ev.action in (ANSWERED, ERASED):
+                _note_message_event(ev, vouched, erasures)
+        if message_id in vouched or message_id in erasures:
+            break
+    if message_id in erasures:
+        done = erasures[message_id]
+        raise AlreadyErased(message_id, done.at, done.by)
+    recorded = vouched.get(message_id)
+    erased_digest = content_digest(content or "")
+    original = recorded.digest if recorded and recorded.digest else erased_digest
+    await (await session.connection()).execute(
+        update(Message).where(col(Message.id) == message_id).values(content="", media_id=None)
+    )
+    event = await append(
+        session,
+        actor=actor,
+        action=ERASED,
+        subject=f"message:{message_id}",
+        case_id=recorded.case_id if recorded else case_id,
+        payload={
+            "message_id": message_id,
+            "by": by,
+            "reason": reason,
+            "sha256": original,
+            "erased_sha256": erased_digest,
+            "media": media_id is not None,
+            "recorded_in": [recorded.chain, recorded.seq] if recorded else None,
+        },
+    )
+    return Erased(
+        message_id=message_id,
+        case_id=event.case_id,
+        at=event.at,
+        by=by,
+        reason=reason,
+        sha256=original,
+        receipt=event.hash,
+    )
 
 
 async def export_case(session: AsyncSession, case_id: int) -> list[dict[str, Any]]:

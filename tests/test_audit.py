@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -22,11 +23,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import jobs
-from bot.dialog.dispatch import Deps
+from bot.core.clock import say_time
+from bot.dialog import dispatch
+from bot.dialog.deps import Deps
 from storage import audit, state
 from storage import db as database
-from storage.models import AuditEvent
-from tests.conftest import REDIS_URL
+from storage.models import AuditEvent, Message
+from tests.conftest import CASE_NUMBER, REDIS_URL
+from tests.world import JUDGE_WX, World, ask, bind_judge, mst_in_process, verify_litigant
 
 CASE_A = 101
 CASE_B = 202
@@ -695,3 +699,340 @@ async def test_export_case_returns_the_cases_events_in_order(deps: Deps) -> None
         "hash",
     }
     json.dumps(exported, ensure_ascii=False)  # serializable as JSON Lines
+
+
+# -- messages against the digests their events recorded -------------------------------------
+
+
+async def stored(db: database.Database, text_: str) -> Message:
+    """The one message row holding exactly `text_`."""
+    async with db.sessions() as s:
+        return (await s.execute(select(Message).where(Message.content == text_))).scalar_one()
+
+
+async def edit_message(db: database.Database, message_id: int | None, **values: Any) -> None:
+    """What a rogue DBA does to the message table (it has no triggers to switch off)."""
+    async with db.transaction() as s:
+        await s.execute(update(Message).where(Message.id == message_id).values(**values))
+
+
+async def erase(w: World, cli_env: dict[str, str], tmp_path: Path, *args: str) -> Any:
+    return await mst_in_process(cli_env, tmp_path, "audit", "erase", *args)
+
+
+async def verify_json(cli_env: dict[str, str], tmp_path: Path) -> tuple[int, dict[str, Any]]:
+    run = await mst_in_process(cli_env, tmp_path, "audit", "verify", "--json")
+    return run.code, json.loads(run.out)
+
+
+QUESTION = "请问12月10日开庭吗？"
+
+
+def test_the_digest_is_the_one_the_dialog_records() -> None:
+    for said in ("", "请问12月10日开庭吗？", "#1 12月10日上午九点"):
+        assert audit.content_digest(said) == dispatch.content_digest(said)
+
+
+async def test_an_untouched_world_is_intact_message_by_message(
+    world: World, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    number = await ask(w, QUESTION)
+    await w.say(JUDGE_WX, f"#{number} 12月10日上午九点开庭。")
+
+    verdict = await check(w.deps.db)
+    assert verdict.ok, verdict.problems
+    assert verdict.messages >= 8  # every message in and out, and the judge's answer
+    assert (verdict.not_covered, verdict.unrecorded) == (0, 0)
+    assert verdict.edited == verdict.deleted == verdict.erased == []
+
+    run = await mst_in_process(cli_env, tmp_path, "audit", "verify")
+    assert run.code == 0, run.err
+    said = run.out.strip().splitlines()
+    assert said[0] == f"消息：{verdict.messages} 条已与审计记录核对。"
+    assert said[-1].startswith("audit log intact: ")  # the verdict stays the last line
+    code, report = await verify_json(cli_env, tmp_path)
+    assert code == 0 and report["intact"] is True and report["problems"] == []
+    assert report["messages"] == {
+        "checked": verdict.messages,
+        "not_covered": 0,
+        "unrecorded": 0,
+        "edited": [],
+        "deleted": [],
+        "erased": [],
+    }
+
+
+async def test_an_edited_litigant_message_is_named(world: World) -> None:
+    w = world
+    await verify_litigant(w)
+    await ask(w, QUESTION)
+    msg = await stored(w.deps.db, QUESTION)
+    assert (await check(w.deps.db)).ok
+
+    await edit_message(w.deps.db, msg.id, content="请问12月11日开庭吗？")
+
+    verdict = await check(w.deps.db)
+    assert not verdict.ok
+    [found] = verdict.edited
+    assert (found.message_id, found.state, found.case_id) == (msg.id, "edited", w.case["case_id"])
+    assert found.event.startswith(f"case:{w.case['case_id']} #") and "message.in" in found.event
+    [problem] = verdict.problems
+    assert problem.startswith(f"message id={msg.id}: ") and problem.endswith("(edited)")
+    assert f"event id={found.event_id} " in problem
+    assert verdict.deleted == verdict.erased == []
+    # A receipt's check (its case's chain alone) sees it too.
+    async with w.deps.db.sessions() as s:
+        assert not (await audit.verify(s, chain=f"case:{w.case['case_id']}")).ok
+
+
+async def test_an_edited_judges_answer_is_named(
+    world: World, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The issue's case: the judge's "12月10日" made "12月11日" in the message table."""
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    number = await ask(w, "什么时候开庭？")
+    await w.say(JUDGE_WX, f"#{number} 12月10日上午九点开庭。")
+    async with w.deps.db.sessions() as s:
+        answer = (
+            await s.execute(select(Message).where(Message.staff_id.is_not(None)))  # type: ignore[union-attr]
+        ).scalar_one()
+    assert "12月10日" in answer.content
+
+    await edit_message(w.deps.db, answer.id, content=answer.content.replace("10日", "11日"))
+
+    verdict = await check(w.deps.db)
+    [found] = verdict.edited
+    assert (found.message_id, found.case_id) == (answer.id, w.case["case_id"])
+    assert found.event.endswith(", ticket.answered")
+    assert any(p.startswith(f"message id={answer.id}: ") for p in verdict.problems)
+
+    run = await mst_in_process(cli_env, tmp_path, "audit", "verify")
+    assert run.code == 1
+    assert f"message id={answer.id}: " in run.err.splitlines()[0]
+    assert "被改动 1 条" in run.out
+    assert (
+        f"消息 {answer.id}（{CASE_NUMBER}，" in run.out and "内容与审计记录中的摘要不符" in run.out
+    )
+    assert say_time(found.at) in run.out  # when it was recorded, in the court's time zone
+    code, report = await verify_json(cli_env, tmp_path)
+    assert code == 1 and report["intact"] is False
+    [edited] = report["messages"]["edited"]
+    assert edited["message_id"] == answer.id and edited["case_number"] == CASE_NUMBER
+    assert edited["event_id"] == found.event_id and edited["recorded_at"].endswith("+08:00")
+
+    # The judge's own message (`#n …`, recorded on its way in) is covered as well.
+    said = await stored(w.deps.db, f"#{number} 12月10日上午九点开庭。")
+    await edit_message(w.deps.db, said.id, content=f"#{number} 12月11日上午九点开庭。")
+    assert [f.message_id for f in (await check(w.deps.db)).edited] == sorted([answer.id, said.id])
+
+
+async def test_a_deleted_message_is_named(
+    world: World, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    w = world
+    await verify_litigant(w)
+    await ask(w, QUESTION)
+    msg = await stored(w.deps.db, QUESTION)
+    async with w.deps.db.transaction() as s:
+        await s.execute(delete(Message).where(Message.id == msg.id))
+
+    verdict = await check(w.deps.db)
+    [found] = verdict.deleted
+    assert (found.message_id, found.state, found.case_id) == (msg.id, "deleted", w.case["case_id"])
+    [problem] = verdict.problems
+    assert problem.startswith(f"message id={msg.id}: ") and problem.endswith("(deleted)")
+    assert verdict.edited == []
+
+    run = await mst_in_process(cli_env, tmp_path, "audit", "verify")
+    assert run.code == 1
+    assert "被删除的消息：" in run.out and f"消息 {msg.id}（{CASE_NUMBER}，" in run.out
+
+
+async def test_a_message_inserted_outside_the_record_is_named(world: World) -> None:
+    """A forged message (a row no event records) fails verify, however plausible it looks."""
+    w = world
+    await verify_litigant(w)
+    await ask(w, QUESTION)
+    msg = await stored(w.deps.db, QUESTION)
+    async with w.deps.db.transaction() as s:
+        forged = Message(
+            direction="out",
+            channel="wechat",
+            openid=msg.openid,
+            msg_type="text",
+            content="法官：您的案件已撤诉。",
+            case_id=msg.case_id,
+            created_at=msg.created_at,
+        )
+        s.add(forged)
+        await s.flush()
+        forged_id = forged.id
+    verdict = await check(w.deps.db)
+    assert not verdict.ok and verdict.unrecorded == 1
+    assert verdict.problems == [
+        f"message id={forged_id}: no event records it (inserted outside the record)"
+    ]
+
+
+async def test_an_erased_message_is_reported_erased_not_tampered(
+    world: World, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    w = world
+    await verify_litigant(w)
+    await ask(w, QUESTION)
+    msg = await stored(w.deps.db, QUESTION)
+
+    run = await erase(
+        w, cli_env, tmp_path, "--message", str(msg.id), "--reason", "当事人申请删除个人信息",
+        "--by", "李书记员", "--json",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    done = json.loads(run.out)
+    assert done["message_id"] == msg.id and done["case_number"] == CASE_NUMBER
+    assert (done["by"], done["reason"]) == ("李书记员", "当事人申请删除个人信息")
+    assert done["sha256"] == audit.content_digest(QUESTION)
+    async with w.deps.db.sessions() as s:
+        row = await s.get(Message, msg.id)
+        [event] = (
+            await s.execute(select(AuditEvent).where(AuditEvent.action == audit.ERASED))
+        ).scalars()
+    assert row is not None and (row.content, row.media_id) == ("", None)
+    assert (event.subject, event.case_id, event.hash) == (
+        f"message:{msg.id}",
+        w.case["case_id"],
+        done["receipt"],
+    )
+    payload = json.loads(event.payload)
+    assert payload["sha256"] == done["sha256"] and payload["by"] == "李书记员"
+    assert payload["reason"] == "当事人申请删除个人信息" and payload["message_id"] == msg.id
+
+    verdict = await check(w.deps.db)
+    assert verdict.ok, verdict.problems
+    [found] = verdict.erased
+    assert (found.message_id, found.erased_by, found.reason) == (
+        msg.id,
+        "李书记员",
+        "当事人申请删除个人信息",
+    )
+    assert verdict.edited == verdict.deleted == []
+
+    shown = await mst_in_process(cli_env, tmp_path, "audit", "verify")
+    assert shown.code == 0, shown.err
+    assert "audit log intact" in shown.out and "依法删除 1 条" in shown.out
+    assert found.erased_at is not None
+    assert (
+        f"消息 {msg.id}（{CASE_NUMBER}，" in shown.out
+        and f"{say_time(found.erased_at)}，由 李书记员 依法删除，原因：当事人申请删除个人信息"
+        in shown.out
+    )
+    code, report = await verify_json(cli_env, tmp_path)
+    assert code == 0 and report["intact"] is True
+    [listed] = report["messages"]["erased"]
+    assert listed["message_id"] == msg.id and listed["erased_by"] == "李书记员"
+    assert listed["erased_at"].endswith("+08:00") and listed["case_number"] == CASE_NUMBER
+
+    # Blank is what the erasure left: text put back afterwards is an edit.
+    await edit_message(w.deps.db, msg.id, content=QUESTION)
+    verdict = await check(w.deps.db)
+    assert [f.message_id for f in verdict.edited] == [msg.id] and verdict.erased == []
+    assert "holds content again" in verdict.problems[0]
+
+
+async def test_erasing_twice_or_an_unknown_message_is_refused(
+    world: World, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    w = world
+    await verify_litigant(w)
+    await ask(w, QUESTION)
+    msg = await stored(w.deps.db, QUESTION)
+    first = await erase(w, cli_env, tmp_path, "--message", str(msg.id), "--reason", "依法删除")
+    assert first.code == 0, first.err
+    assert f"已删除消息 {msg.id}（{CASE_NUMBER}）的内容" in first.out and "admin" in first.out
+
+    again = await erase(w, cli_env, tmp_path, "--message", str(msg.id), "--reason", "再删一次")
+    assert again.code == 1
+    assert again.out == ""
+    assert f"消息 {msg.id} 已于" in again.err and "由 admin 删除" in again.err
+    assert "不能再删除一次" in again.err
+
+    unknown = await erase(w, cli_env, tmp_path, "--message", "99999", "--reason", "依法删除")
+    assert unknown.code == 2 and "没有编号为 99999 的消息" in unknown.err
+    blank = await erase(w, cli_env, tmp_path, "--message", str(msg.id), "--reason", "  ")
+    assert blank.code == 2 and "--reason" in blank.err
+
+    async with w.deps.db.sessions() as s:
+        erasures = (
+            await s.execute(select(AuditEvent).where(AuditEvent.action == audit.ERASED))
+        ).all()
+    assert len(erasures) == 1
+    verdict = await check(w.deps.db)
+    assert verdict.ok and [f.message_id for f in verdict.erased] == [msg.id]
+
+
+async def test_an_edit_is_not_laundered_by_erasing_the_message(world: World) -> None:
+    """Erasure records the digest of what it blanked: an edit before it still shows."""
+    w = world
+    await verify_litigant(w)
+    await ask(w, QUESTION)
+    msg = await stored(w.deps.db, QUESTION)
+    await edit_message(w.deps.db, msg.id, content="请问12月11日开庭吗？")
+    assert msg.id is not None
+    async with w.deps.db.transaction() as s:
+        done = await audit.erase_message(s, msg.id, by="admin", reason="依法删除")
+    assert done.sha256 == audit.content_digest(QUESTION)  # the original, as recorded
+
+    verdict = await check(w.deps.db)
+    [found] = verdict.edited
+    assert found.message_id == msg.id and found.erased_by == "admin"
+    assert "edited before it was erased" in verdict.problems[0]
+
+
+async def test_an_answer_recorded_without_a_digest_is_not_covered_not_failed(
+    deps: Deps, sample_case: dict[str, Any]
+) -> None:
+    """Answers stored before their event held a digest: reported as not covered; a row
+    of theirs that is gone is still named."""
+    case_id = sample_case["case_id"]
+    async with deps.db.transaction() as s:
+        old = Message(
+            direction="out", openid="oX", msg_type="text", content="旧答复", case_id=case_id
+        )
+        s.add(old)
+        await s.flush()
+        await audit.append(
+            s,
+            actor="staff:zhangwei",
+            action=audit.ANSWERED,
+            subject="ticket:1",
+            case_id=case_id,
+            payload={"message_id": old.id, "first_reply": True},
+        )
+    verdict = await check(deps.db)
+    assert verdict.ok and (verdict.not_covered, verdict.messages) == (1, 0)
+
+    await edit_message(deps.db, old.id, content="改过的旧答复")
+    assert (await check(deps.db)).ok  # nothing to compare it with
+
+    async with deps.db.transaction() as s:
+        await s.execute(delete(Message).where(Message.id == old.id))
+    verdict = await check(deps.db)
+    assert [f.message_id for f in verdict.deleted] == [old.id] and not verdict.ok
+
+
+async def test_the_judge_reads_an_erased_message_as_erased(
+    world: World, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    number = await ask(w, QUESTION)
+    msg = await stored(w.deps.db, QUESTION)
+    run = await erase(w, cli_env, tmp_path, "--message", str(msg.id), "--reason", "依申请删除")
+    assert run.code == 0, run.err
+    thread = await w.say(JUDGE_WX, f"#{number}")
+    assert "（此条内容已依法删除）" in thread and QUESTION not in thread

@@ -254,7 +254,12 @@ async def answer(
         action="ticket.answered",
         subject=f"ticket:{ticket.id}",
         case_id=case.id,
-        payload={"message_id": msg.id, "first_reply": first},
+        # The thread's words by digest, as for every message: verify checks the row by it.
+        payload={
+            "message_id": msg.id,
+            "first_reply": first,
+            "sha256": audit.content_digest(said),
+        },
     )
     return msg
 
