@@ -232,6 +232,15 @@ STAFF_TOO_FAST = "发送太快了，这一条没有发出：\n{text}\n请稍等�
 STAFF_ANSWERED = "已将您的答复发给当事人（#{ticket}）。"
 STAFF_CLOSED = "#{ticket} 已办结，已通知当事人。"
 STAFF_ALREADY_CLOSED = "#{ticket} 已经办结了。"
+# a receipt checked (its page, and the chat when one is sent back)
+RECEIPT_RECORDED = "{court}已记录您的{kind}{number}。\n案号：{case_number}\n时间：{at}"
+RECEIPT_NUMBER = "（编号 #{ticket}）"
+RECEIPT_INTACT = "✔ 核对无误：这条记录从生成到现在没有被改动过。"
+RECEIPT_BROKEN = "核对发现本案的记录有异常，法院已收到提醒。请到诉讼服务中心咨询。"
+RECEIPT_UNKNOWN = (
+    "没有找到这份回执。请核对链接是否完整。\n回执是您提交咨询、投诉或线索时收到的那条链接。"
+)
+
 # the thread staff read (#n)
 A_PARTY = "当事人"
 THE_COURT = "法院"

@@ -17,6 +17,7 @@ from bot.channels.wechat.api import WeChatAPI
 from bot.channels.wechat.sender import WeChatSender
 from bot.core import clock
 from bot.core.events import Inbound
+from bot.core.reply import Reply, as_text
 from bot.fakes.wechat.callbacks import event_xml, text_xml
 from bot.outbox import delivery
 from bot.rules.staff import issue_bind_code
@@ -884,3 +885,28 @@ async def test_a_receipt_is_a_link_the_litigant_can_check(world: World) -> None:
     await edit(w.deps.db, other.id, payload='{"method": "phone_tail", "role": "被告"}')
     tampered = await (await w.client.get(found.group(1))).text()
     assert "核对发现本案的记录有异常" in tampered and "核对无误" not in tampered
+
+
+async def test_a_receipt_sent_back_in_the_chat_is_checked_there(world: World) -> None:
+    """Issue 14, item 4: sent in the chat, a receipt answers as its page does, in any step."""
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    assert await w.say(LITIGANT, "1") == texts.ASK_PROMPT
+    reply = await w.say(LITIGANT, "我儿子需要带身份证吗？")
+    found = re.search(r"回执：(http://court\.example/v/([0-9a-f]{16}))\n", reply)
+    assert found is not None, reply
+    number = int(re.search(r"#(\d+)", reply).group(1))  # type: ignore[union-attr]
+    # Still in the question's step: the link is checked, it does not join the question.
+    for sent in (found.group(1), found.group(2).upper(), f" {found.group(2)} "):
+        answer = await w.say(LITIGANT, sent)
+        assert answer.startswith(f"衡水市桃城区人民法院已记录您的咨询（编号 #{number}）。"), answer
+        assert CASE_NUMBER in answer and texts.RECEIPT_INTACT in answer
+        assert "身份证" not in answer
+    assert await w.say(LITIGANT, "0123456789abcdef") == as_text(
+        Reply(texts.RECEIPT_UNKNOWN, (texts.TO_MENU,))
+    )
+    async with w.deps.db.sessions() as s:
+        [question] = (await s.execute(select(Ticket))).scalars().all()
+        added = (await s.execute(select(Message).where(Message.ticket_id == question.id))).scalars()
+        assert all("/v/" not in m.content for m in added)

@@ -193,27 +193,29 @@ async def receipt_page(request: web.Request) -> web.Response:
     async with deps.db.sessions() as session:
         found = await receipts.check(session, request.match_info["receipt"])
     if found is None:
+        unknown = html.escape(texts.RECEIPT_UNKNOWN).replace("\n", "")
         return page(
             "没有找到回执",
-            "<h1>没有找到这份回执</h1><div class='card'>请核对链接是否完整。"
-            "回执是您提交咨询、投诉或线索时收到的那条链接。</div>",
+            f"<h1>没有找到这份回执</h1><div class='card'>{unknown}</div>",
             status=404,
         )
-    number = f"（编号 #{found.ticket_id}）" if found.ticket_id else ""
+    number = texts.RECEIPT_NUMBER.format(ticket=found.ticket_id) if found.ticket_id else ""
+    recorded = texts.RECEIPT_RECORDED.format(
+        court=found.court,
+        kind=texts.kind_name(found.kind),
+        number=number,
+        case_number=found.case_number,
+        at=say_time(found.at),
+    )
     state = (
-        "<div class='card ok'>✔ 核对无误：这条记录从生成到现在没有被改动过。</div>"
+        f"<div class='card ok'>{html.escape(texts.RECEIPT_INTACT)}</div>"
         if found.intact
-        else "<div class='card bad'>核对发现本案的记录有异常，法院已收到提醒。"
-        "请到诉讼服务中心咨询。</div>"
+        else f"<div class='card bad'>{html.escape(texts.RECEIPT_BROKEN)}</div>"
     )
     if not found.intact:
         log.error("receipt %s: the case's audit chain does not verify", found.case_number)
-    body = (
-        "<h1>回执核对</h1>"
-        f"<div class='card'>{html.escape(found.court)}已记录您的{html.escape(texts.kind_name(found.kind))}{number}。"
-        f"<br>案号：{html.escape(found.case_number)}"
-        f"<br>时间：{html.escape(say_time(found.at))}</div>{state}"
-    )
+    shown = html.escape(recorded).replace("\n", "<br>")
+    body = f"<h1>回执核对</h1><div class='card'>{shown}</div>{state}"
     return page("回执核对", body)
 
 

@@ -27,7 +27,7 @@ from bot.core.reply import Reply, as_text
 from bot.dialog.deps import Deps
 from bot.outbox import queue as outbox
 from bot.rules import people, tickets
-from handlers import bind, home, judge, menu, texts, unsupported
+from handlers import bind, home, judge, menu, receipt, texts, unsupported
 from handlers.context import Context
 from qr import codes
 from storage import audit, conversations, state
@@ -373,6 +373,8 @@ async def route(ctx: Context) -> Reply | None:
         return await judge.command(ctx, await ctx.session.get_one(Staff, staff_id))
     text = inbound.text.strip()
     step = ctx.state.get("step")
+    if inbound.kind == "text" and (key := receipt.receipt_in(inbound.plain)) is not None:
+        return await receipt.check(ctx, key)  # a receipt sent back: checked, in any step
     if inbound.kind in ("text", "voice"):
         # Inside a flow, free text belongs to the flow (a question may look like a code),
         # except a case code that is really one: that opens its case, never joins an item.
