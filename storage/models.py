@@ -206,7 +206,18 @@ class AuditEvent(SQLModel, table=True):
     """Append-only, hash-chained; one chain per case plus `global`. See storage.audit."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (UniqueConstraint("chain", "seq", name="uq_audit_chain_seq"),)
+    __table_args__ = (
+        UniqueConstraint("chain", "seq", name="uq_audit_chain_seq"),
+        # The event's place in the transparency log (storage.transparency), given once.
+        Index("ux_audit_event_leaf_index", "leaf_index", unique=True),
+        # What the sequencer looks for: events not yet in the log, by id.
+        Index(
+            "ix_audit_event_unsequenced",
+            "id",
+            sqlite_where=Column("leaf_index").is_(None),
+            postgresql_where=Column("leaf_index").is_(None),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     chain: str = Field(max_length=32)
     seq: int
@@ -218,6 +229,7 @@ class AuditEvent(SQLModel, table=True):
     case_id: int | None = Field(default=None, index=True)
     at: datetime
     payload: str = Field(sa_column=Column(Text, nullable=False))
+    leaf_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class Outbox(SQLModel, table=True):
@@ -332,3 +344,20 @@ def core_table(model: type[SQLModel]) -> Table:
     found = inspect(model).local_table
     assert isinstance(found, Table)
     return found
+
+
+class TreeHead(SQLModel, table=True):
+    """A signed head of the transparency log over every audit event (storage.transparency):
+    kept forever, one per size, never rewritten."""
+
+    __tablename__ = "tree_head"
+    size: int = Field(
+        sa_column=Column(BigInteger, primary_key=True, autoincrement=False, nullable=False)
+    )
+    root: str = Field(max_length=64)  # hex
+    signed_at: datetime  # whole milliseconds: what the signature covers
+    signature: str = Field(max_length=128)  # hex, Ed25519
+    key_id: str = Field(max_length=16)  # hex: the public key's SHA-256, first 16 characters
+    # JSON: the hex roots of the tree's perfect right-edge subtrees, largest first, so the
+    # next head is built in O(log n) a new leaf.
+    frontier: str = Field(sa_column=Column(Text, nullable=False))

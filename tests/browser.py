@@ -1,6 +1,6 @@
 """Pages as a person sees them: Debian's Chromium (/usr/bin/chromium, installed by
-scripts/test), driven by Playwright, at a phone's size. Screenshots are kept in
-test-artifacts/ to be looked at."""
+scripts/test), driven by Playwright, at a phone's size (or a desktop's, for what is read
+at a desk and printed). Screenshots are kept in test-artifacts/ to be looked at."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ FLAGS = [
     "--disable-sync",
 ]
 PHONE = {"width": 390, "height": 844}  # a common phone, in CSS pixels
+DESKTOP = {"width": 1280, "height": 900}  # an office screen, in CSS pixels
 
 
 @asynccontextmanager
@@ -33,6 +34,18 @@ async def phone_page() -> AsyncIterator[Page]:
             context = await browser.new_context(
                 viewport=PHONE, device_scale_factor=2, is_mobile=True, locale="zh-CN"
             )
+            yield await context.new_page()
+        finally:
+            await browser.close()
+
+
+@asynccontextmanager
+async def desktop_page() -> AsyncIterator[Page]:
+    """A page at an office screen's size: what staff and auditors read, and print."""
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            context = await browser.new_context(viewport=DESKTOP, locale="zh-CN")
             yield await context.new_page()
         finally:
             await browser.close()

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import secrets
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
@@ -35,6 +37,7 @@ from bot.rules import rulebook
 __all__ = ["ConfigError", "Settings", "WeChatSettings", "load_settings"]
 
 SECRET_FILE_NAME = ".mst_secret"
+SIGNING_KEY_FILE_NAME = ".mst_signing_key"
 
 
 def load_settings(
@@ -57,6 +60,7 @@ def load_settings(
         database_url=_database_url(get("DATABASE_URL", DEFAULT_DATABASE_URL) or ""),
         redis_url=_redis_url(get("REDIS_URL")),
         secret_key=get("MST_SECRET_KEY") or _stored_secret(data_dir),
+        signing_key=_signing_key(get("MST_SIGNING_KEY"), data_dir),
         public_base_url=_http_url(
             "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL)
         ),
@@ -169,20 +173,62 @@ def _flag(name: str, value: str | None) -> bool:
 
 def _stored_secret(data_dir: Path) -> str:
     """The key generated on first run and kept beside the data, so restarts keep sessions valid."""
-    path = data_dir / SECRET_FILE_NAME
+    return _kept(data_dir / SECRET_FILE_NAME, lambda: secrets.token_urlsafe(48), "MST_SECRET_KEY")
+
+
+def _signing_key(value: str | None, data_dir: Path) -> bytes:
+    """MST_SIGNING_KEY, or (unset) the one generated on first run and kept beside the data:
+    the base64 of a 32-byte Ed25519 private key. Tree heads signed with it stay checkable
+    against one public key across restarts."""
+    if value is not None:
+        return _ed25519_key(value, "MST_SIGNING_KEY")
+    path = data_dir / SIGNING_KEY_FILE_NAME
+    kept = _kept(
+        path, lambda: base64.b64encode(secrets.token_bytes(32)).decode(), "MST_SIGNING_KEY"
+    )
+    return _ed25519_key(kept, f"MST_SIGNING_KEY not set, and {path}")
+
+
+def _ed25519_key(value: str, name: str) -> bytes:
+    try:
+        key = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(f"{name} must be the base64 of a 32-byte Ed25519 private key")
+    return key
+
+
+def _kept(path: Path, make: Callable[[], str], variable: str) -> str:
+    """A value generated on first run and kept in `path`, readable by the owner only. The
+    first process to create the file wins; the others read theirs."""
     try:
         if not path.is_file():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            secret = secrets.token_urlsafe(48)
-            try:
-                # Created readable by the owner only.
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process created it first: use theirs
-            else:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(secret + "\n")
-                return secret
+            path.parent.mkdir(parents=True, exist_ok=True)
+            value = make()
+            with contextlib.suppress(FileExistsError):  # another process was first
+                _create(path, value)
+                return value
         return path.read_text().strip()
     except OSError as exc:
-        raise ConfigError(f"MST_SECRET_KEY not set and cannot keep one in {path}: {exc}") from exc
+        raise ConfigError(f"{variable} not set and cannot keep one in {path}: {exc}") from exc
+
+
+def _create(path: Path, value: str) -> None:
+    """A new file (0600) holding `value`, never seen half-written: written to a temporary
+    file, then linked into place. FileExistsError when there is one already."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")  # 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a volume without hard links: an exclusive create in place
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+                fh.write(value + "\n")
+    finally:
+        os.unlink(temporary)

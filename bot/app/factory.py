@@ -13,7 +13,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy import inspect
 
-from bot.app import jobs, pages
+from bot.app import jobs, pages, transparency
 from bot.app.config import ConfigError, Settings
 from bot.channels.wechat import callback as wechat
 from bot.channels.wechat.api import WeChatAPI
@@ -106,6 +106,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
     app[SETTINGS] = settings
     wechat.setup(app)
     pages.setup(app)
+    transparency.setup(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         owned = deps is None

@@ -14,7 +14,8 @@ from bot.dialog import dispatch as dialog
 from bot.dialog.deps import Deps
 from bot.outbox import delivery
 from bot.rules import escalation, mediation
-from storage import audit, state
+from storage import audit, state, transparency
+from storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,40 @@ async def anchor_audit(deps: Deps) -> bool:
         if ev is not None:
             log.info("audit anchor #%s recorded", ev.seq)
         return ev is not None
+
+
+async def transparency_log(deps: Deps) -> int:
+    """Put the audit events written since the last run into the transparency log and sign
+    a new tree head over them (storage.transparency); returns how many went in.
+
+    Under the cross-process lock, as anchors are; the database's own lock keeps two
+    sequencers apart even without it (`mst audit publish` extends the log too)."""
+    signer = deps.rules.signer
+    if signer is None:
+        return 0
+    async with state.try_lock(deps.redis, "transparency-log", timeout_s=120) as got:
+        if not got:
+            return 0
+        return await extend_log(deps.db, signer)
+
+
+async def extend_log(db: Database, signer: transparency.Signer) -> int:
+    """Sequence what is new and sign a head over it, one transaction a pass: a backlog
+    goes in `LOG_PASSES` heads of up to SEQUENCE_LIMIT events. Nothing new: no head."""
+    total = 0
+    for _ in range(LOG_PASSES):
+        async with db.transaction() as session:
+            placed = await transparency.sequence(session)
+            head = await transparency.sign_head(session, signer)
+        total += len(placed)
+        if head is not None:
+            log.info("transparency log: head of %s leaves signed", head.size)
+        if len(placed) < transparency.SEQUENCE_LIMIT:
+            break
+    return total
+
+
+LOG_PASSES = 10
 
 
 Job = Callable[[Deps], Awaitable[Any]]
@@ -92,6 +127,7 @@ def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
     return [
         (deliver_outbox, settings.outbox_interval_s),
         (anchor_audit, settings.anchor_interval_s),
+        (transparency_log, 60.0),
         (mediation_reminders, settings.reminder_interval_s),
         (resume_stranded, 30.0),
         (deadlines_job, 60.0),

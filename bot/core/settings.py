@@ -59,6 +59,9 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
     secret_key: str = ""
+    # The transparency log's Ed25519 private key (32 bytes; MST_SIGNING_KEY, or kept in the
+    # data dir). None (settings built in code): no tree heads are signed.
+    signing_key: bytes | None = None
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     wechat: WeChatSettings = field(default_factory=WeChatSettings)
     # Bearer token the court's enforcement system uses to push events; unset: endpoint off.

@@ -1,0 +1,551 @@
+"""The transparency log: every audit event a leaf of ONE append-only Merkle tree (RFC 6962),
+whose heads the server signs with Ed25519 and keeps forever. Anyone holding a head can
+check that an event is in the log (an inclusion proof) and that a later head only added
+to it (a consistency proof), without trusting the server or seeing the events.
+
+Leaves. An event's leaf input is the 32 bytes of its `hash` (storage.audit: SHA-256 over
+its content and its chain's previous hash), so a leaf commits to everything in the event;
+its leaf hash is RFC 6962's SHA-256(0x00 || input) (storage.merkle).
+
+Sequencing (`sequence`). One sequencer at a time (a transaction lock) gives the events not
+yet in the log the next consecutive leaf indices, in id order. Ids are handed out when a
+row is inserted, not when it commits, so an event may commit after one with a larger id
+has been sequenced: it is simply sequenced on the next run, with the next free index.
+No event is ever skipped and none gets two indices; an event's leaf index may come later
+than its id suggests. This is Certificate Transparency's "merge delay" design: the log
+promises to include every event within a bounded time (the job runs every minute), not at
+the moment it is written.
+
+Heads (`sign_head`). A head is (size, root, signed_at); the signature is Ed25519 over
+RFC 6962's TreeHeadSignature (section 3.5), big-endian: version 0 (1 byte), signature type
+1 = tree_hash (1 byte), the timestamp in milliseconds since the epoch (8 bytes), the tree
+size (8 bytes), the root (32 bytes) — `head_bytes`. Each head keeps its tree's frontier
+(the roots of its perfect right-edge subtrees), so the next head costs O(log n) hashes a
+new leaf. A head is stored once per size and never rewritten (the table refuses UPDATE
+and DELETE, as audit_event does).
+
+Proofs (`inclusion`, `consistency`) are computed from the leaves [0, size) read in leaf
+order: O(size) per proof for now.
+
+`check_log` recomputes the tree from the events in one pass (each event's hash checked
+against its content), checks every head's signature, key and root, and names what does
+not hold: an edited, deleted or reordered event, a truncated log, an altered head, a head
+signed by another key, a fork.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from storage.audit import compute_hash
+from storage.clock import now
+from storage.merkle import (
+    EMPTY_FRONTIER,
+    HASH_SIZE,
+    Frontier,
+    consistency_proof,
+    frontier_append,
+    frontier_root,
+    inclusion_proof,
+    leaf_hash,
+)
+from storage.models import AuditEvent, TreeHead
+
+SEQUENCE_LIMIT = 10000  # events given leaf indices per call
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended('transparency:log', 0))")
+_READ_BATCH = 5000  # leaves streamed this many at a time
+
+
+# -- the key ---------------------------------------------------------------------------------
+
+
+def key_id(public_key: bytes) -> str:
+    """How a public key is named: the hex of its SHA-256, first 16 characters."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The log's Ed25519 key: built once at start-up (bot.rules.rulebook) from the 32-byte
+    private key in the settings (MST_SIGNING_KEY, or the one kept in the data dir)."""
+
+    private_key: Ed25519PrivateKey = field(repr=False)
+    public_key: bytes  # raw, 32 bytes
+    key_id: str
+
+    @classmethod
+    def from_private_bytes(cls, private: bytes) -> Signer:
+        """Raises ValueError unless `private` is 32 bytes."""
+        key = Ed25519PrivateKey.from_private_bytes(private)
+        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return cls(key, public, key_id(public))
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private_key.sign(message)
+
+
+def timestamp_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch, exactly (what a head's signature covers)."""
+    return (moment.astimezone(UTC) - _EPOCH) // _MS
+
+
+def head_bytes(size: int, root: bytes, signed_at_ms: int) -> bytes:
+    """What a head's signature covers: RFC 6962's TreeHeadSignature (3.5) — version v1 (0),
+    signature type tree_hash (1), timestamp (ms), tree size, SHA-256 root; big-endian."""
+    return struct.pack(">BBQQ32s", 0, 1, signed_at_ms, size, root)
+
+
+def verify_head(head: TreeHead, public_key: bytes) -> bool:
+    """Is the head's signature the key's, over its size, root and time as stored?"""
+    root = _hash_or_none(head.root)
+    if root is None or not 0 <= head.size < 2**64:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(
+            bytes.fromhex(head.signature), head_bytes(head.size, root, timestamp_ms(head.signed_at))
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# -- what can go wrong -----------------------------------------------------------------------
+
+
+class NoSuchHead(LookupError):
+    """No signed head of that size (or none yet)."""
+
+
+class NotInLog(LookupError):
+    """No such event, or it is not in the log yet."""
+
+
+class OutOfRange(ValueError):
+    """A leaf or size outside the tree asked about."""
+
+
+class LogDamaged(Exception):
+    """The stored leaves or heads are not what the log wrote: run check_log."""
+
+
+# -- sequencing and signing ------------------------------------------------------------------
+
+
+async def _lock(session: AsyncSession) -> None:
+    """One sequencer and signer at a time, until the transaction ends. PostgreSQL: an
+    advisory lock; SQLite: the write lock the transaction already holds (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await (await session.connection()).execute(_LOCK)
+
+
+_NEXT = select(func.max(col(AuditEvent.leaf_index)))
+_WAITING = (
+    select(col(AuditEvent.id))
+    .where(col(AuditEvent.leaf_index).is_(None))
+    .order_by(col(AuditEvent.id))
+    .limit(bindparam("limit"))
+)
+_PLACE = (
+    update(AuditEvent)
+    .where(col(AuditEvent.id) == bindparam("event_id"), col(AuditEvent.leaf_index).is_(None))
+    .values(leaf_index=bindparam("leaf"))
+)
+
+
+async def sequence(session: AsyncSession, *, limit: int = SEQUENCE_LIMIT) -> list[tuple[int, int]]:
+    """Give the events not yet in the log (at most `limit`, by id) the next consecutive
+    leaf indices; returns (leaf_index, event_id) pairs. Inside the caller's transaction.
+
+    The merge delay: an event whose id was handed out before others but that commits after
+    they were sequenced is not skipped — it is taken on a later call, with the next free
+    index (see the module's docstring)."""
+    await _lock(session)
+    conn = await session.connection()
+    last = (await conn.execute(_NEXT)).scalar()
+    first = 0 if last is None else last + 1
+    ids = (await conn.execute(_WAITING, {"limit": limit})).scalars()
+    # (An id is a primary key: never None.)
+    placed = [(first + n, event_id or 0) for n, event_id in enumerate(ids)]
+    if placed:
+        await conn.execute(_PLACE, [{"event_id": e, "leaf": leaf} for leaf, e in placed])
+    return placed
+
+
+async def latest_head(session: AsyncSession) -> TreeHead | None:
+    return (
+        await session.execute(select(TreeHead).order_by(col(TreeHead.size).desc()).limit(1))
+    ).scalar_one_or_none()
+
+
+async def head_at(session: AsyncSession, size: int) -> TreeHead | None:
+    if not 0 <= size < 2**63:
+        return None
+    return (
+        await session.execute(select(TreeHead).where(col(TreeHead.size) == size))
+    ).scalar_one_or_none()
+
+
+async def sign_head(
+    session: AsyncSession, signer: Signer, *, at: datetime | None = None
+) -> TreeHead | None:
+    """Sign a head over every leaf sequenced so far, built from the last head's frontier
+    and the leaves after it; stored, and returned. None when there is nothing new.
+    Raises LogDamaged when the leaves after the last head are not consecutive or the last
+    head's frontier does not give its root (check_log says more)."""
+    await _lock(session)
+    last = await latest_head(session)
+    frontier = EMPTY_FRONTIER
+    if last is not None:
+        stored = _frontier(last)
+        if stored is None or frontier_root(stored).hex() != last.root:
+            raise LogDamaged(f"head size {last.size}: its frontier does not give its root")
+        frontier = stored
+    start = frontier.size
+    result = await session.stream(
+        select(col(AuditEvent.leaf_index), col(AuditEvent.hash))
+        .where(col(AuditEvent.leaf_index) >= start)
+        .order_by(col(AuditEvent.leaf_index)),
+        execution_options={"yield_per": _READ_BATCH},
+    )
+    async for index, event_hash in result:
+        if index != frontier.size:
+            raise LogDamaged(f"leaf #{frontier.size} is missing")
+        leaf = _hash_or_none(event_hash)
+        if leaf is None:
+            raise LogDamaged(f"leaf #{index}: its event's hash is not a SHA-256")
+        frontier = frontier_append(frontier, leaf_hash(leaf))
+    if frontier.size == start:
+        return None
+    moment = _whole_ms(at or now())
+    if last is not None and moment < last.signed_at:
+        moment = last.signed_at  # a clock that went back: heads' times never do
+    root = frontier_root(frontier)
+    signature = signer.sign(head_bytes(frontier.size, root, timestamp_ms(moment)))
+    head = TreeHead(
+        size=frontier.size,
+        root=root.hex(),
+        signed_at=moment,
+        signature=signature.hex(),
+        key_id=signer.key_id,
+        frontier=json.dumps([node.hex() for node in frontier.nodes]),
+    )
+    await (await session.connection()).execute(
+        insert(TreeHead).values(
+            size=head.size,
+            root=head.root,
+            signed_at=head.signed_at,
+            signature=head.signature,
+            key_id=head.key_id,
+            frontier=head.frontier,
+        )
+    )
+    return head
+
+
+def _whole_ms(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _hash_or_none(value: str) -> bytes | None:
+    try:
+        raw = bytes.fromhex(value)
+    except (ValueError, TypeError):
+        return None
+    return raw if len(raw) == HASH_SIZE else None
+
+
+def _frontier(head: TreeHead) -> Frontier | None:
+    """The head's stored frontier, or None when it is unreadable."""
+    try:
+        nodes = json.loads(head.frontier)
+        return Frontier(head.size, tuple(bytes.fromhex(n) for n in nodes))
+    except (ValueError, TypeError):
+        return None
+
+
+# -- proofs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    leaf_index: int
+    event_id: int
+    event_hash: str  # hex: the leaf's input
+    leaf_hash: str  # hex
+    head: TreeHead
+    proof: list[str]  # hex, nearest the leaf first (RFC 6962 PATH)
+
+
+@dataclass(frozen=True)
+class Consistency:
+    first: TreeHead
+    second: TreeHead
+    proof: list[str]  # hex (RFC 6962 PROOF)
+
+
+async def _head(session: AsyncSession, size: int | None) -> TreeHead:
+    head = await (latest_head(session) if size is None else head_at(session, size))
+    if head is None:
+        raise NoSuchHead("no signed tree head yet" if size is None else f"no head of size {size}")
+    return head
+
+
+async def _leaves(session: AsyncSession, size: int) -> list[bytes]:
+    """The leaf hashes [0, size), in order. Raises LogDamaged unless all are there."""
+    rows = await session.execute(
+        select(col(AuditEvent.hash))
+        .where(col(AuditEvent.leaf_index) >= 0, col(AuditEvent.leaf_index) < size)
+        .order_by(col(AuditEvent.leaf_index))
+    )
+    leaves: list[bytes] = []
+    for (event_hash,) in rows:
+        leaf = _hash_or_none(event_hash)
+        if leaf is None:
+            raise LogDamaged(f"leaf #{len(leaves)}: its event's hash is not a SHA-256")
+        leaves.append(leaf_hash(leaf))
+    if len(leaves) != size:
+        raise LogDamaged(f"the log holds {len(leaves)} of the first {size} leaves")
+    return leaves
+
+
+async def inclusion(
+    session: AsyncSession,
+    *,
+    leaf_index: int | None = None,
+    event_id: int | None = None,
+    size: int | None = None,
+) -> Inclusion:
+    """The proof that a leaf (by index, or by its event's id) is in the head of `size`
+    leaves (None: the latest head). Raises NoSuchHead, NotInLog, OutOfRange, LogDamaged."""
+    if (leaf_index is None) == (event_id is None):
+        raise ValueError("name a leaf or an event, not both")
+    head = await _head(session, size)
+    if event_id is not None:
+        row = (
+            await session.execute(
+                select(col(AuditEvent.leaf_index)).where(col(AuditEvent.id) == event_id)
+            )
+        ).first()
+        if row is None:
+            raise NotInLog(f"no event {event_id}")
+        if row[0] is None:
+            raise NotInLog(f"event {event_id} is not in the log yet")
+        leaf_index = row[0]
+    assert leaf_index is not None
+    if not 0 <= leaf_index < head.size:
+        raise OutOfRange(f"leaf {leaf_index} is not in the tree of {head.size}")
+    found = (
+        await session.execute(
+            select(col(AuditEvent.id), col(AuditEvent.hash)).where(
+                col(AuditEvent.leaf_index) == leaf_index
+            )
+        )
+    ).first()
+    if found is None:
+        raise LogDamaged(f"leaf #{leaf_index} is missing")
+    leaves = await _leaves(session, head.size)
+    return Inclusion(
+        leaf_index=leaf_index,
+        event_id=found[0] or 0,
+        event_hash=found[1],
+        leaf_hash=leaves[leaf_index].hex(),
+        head=head,
+        proof=[node.hex() for node in inclusion_proof(leaves, leaf_index)],
+    )
+
+
+async def consistency(session: AsyncSession, first: int, second: int | None = None) -> Consistency:
+    """The proof that the head of `second` leaves (None: the latest) extends the head of
+    `first`. Raises NoSuchHead, OutOfRange, LogDamaged."""
+    older = await _head(session, first)
+    newer = await _head(session, second)
+    if older.size > newer.size:
+        raise OutOfRange(f"head {older.size} is larger than head {newer.size}")
+    leaves = await _leaves(session, newer.size)
+    proof = consistency_proof(leaves, older.size)
+    return Consistency(older, newer, [node.hex() for node in proof])
+
+
+# -- checking the whole log ------------------------------------------------------------------
+
+
+@dataclass
+class LogVerdict:
+    leaves: int = 0  # events in the log
+    heads: int = 0
+    unsequenced: int = 0  # events not in the log yet (the merge delay)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _span(first: int, last: int) -> str:
+    return f"leaf #{first}" if first == last else f"leaves #{first}..#{last}"
+
+
+async def check_log(
+    session: AsyncSession, public_key: bytes, *, limit_problems: int = 50
+) -> LogVerdict:
+    """Recompute the tree from the events and check every head against it; linear in the
+    events plus the heads (one streamed pass, memory for the heads and one entry a chain).
+
+    Named: an event whose content does not match its hash (edited); leaf indices missing
+    (deleted); an event after a later one of its chain (reordered); fewer leaves than the
+    latest head signed (truncated); a head whose signature does not verify (altered), or
+    signed by another key, or whose frontier does not give its root; and a head that does
+    not match the events: explained by the damage found (when there is some before it), a
+    fork (a later head matches the events: the key signed two histories), or leaves
+    reordered or replaced after it was signed."""
+    verdict = LogVerdict()
+
+    def problem(line: str) -> None:
+        if len(verdict.problems) < limit_problems:
+            verdict.problems.append(line)
+
+    ours = key_id(public_key)
+    heads = list((await session.execute(select(TreeHead).order_by(col(TreeHead.size)))).scalars())
+    verdict.heads = len(heads)
+    verdict.unsequenced = (
+        await session.execute(
+            select(func.count()).select_from(AuditEvent).where(col(AuditEvent.leaf_index).is_(None))
+        )
+    ).scalar_one()
+
+    # The heads on their own: who signed them, and what they signed.
+    signed: list[TreeHead] = []  # the heads this key signed as they are
+    for h in heads:
+        if h.key_id != ours:
+            problem(
+                f"head size {h.size}: signed by another key (key id {h.key_id}; "
+                f"this log's key is {ours})"
+            )
+            continue
+        if not verify_head(h, public_key):
+            problem(
+                f"head size {h.size}: its signature does not verify: its root, size or time "
+                "was altered after signing"
+            )
+            continue
+        signed.append(h)
+        stored = _frontier(h)
+        if stored is None or frontier_root(stored).hex() != h.root:
+            problem(
+                f"head size {h.size}: its stored frontier does not give its root "
+                "(the next head would be built on it)"
+            )
+
+    # One pass over the leaves: each event against its hash, the leaf order, the tree.
+    sizes = [h.size for h in signed]
+    recomputed: dict[int, str | None] = {}  # head size -> the events' root (None: cannot)
+    frontier = EMPTY_FRONTIER
+    expected = 0  # the next leaf index
+    damaged: list[int] = []  # leaf indices where the events are not as written
+    last_seq: dict[str, tuple[int, int]] = {}  # chain -> (highest seq so far, its leaf)
+    at_head = 0
+
+    def roots_up_to(index: int) -> None:
+        nonlocal at_head
+        while at_head < len(sizes) and sizes[at_head] <= index:
+            size = sizes[at_head]
+            recomputed[size] = frontier_root(frontier).hex() if frontier.size == size else None
+            at_head += 1
+
+    result = await session.stream(
+        select(AuditEvent)
+        .where(col(AuditEvent.leaf_index).is_not(None))
+        .order_by(col(AuditEvent.leaf_index)),
+        execution_options={"yield_per": 2000},
+    )
+    async for ev in result.scalars():
+        index = ev.leaf_index
+        assert index is not None
+        roots_up_to(index)
+        if index > expected:
+            problem(f"{_span(expected, index - 1)} missing: events deleted from the log")
+            damaged.append(expected)
+        elif index < expected:  # only a negative index can come before leaf #0
+            problem(f"leaf #{index} (event id={ev.id}): not a leaf index (tampered)")
+            damaged.append(0)
+            continue
+        expected = index + 1
+        verdict.leaves += 1
+        where = f"leaf #{index} (event id={ev.id}, {ev.chain} #{ev.seq}, {ev.action})"
+        if compute_hash(ev) != ev.hash:
+            problem(f"{where}: content does not match its hash (edited)")
+            damaged.append(index)
+        leaf = _hash_or_none(ev.hash)
+        if leaf is None:
+            leaf = hashlib.sha256(ev.hash.encode()).digest()  # keeps its place; named above
+        before = last_seq.get(ev.chain)
+        if before is not None and ev.seq < before[0]:
+            problem(
+                f"{where}: comes after #{before[0]} of its chain (leaf #{before[1]}): "
+                "events reordered in the log"
+            )
+            damaged.append(before[1])
+        else:
+            last_seq[ev.chain] = (ev.seq, index)
+        frontier = frontier_append(frontier, leaf_hash(leaf))
+    roots_up_to(2**64)
+    if heads and expected < heads[-1].size:
+        problem(
+            f"the log holds {expected} leaves, but head size {heads[-1].size} signed "
+            f"{heads[-1].size}: events removed at the end (truncated)"
+        )
+        damaged.append(expected)
+    first_damage = min(damaged, default=None)
+
+    # Each head this key signed against the events.
+    matches = {size: recomputed.get(size) == h.root for size, h in zip(sizes, signed, strict=True)}
+    explained: list[TreeHead] = []
+    previous = 0  # the last head that matched
+    for n, h in enumerate(signed):
+        if matches[h.size]:
+            previous = h.size
+            continue
+        if first_damage is not None and first_damage < h.size:
+            explained.append(h)
+            continue
+        later = next((g for g in signed[n + 1 :] if matches[g.size]), None)
+        if later is not None:
+            problem(
+                f"head size {h.size}: a fork: signed by this log's key, but not consistent "
+                f"with head size {later.size}, which the events match: the key signed two "
+                "different histories"
+            )
+            continue
+        # No later head matches either: the events changed under this head and those after.
+        rest = len(signed) - n - 1
+        more = f" and {rest} later heads" if rest else ""
+        problem(
+            f"head size {h.size}{more}: signed by this log's key, but the events give another "
+            f"root: {_span(previous, h.size - 1)} reordered or replaced after it was "
+            "signed, or a fork"
+        )
+        break
+    if explained:
+        more = f" and {len(explained) - 1} later heads" if len(explained) > 1 else ""
+        problem(
+            f"head size {explained[0].size}{more}: root does not match the events "
+            f"(the damage at leaf #{first_damage} above)"
+        )
+    return verdict
