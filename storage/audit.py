@@ -11,6 +11,9 @@ staff answer's `ticket.answered`) holds the SHA-256 of its text, and `verify` co
 `message` rows with them, so an edited or deleted message is named. A message erased by
 law (`erase_message`) is blanked with an event of its own (`message.erased`: who, why, the
 original digest) and reported as erased, not as tampered.
+
+`case_record` gives a case's whole record to read: its chain walked and checked as verify
+walks it, each message event with the text it vouches for and that text's check.
 """
 
 from __future__ import annotations
@@ -422,30 +425,14 @@ async def verify(
         execution_options={"yield_per": 2000},
     )
     async for ev in result.scalars():
-        verdict.events += 1
-        seq, prev = heads.get(ev.chain, (0, GENESIS))
-        if ev.chain not in heads:
-            verdict.chains += 1
-        where = f"event id={ev.id} ({ev.chain} #{ev.seq}, {ev.action})"
-        if ev.seq != seq + 1:
-            verdict.problems.append(
-                f"{where}: sequence jumps from #{seq} — event(s) #{seq + 1}..#{ev.seq - 1} removed"
-            )
-        elif ev.prev_hash != prev:
-            verdict.problems.append(
-                f"{where}: does not link to the event before it (reordered or removed)"
-            )
-        intact = compute_hash(ev) == ev.hash
-        if not intact:
-            verdict.problems.append(f"{where}: content does not match its hash (edited)")
-        heads[ev.chain] = (ev.seq, ev.hash)
+        _, intact = _walk(ev, heads, verdict)
         hashes_at[(ev.chain, ev.seq)] = ev.hash
         if ev.action == ANCHOR and ev.chain == GLOBAL_CHAIN:
             verdict.anchors += 1
             recorded = anchored_heads(ev)
             if recorded is None:  # tampered: report it (if not above already), do not crash
                 if intact:
-                    verdict.problems.append(f"{where}: unreadable anchor payload (edited)")
+                    verdict.problems.append(f"{_where(ev)}: unreadable anchor payload (edited)")
             else:
                 anchored.extend(
                     (ev, chain, aseq, ahash) for chain, (aseq, ahash) in recorded.items()
@@ -454,6 +441,50 @@ async def verify(
             _note_message_event(ev, vouched, erasures)
         if len(verdict.problems) >= limit_problems:
             return verdict
+    _compare_anchors(verdict, anchored, hashes_at, heads)
+    await _check_messages(
+        session, verdict, vouched, erasures, whole_log=chain is None, limit=limit_problems
+    )
+    return verdict
+
+
+def _where(ev: AuditEvent) -> str:
+    return f"event id={ev.id} ({ev.chain} #{ev.seq}, {ev.action})"
+
+
+def _walk(ev: AuditEvent, heads: dict[str, tuple[int, str]], verdict: Verdict) -> tuple[bool, bool]:
+    """One more event of a chain walked in order: counted, checked against the event before
+    it (`heads`: each chain's last seq and hash so far, moved on to this one) and against its
+    own hash, what is wrong reported in `verdict`. Returns (links, intact): it follows the
+    event before it, and its content is what its hash says."""
+    verdict.events += 1
+    seq, prev = heads.get(ev.chain, (0, GENESIS))
+    if ev.chain not in heads:
+        verdict.chains += 1
+    links = ev.seq == seq + 1 and ev.prev_hash == prev
+    if ev.seq != seq + 1:
+        verdict.problems.append(
+            f"{_where(ev)}: sequence jumps from #{seq} — event(s) #{seq + 1}..#{ev.seq - 1} removed"
+        )
+    elif ev.prev_hash != prev:
+        verdict.problems.append(
+            f"{_where(ev)}: does not link to the event before it (reordered or removed)"
+        )
+    intact = compute_hash(ev) == ev.hash
+    if not intact:
+        verdict.problems.append(f"{_where(ev)}: content does not match its hash (edited)")
+    heads[ev.chain] = (ev.seq, ev.hash)
+    return links, intact
+
+
+def _compare_anchors(
+    verdict: Verdict,
+    anchored: list[tuple[AuditEvent, str, int, str]],
+    hashes_at: dict[tuple[str, int], str],
+    heads: dict[str, tuple[int, str]],
+) -> None:
+    """Each chain head an anchor recorded (anchor, chain, seq, hash) against the chain as
+    walked: still there, and the same."""
     for ev, chain, aseq, ahash in anchored:
         found = hashes_at.get((chain, aseq))
         if found is None:
@@ -466,10 +497,6 @@ async def verify(
             verdict.problems.append(
                 f"{chain} #{aseq}: differs from what anchor id={ev.id} recorded"
             )
-    await _check_messages(
-        session, verdict, vouched, erasures, whole_log=chain is None, limit=limit_problems
-    )
-    return verdict
 
 
 async def _message_rows(
@@ -500,9 +527,12 @@ async def _check_messages(
     *,
     whole_log: bool,
     limit: int,
+    rows: AsyncIterator[tuple[int, str, str | None]] | None = None,
 ) -> None:
     """Each message row against the event that recorded it (and its erasure, if any);
-    what is left over was recorded but is gone. Linear: one pass over the rows."""
+    what is left over was recorded but is gone. Linear: one pass over the rows.
+    `rows`: the (id, content, media_id) to check, by id, when the caller has read them
+    (a case's record shows the very text it checked); else they are read here."""
 
     def finding(message_id: int, state: str, v: _Vouch | None, e: _Erasure | None) -> None:
         ref = v or e
@@ -529,8 +559,10 @@ async def _check_messages(
         if len(verdict.problems) < limit:
             verdict.problems.append(line)
 
-    wanted = None if whole_log else sorted(vouched.keys() | erasures.keys())
-    async for message_id, content, media_id in _message_rows(session, wanted):
+    if rows is None:
+        wanted = None if whole_log else sorted(vouched.keys() | erasures.keys())
+        rows = _message_rows(session, wanted)
+    async for message_id, content, media_id in rows:
         v, e = vouched.pop(message_id, None), erasures.pop(message_id, None)
         if v is None and e is None:
             # Every message is stored with its event: one without is an insertion.
@@ -699,6 +731,209 @@ async def export_case(session: AsyncSession, case_id: int) -> list[dict[str, Any
         }
         for ev in rows
     ]
+
+
+@dataclass(frozen=True)
+class RecordedMessage:
+    """A message as a case's record shows it: the row as stored now, and how it compares
+    with the digest its event recorded (verify's own check)."""
+
+    message_id: int
+    # ok | edited | deleted | erased (by law) | not_covered (its event holds no digest)
+    # | unrecorded (a row of the case that no event records)
+    check: str
+    text: str | None  # as stored now; None: the row is gone ("" once erased)
+    direction: str | None  # in | out; None: the row is gone
+    msg_type: str | None
+    openid: str | None  # whom it came from (in) or went to (out)
+    ticket_id: int | None
+    staff_id: int | None  # a staff answer: who answered
+    media: bool  # holds a photo or voice message
+    recorded_sha256: str | None  # the digest its event recorded
+    finding: MessageFinding | None = None  # edited, deleted or erased: when, by whom, why
+
+
+@dataclass(frozen=True)
+class RecordEntry:
+    """One event of a case's chain, with its own check and the message it records."""
+
+    id: int
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    payload: Any  # as recorded (parsed JSON), or the stored text when it is not JSON
+    prev_hash: str
+    hash: str
+    links: bool  # follows the event before it (sequence and hash)
+    intact: bool  # its content is what its hash says
+    message: RecordedMessage | None  # message events, staff answers and erasures
+
+
+@dataclass
+class CaseRecord:
+    """A case's whole record in the order it was written: every event of its chain,
+    checked (`verdict`: the chain, the anchors that name it, its messages, as verify
+    reports them), with the messages joined in."""
+
+    case_id: int
+    chain: str
+    entries: list[RecordEntry]
+    verdict: Verdict
+    unrecorded: list[RecordedMessage]  # the case's message rows that no event records
+
+    @property
+    def intact(self) -> bool:
+        return self.verdict.ok
+
+    @property
+    def head(self) -> str | None:
+        """The hash of the chain's last event (what an anchor records)."""
+        return self.entries[-1].hash if self.entries else None
+
+
+_MESSAGE_COLUMNS = (
+    col(Message.id),
+    col(Message.content),
+    col(Message.media_id),
+    col(Message.direction),
+    col(Message.msg_type),
+    col(Message.openid),
+    col(Message.ticket_id),
+    col(Message.staff_id),
+)
+
+
+async def case_record(
+    session: AsyncSession, case_id: int, *, limit_problems: int = 1000
+) -> CaseRecord:
+    """The case's chain walked as verify walks it (each event's link and hash, the anchors
+    that recorded its head), and every message it records, or that the case holds, checked
+    by verify's message check: the text shown is the text checked."""
+    chain = chain_for(case_id)
+    verdict = Verdict()
+    heads: dict[str, tuple[int, str]] = {}
+    hashes_at: dict[tuple[str, int], str] = {}
+    vouched: dict[int, _Vouch] = {}
+    erasures: dict[int, _Erasure] = {}
+    walked: list[tuple[AuditEvent, bool, bool]] = []
+    events = await session.execute(
+        select(AuditEvent).where(col(AuditEvent.chain) == chain).order_by(col(AuditEvent.seq))
+    )
+    for ev in events.scalars():
+        links, intact = _walk(ev, heads, verdict)
+        hashes_at[(ev.chain, ev.seq)] = ev.hash
+        if ev.action in MESSAGE_EVENTS or ev.action in (ANSWERED, ERASED):
+            _note_message_event(ev, vouched, erasures)
+        walked.append((ev, links, intact))
+    # The anchors that recorded this chain's head: a tail removed since is caught by them.
+    anchored: list[tuple[AuditEvent, str, int, str]] = []
+    anchors = await session.execute(
+        select(AuditEvent)
+        .where(
+            col(AuditEvent.chain) == GLOBAL_CHAIN,
+            col(AuditEvent.action) == ANCHOR,
+            col(AuditEvent.payload).contains(f'"{chain}":', autoescape=True),
+        )
+        .order_by(col(AuditEvent.seq))
+    )
+    for ev in anchors.scalars():
+        verdict.anchors += 1
+        if compute_hash(ev) != ev.hash:
+            verdict.problems.append(f"{_where(ev)}: content does not match its hash (edited)")
+            continue
+        seen = (anchored_heads(ev) or {}).get(chain)
+        if seen is not None:
+            anchored.append((ev, chain, *seen))
+    _compare_anchors(verdict, anchored, hashes_at, heads)
+
+    # The case's messages, and any other its events record, read once: checked and shown.
+    rows: dict[int, Any] = {
+        row.id or 0: row  # a primary key: never None
+        for row in (
+            await session.execute(select(*_MESSAGE_COLUMNS).where(col(Message.case_id) == case_id))
+        ).all()
+    }
+    recorded_ids = vouched.keys() | erasures.keys()
+    elsewhere = sorted(recorded_ids - rows.keys())
+    for start in range(0, len(elsewhere), _IDS_PER_QUERY):
+        chunk = elsewhere[start : start + _IDS_PER_QUERY]
+        found = await session.execute(select(*_MESSAGE_COLUMNS).where(col(Message.id).in_(chunk)))
+        rows.update({row.id or 0: row for row in found.all()})
+    said = {message_id: v.digest for message_id, v in vouched.items()}
+    was_vouched, was_erased = set(vouched), set(erasures)
+
+    async def checked_rows() -> AsyncIterator[tuple[int, str, str | None]]:
+        for message_id in sorted(rows):
+            yield message_id, rows[message_id].content or "", rows[message_id].media_id
+
+    await _check_messages(
+        session,
+        verdict,
+        vouched,
+        erasures,
+        whole_log=False,
+        limit=limit_problems,
+        rows=checked_rows(),
+    )
+    findings = {f.message_id: f for f in verdict.edited + verdict.deleted + verdict.erased}
+
+    def message(message_id: int) -> RecordedMessage:
+        row = rows.get(message_id)
+        finding = findings.get(message_id)
+        if finding is not None:
+            check = finding.state
+        elif message_id not in was_vouched and message_id not in was_erased:
+            check = "unrecorded"
+        elif said.get(message_id) is None:
+            check = "not_covered"
+        else:
+            check = "ok"
+        return RecordedMessage(
+            message_id=message_id,
+            check=check,
+            text=(row.content or "") if row is not None else None,
+            direction=row.direction if row is not None else None,
+            msg_type=row.msg_type if row is not None else None,
+            openid=row.openid if row is not None else None,
+            ticket_id=row.ticket_id if row is not None else None,
+            staff_id=row.staff_id if row is not None else None,
+            media=row is not None and row.media_id is not None,
+            recorded_sha256=said.get(message_id),
+            finding=finding,
+        )
+
+    entries = []
+    for ev, links, intact in walked:
+        try:
+            payload: Any = json.loads(ev.payload)
+        except ValueError:
+            payload = ev.payload
+        about = None
+        if isinstance(payload, dict) and (
+            ev.action in MESSAGE_EVENTS or ev.action in (ANSWERED, ERASED)
+        ):
+            message_id = _message_id(ev, payload)
+            about = message(message_id) if message_id is not None else None
+        entries.append(
+            RecordEntry(
+                id=ev.id or 0,
+                seq=ev.seq,
+                at=ev.at,
+                actor=ev.actor,
+                action=ev.action,
+                subject=ev.subject,
+                payload=payload,
+                prev_hash=ev.prev_hash,
+                hash=ev.hash,
+                links=links,
+                intact=intact,
+                message=about,
+            )
+        )
+    unrecorded = [message(i) for i in sorted(rows) if i not in recorded_ids]
+    return CaseRecord(case_id, chain, entries, verdict, unrecorded)
 
 
 async def find_receipt(session: AsyncSession, prefix: str) -> list[AuditEvent]:
