@@ -240,6 +240,22 @@ RECEIPT_BROKEN = "核对发现本案的记录有异常，法院已收到提醒�
 RECEIPT_UNKNOWN = (
     "没有找到这份回执。请核对链接是否完整。\n回执是您提交咨询、投诉或线索时收到的那条链接。"
 )
+# the receipt's page: the court's public (transparency) log, and the check the phone makes
+RECEIPT_LOGGED = "已写入法院公开日志（第 {index} 条，日志共 {size} 条，签名时间 {at}）。"
+RECEIPT_NOT_LOGGED = "将在1分钟内写入法院公开日志，请稍后刷新。"
+RECEIPT_LOG_DAMAGED = "法院公开日志暂时无法核对，法院已收到提醒。请到诉讼服务中心咨询。"
+RECEIPT_NOTICE = (
+    "可与法院公告栏上的日志摘要核对：{when} 共 {size} 条 根 {root}（公钥编号 {key_id}）"
+)
+RECEIPT_CHECKING = "正在用您的手机核对……"
+RECEIPT_NO_SCRIPT = "您的浏览器没有运行核对程序，请以上面的结果为准。"
+RECEIPT_VERIFIED = "✔ 您的手机已独立核对：这条记录在法院签名的日志里。"
+RECEIPT_FAILED = "✘ 核对未通过：{reason}（请到诉讼服务中心咨询）"
+RECEIPT_FAILED_RECEIPT = "日志里的记录与您的回执号不符。"
+RECEIPT_FAILED_PROOF = "日志的证明与签名的日志摘要对不上。"
+RECEIPT_FAILED_SIGNATURE = "日志摘要的签名不是法院公钥的签名。"
+RECEIPT_FAILED_KEY = "没有找到法院的公钥。"
+RECEIPT_CANNOT_CHECK = "您的手机浏览器不支持独立核对，请以上面的结果为准，或换一个浏览器打开。"
 
 # the thread staff read (#n)
 A_PARTY = "当事人"

@@ -26,6 +26,7 @@ from bot.rules import enforcement, mediation, receipts
 from handlers import texts
 from qr import codes, tokens
 from storage import state
+from storage import transparency as tlog
 from storage.models import Message, Outbox
 
 log = logging.getLogger(__name__)
@@ -187,12 +188,16 @@ async def landing(request: web.Request) -> web.Response:
 
 
 async def receipt_page(request: web.Request) -> web.Response:
-    """A litigant's receipt, checked: what the court recorded, when, and that the case's
-    record is unchanged since. Never the words themselves, nor anyone's name."""
+    """A litigant's receipt, checked: what the court recorded, when, that the case's record
+    is unchanged since, and that the event is in the court's signed public log — with the
+    proof, which a small script checks again in the person's own browser (WebCrypto:
+    SHA-256 and Ed25519), so they need not take the server's word. Never the words
+    themselves, nor anyone's name."""
     deps = request.app[DEPS]
     async with deps.db.sessions() as session:
         found = await receipts.check(session, request.match_info["receipt"])
-    if found is None:
+        logged = await receipts.logged(session, found.event_id) if found else None
+    if found is None or logged is None:
         unknown = html.escape(texts.RECEIPT_UNKNOWN).replace("\n", "")
         return page(
             "没有找到回执",
@@ -215,8 +220,166 @@ async def receipt_page(request: web.Request) -> web.Response:
     if not found.intact:
         log.error("receipt %s: the case's audit chain does not verify", found.case_number)
     shown = html.escape(recorded).replace("\n", "<br>")
-    body = f"<h1>回执核对</h1><div class='card'>{shown}</div>{state}"
+    body = f"<h1>回执核对</h1><div class='card'>{shown}</div>{state}{_in_log(deps, logged)}"
     return page("回执核对", body)
+
+
+_RECEIPT_STYLE = (
+    "<style>.verify { font-size: 24px; font-weight: bold; }"
+    " .notice { font-size: 20px; color: #444; overflow-wrap: anywhere; }</style>"
+)
+
+
+def _in_log(deps: Any, logged: receipts.Logged) -> str:
+    """The receipt's place in the court's public log: the words, the head to compare with
+    the notice board, and the proof embedded for the page's own script to check."""
+    if logged.damaged:
+        log.error("receipt page: the transparency log is damaged (run check_log)")
+        return f"<div class='card bad'>{html.escape(texts.RECEIPT_LOG_DAMAGED)}</div>"
+    found = logged.proof
+    if found is None:
+        return f"<div class='card'>{html.escape(texts.RECEIPT_NOT_LOGGED)}</div>"
+    head = found.head
+    words = texts.RECEIPT_LOGGED.format(
+        index=found.leaf_index + 1, size=head.size, at=say_time(head.signed_at)
+    )
+    # `mst audit publish` posts the latest head; no record of it is kept here, so the
+    # person compares this head with the line on the court's notice board.
+    notice = texts.RECEIPT_NOTICE.format(
+        when=to_court(head.signed_at).strftime("%Y-%m-%d %H:%M"),
+        size=head.size,
+        root=f"{head.root[:8]}…{head.root[-8:]}",
+        key_id=head.key_id,
+    )
+    signer = deps.rules.signer
+    key = (
+        {"algorithm": "Ed25519", "public_key": signer.public_key.hex(), "key_id": signer.key_id}
+        if signer is not None and signer.key_id == head.key_id
+        else None
+    )
+    proof = {
+        "leaf_input": found.event_hash,
+        "leaf_index": found.leaf_index,
+        "head": {
+            "size": head.size,
+            "root": head.root,
+            "timestamp": tlog.timestamp_ms(head.signed_at),
+            "signature": head.signature,
+            "key_id": head.key_id,
+        },
+        "proof": found.proof,
+        "key": key,
+        "words": {
+            "verified": texts.RECEIPT_VERIFIED,
+            "failed": texts.RECEIPT_FAILED,
+            "receipt": texts.RECEIPT_FAILED_RECEIPT,
+            "proof": texts.RECEIPT_FAILED_PROOF,
+            "signature": texts.RECEIPT_FAILED_SIGNATURE,
+            "key": texts.RECEIPT_FAILED_KEY,
+            "cannot": texts.RECEIPT_CANNOT_CHECK,
+        },
+    }
+    return (
+        f"{_RECEIPT_STYLE}<div class='card ok'>{html.escape(words)}"
+        f"<div class='notice'>{html.escape(notice)}</div></div>"
+        f"<div id='verify' class='card verify'>{html.escape(texts.RECEIPT_CHECKING)}"
+        f"<noscript>{html.escape(texts.RECEIPT_NO_SCRIPT)}</noscript></div>"
+        f"<script type='application/json' id='receipt-proof'>{script_json(proof)}</script>"
+        f"<script>{VERIFY_SCRIPT}</script>"
+    )
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no '<', '>' or '&' (so no '</script>')."""
+    return (
+        json.dumps(value, ensure_ascii=False)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+    )
+
+
+# The receipt page's own check, in the person's browser (no file fetched, nothing sent):
+# the leaf hash SHA-256(0x00 || input) (RFC 6962), the inclusion proof walked as RFC 9162
+# 2.1.3.2 says (nodes SHA-256(0x01 || left || right)) to the head's root, then the head's
+# Ed25519 signature over RFC 6962's TreeHeadSignature (version 0, type 1, timestamp ms,
+# size, root; big-endian) with the court's key, whose id is its SHA-256's first 16 hex.
+VERIFY_SCRIPT = """
+(async function () {
+  var out = document.getElementById("verify");
+  var d = JSON.parse(document.getElementById("receipt-proof").textContent);
+  var w = d.words;
+  function done(result, text) {
+    out.textContent = text;
+    out.className = "card verify " + (result === "verified" ? "ok" : "bad");
+    out.setAttribute("data-result", result);
+  }
+  function fail(reason) { done("failed", w.failed.replace("{reason}", reason)); }
+  function hex(s) {
+    if (typeof s !== "string" || s.length % 2 || /[^0-9a-f]/i.test(s)) throw new Error("hex");
+    var b = new Uint8Array(s.length / 2);
+    for (var i = 0; i < b.length; i++) b[i] = parseInt(s.substr(2 * i, 2), 16);
+    return b;
+  }
+  function cat(a, b, c) {
+    var r = new Uint8Array(a.length + b.length + c.length);
+    r.set(a, 0); r.set(b, a.length); r.set(c, a.length + b.length);
+    return r;
+  }
+  function same(a, b) {
+    if (a.length !== b.length) return false;
+    for (var i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+  }
+  function tohex(b) {
+    return Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); }).join("");
+  }
+  async function sha(b) { return new Uint8Array(await crypto.subtle.digest("SHA-256", b)); }
+  var NONE = new Uint8Array(0);
+  if (!(window.crypto && crypto.subtle && window.BigInt)) return done("unsupported", w.cannot);
+  var leaf, proof, root, sig, key;
+  try {
+    leaf = hex(d.leaf_input);
+    proof = d.proof.map(hex);
+    root = hex(d.head.root);
+    sig = hex(d.head.signature);
+  } catch (e) { return fail(w.proof); }
+  var receipt = location.pathname.split("/").pop().toLowerCase();
+  if (leaf.length !== 32 || receipt.length < 16 || d.leaf_input.toLowerCase().indexOf(receipt) !== 0)
+    return fail(w.receipt);
+  try {
+    var r = await sha(cat(Uint8Array.of(0), leaf, NONE));
+    var fn = BigInt(d.leaf_index), sn = BigInt(d.head.size) - 1n;
+    if (fn < 0n || fn > sn) return fail(w.proof);
+    for (var i = 0; i < proof.length; i++) {
+      var p = proof[i];
+      if (p.length !== 32 || sn === 0n) return fail(w.proof);
+      if ((fn & 1n) === 1n || fn === sn) {
+        r = await sha(cat(Uint8Array.of(1), p, r));
+        while ((fn & 1n) === 0n && fn !== 0n) { fn >>= 1n; sn >>= 1n; }
+      } else {
+        r = await sha(cat(Uint8Array.of(1), r, p));
+      }
+      fn >>= 1n; sn >>= 1n;
+    }
+    if (sn !== 0n || root.length !== 32 || !same(r, root)) return fail(w.proof);
+    if (!d.key) return fail(w.key);
+    var raw = hex(d.key.public_key);
+    var id = tohex(await sha(raw)).slice(0, 16);
+    if (raw.length !== 32 || id !== d.key.key_id || id !== d.head.key_id) return fail(w.key);
+    var signed = new Uint8Array(50), v = new DataView(signed.buffer);
+    v.setUint8(0, 0); v.setUint8(1, 1);
+    v.setBigUint64(2, BigInt(d.head.timestamp)); v.setBigUint64(10, BigInt(d.head.size));
+    signed.set(root, 18);
+  } catch (e) { return fail(w.proof); }
+  try {
+    key = await crypto.subtle.importKey("raw", raw, {name: "Ed25519"}, false, ["verify"]);
+  } catch (e) { return done("unsupported", w.cannot); }
+  var ok = false;
+  try { ok = await crypto.subtle.verify("Ed25519", key, sig, signed); } catch (e) { ok = false; }
+  return ok ? done("verified", w.verified) : fail(w.signature);
+})();
+"""
 
 
 async def media_file(request: web.Request) -> web.Response:

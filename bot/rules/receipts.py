@@ -1,5 +1,7 @@
 """Receipts a litigant can check themselves: the short link given with every item they
-open leads to a page saying what the court recorded and that the record is unchanged."""
+open leads to a page saying what the court recorded, that the record is unchanged, and that
+the event is in the court's signed transparency log (storage.transparency) — with the proof,
+so the page can check it in the person's own browser."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
+from storage import transparency as tlog
 from storage.models import Case, Court
 
 SHOWN = 16  # hex characters of the event's hash: 64 bits, not guessable, short to print
@@ -27,6 +30,7 @@ class Check:
     case_number: str
     court: str
     intact: bool  # the case's record, up to now, is as it was written
+    event_id: int = 0  # the ticket.opened event the receipt names
 
 
 async def check(session: AsyncSession, receipt: str) -> Check | None:
@@ -50,4 +54,25 @@ async def check(session: AsyncSession, receipt: str) -> Check | None:
         case_number=case.case_number,
         court=court.name,
         intact=verdict.ok,
+        event_id=event.id or 0,
     )
+
+
+@dataclass(frozen=True)
+class Logged:
+    """Where the receipt's event stands in the transparency log. `proof` None: not in a
+    signed head yet (sequenced and signed by the job every minute); `damaged`: the log's
+    stored leaves do not give its heads (check_log says more)."""
+
+    proof: tlog.Inclusion | None
+    damaged: bool = False
+
+
+async def logged(session: AsyncSession, event_id: int) -> Logged:
+    """The event's inclusion proof in the latest signed head, when it is in one."""
+    try:
+        return Logged(await tlog.inclusion(session, event_id=event_id))
+    except (tlog.NoSuchHead, tlog.NotInLog, tlog.OutOfRange):
+        return Logged(None)
+    except tlog.LogDamaged:
+        return Logged(None, damaged=True)
