@@ -448,6 +448,40 @@ async def verify(
     return verdict
 
 
+async def verify_events(
+    session: AsyncSession,
+    events: list[AuditEvent],
+    heads: dict[str, tuple[int, str]],
+    *,
+    limit_problems: int = 20,
+) -> Verdict:
+    """verify's checks over some events only (an incremental verify: the events after the
+    last check): each walked in its chain's order from `heads` (each chain's last event
+    before them: seq and hash; absent: the chain starts here), its hash recomputed, and the
+    messages they record checked against their rows, as verify checks them. Anchors are
+    counted; the heads they recorded are compared only by a whole verify."""
+    verdict = Verdict()
+    walked = dict(heads)
+    vouched: dict[int, _Vouch] = {}
+    erasures: dict[int, _Erasure] = {}
+    chains: set[str] = set()
+    for ev in sorted(events, key=lambda e: (e.chain, e.seq)):
+        chains.add(ev.chain)
+        walked.setdefault(ev.chain, (0, GENESIS))  # counted below, not as a new chain
+        _walk(ev, walked, verdict)
+        if ev.action == ANCHOR and ev.chain == GLOBAL_CHAIN:
+            verdict.anchors += 1
+        elif ev.action in MESSAGE_EVENTS or ev.action in (ANSWERED, ERASED):
+            _note_message_event(ev, vouched, erasures)
+        if len(verdict.problems) >= limit_problems:
+            break
+    verdict.chains = len(chains)
+    await _check_messages(
+        session, verdict, vouched, erasures, whole_log=False, limit=limit_problems
+    )
+    return verdict
+
+
 def _where(ev: AuditEvent) -> str:
     return f"event id={ev.id} ({ev.chain} #{ev.seq}, {ev.action})"
 

@@ -361,3 +361,18 @@ class TreeHead(SQLModel, table=True):
     # JSON: the hex roots of the tree's perfect right-edge subtrees, largest first, so the
     # next head is built in O(log n) a new leaf.
     frontier: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class AuditCheck(SQLModel, table=True):
+    """A successful `mst audit verify`: the signed head it verified up to (size and root),
+    when, and how (full: every event; incremental: the events after the last check).
+    The next incremental verify starts here. Append-only (the table refuses UPDATE and
+    DELETE, as audit_event and tree_head do)."""
+
+    __tablename__ = "audit_check"
+    id: int | None = Field(default=None, primary_key=True)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))  # leaves verified
+    root: str = Field(max_length=64)  # hex: the root of the head of that size
+    checked_at: datetime
+    mode: str = Field(max_length=16)  # full | incremental
+    events: int = Field(sa_column=Column(BigInteger, nullable=False))  # events this check read

@@ -721,7 +721,8 @@ async def erase(w: World, cli_env: dict[str, str], tmp_path: Path, *args: str) -
 
 
 async def verify_json(cli_env: dict[str, str], tmp_path: Path) -> tuple[int, dict[str, Any]]:
-    run = await mst_in_process(cli_env, tmp_path, "audit", "verify", "--json")
+    # --full: these tests read whole-log figures (a second plain verify is incremental).
+    run = await mst_in_process(cli_env, tmp_path, "audit", "verify", "--full", "--json")
     return run.code, json.loads(run.out)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Iterable
 from datetime import datetime
@@ -28,11 +29,18 @@ def add(sub: Any) -> None:
     )
     s = a.add_parser(
         "verify",
-        help="check every chain, and every message against the digest its event recorded; "
+        help="check the events new since the last check (their chains, their messages, the "
+        "signed head chain); --full: every chain, every message and the transparency log; "
         "exit 1 naming the first bad event or message (edited or deleted; erased ones are "
         "listed, not counted against it)",
     )
     s.add_argument("--json", action="store_true", help="one JSON object: figures and findings")
+    s.add_argument(
+        "--full",
+        action="store_true",
+        help="check everything (every event of every chain, every message, the whole "
+        "transparency log: forks, swapped heads), not only what is new",
+    )
     s.set_defaults(run=audit_verify)
     a.add_parser("anchor", help="record every chain's head now").set_defaults(run=audit_anchor)
     s = a.add_parser(
@@ -132,37 +140,93 @@ def _say_finding(finding: Any, cases: dict[int, str]) -> str:
 
 
 async def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from storage import audit
+    from bot.app.jobs import extend_log
+    from bot.rules import rulebook
+    from storage import audit, transparency
+
+    signer = rulebook.of(settings).signer
 
     async def go(db: Any) -> int:
-        async with db.sessions() as session:
-            verdict = await audit.verify(session)
+        log_problems: list[str] = []
+        if signer is not None:  # what the job has not put in yet goes in first (as publish)
+            jobs_log = logging.getLogger("bot.app.jobs")
+            level = jobs_log.level
+            jobs_log.setLevel(logging.WARNING)  # its "head signed" line: not verify's output
+            try:
+                await extend_log(db, signer)
+            except transparency.LogDamaged as exc:
+                log_problems.append(f"transparency log: {exc}")
+            finally:
+                jobs_log.setLevel(level)
+        inc: transparency.Incremental | None = None
+        logv: transparency.LogVerdict | None = None
+        async with db.transaction() as session:
+            if not args.full and signer is not None and not log_problems:
+                inc = await transparency.verify_since(session, signer.public_key)
+            head = await transparency.latest_head(session)
+            if inc is not None:
+                verdict = inc.verdict
+                log_problems += inc.problems
+            else:
+                verdict = await audit.verify(session)
+                if signer is not None:
+                    logv = await transparency.check_log(session, signer.public_key)
+                    log_problems += logv.problems
+            ok = verdict.ok and not log_problems
+            if ok and signer is not None:
+                await transparency.record_check(
+                    session,
+                    inc.head if inc is not None else head,
+                    mode=transparency.INCREMENTAL if inc is not None else transparency.FULL,
+                    events=verdict.events,
+                )
             found = verdict.edited + verdict.deleted + verdict.erased
             cases = await _case_numbers(session, (f.case_id for f in found))
+        problems = verdict.problems + log_problems
+        mode = "incremental" if inc is not None else "full"
         if args.json:
             findings = {
                 state: [_finding_row(f, cases) for f in getattr(verdict, state)]
                 for state in _STATE_WORDS
             }
+            log: dict[str, Any] | None = None
+            if inc is not None:
+                log = {
+                    "from_size": inc.since.size,
+                    "size": inc.head.size if inc.head is not None else 0,
+                    "root": inc.head.root if inc.head is not None else None,
+                    "new_leaves": inc.leaves,
+                    "chain_only": inc.chain_only,
+                }
+            elif logv is not None:
+                log = {
+                    "size": head.size if head is not None else 0,
+                    "root": head.root if head is not None else None,
+                    "leaves": logv.leaves,
+                    "heads": logv.heads,
+                    "unsequenced": logv.unsequenced,
+                }
             print(
                 json.dumps(
                     {
-                        "intact": verdict.ok,
+                        "intact": ok,
+                        "mode": mode,
                         "events": verdict.events,
                         "chains": verdict.chains,
                         "anchors": verdict.anchors,
-                        "problems": verdict.problems,
+                        "problems": problems,
                         "messages": {
                             "checked": verdict.messages,
                             "not_covered": verdict.not_covered,
                             "unrecorded": verdict.unrecorded,
                             **findings,
                         },
+                        "log": log,
                     },
                     ensure_ascii=False,
                 )
             )
-            return 0 if verdict.ok else 1
+            return 0 if ok else 1
         # The messages first: the verdict stays the last line (scripts read it there).
         summary = f"消息：{verdict.messages} 条已与审计记录核对"
         for state, words in _STATE_WORDS.items():
@@ -179,15 +243,43 @@ async def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"{words}的消息：")
                 for finding in found:
                     print(_say_finding(finding, cases))
-        if verdict.ok:
+        if inc is not None:
+            size = inc.head.size if inc.head is not None else 0
+            line = (
+                f"增量核对：上次核对到第 {inc.since.size} 条，本次新增 {verdict.events} 条事件"
+                f"（{verdict.chains} 条链），签名树头到第 {size} 条"
+            )
+            if inc.chain_only:
+                line += f"；其中 {inc.chain_only} 条尚未进入签名树头，只按链核对"
+            print(line + "。")
+            print(
+                "增量核对只覆盖新事件和签名树头链；旧事件的改动请用 mst audit verify --full 全量核对。"
+            )
+        elif logv is not None:
+            line = f"透明日志：{logv.leaves} 个叶子、{logv.heads} 个签名树头已全量核对"
+            if logv.unsequenced:
+                line += f"；{logv.unsequenced} 条事件尚未进入日志"
+            print(line + "。")
+        if ok and inc is not None:
+            print(
+                f"audit log intact: {verdict.events} new events in {verdict.chains} chains, "
+                f"{verdict.anchors} anchors (incremental since {inc.since.size} leaves; "
+                "--full checks everything)"
+            )
+        elif ok:
             print(
                 f"audit log intact: {verdict.events} events in {verdict.chains} chains, {verdict.anchors} anchors"
             )
         else:
-            print(f"audit log BROKEN: first bad event: {verdict.problems[0]}", file=sys.stderr)
-            for problem in verdict.problems[1:]:
+            print(f"audit log BROKEN: first bad event: {problems[0]}", file=sys.stderr)
+            for problem in problems[1:]:
                 print(f"  also: {problem}", file=sys.stderr)
-        return 0 if verdict.ok else 1
+            if inc is not None:
+                print(
+                    "增量核对发现问题；请用 mst audit verify --full 全量核对并定位。",
+                    file=sys.stderr,
+                )
+        return 0 if ok else 1
 
     return await _with_db(settings, go)
 
