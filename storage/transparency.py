@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
+from sqlmodel import SQLModel, col
 
 from storage.audit import Verdict, compute_hash, verify_events
 from storage.clock import now
@@ -246,17 +246,16 @@ async def sign_head(
         key_id=signer.key_id,
         frontier=json.dumps([node.hex() for node in frontier.nodes]),
     )
-    await (await session.connection()).execute(
-        insert(TreeHead).values(
-            size=head.size,
-            root=head.root,
-            signed_at=head.signed_at,
-            signature=head.signature,
-            key_id=head.key_id,
-            frontier=head.frontier,
-        )
-    )
+    await _insert(session, head)
     return head
+
+
+async def _insert(session: AsyncSession, row: SQLModel) -> None:
+    """A plain INSERT of a row built as its model (no ORM identity to keep: these rows are
+    never changed); only the fields given, so the database fills its own keys."""
+    await (await session.connection()).execute(
+        insert(type(row)).values(**row.model_dump(exclude_unset=True))
+    )
 
 
 def _whole_ms(moment: datetime) -> datetime:
@@ -575,15 +574,7 @@ async def record_check(
         mode=mode,
         events=events,
     )
-    await (await session.connection()).execute(
-        insert(AuditCheck).values(
-            size=check.size,
-            root=check.root,
-            checked_at=check.checked_at,
-            mode=check.mode,
-            events=check.events,
-        )
-    )
+    await _insert(session, check)
     return check
 
 
