@@ -45,7 +45,6 @@ from bot.core.reply import Reply
 from bot.dialog.deps import Deps
 from bot.dialog.dispatch import handle
 from bot.fakes.wechat.callbacks import WeChatServer, text_xml
-from bot.rules import people
 from storage import db as database
 from storage import state
 
@@ -106,11 +105,6 @@ async def measure(args: argparse.Namespace) -> None:
             await state.save_conversation(
                 redis, lit.openid, {"case_id": lit.case_id, "step": "ask"}
             )
-        # Known people, as after their first message (every measured transaction below is
-        # rolled back, so none would ever be known otherwise).
-        async with db.transaction() as session:
-            for lit in lits:
-                await people.person_for(session, "wechat", lit.openid)
 
         # wechat: the channel's own functions on signed, encrypted messages
         server = WeChatServer(token="bench-token", app_id="wxbench00000001", aes_key=AES_KEY)

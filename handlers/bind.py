@@ -75,6 +75,7 @@ async def verify(ctx: Context) -> Reply | None:
         )
         return Reply(texts.WRONG_DIGITS.format(left=left))
     await bindings.bind(ctx.session, ctx.inbound.user, case_id, party)
+    await ctx.person()  # a party the court now knows: a person, whichever channel comes next
     ctx.state.update(step=None, pending_case=None, case_id=case_id, ticket_id=None)
     verified = texts.VERIFIED.format(role=party.role, name=mask_name(party.name))
     return Reply(verified, item=f"case:{case_id}") + await home.menu_text(ctx)
@@ -115,5 +116,6 @@ async def staff_bind(ctx: Context) -> Reply | None:
         await staff_accounts.wrong_bind_code(ctx.session, ctx.inbound.user, mine, everyone)
         return Reply(texts.BIND_CODE_BAD)
     await staff_accounts.bind_wechat(ctx.session, member, ctx.inbound.user)
+    await ctx.person()
     ctx.state.clear()
     return Reply(texts.STAFF_BOUND.format(name=member.name, username=member.username))

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.events import Inbound
 from bot.core.settings import FlowSettings
+from bot.rules import people
 from bot.rules.rulebook import Rulebook
 
 
@@ -28,7 +29,16 @@ class Context:
     rules: Rulebook  # the court's deadlines, escalation policy and room links
     state: dict[str, Any] = field(default_factory=dict)
     message_id: int | None = None  # the stored inbound message
-    person: int | None = None  # who sent it (bot.rules.people), whichever channel
     # Run once the flow's transaction has committed. A flow may be rolled back (it failed)
     # or cut off and run again (too slow): counters bumped inside it would count twice.
     after_commit: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+    _person: int | None = field(default=None, repr=False)
+
+    async def person(self) -> int:
+        """Who sent it (bot.rules.people), whichever channel: looked up when a flow needs
+        it, not for every message; their person is made on first need."""
+        if self._person is None:
+            self._person = await people.person_for(
+                self.session, self.inbound.channel, self.inbound.user
+            )
+        return self._person

@@ -26,7 +26,7 @@ from bot.core.events import Inbound
 from bot.core.reply import Reply, as_text
 from bot.dialog.deps import Deps
 from bot.outbox import queue as outbox
-from bot.rules import people, tickets
+from bot.rules import tickets
 from handlers import bind, home, judge, menu, receipt, texts, unsupported
 from handlers.context import Context
 from qr import codes
@@ -177,7 +177,6 @@ async def respond(
         ctx = Context(
             session, inbound, deps.settings.flow, deps.redis, deps.rules, dict(conv), message_id
         )
-        ctx.person = await people.person_for(session, inbound.channel, inbound.user)
         async with asyncio.timeout(within):
             answer = await route(ctx)
         said = as_text(answer) if answer is not None else ""
