@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,7 +28,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import and_, bindparam, event, func, insert, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncResult, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col
 
@@ -63,19 +63,42 @@ def canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+_STR = json.encoder.encode_basestring  # canonical()'s quoting of a str (ensure_ascii=False)
+
+
 def compute_hash(ev: Any) -> str:
-    body = {
-        "chain": ev.chain,
-        "seq": ev.seq,
-        "prev": ev.prev_hash,
-        "actor": ev.actor,
-        "action": ev.action,
-        "subject": ev.subject,
-        "case_id": ev.case_id,
-        "at": ev.at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        "payload": ev.payload,
-    }
-    return hashlib.sha256(canonical(body).encode()).hexdigest()
+    """SHA-256 of the event's canonical JSON (canonical(), keys sorted), written out
+    directly when every field has its usual type: verify hashes every event, and this is a
+    third of json.dumps' time. A test holds the two byte for byte equal."""
+    case_id, seq = ev.case_id, ev.seq
+    at = ev.at.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    fields = (ev.action, ev.actor, ev.chain, ev.payload, ev.prev_hash, ev.subject)
+    if (
+        type(seq) is int
+        and (case_id is None or type(case_id) is int)
+        and all(type(f) is str for f in fields)
+    ):
+        action, actor, chain, payload, prev, subject = map(_STR, fields)
+        text = (
+            f'{{"action":{action},"actor":{actor},"at":"{at}","case_id":'
+            f'{"null" if case_id is None else case_id},"chain":{chain},"payload":{payload},'
+            f'"prev":{prev},"seq":{seq},"subject":{subject}}}'
+        )
+    else:  # a value of another type (a tampered row): hashed as canonical() would
+        text = canonical(
+            {
+                "chain": ev.chain,
+                "seq": seq,
+                "prev": ev.prev_hash,
+                "actor": ev.actor,
+                "action": ev.action,
+                "subject": ev.subject,
+                "case_id": case_id,
+                "at": at,
+                "payload": ev.payload,
+            }
+        )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # Built once: these run for every message, and building a statement costs more than
@@ -244,7 +267,7 @@ async def append_many(session: AsyncSession, events: list[dict[str, Any]]) -> No
         await conn.execute(_INSERT_ROWS, rows)
 
 
-def anchored_heads(ev: AuditEvent) -> dict[str, tuple[int, str]] | None:
+def anchored_heads(ev: Event) -> dict[str, tuple[int, str]] | None:
     """The chain heads an anchor recorded, or None when its payload is unreadable."""
     try:
         heads = json.loads(ev.payload).get("heads", {})
@@ -362,7 +385,7 @@ def _message_id(ev: Any, payload: dict[str, Any]) -> int | None:
 
 
 def _note_message_event(
-    ev: AuditEvent, vouched: dict[int, _Vouch], erasures: dict[int, _Erasure]
+    ev: Event, vouched: dict[int, _Vouch], erasures: dict[int, _Erasure]
 ) -> None:
     try:
         payload = json.loads(ev.payload)
@@ -404,40 +427,88 @@ def _note_message_event(
     )
 
 
+# An event's columns, read as a plain row (attribute access by name, as an AuditEvent):
+# verify reads every event, and building ORM objects cost it more than hashing them.
+EVENT_COLUMNS = (
+    col(AuditEvent.id),
+    col(AuditEvent.chain),
+    col(AuditEvent.seq),
+    col(AuditEvent.prev_hash),
+    col(AuditEvent.hash),
+    col(AuditEvent.actor),
+    col(AuditEvent.action),
+    col(AuditEvent.subject),
+    col(AuditEvent.case_id),
+    col(AuditEvent.at),
+    col(AuditEvent.payload),
+    col(AuditEvent.leaf_index),
+)
+Event = Any  # an AuditEvent, or a row of EVENT_COLUMNS: the same names
+READ_BATCH = 5000  # rows a fetch, when streaming the whole log
+
+
+async def _each(result: AsyncResult[*tuple[Any, ...]]) -> AsyncIterator[Any]:
+    """The rows of a streamed result, fetched a batch at a time (one trip to the driver's
+    thread a batch, not a row)."""
+    async for batch in result.partitions():
+        for row in batch:
+            yield row
+
+
+async def _anchor_claims(
+    session: AsyncSession,
+) -> tuple[list[tuple[Event, str, int, str]], set[tuple[str, int]]]:
+    """What every anchor recorded: (anchor, chain, seq, hash) — read before the walk, so
+    the walk keeps the hashes of those events only, not of every event."""
+    claims: list[tuple[Event, str, int, str]] = []
+    rows = await session.execute(
+        select(*EVENT_COLUMNS)
+        .where(col(AuditEvent.chain) == GLOBAL_CHAIN, col(AuditEvent.action) == ANCHOR)
+        .order_by(col(AuditEvent.seq))
+    )
+    for ev in rows:
+        claims.extend(
+            (ev, c, aseq, ahash) for c, (aseq, ahash) in (anchored_heads(ev) or {}).items()
+        )
+    return claims, {(c, aseq) for _, c, aseq, _ in claims}
+
+
 async def verify(
-    session: AsyncSession, *, limit_problems: int = 20, chain: str | None = None
+    session: AsyncSession,
+    *,
+    limit_problems: int = 20,
+    chain: str | None = None,
+    walked: Callable[[Event, bool], None] | None = None,
 ) -> Verdict:
     """Walk every chain in order and check sequence, links, hashes and anchors; then every
     message an event vouches for against its row: there, and its text's SHA-256 the one
     recorded (erased ones: blank, as their erasure left them).
-    `chain`: that chain only (a receipt's check), whose anchors are then not compared."""
+    `chain`: that chain only (a receipt's check), whose anchors are then not compared.
+    `walked`: told of each event as it is walked, and whether it matches its hash (the
+    transparency log's check uses the same read, rather than reading the log twice)."""
     verdict = Verdict()
     heads: dict[str, tuple[int, str]] = {}  # chain -> (last seq, last hash) as walked
-    hashes_at: dict[tuple[str, int], str] = {}
-    anchored: list[tuple[AuditEvent, str, int, str]] = []
+    anchored, claimed = ([], set()) if chain is not None else await _anchor_claims(session)
+    hashes_at: dict[tuple[str, int], str] = {}  # of the events anchors claimed
     vouched: dict[int, _Vouch] = {}  # message id -> the event that recorded it
     erasures: dict[int, _Erasure] = {}  # message id -> its erasure
-    query = select(AuditEvent).order_by(col(AuditEvent.chain), col(AuditEvent.seq))
+    watched = MESSAGE_EVENTS | {ANSWERED, ERASED}
+    query = select(*EVENT_COLUMNS).order_by(col(AuditEvent.chain), col(AuditEvent.seq))
     if chain is not None:
         query = query.where(col(AuditEvent.chain) == chain)
-    result = await session.stream(
-        query,
-        execution_options={"yield_per": 2000},
-    )
-    async for ev in result.scalars():
+    result = await session.stream(query, execution_options={"yield_per": READ_BATCH})
+    async for ev in _each(result):
         _, intact = _walk(ev, heads, verdict)
-        hashes_at[(ev.chain, ev.seq)] = ev.hash
+        if walked is not None:
+            walked(ev, intact)
+        if claimed and (ev.chain, ev.seq) in claimed:
+            hashes_at[(ev.chain, ev.seq)] = ev.hash
         if ev.action == ANCHOR and ev.chain == GLOBAL_CHAIN:
             verdict.anchors += 1
-            recorded = anchored_heads(ev)
-            if recorded is None:  # tampered: report it (if not above already), do not crash
-                if intact:
-                    verdict.problems.append(f"{_where(ev)}: unreadable anchor payload (edited)")
-            else:
-                anchored.extend(
-                    (ev, chain, aseq, ahash) for chain, (aseq, ahash) in recorded.items()
-                )
-        elif ev.action in MESSAGE_EVENTS or ev.action in (ANSWERED, ERASED):
+            # tampered: report it (if not above already), do not crash
+            if anchored_heads(ev) is None and intact:
+                verdict.problems.append(f"{_where(ev)}: unreadable anchor payload (edited)")
+        elif ev.action in watched:
             _note_message_event(ev, vouched, erasures)
         if len(verdict.problems) >= limit_problems:
             return verdict
@@ -450,7 +521,7 @@ async def verify(
 
 async def verify_events(
     session: AsyncSession,
-    events: list[AuditEvent],
+    events: list[Event],
     heads: dict[str, tuple[int, str]],
     *,
     limit_problems: int = 20,
@@ -482,11 +553,11 @@ async def verify_events(
     return verdict
 
 
-def _where(ev: AuditEvent) -> str:
+def _where(ev: Event) -> str:
     return f"event id={ev.id} ({ev.chain} #{ev.seq}, {ev.action})"
 
 
-def _walk(ev: AuditEvent, heads: dict[str, tuple[int, str]], verdict: Verdict) -> tuple[bool, bool]:
+def _walk(ev: Event, heads: dict[str, tuple[int, str]], verdict: Verdict) -> tuple[bool, bool]:
     """One more event of a chain walked in order: counted, checked against the event before
     it (`heads`: each chain's last seq and hash so far, moved on to this one) and against its
     own hash, what is wrong reported in `verdict`. Returns (links, intact): it follows the
@@ -513,7 +584,7 @@ def _walk(ev: AuditEvent, heads: dict[str, tuple[int, str]], verdict: Verdict) -
 
 def _compare_anchors(
     verdict: Verdict,
-    anchored: list[tuple[AuditEvent, str, int, str]],
+    anchored: list[tuple[Event, str, int, str]],
     hashes_at: dict[tuple[str, int], str],
     heads: dict[str, tuple[int, str]],
 ) -> None:

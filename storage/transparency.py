@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -51,13 +52,22 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
-from storage.audit import Verdict, compute_hash, verify_events
+from storage.audit import (
+    EVENT_COLUMNS,
+    READ_BATCH,
+    Event,
+    Verdict,
+    compute_hash,
+    verify,
+    verify_events,
+)
 from storage.clock import now
 from storage.merkle import (
     EMPTY_FRONTIER,
     EMPTY_ROOT,
     HASH_SIZE,
     Frontier,
+    Growing,
     consistency_proof,
     frontier_append,
     frontier_root,
@@ -70,7 +80,6 @@ SEQUENCE_LIMIT = 10000  # events given leaf indices per call
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended('transparency:log', 0))")
-_READ_BATCH = 5000  # leaves streamed this many at a time
 
 
 # -- the key ---------------------------------------------------------------------------------
@@ -218,19 +227,22 @@ async def sign_head(
             raise LogDamaged(f"head size {last.size}: its frontier does not give its root")
         frontier = stored
     start = frontier.size
+    tree = Growing(frontier)
     result = await session.stream(
         select(col(AuditEvent.leaf_index), col(AuditEvent.hash))
         .where(col(AuditEvent.leaf_index) >= start)
         .order_by(col(AuditEvent.leaf_index)),
-        execution_options={"yield_per": _READ_BATCH},
+        execution_options={"yield_per": READ_BATCH},
     )
-    async for index, event_hash in result:
-        if index != frontier.size:
-            raise LogDamaged(f"leaf #{frontier.size} is missing")
-        leaf = _hash_or_none(event_hash)
-        if leaf is None:
-            raise LogDamaged(f"leaf #{index}: its event's hash is not a SHA-256")
-        frontier = frontier_append(frontier, leaf_hash(leaf))
+    async for batch in result.partitions():
+        for index, event_hash in batch:
+            if index != tree.size:
+                raise LogDamaged(f"leaf #{tree.size} is missing")
+            leaf = _hash_or_none(event_hash)
+            if leaf is None:
+                raise LogDamaged(f"leaf #{index}: its event's hash is not a SHA-256")
+            tree.append(leaf_hash(leaf))
+    frontier = tree.frontier()
     if frontier.size == start:
         return None
     moment = _whole_ms(at or now())
@@ -386,6 +398,94 @@ async def consistency(session: AsyncSession, first: int, second: int | None = No
 # -- checking the whole log ------------------------------------------------------------------
 
 
+def _leaf_input(event_hash: str) -> bytes:
+    """An event's leaf input: its hash's 32 bytes; a hash that is not one (tampered, and
+    named as such) still takes its place in the tree."""
+    return _hash_or_none(event_hash) or hashlib.sha256(event_hash.encode()).digest()
+
+
+class Seen:
+    """The leaves as verify's walk (chain by chain) met them, kept for check_log so a full
+    verify reads the log once: each leaf's input (32 bytes, by leaf index, in one
+    bytearray: 32 MB a million leaves), whether its event matched its hash, and the leaf
+    order within each chain (a chain's events are sequenced in order, so their leaf
+    indices rise with seq)."""
+
+    def __init__(self) -> None:
+        self.inputs = bytearray()
+        self.present = bytearray()  # 1: the leaf is there
+        self.damaged: list[int] = []  # leaf indices whose events are not as written
+        self.problems: list[str] = []  # those the walk does not name itself
+        self._last: tuple[str, int, int] = ("", 0, -1)  # chain, seq, leaf of the last event
+
+    def __call__(self, ev: Event, intact: bool) -> None:
+        index = ev.leaf_index
+        chain, seq, last = self._last
+        if ev.chain != chain:
+            last = -1
+        if index is None:
+            return
+        self._last = (ev.chain, ev.seq, index)
+        if index < 0:
+            self.problems.append(f"leaf #{index} (event id={ev.id}): not a leaf index (tampered)")
+            self.damaged.append(0)
+            return
+        if not intact:  # the walk names the event; this names its leaf, as check_log does
+            self.problems.append(
+                f"leaf #{index} (event id={ev.id}, {ev.chain} #{ev.seq}, {ev.action}): "
+                "content does not match its hash (edited)"
+            )
+            self.damaged.append(index)
+        if index < last:
+            self.problems.append(
+                f"leaf #{index} (event id={ev.id}, {ev.chain} #{ev.seq}, {ev.action}): comes "
+                f"before #{seq} of its chain (leaf #{last}): events reordered in the log"
+            )
+            self.damaged.append(index)
+        if index >= len(self.present):
+            grow = max(index + 1 - len(self.present), len(self.present), 1024)
+            self.present.extend(bytes(grow))
+            self.inputs.extend(bytes(grow * HASH_SIZE))
+        self.present[index] = 1
+        self.inputs[index * HASH_SIZE : (index + 1) * HASH_SIZE] = _leaf_input(ev.hash)
+
+    @property
+    def size(self) -> int:
+        """One past the highest leaf index seen."""
+        end = self.present.rfind(1)
+        return end + 1
+
+    def gaps(self) -> list[tuple[int, int]]:
+        """Runs of missing leaf indices below the highest seen: (first, last)."""
+        runs: list[tuple[int, int]] = []
+        size, at = self.size, self.present.find(0)
+        while 0 <= at < size:
+            end = self.present.find(1, at)
+            runs.append((at, end - 1))
+            at = self.present.find(0, end)
+        return runs
+
+    def leaves(self) -> Iterator[tuple[int, bytes]]:
+        """(index, leaf input) of the leaves there, in order."""
+        inputs, present = self.inputs, self.present
+        for index in range(self.size):
+            if present[index]:
+                yield index, bytes(inputs[index * HASH_SIZE : (index + 1) * HASH_SIZE])
+
+
+async def verify_full(
+    session: AsyncSession, public_key: bytes, *, limit_problems: int = 20
+) -> tuple[Verdict, LogVerdict]:
+    """Everything: verify's walk of every chain and message, and check_log over the leaves
+    that walk read (one read of the log, each event hashed once)."""
+    seen = Seen()
+    verdict = await verify(session, limit_problems=limit_problems, walked=seen)
+    # A walk stopped early (too many problems) did not see every leaf: read them again.
+    complete = len(verdict.problems) < limit_problems
+    logv = await check_log(session, public_key, seen=seen if complete else None)
+    return verdict, logv
+
+
 @dataclass
 class LogVerdict:
     leaves: int = 0  # events in the log
@@ -403,7 +503,11 @@ def _span(first: int, last: int) -> str:
 
 
 async def check_log(
-    session: AsyncSession, public_key: bytes, *, limit_problems: int = 50
+    session: AsyncSession,
+    public_key: bytes,
+    *,
+    limit_problems: int = 50,
+    seen: Seen | None = None,
 ) -> LogVerdict:
     """Recompute the tree from the events and check every head against it; linear in the
     events plus the heads (one streamed pass, memory for the heads and one entry a chain).
@@ -456,7 +560,7 @@ async def check_log(
     # One pass over the leaves: each event against its hash, the leaf order, the tree.
     sizes = [h.size for h in signed]
     recomputed: dict[int, str | None] = {}  # head size -> the events' root (None: cannot)
-    frontier = EMPTY_FRONTIER
+    tree = Growing()
     expected = 0  # the next leaf index
     damaged: list[int] = []  # leaf indices where the events are not as written
     last_seq: dict[str, tuple[int, int]] = {}  # chain -> (highest seq so far, its leaf)
@@ -466,45 +570,63 @@ async def check_log(
         nonlocal at_head
         while at_head < len(sizes) and sizes[at_head] <= index:
             size = sizes[at_head]
-            recomputed[size] = frontier_root(frontier).hex() if frontier.size == size else None
+            recomputed[size] = frontier_root(tree.frontier()).hex() if tree.size == size else None
             at_head += 1
 
-    result = await session.stream(
-        select(AuditEvent)
-        .where(col(AuditEvent.leaf_index).is_not(None))
-        .order_by(col(AuditEvent.leaf_index)),
-        execution_options={"yield_per": 2000},
-    )
-    async for ev in result.scalars():
-        index = ev.leaf_index
-        assert index is not None
-        roots_up_to(index)
-        if index > expected:
-            problem(f"{_span(expected, index - 1)} missing: events deleted from the log")
-            damaged.append(expected)
-        elif index < expected:  # only a negative index can come before leaf #0
-            problem(f"leaf #{index} (event id={ev.id}): not a leaf index (tampered)")
-            damaged.append(0)
-            continue
+    def where(ev: Event) -> str:
+        return f"leaf #{ev.leaf_index} (event id={ev.id}, {ev.chain} #{ev.seq}, {ev.action})"
+
+    next_size = sizes[0] if sizes else -1  # the next head's size (-1: none left)
+
+    def leaf(index: int, raw: bytes) -> None:
+        """Leaf `index` (the next one, or after a gap already named) into the tree."""
+        nonlocal next_size, expected
+        if index >= next_size >= 0:
+            roots_up_to(index)
+            next_size = sizes[at_head] if at_head < len(sizes) else -1
         expected = index + 1
-        verdict.leaves += 1
-        where = f"leaf #{index} (event id={ev.id}, {ev.chain} #{ev.seq}, {ev.action})"
-        if compute_hash(ev) != ev.hash:
-            problem(f"{where}: content does not match its hash (edited)")
-            damaged.append(index)
-        leaf = _hash_or_none(ev.hash)
-        if leaf is None:
-            leaf = hashlib.sha256(ev.hash.encode()).digest()  # keeps its place; named above
-        before = last_seq.get(ev.chain)
-        if before is not None and ev.seq < before[0]:
-            problem(
-                f"{where}: comes after #{before[0]} of its chain (leaf #{before[1]}): "
-                "events reordered in the log"
-            )
-            damaged.append(before[1])
-        else:
-            last_seq[ev.chain] = (ev.seq, index)
-        frontier = frontier_append(frontier, leaf_hash(leaf))
+        tree.append(leaf_hash(raw))
+
+    if seen is not None:  # verify's walk read the leaves and checked their hashes
+        for line in seen.problems:
+            problem(line)
+        for first, last in seen.gaps():
+            problem(f"{_span(first, last)} missing: events deleted from the log")
+            damaged.append(first)
+        damaged.extend(seen.damaged)
+        for index, raw in seen.leaves():
+            leaf(index, raw)
+    else:
+        result = await session.stream(
+            select(*EVENT_COLUMNS)
+            .where(col(AuditEvent.leaf_index).is_not(None))
+            .order_by(col(AuditEvent.leaf_index)),
+            execution_options={"yield_per": READ_BATCH},
+        )
+        async for batch in result.partitions():
+            for ev in batch:
+                index = ev.leaf_index
+                if index > expected:
+                    problem(f"{_span(expected, index - 1)} missing: events deleted from the log")
+                    damaged.append(expected)
+                elif index < expected:  # only a negative index can come before leaf #0
+                    problem(f"leaf #{index} (event id={ev.id}): not a leaf index (tampered)")
+                    damaged.append(0)
+                    continue
+                if compute_hash(ev) != ev.hash:
+                    problem(f"{where(ev)}: content does not match its hash (edited)")
+                    damaged.append(index)
+                before = last_seq.get(ev.chain)
+                if before is not None and ev.seq < before[0]:
+                    problem(
+                        f"{where(ev)}: comes after #{before[0]} of its chain (leaf #{before[1]}): "
+                        "events reordered in the log"
+                    )
+                    damaged.append(before[1])
+                else:
+                    last_seq[ev.chain] = (ev.seq, index)
+                leaf(index, _leaf_input(ev.hash))
+    verdict.leaves = tree.size
     roots_up_to(2**64)
     if heads and expected < heads[-1].size:
         problem(
@@ -659,16 +781,16 @@ async def verify_since(
     top = latest.size if latest is not None else 0
 
     # The new events: leaves after the checkpoint in leaf order, then those not in the log yet.
-    new: list[AuditEvent] = []
+    new: list[Event] = []
     leaves = 0
     expected = since.size
     result = await session.stream(
-        select(AuditEvent)
+        select(*EVENT_COLUMNS)
         .where(col(AuditEvent.leaf_index) >= since.size)
         .order_by(col(AuditEvent.leaf_index)),
-        execution_options={"yield_per": 2000},
+        execution_options={"yield_per": 5000},
     )
-    async for ev in result.scalars():
+    async for ev in result:
         index = ev.leaf_index
         assert index is not None
         new.append(ev)
@@ -696,9 +818,11 @@ async def verify_since(
                 "the head was swapped, or leaves after the check were replaced or reordered"
             )
     unsequenced = await session.execute(
-        select(AuditEvent).where(col(AuditEvent.leaf_index).is_(None)).order_by(col(AuditEvent.id))
+        select(*EVENT_COLUMNS)
+        .where(col(AuditEvent.leaf_index).is_(None))
+        .order_by(col(AuditEvent.id))
     )
-    new.extend(unsequenced.scalars())
+    new.extend(unsequenced)
     chain_only = sum(1 for ev in new if ev.leaf_index is None or ev.leaf_index >= top)
 
     # Each touched chain's event before the new ones (verified by an earlier check).

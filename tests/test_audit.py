@@ -8,11 +8,13 @@ edited, removed or reordered with plain SQL.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
@@ -1037,3 +1039,38 @@ async def test_the_judge_reads_an_erased_message_as_erased(
     assert run.code == 0, run.err
     thread = await w.say(JUDGE_WX, f"#{number}")
     assert "（此条内容已依法删除）" in thread and QUESTION not in thread
+
+
+def test_the_fast_hash_is_the_canonical_one() -> None:
+    """compute_hash builds its JSON without sort_keys, for speed: it must stay byte for byte
+    the canonical form every stored hash was made with."""
+    at = datetime(2026, 12, 4, 8, 30, 1, 123456, tzinfo=UTC)
+    for case_id, payload in [
+        (None, "{}"),
+        (7, '{"名":"王某某","t":"引号\\" \\\\ 和换行\\n"}'),
+        (2**40, "\u2028\x00 \ud7ff emoji 😀"),
+    ]:
+        ev = SimpleNamespace(
+            chain=audit.chain_for(case_id),
+            seq=3,
+            prev_hash="a" * 64,
+            actor="judge:王法官",
+            action="message.in",
+            subject='message:"9"',
+            case_id=case_id,
+            at=at,
+            payload=payload,
+        )
+        body = {
+            "chain": ev.chain,
+            "seq": ev.seq,
+            "prev": ev.prev_hash,
+            "actor": ev.actor,
+            "action": ev.action,
+            "subject": ev.subject,
+            "case_id": ev.case_id,
+            "at": "2026-12-04T08:30:01.123456Z",
+            "payload": ev.payload,
+        }
+        expected = hashlib.sha256(audit.canonical(body).encode()).hexdigest()
+        assert audit.compute_hash(ev) == expected

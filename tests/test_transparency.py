@@ -173,8 +173,22 @@ def leaves_of(events: list[AuditEvent]) -> list[bytes]:
 
 
 async def check(deps: Deps) -> transparency.LogVerdict:
+    """check_log on its own (reading the leaves itself); and, as `mst audit verify --full`
+    runs it, over the leaves verify's walk read (verify_full): both must name the same."""
     async with deps.db.sessions() as s:
-        return await transparency.check_log(s, public_of(KEY))
+        alone = await transparency.check_log(s, public_of(KEY))
+        _, merged = await transparency.verify_full(s, public_of(KEY))
+    assert (merged.leaves, merged.heads, merged.ok) == (alone.leaves, alone.heads, alone.ok)
+
+    def named(v: transparency.LogVerdict) -> list[str]:
+        # The walk meets a reordered leaf from the other side: "comes before" (it goes
+        # chain by chain), where check_log says "comes after" (it goes leaf by leaf).
+        return sorted(p.split(": comes ")[0] for p in v.problems)
+
+    assert len(merged.problems) == len(alone.problems)
+    if not any("reordered in the log" in p for p in alone.problems):
+        assert named(merged) == named(alone)
+    return alone
 
 
 @asynccontextmanager

@@ -167,11 +167,11 @@ async def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
             if inc is not None:
                 verdict = inc.verdict
                 log_problems += inc.problems
+            elif signer is not None:
+                verdict, logv = await transparency.verify_full(session, signer.public_key)
+                log_problems += logv.problems
             else:
                 verdict = await audit.verify(session)
-                if signer is not None:
-                    logv = await transparency.check_log(session, signer.public_key)
-                    log_problems += logv.problems
             ok = verdict.ok and not log_problems
             if ok and signer is not None:
                 await transparency.record_check(
