@@ -97,26 +97,73 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return _mth(leaves, 0, len(leaves))
 
 
+def inclusion_ranges(index: int, n: int) -> list[tuple[int, int]]:
+    """The subtrees [lo, hi) whose MTHs make PATH(index, D[n]), bottom up (the proof's order).
+
+    Raises IndexError unless 0 <= index < n.
+    """
+    if not 0 <= index < n:
+        raise IndexError(f"leaf {index} is not in a tree of {n}")
+    ranges: list[tuple[int, int]] = []  # top down; PATH lists them bottom up
+    lo, hi = 0, n
+    while hi - lo > 1:
+        mid = lo + _split(hi - lo)
+        if index < mid:
+            ranges.append((mid, hi))
+            hi = mid
+        else:
+            ranges.append((lo, mid))
+            lo = mid
+    ranges.reverse()
+    return ranges
+
+
+def consistency_ranges(m: int, n: int) -> list[tuple[int, int]]:
+    """The subtrees [lo, hi) whose MTHs make PROOF(m, D[n]) = SUBPROOF(m, D[n], true), in
+    the proof's order. Empty when m is 0 or n. Raises ValueError unless 0 <= m <= n."""
+    if not 0 <= m <= n:
+        raise ValueError(f"no tree of {m} leaves inside one of {n}")
+    if m in (0, n):
+        return []
+    ranges: list[tuple[int, int]] = []  # top down, as SUBPROOF appends them
+    lo, hi, whole = 0, n, True  # whole: the subtree at hand is the old tree's root
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo, m, whole = lo + k, m - k, False
+    return ([] if whole else [(lo, hi)]) + ranges[::-1]
+
+
+def pieces(lo: int, hi: int) -> list[tuple[int, int]]:
+    """The perfect subtrees that make up the subtree [lo, hi) of a proof: its left part
+    (the largest power of two below its size), then the rest split the same way. Each is
+    aligned to its size, so a stored interior node (level, lo >> level) is one of them."""
+    out: list[tuple[int, int]] = []
+    while hi - lo > 0:
+        width = hi - lo if (hi - lo) & (hi - lo - 1) == 0 else _split(hi - lo)
+        out.append((lo, lo + width))
+        lo += width
+    return out
+
+
+def fold(piece_hashes: Sequence[bytes]) -> bytes:
+    """MTH of a subtree from its pieces' MTHs (`pieces`' order): folded from the right."""
+    r = piece_hashes[-1]
+    for node in reversed(piece_hashes[:-1]):
+        r = node_hash(node, r)
+    return r
+
+
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     """PATH(index, D[n]): the siblings from the leaf up to the root.
 
     Raises IndexError unless 0 <= index < len(leaves).
     """
-    n = len(leaves)
-    if not 0 <= index < n:
-        raise IndexError(f"leaf {index} is not in a tree of {n}")
-    siblings: list[bytes] = []  # top down; PATH lists them bottom up
-    lo, hi = 0, n
-    while hi - lo > 1:
-        mid = lo + _split(hi - lo)
-        if index < mid:
-            siblings.append(_mth(leaves, mid, hi))
-            hi = mid
-        else:
-            siblings.append(_mth(leaves, lo, mid))
-            lo = mid
-    siblings.reverse()
-    return siblings
+    return [_mth(leaves, lo, hi) for lo, hi in inclusion_ranges(index, len(leaves))]
 
 
 def consistency_proof(leaves: Sequence[bytes], m: int) -> list[bytes]:
@@ -124,24 +171,7 @@ def consistency_proof(leaves: Sequence[bytes], m: int) -> list[bytes]:
 
     Empty when m is 0 or n (nothing to prove). Raises ValueError unless 0 <= m <= n.
     """
-    n = len(leaves)
-    if not 0 <= m <= n:
-        raise ValueError(f"no tree of {m} leaves inside one of {n}")
-    if m in (0, n):
-        return []
-    siblings: list[bytes] = []  # top down, as SUBPROOF appends them
-    lo, hi, whole = 0, n, True  # whole: the subtree at hand is the old tree's root
-    while m != hi - lo:
-        k = _split(hi - lo)
-        if m <= k:
-            siblings.append(_mth(leaves, lo + k, hi))
-            hi = lo + k
-        else:
-            siblings.append(_mth(leaves, lo, lo + k))
-            lo, m, whole = lo + k, m - k, False
-    proof = [] if whole else [_mth(leaves, lo, hi)]
-    proof.extend(reversed(siblings))
-    return proof
+    return [_mth(leaves, lo, hi) for lo, hi in consistency_ranges(m, len(leaves))]
 
 
 def _hashes(*values: bytes) -> bool:
@@ -239,19 +269,27 @@ class Growing:
     """A frontier grown leaf by leaf in place: what a pass over a million leaves uses,
     where a new (validated, immutable) Frontier per leaf would cost more than the hashing."""
 
-    __slots__ = ("nodes", "size")
+    __slots__ = ("completed", "level", "nodes", "size")
 
-    def __init__(self, frontier: Frontier = EMPTY_FRONTIER) -> None:
+    def __init__(self, frontier: Frontier = EMPTY_FRONTIER, *, keep_from: int = 0) -> None:
         self.nodes = list(frontier.nodes)
         self.size = frontier.size
+        # Perfect subtrees completed by the appends, of `keep_from` levels or more (0: none
+        # kept): (level, index, hash), node `index` of its level covering the leaves
+        # [index << level, (index + 1) << level).
+        self.level = keep_from
+        self.completed: list[tuple[int, int, bytes]] = []
 
     def append(self, leaf_hash: bytes) -> None:
         if len(leaf_hash) != HASH_SIZE:
             raise ValueError("a leaf hash is 32 bytes")
-        nodes, node, size = self.nodes, leaf_hash, self.size
+        nodes, node, size, height = self.nodes, leaf_hash, self.size, 0
         while size & 1:
             node = hashlib.sha256(b"\x01" + nodes.pop() + node).digest()
             size >>= 1
+            height += 1
+            if self.level and height >= self.level:
+                self.completed.append((height, ((self.size + 1) >> height) - 1, node))
         nodes.append(node)
         self.size += 1
 

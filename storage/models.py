@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Index,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -361,6 +362,30 @@ class TreeHead(SQLModel, table=True):
     # JSON: the hex roots of the tree's perfect right-edge subtrees, largest first, so the
     # next head is built in O(log n) a new leaf.
     frontier: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class TreeNode(SQLModel, table=True):
+    """An interior node of the transparency log: the root of the perfect subtree of
+    2**level leaves starting at leaf idx << level, for level >= storage.transparency's
+    NODE_LEVEL. Written as heads are signed; proofs read them (O(log n) rows). Append-only."""
+
+    __tablename__ = "tree_node"
+    level: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: str = Field(max_length=64)  # hex
+
+
+class PublishedHead(SQLModel, table=True):
+    """A signed head the court posted (`mst audit publish`): on its notice board, its
+    website, to its supervisor. A receipt's page says whether its head is one of these.
+    Append-only."""
+
+    __tablename__ = "published_head"
+    id: int | None = Field(default=None, primary_key=True)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    root: str = Field(max_length=64)  # hex, as posted
+    published_at: datetime
+    by: str = Field(max_length=64)  # who ran the command (the operator's login)
 
 
 class AuditCheck(SQLModel, table=True):

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
@@ -68,15 +68,23 @@ from storage.merkle import (
     HASH_SIZE,
     Frontier,
     Growing,
-    consistency_proof,
+    consistency_ranges,
+    fold,
     frontier_append,
     frontier_root,
-    inclusion_proof,
+    inclusion_ranges,
     leaf_hash,
+    pieces,
+    root,
+    verify_consistency,
+    verify_inclusion,
 )
-from storage.models import AuditCheck, AuditEvent, TreeHead
+from storage.models import AuditCheck, AuditEvent, TreeHead, TreeNode
 
 SEQUENCE_LIMIT = 10000  # events given leaf indices per call
+# Interior nodes are stored from this level up (subtrees of 16 leaves or more): about one
+# row per 8 leaves, and a proof reads at most 15 leaves besides O(log n) nodes.
+NODE_LEVEL = 4
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended('transparency:log', 0))")
@@ -227,7 +235,7 @@ async def sign_head(
             raise LogDamaged(f"head size {last.size}: its frontier does not give its root")
         frontier = stored
     start = frontier.size
-    tree = Growing(frontier)
+    tree = Growing(frontier, keep_from=NODE_LEVEL)
     result = await session.stream(
         select(col(AuditEvent.leaf_index), col(AuditEvent.hash))
         .where(col(AuditEvent.leaf_index) >= start)
@@ -259,6 +267,16 @@ async def sign_head(
         frontier=json.dumps([node.hex() for node in frontier.nodes]),
     )
     await _insert(session, head)
+    if tree.completed:
+        conn = await session.connection()
+        for n in range(0, len(tree.completed), 5000):
+            await conn.execute(
+                insert(TreeNode),
+                [
+                    {"level": level, "idx": idx, "hash": node.hex()}
+                    for level, idx, node in tree.completed[n : n + 5000]
+                ],
+            )
     return head
 
 
@@ -319,22 +337,51 @@ async def _head(session: AsyncSession, size: int | None) -> TreeHead:
     return head
 
 
-async def _leaves(session: AsyncSession, size: int) -> list[bytes]:
-    """The leaf hashes [0, size), in order. Raises LogDamaged unless all are there."""
+async def _leaf_range(session: AsyncSession, lo: int, hi: int) -> list[bytes]:
+    """The leaf hashes [lo, hi), in order. Raises LogDamaged unless all are there."""
     rows = await session.execute(
         select(col(AuditEvent.hash))
-        .where(col(AuditEvent.leaf_index) >= 0, col(AuditEvent.leaf_index) < size)
+        .where(col(AuditEvent.leaf_index) >= lo, col(AuditEvent.leaf_index) < hi)
         .order_by(col(AuditEvent.leaf_index))
     )
     leaves: list[bytes] = []
     for (event_hash,) in rows:
         leaf = _hash_or_none(event_hash)
         if leaf is None:
-            raise LogDamaged(f"leaf #{len(leaves)}: its event's hash is not a SHA-256")
+            raise LogDamaged(f"leaf #{lo + len(leaves)}: its event's hash is not a SHA-256")
         leaves.append(leaf_hash(leaf))
-    if len(leaves) != size:
-        raise LogDamaged(f"the log holds {len(leaves)} of the first {size} leaves")
+    if len(leaves) != hi - lo:
+        raise LogDamaged(f"the log holds {len(leaves)} of the leaves #{lo}..#{hi - 1}")
     return leaves
+
+
+async def _subtrees(session: AsyncSession, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """MTH of each subtree [lo, hi) a proof names: from its perfect pieces, each a stored
+    node (one query for all) or, below NODE_LEVEL or where none was stored (a log begun
+    before nodes were kept), from its leaves."""
+    wanted = {piece for lo, hi in ranges for piece in pieces(lo, hi)}
+    keys = {
+        (lo, hi): ((hi - lo).bit_length() - 1, lo >> ((hi - lo).bit_length() - 1))
+        for lo, hi in wanted
+    }
+    stored: dict[tuple[int, int], bytes] = {}
+    big = [key for key in keys.values() if key[0] >= NODE_LEVEL]
+    for at in range(0, len(big), 500):
+        rows = await session.execute(
+            select(col(TreeNode.level), col(TreeNode.idx), col(TreeNode.hash)).where(
+                tuple_(col(TreeNode.level), col(TreeNode.idx)).in_(big[at : at + 500])
+            )
+        )
+        for level, idx, value in rows:
+            raw = _hash_or_none(value)
+            if raw is None:
+                raise LogDamaged(f"interior node {level}/{idx}: not a SHA-256")
+            stored[(level, idx)] = raw
+    found: dict[tuple[int, int], bytes] = {}
+    for piece, key in keys.items():
+        node = stored.get(key)
+        found[piece] = node if node is not None else root(await _leaf_range(session, *piece))
+    return [fold([found[piece] for piece in pieces(lo, hi)]) for lo, hi in ranges]
 
 
 async def inclusion(
@@ -345,7 +392,8 @@ async def inclusion(
     size: int | None = None,
 ) -> Inclusion:
     """The proof that a leaf (by index, or by its event's id) is in the head of `size`
-    leaves (None: the latest head). Raises NoSuchHead, NotInLog, OutOfRange, LogDamaged."""
+    leaves (None: the latest head): O(log n) stored nodes read. Checked against the head
+    before it is given out. Raises NoSuchHead, NotInLog, OutOfRange, LogDamaged."""
     if (leaf_index is None) == (event_id is None):
         raise ValueError("name a leaf or an event, not both")
     head = await _head(session, size)
@@ -372,26 +420,39 @@ async def inclusion(
     ).first()
     if found is None:
         raise LogDamaged(f"leaf #{leaf_index} is missing")
-    leaves = await _leaves(session, head.size)
+    leaf = leaf_hash(_leaf_input(found[1]))
+    proof = await _subtrees(session, inclusion_ranges(leaf_index, head.size))
+    if not verify_inclusion(leaf, leaf_index, head.size, proof, bytes.fromhex(head.root)):
+        raise LogDamaged(
+            f"leaf #{leaf_index} and the stored tree do not give head {head.size}'s root "
+            "(mst audit verify --full names what changed)"
+        )
     return Inclusion(
         leaf_index=leaf_index,
         event_id=found[0] or 0,
         event_hash=found[1],
-        leaf_hash=leaves[leaf_index].hex(),
+        leaf_hash=leaf.hex(),
         head=head,
-        proof=[node.hex() for node in inclusion_proof(leaves, leaf_index)],
+        proof=[node.hex() for node in proof],
     )
 
 
 async def consistency(session: AsyncSession, first: int, second: int | None = None) -> Consistency:
     """The proof that the head of `second` leaves (None: the latest) extends the head of
-    `first`. Raises NoSuchHead, OutOfRange, LogDamaged."""
+    `first`: O(log n) stored nodes read, checked against both heads before it is given
+    out. Raises NoSuchHead, OutOfRange, LogDamaged."""
     older = await _head(session, first)
     newer = await _head(session, second)
     if older.size > newer.size:
         raise OutOfRange(f"head {older.size} is larger than head {newer.size}")
-    leaves = await _leaves(session, newer.size)
-    proof = consistency_proof(leaves, older.size)
+    proof = await _subtrees(session, consistency_ranges(older.size, newer.size))
+    if older.size and not verify_consistency(
+        older.size, newer.size, bytes.fromhex(older.root), bytes.fromhex(newer.root), proof
+    ):
+        raise LogDamaged(
+            f"the stored tree does not prove head {newer.size} extends head {older.size} "
+            "(mst audit verify --full names what changed)"
+        )
     return Consistency(older, newer, [node.hex() for node in proof])
 
 
@@ -560,7 +621,7 @@ async def check_log(
     # One pass over the leaves: each event against its hash, the leaf order, the tree.
     sizes = [h.size for h in signed]
     recomputed: dict[int, str | None] = {}  # head size -> the events' root (None: cannot)
-    tree = Growing()
+    tree = Growing(keep_from=NODE_LEVEL)
     expected = 0  # the next leaf index
     damaged: list[int] = []  # leaf indices where the events are not as written
     last_seq: dict[str, tuple[int, int]] = {}  # chain -> (highest seq so far, its leaf)
@@ -635,6 +696,31 @@ async def check_log(
         )
         damaged.append(expected)
     first_damage = min(damaged, default=None)
+
+    # The stored interior nodes (what proofs are built from) against the tree recomputed:
+    # one over damaged leaves is not named again; one missing is not damage (a log begun
+    # before nodes were kept has none for its first heads; proofs read the leaves there).
+    computed = {(level, idx): node for level, idx, node in tree.completed}
+    nodes = await session.stream(
+        select(col(TreeNode.level), col(TreeNode.idx), col(TreeNode.hash)),
+        execution_options={"yield_per": READ_BATCH},
+    )
+    async for node_rows in nodes.partitions():
+        for level, idx, value in node_rows:
+            lo, hi = idx << level, (idx + 1) << level
+            if first_damage is not None and hi > first_damage:
+                continue
+            expected_node = computed.get((level, idx))
+            if expected_node is None:
+                problem(
+                    f"interior node (level {level}, leaves #{lo}..#{hi - 1}): stored for "
+                    "leaves the log does not hold (inserted)"
+                )
+            elif value != expected_node.hex():
+                problem(
+                    f"interior node (level {level}, leaves #{lo}..#{hi - 1}): does not match "
+                    "its leaves (altered): proofs through it would not verify"
+                )
 
     # Each head this key signed against the events.
     matches = {size: recomputed.get(size) == h.root for size, h in zip(sizes, signed, strict=True)}

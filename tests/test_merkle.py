@@ -536,3 +536,59 @@ def test_frontier_is_checked() -> None:
         merkle.Frontier(-1, ())
     with pytest.raises(ValueError):
         merkle.frontier_append(merkle.EMPTY_FRONTIER, b"data, not a hash")
+
+
+# -- proofs from stored interior nodes (what the server keeps so a proof is O(log n)) -----
+
+
+def stored_nodes(leaves: Sequence[bytes], keep_from: int) -> dict[tuple[int, int], bytes]:
+    tree = merkle.Growing(keep_from=keep_from)
+    for leaf in leaves:
+        tree.append(leaf)
+    return {(level, index): node for level, index, node in tree.completed}
+
+
+def from_nodes(
+    leaves: Sequence[bytes], nodes: dict[tuple[int, int], bytes], lo: int, hi: int
+) -> bytes:
+    """MTH(D[lo:hi]) from its pieces: a stored node where there is one, else the leaves."""
+    found = []
+    for a, b in merkle.pieces(lo, hi):
+        level = (b - a).bit_length() - 1
+        node = nodes.get((level, a >> level))
+        found.append(node if node is not None else merkle.root(leaves[a:b]))
+    return merkle.fold(found)
+
+
+@pytest.mark.parametrize("keep_from", [1, 2, 4])
+def test_proofs_from_stored_nodes_are_the_proofs(keep_from: int) -> None:
+    rng = random.Random(6962)
+    leaves = [merkle.leaf_hash(rng.randbytes(8)) for _ in range(300)]
+    nodes = stored_nodes(leaves, keep_from)
+    # Every stored node is the root of the leaves it covers, and none is below the level.
+    for (level, index), node in nodes.items():
+        assert level >= keep_from
+        assert node == merkle.root(leaves[index << level : (index + 1) << level])
+    assert len(nodes) == sum(300 >> level for level in range(keep_from, 9))
+    for n in [1, 2, 3, 5, 8, 16, 17, 100, 255, 256, 257, 300]:
+        for index in {0, n // 2, n - 1}:
+            path = [
+                from_nodes(leaves, nodes, lo, hi) for lo, hi in merkle.inclusion_ranges(index, n)
+            ]
+            assert path == merkle.inclusion_proof(leaves[:n], index)
+        for m in range(0, n + 1, max(1, n // 7)):
+            proof = [
+                from_nodes(leaves, nodes, lo, hi) for lo, hi in merkle.consistency_ranges(m, n)
+            ]
+            assert proof == merkle.consistency_proof(leaves[:n], m)
+
+
+def test_pieces_are_aligned_perfect_subtrees() -> None:
+    for n in range(1, 70):
+        for index in range(n):
+            for lo, hi in merkle.inclusion_ranges(index, n):
+                parts = merkle.pieces(lo, hi)
+                assert parts[0][0] == lo and parts[-1][1] == hi
+                for a, b in parts:
+                    width = b - a
+                    assert width & (width - 1) == 0 and a % width == 0

@@ -35,7 +35,7 @@ from bot.dialog.deps import Deps
 from storage import audit, state, transparency
 from storage import db as database
 from storage.merkle import frontier_of
-from storage.models import AuditEvent, TreeHead
+from storage.models import AuditEvent, TreeHead, TreeNode
 from tests.world import World, ask, mst_in_process, verify_litigant
 
 KEY = bytes(range(32))  # the log's private key in these tests
@@ -520,6 +520,95 @@ async def test_a_fork_is_named(deps: Deps) -> None:
     assert (await check(deps)).problems == [
         "head size 8: a fork: signed by this log's key, but not consistent with head size 12, "
         "which the events match: the key signed two different histories"
+    ]
+
+
+# -- proofs from stored interior nodes: O(log n) reads -----------------------------------------
+
+
+async def proved(deps: Deps, index: int, size: int | None = None) -> list[bytes]:
+    """The server's inclusion proof for leaf `index`, checked here against its head."""
+    async with deps.db.sessions() as s:
+        inc = await transparency.inclusion(s, leaf_index=index, size=size)
+    path = [bytes.fromhex(h) for h in inc.proof]
+    assert (
+        path_root(bytes.fromhex(inc.leaf_hash), index, inc.head.size, path).hex() == inc.head.root
+    )
+    return path
+
+
+async def test_interior_nodes_are_kept_and_proofs_read_them_not_every_leaf(deps: Deps) -> None:
+    await add(deps, 40)
+    head = await log_now(deps)
+    assert head is not None and head.size == 40
+    async with deps.db.sessions() as s:
+        nodes = (await s.execute(select(TreeNode.level, TreeNode.idx))).all()  # type: ignore[call-overload]
+    # Subtrees of 16 leaves and more: [0,16), [16,32) and [0,32).
+    assert sorted(nodes) == [(4, 0), (4, 1), (5, 0)]
+    events = await in_log(deps)
+    leaves = leaves_of(events)
+    assert await proved(deps, 37) == [
+        leaves[36],
+        mth(leaves[38:40]),
+        mth(leaves[32:36]),
+        mth(leaves[0:32]),
+    ]
+    # Leaves #0..#31 gone (a rogue edit, named by check_log): the proof for #37 does not
+    # read them, so it still comes out: it used the stored node [0,32) instead.
+    async with rogue(deps.db) as s:
+        await s.execute(delete(AuditEvent).where(AuditEvent.leaf_index < 32))  # type: ignore[arg-type, operator]
+    assert await proved(deps, 37) == [
+        leaves[36],
+        mth(leaves[38:40]),
+        mth(leaves[32:36]),
+        mth(leaves[0:32]),
+    ]
+
+
+async def test_a_log_begun_before_nodes_were_kept_still_proves_from_its_leaves(
+    deps: Deps,
+) -> None:
+    await add(deps, 20)
+    await log_now(deps)
+    async with rogue(deps.db) as s:  # as after migration 0011 on an older log: no nodes
+        if deps.db.dialect == "postgresql":
+            await s.execute(text("ALTER TABLE tree_node DISABLE TRIGGER USER"))
+        else:
+            await s.execute(text("DROP TRIGGER IF EXISTS tree_node_no_delete"))
+        await s.execute(delete(TreeNode))
+    await add(deps, 20)
+    await log_now(deps)
+    leaves = leaves_of(await in_log(deps))
+    for index in (0, 15, 19, 20, 39):
+        path = await proved(deps, index)
+        assert path_root(leaves[index], index, 40, path) == mth(leaves)
+    async with deps.db.sessions() as s:
+        both = await transparency.consistency(s, 20, 40)
+    old, new = consistent_roots(
+        20, 40, [bytes.fromhex(h) for h in both.proof], bytes.fromhex(both.first.root)
+    )
+    assert (old, new) == (mth(leaves[:20]), mth(leaves))
+    assert (await check(deps)).ok
+
+
+async def test_an_altered_interior_node_is_refused_and_named(deps: Deps) -> None:
+    await add(deps, 40)
+    await log_now(deps)
+    async with rogue(deps.db) as s:
+        if deps.db.dialect == "postgresql":
+            await s.execute(text("ALTER TABLE tree_node DISABLE TRIGGER USER"))
+        else:
+            await s.execute(text("DROP TRIGGER IF EXISTS tree_node_no_update"))
+        await s.execute(
+            update(TreeNode).where(TreeNode.level == 4, TreeNode.idx == 0).values(hash="ab" * 32)  # type: ignore[arg-type]
+        )
+    # The server checks a proof against the head before giving it out: none is given.
+    with pytest.raises(transparency.LogDamaged, match="do not give head 40"):
+        await proved(deps, 20)
+    assert await proved(deps, 3)  # one that does not go through it is still good
+    assert (await check(deps)).problems == [
+        "interior node (level 4, leaves #0..#15): does not match its leaves (altered): "
+        "proofs through it would not verify"
     ]
 
 
