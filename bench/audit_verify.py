@@ -23,6 +23,7 @@ from bench import common
 KEY = bytes(range(32))
 CASES = 10_000  # events spread over this many case chains
 CHUNK = 5_000  # events a transaction while building
+PROOFS = 20  # of each kind, timed
 
 
 async def _add(db: object, first: int, n: int) -> None:
@@ -56,8 +57,11 @@ async def _sequence_and_sign(db: object, signer: object) -> None:
 
 
 async def run(url: str, events: int, new: int) -> dict[str, float | int | bool]:
+    from sqlalchemy import select
+
     from storage import audit, transparency
     from storage import db as database
+    from storage.models import TreeHead
 
     signer = transparency.Signer.from_private_bytes(KEY)
     db = database.connect(url)
@@ -89,6 +93,20 @@ async def run(url: str, events: int, new: int) -> dict[str, float | int | bool]:
             t1 = time.perf_counter()
             await transparency.check_log(s, signer.public_key)
             out["check_log_only_s"] = time.perf_counter() - t1
+
+        # Proofs at this size: O(log n) stored nodes each, whatever the size.
+        async with db.sessions() as s:
+            head = await transparency.latest_head(s)
+            assert head is not None
+            t0 = time.perf_counter()
+            for i in range(PROOFS):
+                await transparency.inclusion(s, leaf_index=i * (head.size // PROOFS))
+            out["inclusion_ms"] = (time.perf_counter() - t0) * 1000 / PROOFS
+            t0 = time.perf_counter()
+            older = list((await s.execute(select(TreeHead.size))).scalars())[:-1]
+            for size in older[:PROOFS]:
+                await transparency.consistency(s, size)
+            out["consistency_ms"] = (time.perf_counter() - t0) * 1000 / max(1, len(older[:PROOFS]))
 
         await _add(db, events, new)
         t0 = time.perf_counter()
@@ -132,6 +150,10 @@ def main(argv: list[str] | None = None) -> None:
         f"  full        {r['full_s']:8.1f} s  = {n / r['full_s']:,.0f} events/s, one read "
         f"(apart: chains+messages {r['walk_only_s']:.1f} s, check_log alone "
         f"{r['check_log_only_s']:.1f} s)  {'ok' if r['full_ok'] else 'FAILED'}"
+    )
+    print(
+        f"  proofs      inclusion {r['inclusion_ms']:.1f} ms, consistency "
+        f"{r['consistency_ms']:.1f} ms (mean of {PROOFS}, at {n:,} leaves)"
     )
     print(
         f"  incremental {r['incr_s']:8.3f} s  after {r['new']:,} new events "

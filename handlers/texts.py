@@ -247,6 +247,10 @@ RECEIPT_LOG_DAMAGED = "法院公开日志暂时无法核对，法院已收到提
 RECEIPT_NOTICE = (
     "可与法院公告栏上的日志摘要核对：{when} 共 {size} 条 根 {root}（公钥编号 {key_id}）"
 )
+RECEIPT_PUBLISHED = "这份日志摘要法院已于 {date} 公布，公告栏上应有同样的一行。"
+RECEIPT_NOT_PUBLISHED = (
+    "这份日志摘要法院还没有公布（一般每天公布一次）；公布后再打开本页，即可与公告栏对照。"
+)
 RECEIPT_CHECKING = "正在用您的手机核对……"
 RECEIPT_NO_SCRIPT = "您的浏览器没有运行核对程序，请以上面的结果为准。"
 RECEIPT_VERIFIED = "✔ 您的手机已独立核对：这条记录在法院签名的日志里。"

@@ -79,7 +79,7 @@ from storage.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from storage.models import AuditCheck, AuditEvent, TreeHead, TreeNode
+from storage.models import AuditCheck, AuditEvent, PublishedHead, TreeHead, TreeNode
 
 SEQUENCE_LIMIT = 10000  # events given leaf indices per call
 # Interior nodes are stored from this level up (subtrees of 16 leaves or more): about one
@@ -308,6 +308,37 @@ def _frontier(head: TreeHead) -> Frontier | None:
         return Frontier(head.size, tuple(bytes.fromhex(n) for n in nodes))
     except (ValueError, TypeError):
         return None
+
+
+# -- heads the court posted -------------------------------------------------------------------
+
+
+async def record_published(session: AsyncSession, head: TreeHead, by: str) -> PublishedHead:
+    """Record that `head` was posted (`mst audit publish`): its size and root, when, by whom."""
+    row = PublishedHead(size=head.size, root=head.root, published_at=now(), by=by[:64])
+    await _insert(session, row)
+    return row
+
+
+async def published(session: AsyncSession, *, limit: int = 100) -> list[PublishedHead]:
+    """The heads posted, newest first."""
+    rows = await session.execute(
+        select(PublishedHead).order_by(col(PublishedHead.id).desc()).limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def first_published_over(session: AsyncSession, leaf_index: int) -> PublishedHead | None:
+    """The first posted head that holds leaf `leaf_index` (None: none posted since it
+    was logged): the line on the notice board a receipt's page tells its reader to compare."""
+    return (
+        await session.execute(
+            select(PublishedHead)
+            .where(col(PublishedHead.size) > leaf_index)
+            .order_by(col(PublishedHead.size), col(PublishedHead.id))
+            .limit(1)
+        )
+    ).scalar_one_or_none()
 
 
 # -- proofs ----------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from playwright.async_api import Page, Route
 from sqlalchemy import select
 
 from bot.app.jobs import extend_log
+from bot.core.clock import say_time
 from handlers import texts
-from storage import transparency
+from storage import audit, transparency
 from storage.models import AuditEvent, TreeHead
 from tests.browser import keep, phone_page
 from tests.conftest import CASE_NUMBER
@@ -156,6 +157,39 @@ async def test_the_phone_checks_the_receipt_is_in_the_courts_signed_log(world: W
             assert "✔ 您的手机已独立核对" not in await page.inner_text("body")
             assert await page.evaluate("document.documentElement.scrollWidth") <= 390
             await keep(page, name)
+
+
+async def test_the_page_names_the_posted_head_once_the_court_publishes(world: World) -> None:
+    """Before `mst audit publish` the page says the head is not posted yet; after, it
+    proves the receipt against the posted head (not a later one), says when it was posted,
+    and the phone checks that proof."""
+    w = world
+    url = await ask(w)
+    first = await log_now(w)
+    async with phone_page() as page:
+        await page.goto(url)
+        assert (await checked(page))[0] == "verified"
+        assert texts.RECEIPT_NOT_PUBLISHED in await page.inner_text("body")
+
+        async with w.deps.db.transaction() as s:
+            posted = await transparency.record_published(s, first, "书记员")
+            # More events, and a later head the court has not posted.
+            await audit.append(s, actor="clerk", action="note", case_id=None, payload={})
+        later = await log_now(w)
+        assert later.size > first.size
+        await page.reload()
+        assert (await checked(page))[0] == "verified"
+        shown = await page.inner_text("body")
+        assert texts.RECEIPT_NOT_PUBLISHED not in shown
+        assert texts.RECEIPT_PUBLISHED.format(date=say_time(posted.published_at)) in shown
+        assert f"日志共 {first.size} 条" in shown and first.root[:8] in shown
+        assert later.root[:8] not in shown
+        proof = json.loads(await page.inner_text("#receipt-proof"))
+        assert proof["head"]["size"] == first.size and proof["head"]["root"] == first.root
+        await keep(page, "receipt-posted-head")
+    posted_list = await (await w.client.get("/transparency/published")).json()
+    assert posted_list["published"][0]["size"] == first.size
+    assert "by" not in posted_list["published"][0]  # who posted it is the court's business
 
 
 async def test_a_receipt_not_yet_in_the_log_says_within_a_minute(world: World) -> None:

@@ -6,6 +6,7 @@ in a few lines, Ed25519 with `cryptography`), never with storage/merkle.py."""
 from __future__ import annotations
 
 import base64
+import getpass
 import hashlib
 import json
 import re
@@ -722,10 +723,16 @@ async def test_mst_audit_publish(deps: Deps, cli_env: dict[str, str], tmp_path: 
     assert run.out == line + "\n"
     assert line.isprintable() and len(line) < 100
 
-    run = await mst_in_process(env, tmp_path, "audit", "publish", "--json")
+    run = await mst_in_process(env, tmp_path, "audit", "publish", "--json", "--by", "书记员李")
     assert run.code == 0, run.err
     said = json.loads(run.out)
-    assert said["line"] == line
+    assert said["line"] == line and said["published_by"] == "书记员李"
+    async with deps.db.sessions() as s:  # each publish recorded: what receipts' pages name
+        posted = await transparency.published(s)
+    assert [(p.size, p.root, p.by) for p in posted][:2] == [
+        (12, head.root, "书记员李"),
+        (12, head.root, getpass.getuser()),
+    ]
     assert (said["size"], said["root"], said["signature"], said["key_id"]) == (
         12,
         head.root,

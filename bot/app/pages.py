@@ -243,13 +243,20 @@ def _in_log(deps: Any, logged: receipts.Logged) -> str:
     words = texts.RECEIPT_LOGGED.format(
         index=found.leaf_index + 1, size=head.size, at=say_time(head.signed_at)
     )
-    # `mst audit publish` posts the latest head; no record of it is kept here, so the
-    # person compares this head with the line on the court's notice board.
+    # The head the proof is against: the first one the court posted that holds the record
+    # (`mst audit publish`), which the person can compare with the notice board; else
+    # the latest, with a word that it is not posted yet.
     notice = texts.RECEIPT_NOTICE.format(
         when=to_court(head.signed_at).strftime("%Y-%m-%d %H:%M"),
         size=head.size,
         root=f"{head.root[:8]}…{head.root[-8:]}",
         key_id=head.key_id,
+    )
+    posted = logged.published
+    notice += "\n" + (
+        texts.RECEIPT_PUBLISHED.format(date=say_time(posted.published_at))
+        if posted is not None and posted.size == head.size
+        else texts.RECEIPT_NOT_PUBLISHED
     )
     signer = deps.rules.signer
     key = (
@@ -281,7 +288,7 @@ def _in_log(deps: Any, logged: receipts.Logged) -> str:
     }
     return (
         f"{_RECEIPT_STYLE}<div class='card ok'>{html.escape(words)}"
-        f"<div class='notice'>{html.escape(notice)}</div></div>"
+        f"<div class='notice'>{html.escape(notice).replace(chr(10), '<br>')}</div></div>"
         f"<div id='verify' class='card verify'>{html.escape(texts.RECEIPT_CHECKING)}"
         f"<noscript>{html.escape(texts.RECEIPT_NO_SCRIPT)}</noscript></div>"
         f"<script type='application/json' id='receipt-proof'>{script_json(proof)}</script>"

@@ -8,6 +8,7 @@ event: 404.
     GET /transparency/proof/inclusion?leaf=I&size=N   (or event=ID; size: the latest head)
     GET /transparency/proof/consistency?from=M&to=N   (to: the latest head)
     GET /transparency/key                        the public key, base64 and hex, its key id
+    GET /transparency/published                  the heads the court posted, newest first
 
 A head's signature is Ed25519 over RFC 6962's TreeHeadSignature: version 0 (1 byte), type
 1 (1 byte), `timestamp` in milliseconds (8 bytes), `size` (8 bytes), `root` (32 bytes),
@@ -168,6 +169,26 @@ async def key(request: web.Request) -> web.Response:
     )
 
 
+async def posted(request: web.Request) -> web.Response:
+    """The heads the court posted (`mst audit publish`), newest first: what a notice board
+    should show, for anyone comparing (the heads themselves at /transparency/head/N)."""
+    async with request.app[DEPS].db.sessions() as session:
+        rows = await tlog.published(session)
+    return web.json_response(
+        {
+            "published": [
+                {
+                    "size": p.size,
+                    "root": p.root,
+                    "published_at": p.published_at.isoformat(timespec="seconds"),
+                    "published_at_local": to_court(p.published_at).isoformat(timespec="seconds"),
+                }
+                for p in rows
+            ]
+        }
+    )
+
+
 def _damaged(exc: Exception) -> web.Response:
     log.error("transparency log damaged: %s (run check_log)", exc)
     return _error(500, "the log's stored leaves are damaged")
@@ -179,3 +200,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/transparency/proof/inclusion", inclusion)
     app.router.add_get("/transparency/proof/consistency", consistency)
     app.router.add_get("/transparency/key", key)
+    app.router.add_get("/transparency/published", posted)

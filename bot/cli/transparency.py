@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import getpass
 import json
 import sys
 from typing import Any
@@ -17,9 +18,13 @@ def add_to(audit_commands: Any) -> None:
     s = audit_commands.add_parser(
         "publish",
         help="sign a tree head over what is new in the log, then print the latest head as "
-        "one line a court can post (date, size, root, signature, key id); --json: the full values",
+        "one line a court can post (date, size, root, signature, key id), and record it as "
+        "posted (receipts' pages name it); --json: the full values",
     )
     s.add_argument("--json", action="store_true", help="one JSON object: the full values")
+    s.add_argument(
+        "--by", metavar="NAME", help="who posts it (recorded with the head; default: the login)"
+    )
     s.set_defaults(run=audit_publish)
 
 
@@ -53,8 +58,12 @@ async def audit_publish(settings: Settings, args: argparse.Namespace) -> int:
             except transparency.LogDamaged as exc:
                 print(f"mst: 审计日志已损坏，不能公布：{exc}", file=sys.stderr)
                 return 1
-        async with db.sessions() as session:
+        async with db.transaction() as session:
             head = await transparency.latest_head(session)
+            if head is not None:  # a receipt's page then names this head as the posted one
+                posted = await transparency.record_published(
+                    session, head, args.by or getpass.getuser()
+                )
         if head is None:
             print("mst: 审计日志还是空的，没有可公布的树头。", file=sys.stderr)
             return 1
@@ -71,6 +80,8 @@ async def audit_publish(settings: Settings, args: argparse.Namespace) -> int:
                     if ours and signer is not None
                     else None,
                     "line": line,
+                    "published_at": posted.published_at.isoformat(timespec="seconds"),
+                    "published_by": posted.by,
                 },
                 ensure_ascii=False,
             )

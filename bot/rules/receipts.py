@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
 from storage import transparency as tlog
-from storage.models import Case, Court
+from storage.models import Case, Court, PublishedHead
 
 SHOWN = 16  # hex characters of the event's hash: 64 bits, not guessable, short to print
 
@@ -62,17 +62,31 @@ async def check(session: AsyncSession, receipt: str) -> Check | None:
 class Logged:
     """Where the receipt's event stands in the transparency log. `proof` None: not in a
     signed head yet (sequenced and signed by the job every minute); `damaged`: the log's
-    stored leaves do not give its heads (check_log says more)."""
+    stored leaves do not give its heads (check_log says more). `published`: the first head
+    the court posted that holds it, and then the proof is against that head, the one on
+    the notice board (None: not posted yet; the proof is against the latest head)."""
 
     proof: tlog.Inclusion | None
     damaged: bool = False
+    published: PublishedHead | None = None
 
 
 async def logged(session: AsyncSession, event_id: int) -> Logged:
-    """The event's inclusion proof in the latest signed head, when it is in one."""
+    """The event's inclusion proof: in the first published head that holds it, else in
+    the latest signed head, when it is in one."""
     try:
-        return Logged(await tlog.inclusion(session, event_id=event_id))
+        latest = await tlog.inclusion(session, event_id=event_id)
+        posted = await tlog.first_published_over(session, latest.leaf_index)
     except (tlog.NoSuchHead, tlog.NotInLog, tlog.OutOfRange):
         return Logged(None)
     except tlog.LogDamaged:
         return Logged(None, damaged=True)
+    if posted is None or posted.size == latest.head.size:
+        return Logged(latest, published=posted)
+    try:
+        proof = await tlog.inclusion(session, event_id=event_id, size=posted.size)
+    except (tlog.NoSuchHead, tlog.OutOfRange, tlog.LogDamaged):
+        return Logged(None, damaged=True)  # a posted head no longer kept as it was
+    if proof.head.root != posted.root:
+        return Logged(None, damaged=True)
+    return Logged(proof, published=posted)
