@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col
 
 from storage.clock import now
-from storage.models import AuditEvent, Message
+from storage.models import AuditEvent, Message, Outbox, PendingFlow
 
 GENESIS = "0" * 64
 GLOBAL_CHAIN = "global"
@@ -48,6 +48,15 @@ MESSAGE_EVENTS = frozenset({"message.in", "message.out"})
 ANSWERED = "ticket.answered"
 ERASED = "message.erased"  # a message blanked by law (erase_message)
 _IDS_PER_QUERY = 1000  # verify of one chain: its messages fetched this many at a time
+
+
+_UNCOVERED = "-"  # an event written before attachments were covered: not compared
+
+
+def media_digest(media_id: str | None) -> str | None:
+    """What a message event records of its attachment: the SHA-256 of the stored media id
+    (the bytes stay with WeChat, fetched when a judge opens them), or None for none."""
+    return None if media_id is None else content_digest(media_id)
 
 
 def content_digest(text: str) -> str:
@@ -356,6 +365,9 @@ class _Vouch:
     case_id: int | None
     at: datetime
     digest: str | None
+    # The attachment's: its media id's digest, None for none, _UNCOVERED where the event
+    # predates attachments being covered (no `media_sha256` in its payload).
+    media: str | None = None
 
     @property
     def where(self) -> str:
@@ -413,6 +425,7 @@ def _note_message_event(
         )
         return
     digest = payload.get("sha256")
+    media = payload.get("media_sha256", _UNCOVERED)
     vouched.setdefault(
         message_id,
         _Vouch(
@@ -423,6 +436,7 @@ def _note_message_event(
             ev.case_id,
             ev.at,
             digest if isinstance(digest, str) else None,
+            media if isinstance(media, str) or media is None else _UNCOVERED,
         ),
     )
 
@@ -706,6 +720,12 @@ async def _check_messages(
             problem(
                 f"message id={message_id}: its text does not match the digest in {v.where} (edited)"
             )
+        elif v.media != _UNCOVERED and media_digest(media_id) != v.media:
+            finding(message_id, "edited", v, None)
+            problem(
+                f"message id={message_id}: its attachment is not the one recorded in {v.where} "
+                "(replaced, added or removed)"
+            )
     # Recorded, erased or not, but no longer there.
     for message_id in sorted(vouched.keys() | erasures.keys()):
         v, e = vouched.get(message_id), erasures.get(message_id)
@@ -725,6 +745,7 @@ class Erased:
     reason: str
     sha256: str  # the text's digest as first recorded (or as erased, if none was)
     receipt: str  # the hash of the erasure's event
+    copies: int = 0  # notices (and a waiting flow) whose quotes of the text were blanked
 
 
 class NoSuchMessage(LookupError):
@@ -788,6 +809,7 @@ async def erase_message(
     await (await session.connection()).execute(
         update(Message).where(col(Message.id) == message_id).values(content="", media_id=None)
     )
+    copies = await _erase_copies(session, message_id, content or "")
     event = await append(
         session,
         actor=actor,
@@ -801,6 +823,7 @@ async def erase_message(
             "sha256": original,
             "erased_sha256": erased_digest,
             "media": media_id is not None,
+            "copies": copies,
             "recorded_in": [recorded.chain, recorded.seq] if recorded else None,
         },
     )
@@ -812,7 +835,74 @@ async def erase_message(
         reason=reason,
         sha256=original,
         receipt=event.hash,
+        copies=copies,
     )
+
+
+ERASED_WORDS = "（此内容已依法删除）"
+_QUOTED_AT_LEAST = 12  # notices quote a text cut to no fewer characters (texts.gist)
+
+
+def _blank_quotes(value: Any, text: str) -> Any:
+    """`value` (decoded JSON) with every quote of `text` in its strings replaced: the whole
+    text, or the text cut short with an ellipsis, as notices quote it."""
+    if isinstance(value, str):
+        out = value.replace(text, ERASED_WORDS)
+        for k in range(len(text) - 1, min(_QUOTED_AT_LEAST, len(text)) - 2, -1):
+            if k > 0 and text[:k] + "…" in out:
+                out = out.replace(text[:k] + "…", ERASED_WORDS)
+        return out
+    if isinstance(value, list):
+        return [_blank_quotes(v, text) for v in value]
+    if isinstance(value, dict):
+        return {k: _blank_quotes(v, text) for k, v in value.items()}
+    return value
+
+
+async def _erase_copies(session: AsyncSession, message_id: int, text: str) -> int:
+    """Blank the quotes of an erased text in what was sent or is to be sent about it (the
+    outbox's notices to staff and litigants, from the message's time on) and in a flow still
+    waiting to run on it. Returns how many rows changed."""
+    conn = await session.connection()
+    changed = 0
+    pending = (
+        await conn.execute(
+            select(col(PendingFlow.inbound)).where(col(PendingFlow.message_id) == message_id)
+        )
+    ).first()
+    if pending is not None:
+        inbound = json.loads(pending[0])
+        inbound.update(text="", media_id=None)
+        await conn.execute(
+            update(PendingFlow)
+            .where(col(PendingFlow.message_id) == message_id)
+            .values(inbound=json.dumps(inbound, ensure_ascii=False))
+        )
+        changed += 1
+    if not text.strip():
+        return changed
+    since = (
+        await conn.execute(select(col(Message.created_at)).where(col(Message.id) == message_id))
+    ).scalar_one()
+    needle = json.dumps(text[:_QUOTED_AT_LEAST], ensure_ascii=False)[1:-1]
+    rows = await conn.execute(
+        select(col(Outbox.id), col(Outbox.payload)).where(
+            col(Outbox.created_at) >= since - timedelta(seconds=1),
+            col(Outbox.payload).contains(needle, autoescape=True),
+        )
+    )
+    for outbox_id, payload in rows.all():
+        try:
+            blanked = _blank_quotes(json.loads(payload), text)
+        except ValueError:
+            continue
+        fresh = json.dumps(blanked, ensure_ascii=False)
+        if fresh != payload:
+            await conn.execute(
+                update(Outbox).where(col(Outbox.id) == outbox_id).values(payload=fresh)
+            )
+            changed += 1
+    return changed
 
 
 async def export_case(session: AsyncSession, case_id: int) -> list[dict[str, Any]]:

@@ -28,11 +28,12 @@ from bot.app import jobs
 from bot.core.clock import say_time
 from bot.dialog import dispatch
 from bot.dialog.deps import Deps
+from bot.fakes.wechat.callbacks import media_xml
 from storage import audit, state
 from storage import db as database
-from storage.models import AuditEvent, Message
+from storage.models import AuditEvent, Message, Outbox
 from tests.conftest import CASE_NUMBER, REDIS_URL
-from tests.world import JUDGE_WX, World, ask, bind_judge, mst_in_process, verify_litigant
+from tests.world import JUDGE_WX, LITIGANT, World, ask, bind_judge, mst_in_process, verify_litigant
 
 CASE_A = 101
 CASE_B = 202
@@ -791,6 +792,28 @@ async def test_an_edited_litigant_message_is_named(world: World) -> None:
         assert not (await audit.verify(s, chain=f"case:{w.case['case_id']}")).ok
 
 
+async def test_a_swapped_or_removed_attachment_is_named(world: World) -> None:
+    """A photo a litigant sent is covered by its media id's digest: pointing the message at
+    another picture, or removing it, is named; the text alone untouched is not enough."""
+    w = world
+    await verify_litigant(w)
+    await w.send(media_xml(LITIGANT, "image", PicUrl="http://p/1.jpg", MediaId="MEDIA_photo_1"))
+    async with w.deps.db.sessions() as s:
+        photo = (
+            await s.execute(select(Message).where(Message.media_id == "MEDIA_photo_1"))  # type: ignore[arg-type]
+        ).scalar_one()
+    assert (await check(w.deps.db)).ok
+    for swapped in ("MEDIA_another_photo", None):
+        await edit_message(w.deps.db, photo.id, media_id=swapped)
+        verdict = await check(w.deps.db)
+        [found] = verdict.edited
+        assert found.message_id == photo.id
+        [problem] = verdict.problems
+        assert problem.startswith(f"message id={photo.id}: its attachment is not the one")
+    await edit_message(w.deps.db, photo.id, media_id="MEDIA_photo_1")
+    assert (await check(w.deps.db)).ok
+
+
 async def test_an_edited_judges_answer_is_named(
     world: World, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -944,6 +967,78 @@ async def test_an_erased_message_is_reported_erased_not_tampered(
     verdict = await check(w.deps.db)
     assert [f.message_id for f in verdict.edited] == [msg.id] and verdict.erased == []
     assert "holds content again" in verdict.problems[0]
+
+
+async def test_erasing_blanks_the_texts_quotes_in_notices(
+    world: World, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The judge's notice quoted the litigant's words: the erasure blanks them there too
+    (sent or not), and says how many; other notices are left as they were."""
+    w = world
+    await bind_judge(w)
+    await verify_litigant(w)
+    long_question = (
+        "我叫王某某，身份证号码是一一〇一〇一一九八〇，住在桃城区某某小区三号楼，请问开庭时间？"
+    )
+    await ask(w, long_question)
+    msg = await stored(w.deps.db, long_question)
+
+    async def quoting() -> list[str]:
+        async with w.deps.db.sessions() as s:
+            payloads = (await s.execute(select(Outbox.payload))).scalars().all()
+        return [p for p in payloads if "王某某" in p]
+
+    before = await quoting()
+    assert before, "the judge's notice quotes the question"
+    async with w.deps.db.sessions() as s:
+        untouched = (
+            await s.execute(
+                select(Outbox.id, Outbox.payload).where(
+                    ~Outbox.payload.contains("王某某")  # type: ignore[attr-defined]
+                )
+            )
+        ).all()
+
+    # The operator finds the message's id by the case and a few of its words.
+    found = await mst_in_process(
+        cli_env, tmp_path, "audit", "messages", "--case", CASE_NUMBER, "--text", "身份证"
+    )
+    assert found.code == 0, found.err
+    [line] = found.out.splitlines()
+    assert line.startswith(f"消息 {msg.id}  ") and "原告王**" in line and "我叫王某某" in line
+    listed = await mst_in_process(
+        cli_env, tmp_path, "audit", "messages", "--case", CASE_NUMBER, "--json"
+    )
+    rows = [json.loads(x) for x in listed.out.splitlines()]
+    assert msg.id in [r["message_id"] for r in rows] and len(rows) > 1
+    assert all(r["at"].endswith("+08:00") for r in rows)
+
+    run = await erase(
+        w, cli_env, tmp_path, "--message", str(msg.id), "--reason", "当事人申请删除个人信息",
+        "--json",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["copies_blanked"] == len(before)
+    after = await mst_in_process(
+        cli_env, tmp_path, "audit", "messages", "--case", CASE_NUMBER, "--text", "身份证"
+    )
+    assert after.out == f"{CASE_NUMBER} 没有含“身份证”的消息。\n"
+    assert await quoting() == []
+    async with w.deps.db.sessions() as s:
+        payloads = (await s.execute(select(Outbox.payload))).scalars().all()
+        assert sum(audit.ERASED_WORDS in p for p in payloads) == len(before)
+        still = (
+            await s.execute(
+                select(Outbox.id, Outbox.payload).where(
+                    Outbox.id.in_([row.id for row in untouched])  # type: ignore[union-attr]
+                )
+            )
+        ).all()
+    assert sorted(still) == sorted(untouched)
+    assert (await check(w.deps.db)).ok
+    # What is still to be sent goes out with the words blanked, not stuck.
+    await w.deliver()
+    assert not any("王某某" in m for m in w.inbox(JUDGE_WX))
 
 
 async def test_erasing_twice_or_an_unknown_message_is_refused(

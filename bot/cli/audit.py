@@ -16,7 +16,7 @@ from typing import Any
 from bot.app.config import Settings
 from bot.cli.common import _find_case, _with_db
 from bot.cli.tickets import _ACTOR_WORDS, _HISTORY_WORDS, _MOVES
-from bot.core.clock import court_tz, now, to_court
+from bot.core.clock import court_tz, now, say_time, to_court
 from bot.core.masking import mask_name
 from bot.rules.tickets import title_role
 from handlers import texts
@@ -75,6 +75,15 @@ def add(sub: Any) -> None:
     s.add_argument("--by", metavar="NAME", help="who orders or does it (default: admin)")
     s.add_argument("--json", action="store_true", help="one JSON object: what was recorded")
     s.set_defaults(run=audit_erase)
+    s = a.add_parser(
+        "messages",
+        help="a case's messages with their ids (what `erase --message` takes): when, who, "
+        "the first words; --text: only those containing it",
+    )
+    s.add_argument("--case", required=True, dest="case_number")
+    s.add_argument("--text", metavar="WORDS", help="only messages containing these words")
+    s.add_argument("--json", action="store_true", help="one JSON object a message, a line")
+    s.set_defaults(run=audit_messages)
     from bot.cli import transparency  # `mst audit publish`: the transparency log's head
 
     transparency.add_to(a)
@@ -424,6 +433,56 @@ _SCORES = {int(c.key): c.label for c in texts.SCORE_CHOICES}
 
 def _when(moment: datetime) -> str:
     return to_court(moment).strftime("%Y-%m-%d %H:%M")
+
+
+async def audit_messages(settings: Settings, args: argparse.Namespace) -> int:
+    """A case's messages by id, oldest first, so an operator can name the one to erase."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from bot.core.text import gist
+    from storage.models import Message
+
+    async def go(db: Any) -> int:
+        async with db.sessions() as session:
+            case = await _find_case(session, args.case_number)
+            if case is None:
+                return 1
+            query = select(Message).where(col(Message.case_id) == case.id)
+            if args.text:
+                query = query.where(col(Message.content).contains(args.text, autoescape=True))
+            found = list((await session.execute(query.order_by(col(Message.id)))).scalars())
+            people = await _People.load(session, case)
+        for m in found:
+            who = (
+                people.staff(people.by_id[m.staff_id])
+                if m.staff_id in people.by_id
+                else people.person(m.openid)
+                if m.direction == "in"
+                else {"kind": "system", "label": "码上通（自动回复）"}
+            )
+            said = m.content or ("（图片等附件）" if m.media_id else "（空，或已依法删除）")
+            if args.json:
+                row = {
+                    "message_id": m.id,
+                    "at": to_court(m.created_at).isoformat(timespec="seconds"),
+                    "direction": m.direction,
+                    "who": who["label"],
+                    "ticket": m.ticket_id,
+                    "text": m.content,
+                    "attachment": m.media_id is not None,
+                }
+                print(json.dumps(row, ensure_ascii=False))
+            else:
+                print(
+                    f"消息 {m.id}  {say_time(m.created_at)}  {who['label']}  "
+                    f"{gist(' '.join(said.split()), 40)}"
+                )
+        if not found and not args.json:
+            print(f"{case.case_number} 没有{'含“' + args.text + '”的' if args.text else ''}消息。")
+        return 0
+
+    return await _with_db(settings, go)
 
 
 class _People:
@@ -979,6 +1038,7 @@ async def audit_erase(settings: Settings, args: argparse.Namespace) -> int:
                         "reason": done.reason,
                         "sha256": done.sha256,
                         "receipt": done.receipt,
+                        "copies_blanked": done.copies,
                     },
                     ensure_ascii=False,
                 )
@@ -987,7 +1047,9 @@ async def audit_erase(settings: Settings, args: argparse.Namespace) -> int:
         where = f"（{case_number}）" if case_number else ""
         print(
             f"已删除消息 {done.message_id}{where}的内容：{say_time(done.at)}，{done.by}，"
-            f"原因：{done.reason}。\n审计记录保留了原内容的摘要 {done.sha256[:16]}…，"
+            f"原因：{done.reason}。\n"
+            + (f"通知里引用这段内容的 {done.copies} 处也已删除。\n" if done.copies else "")
+            + f"审计记录保留了原内容的摘要 {done.sha256[:16]}…，"
             f"mst audit verify 会把它列为依法删除。回执：{done.receipt[:16]}"
         )
         return 0

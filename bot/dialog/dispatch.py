@@ -71,6 +71,7 @@ async def record(
     """Store one message and its audit event (content by digest: the row holds the text).
     Returns the message id. A plain INSERT: this runs twice for every message."""
     conn = await session.connection()
+    media_id = inbound.media_id if direction == "in" else None
     row = {
         "direction": direction,
         "channel": inbound.channel,
@@ -78,13 +79,18 @@ async def record(
         "msg_key": msg_key,
         "msg_type": msg_type,
         "content": content,
-        "media_id": inbound.media_id if direction == "in" else None,
+        "media_id": media_id,
         "case_id": case_id,
         "created_at": now(),
     }
     msg_id = (await conn.execute(_INSERT_MESSAGE, row)).scalar_one()
     assert msg_id is not None  # the new row's primary key
-    payload = {"type": msg_type, "sha256": content_digest(content), "channel": inbound.channel}
+    payload = {
+        "type": msg_type,
+        "sha256": content_digest(content),
+        "media_sha256": audit.media_digest(media_id),
+        "channel": inbound.channel,
+    }
     if direction == "in" and inbound.on_behalf_of is not None:
         payload["on_behalf_of"] = inbound.on_behalf_of  # the desk: staff `user` for this party
     await audit.append(
