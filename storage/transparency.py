@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -106,16 +106,30 @@ class Signer:
     private_key: Ed25519PrivateKey = field(repr=False)
     public_key: bytes  # raw, 32 bytes
     key_id: str
+    # Public keys this log signed with before (MST_PAST_SIGNING_KEYS): after a rotation
+    # the heads they signed still verify, and no other key's do.
+    past_keys: tuple[bytes, ...] = ()
 
     @classmethod
-    def from_private_bytes(cls, private: bytes) -> Signer:
-        """Raises ValueError unless `private` is 32 bytes."""
+    def from_private_bytes(cls, private: bytes, past_keys: tuple[bytes, ...] = ()) -> Signer:
+        """Raises ValueError unless `private` is 32 bytes (and each past key too)."""
         key = Ed25519PrivateKey.from_private_bytes(private)
         public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return cls(key, public, key_id(public))
+        for past in past_keys:
+            Ed25519PublicKey.from_public_bytes(past)
+        return cls(key, public, key_id(public), tuple(k for k in past_keys if k != public))
+
+    def keys(self) -> dict[str, bytes]:
+        """Every key a head of this log may be signed with, by key id: the current first."""
+        return trusted(self.public_key, self.past_keys)
 
     def sign(self, message: bytes) -> bytes:
         return self.private_key.sign(message)
+
+
+def trusted(public_key: bytes, past_keys: Sequence[bytes] = ()) -> dict[str, bytes]:
+    """The keys a head may be signed with, by key id: the current one first."""
+    return {key_id(k): k for k in (public_key, *past_keys)}
 
 
 def timestamp_ms(moment: datetime) -> int:
@@ -566,7 +580,11 @@ class Seen:
 
 
 async def verify_full(
-    session: AsyncSession, public_key: bytes, *, limit_problems: int = 20
+    session: AsyncSession,
+    public_key: bytes,
+    *,
+    past_keys: Sequence[bytes] = (),
+    limit_problems: int = 20,
 ) -> tuple[Verdict, LogVerdict]:
     """Everything: verify's walk of every chain and message, and check_log over the leaves
     that walk read (one read of the log, each event hashed once)."""
@@ -574,7 +592,9 @@ async def verify_full(
     verdict = await verify(session, limit_problems=limit_problems, walked=seen)
     # A walk stopped early (too many problems) did not see every leaf: read them again.
     complete = len(verdict.problems) < limit_problems
-    logv = await check_log(session, public_key, seen=seen if complete else None)
+    logv = await check_log(
+        session, public_key, past_keys=past_keys, seen=seen if complete else None
+    )
     return verdict, logv
 
 
@@ -598,6 +618,7 @@ async def check_log(
     session: AsyncSession,
     public_key: bytes,
     *,
+    past_keys: Sequence[bytes] = (),
     limit_problems: int = 50,
     seen: Seen | None = None,
 ) -> LogVerdict:
@@ -617,6 +638,7 @@ async def check_log(
         if len(verdict.problems) < limit_problems:
             verdict.problems.append(line)
 
+    keys = trusted(public_key, past_keys)
     ours = key_id(public_key)
     heads = list((await session.execute(select(TreeHead).order_by(col(TreeHead.size)))).scalars())
     verdict.heads = len(heads)
@@ -629,13 +651,15 @@ async def check_log(
     # The heads on their own: who signed them, and what they signed.
     signed: list[TreeHead] = []  # the heads this key signed as they are
     for h in heads:
-        if h.key_id != ours:
+        key = keys.get(h.key_id)
+        if key is None:
+            more = f" or a past one ({', '.join(list(keys)[1:])})" if len(keys) > 1 else ""
             problem(
                 f"head size {h.size}: signed by another key (key id {h.key_id}; "
-                f"this log's key is {ours})"
+                f"this log's key is {ours}{more})"
             )
             continue
-        if not verify_head(h, public_key):
+        if not verify_head(h, key):
             problem(
                 f"head size {h.size}: its signature does not verify: its root, size or time "
                 "was altered after signing"
@@ -835,7 +859,11 @@ class Incremental:
 
 
 async def verify_since(
-    session: AsyncSession, public_key: bytes, *, limit_problems: int = 20
+    session: AsyncSession,
+    public_key: bytes,
+    *,
+    past_keys: Sequence[bytes] = (),
+    limit_problems: int = 20,
 ) -> Incremental | None:
     """Verify what is new since the last recorded check (None: there is none, so a full
     verify is due). Costs the new events, not the history:
@@ -859,7 +887,7 @@ async def verify_since(
         if len(problems) < limit_problems:
             problems.append(line)
 
-    ours = key_id(public_key)
+    keys = trusted(public_key, past_keys)
     frontier: Frontier | None = EMPTY_FRONTIER
     if since.size > 0:
         old = await head_at(session, since.size)
@@ -872,7 +900,7 @@ async def verify_since(
                 "(the head was replaced)"
             )
             frontier = None
-        elif old.key_id != ours or not verify_head(old, public_key):
+        elif old.key_id not in keys or not verify_head(old, keys[old.key_id]):
             problem(f"head size {since.size} (the last check's): its signature does not verify")
             frontier = None
         else:
@@ -886,9 +914,9 @@ async def verify_since(
                 f"the latest head is of {latest.size} leaves, but the last check verified "
                 f"{since.size}: heads removed"
             )
-        elif latest.key_id != ours:
+        elif latest.key_id not in keys:
             problem(f"head size {latest.size}: signed by another key (key id {latest.key_id})")
-        elif not verify_head(latest, public_key):
+        elif not verify_head(latest, keys[latest.key_id]):
             problem(
                 f"head size {latest.size}: its signature does not verify: its root, size or "
                 "time was altered after signing"

@@ -227,6 +227,7 @@ async def test_heads_and_proofs_verify_independently(world: World) -> None:
     public = base64.b64decode(key["public_key"])
     assert public == public_of(KEY) and key["public_key_hex"] == public.hex()
     assert key["key_id"] == hashlib.sha256(public).hexdigest()[:16]
+    assert key["past_keys"] == []  # none rotated out
     check_head(first, public)
 
     events = await in_log(w.deps)
@@ -611,6 +612,46 @@ async def test_an_altered_interior_node_is_refused_and_named(deps: Deps) -> None
         "interior node (level 4, leaves #0..#15): does not match its leaves (altered): "
         "proofs through it would not verify"
     ]
+
+
+async def test_a_rotated_key_keeps_the_old_heads_checkable(deps: Deps) -> None:
+    """The court rotates its key (MST_SIGNING_KEY new, the old public key in
+    MST_PAST_SIGNING_KEYS): heads signed before verify with the old key, later ones with
+    the new, and the log stays one tree. A key not listed is still refused."""
+    await add(deps, 5)
+    first = await log_now(deps)  # signed with KEY
+    new = transparency.Signer.from_private_bytes(OTHER_KEY, (public_of(KEY),))
+    await add(deps, 4)
+    async with deps.db.transaction() as s:
+        await transparency.sequence(s)
+        second = await transparency.sign_head(s, new)
+    assert first is not None and second is not None
+    assert (first.key_id, second.key_id) == (transparency.key_id(public_of(KEY)), new.key_id)
+    async with deps.db.transaction() as s:
+        ok = await transparency.check_log(s, new.public_key, past_keys=new.past_keys)
+        _, merged = await transparency.verify_full(s, new.public_key, past_keys=new.past_keys)
+        alone = await transparency.check_log(s, new.public_key)  # the old key not listed
+        await transparency.record_check(s, first, mode="full", events=5)
+        since = await transparency.verify_since(s, new.public_key, past_keys=new.past_keys)
+    assert ok.ok and merged.ok and (ok.leaves, ok.heads) == (9, 2), ok.problems
+    assert alone.problems[0].startswith("head size 5: signed by another key")
+    assert since is not None and since.ok and since.leaves == 4, since.problems
+    assert new.keys() == {
+        new.key_id: public_of(OTHER_KEY),
+        transparency.key_id(public_of(KEY)): public_of(KEY),
+    }
+
+
+def test_past_keys_are_read_from_the_environment(tmp_path: Path) -> None:
+    old = base64.b64encode(public_of(KEY)).decode()
+    env = {
+        "MST_DATA_DIR": str(tmp_path),
+        "MST_SIGNING_KEY": base64.b64encode(OTHER_KEY).decode(),
+        "MST_PAST_SIGNING_KEYS": f" {old} ,",
+    }
+    assert load_settings(env).past_signing_keys == (public_of(KEY),)
+    with pytest.raises(ConfigError, match="MST_PAST_SIGNING_KEYS"):
+        load_settings({**env, "MST_PAST_SIGNING_KEYS": "bm90IGEga2V5"})
 
 
 # -- bad input gets 400, an unknown head 404, never a 5xx ------------------------------------

@@ -61,6 +61,7 @@ def load_settings(
         redis_url=_redis_url(get("REDIS_URL")),
         secret_key=get("MST_SECRET_KEY") or _stored_secret(data_dir),
         signing_key=_signing_key(get("MST_SIGNING_KEY"), data_dir),
+        past_signing_keys=_past_keys(get("MST_PAST_SIGNING_KEYS")),
         public_base_url=_http_url(
             "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL)
         ),
@@ -187,6 +188,25 @@ def _signing_key(value: str | None, data_dir: Path) -> bytes:
         path, lambda: base64.b64encode(secrets.token_bytes(32)).decode(), "MST_SIGNING_KEY"
     )
     return _ed25519_key(kept, f"MST_SIGNING_KEY not set, and {path}")
+
+
+def _past_keys(value: str | None) -> tuple[bytes, ...]:
+    """MST_PAST_SIGNING_KEYS: the public keys the log signed with before, comma-separated,
+    each the base64 of 32 bytes (what /transparency/key printed as public_key then)."""
+    keys = []
+    for part in (value or "").split(","):
+        if part.strip():
+            try:
+                key = base64.b64decode(part.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != 32:
+                raise ConfigError(
+                    "MST_PAST_SIGNING_KEYS must be base64 Ed25519 public keys (32 bytes each), "
+                    "separated by commas"
+                )
+            keys.append(key)
+    return tuple(keys)
 
 
 def _ed25519_key(value: str, name: str) -> bytes:

@@ -259,9 +259,11 @@ def _in_log(deps: Any, logged: receipts.Logged) -> str:
         else texts.RECEIPT_NOT_PUBLISHED
     )
     signer = deps.rules.signer
+    # The key that signed this head: the current one, or one it replaced (a rotation).
+    known = signer.keys() if signer is not None else {}
     key = (
-        {"algorithm": "Ed25519", "public_key": signer.public_key.hex(), "key_id": signer.key_id}
-        if signer is not None and signer.key_id == head.key_id
+        {"algorithm": "Ed25519", "public_key": known[head.key_id].hex(), "key_id": head.key_id}
+        if head.key_id in known
         else None
     )
     proof = {

@@ -164,6 +164,11 @@ async def key(request: web.Request) -> web.Response:
             "public_key_hex": signer.public_key.hex(),
             "key_id": signer.key_id,
             "key_id_is": "SHA-256 of the raw public key, hex, first 16 characters",
+            # Keys this log signed with before a rotation: their heads still verify.
+            "past_keys": [
+                {"public_key": base64.b64encode(k).decode(), "key_id": kid}
+                for kid, k in list(signer.keys().items())[1:]
+            ],
             "signs": SIGNED,
         }
     )

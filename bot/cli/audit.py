@@ -171,13 +171,17 @@ async def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
         logv: transparency.LogVerdict | None = None
         async with db.transaction() as session:
             if not args.full and signer is not None and not log_problems:
-                inc = await transparency.verify_since(session, signer.public_key)
+                inc = await transparency.verify_since(
+                    session, signer.public_key, past_keys=signer.past_keys
+                )
             head = await transparency.latest_head(session)
             if inc is not None:
                 verdict = inc.verdict
                 log_problems += inc.problems
             elif signer is not None:
-                verdict, logv = await transparency.verify_full(session, signer.public_key)
+                verdict, logv = await transparency.verify_full(
+                    session, signer.public_key, past_keys=signer.past_keys
+                )
                 log_problems += logv.problems
             else:
                 verdict = await audit.verify(session)

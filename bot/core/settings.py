@@ -62,6 +62,9 @@ class Settings:
     # The transparency log's Ed25519 private key (32 bytes; MST_SIGNING_KEY, or kept in the
     # data dir). None (settings built in code): no tree heads are signed.
     signing_key: bytes | None = None
+    # Public keys (32 bytes each) the log signed with before a rotation
+    # (MST_PAST_SIGNING_KEYS): heads they signed still verify.
+    past_signing_keys: tuple[bytes, ...] = ()
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     wechat: WeChatSettings = field(default_factory=WeChatSettings)
     # Bearer token the court's enforcement system uses to push events; unset: endpoint off.

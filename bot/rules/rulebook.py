@@ -37,6 +37,7 @@ def load(
     holidays_file: Path | None = None,
     rules_file: Path | None = None,
     signing_key: bytes | None = None,
+    past_signing_keys: tuple[bytes, ...] = (),
 ) -> Rulebook:
     """MST_HOLIDAYS_FILE and MST_RULES_FILE read and checked (a ConfigError names the
     variable); room and media links signed with keys from MST_SECRET_KEY; tree heads with
@@ -47,17 +48,20 @@ def load(
         escalation.load_policy(working),
         Rooms.from_secret(secret_key),
         MediaLinks(public_base_url, secret_key),
-        _signer(signing_key),
+        _signer(signing_key, past_signing_keys),
     )
 
 
-def _signer(signing_key: bytes | None) -> Signer | None:
+def _signer(signing_key: bytes | None, past: tuple[bytes, ...]) -> Signer | None:
     if signing_key is None:
         return None
     try:
-        return Signer.from_private_bytes(signing_key)
+        return Signer.from_private_bytes(signing_key, past)
     except ValueError:
-        raise ConfigError("MST_SIGNING_KEY must be a 32-byte Ed25519 private key") from None
+        raise ConfigError(
+            "MST_SIGNING_KEY must be a 32-byte Ed25519 private key, and each of "
+            "MST_PAST_SIGNING_KEYS a 32-byte Ed25519 public key"
+        ) from None
 
 
 def of(settings: Settings) -> Rulebook:
@@ -68,4 +72,5 @@ def of(settings: Settings) -> Rulebook:
         holidays_file=settings.holidays_file,
         rules_file=settings.rules_file,
         signing_key=settings.signing_key,
+        past_signing_keys=settings.past_signing_keys,
     )
