@@ -5,6 +5,7 @@ in a few lines, Ed25519 with `cryptography`), never with storage/merkle.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import getpass
 import hashlib
@@ -294,6 +295,29 @@ async def test_the_job_is_scheduled_and_takes_turns(deps: Deps) -> None:
     deps.rules = replace(deps.rules, signer=None)
     await add(deps, 1)
     assert await jobs.transparency_log(deps) == 0
+
+
+async def test_the_first_head_is_signed_as_the_process_starts(deps: Deps) -> None:
+    """Not a minute later: the in-process timer runs the job before its first wait (and
+    the arq worker's cron runs it at start-up), so /transparency/head answers at once."""
+    from bot.app import worker
+
+    await add(deps, 3)
+    task = asyncio.create_task(jobs.run_forever(deps, jobs.transparency_log, 3600))
+    try:
+        for _ in range(500):  # polled on the event loop, bounded; the hour never passes
+            async with deps.db.sessions() as s:
+                head = await transparency.latest_head(s)
+            if head is not None:
+                break
+            await asyncio.sleep(0)
+    finally:
+        task.cancel()
+    assert head is not None and head.size == 3
+    queued = replace(deps.settings, redis_url="redis://127.0.0.1:6379/15")  # not connected to
+    crons = {c.name: c for c in worker.worker_settings(queued).cron_jobs}  # type: ignore[attr-defined]
+    assert crons["cron:transparency_log"].run_at_startup
+    assert not crons["cron:deliver_outbox"].run_at_startup
 
 
 async def test_a_backlog_goes_in_consecutively_and_heads_grow_from_their_frontier(

@@ -122,6 +122,13 @@ async def resume_stranded(deps: Deps) -> int:
     return await dialog.resume_stranded(deps)
 
 
+def at_start(job: Job) -> bool:
+    """Jobs that also run as the process starts, not a period later: the log signs a head
+    at once (/transparency/head answers from the first minute, and events written while
+    the server was down go in), and flows a stopped process left are resumed."""
+    return job in (transparency_log, resume_stranded)
+
+
 def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
     """(job, interval in seconds): the one list both the in-process timer and arq use."""
     return [
@@ -136,8 +143,11 @@ def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
 
 
 async def run_forever(deps: Deps, job: Job, every_s: float) -> None:
+    first = at_start(job)
     while True:
-        if job is deliver_outbox:
+        if first:
+            first = False
+        elif job is deliver_outbox:
             # New outbox rows wake delivery at once; otherwise look every `every_s`.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(deps.wakeup.wait(), every_s)

@@ -56,7 +56,7 @@ def worker_settings(settings: Settings) -> type:
             return await _job(ctx["deps"])
 
         run.__qualname__ = run.__name__ = job.__name__
-        crons.append(cron(run, run_at_startup=False, unique=True, **_every(every)))
+        crons.append(cron(run, run_at_startup=jobs.at_start(job), unique=True, **_every(every)))
 
     return type(
         "WorkerSettings",
