@@ -814,3 +814,74 @@ async def test_mst_audit_publish(deps: Deps, cli_env: dict[str, str], tmp_path: 
     assert json.loads(run.out)["public_key"] is None
     assert stat.S_IMODE((tmp_path / SIGNING_KEY_FILE_NAME).stat().st_mode) == 0o600
     assert re.fullmatch(r"[A-Za-z0-9+/]{43}=\n", (tmp_path / SIGNING_KEY_FILE_NAME).read_text())
+
+
+async def test_publish_refuses_a_log_that_no_longer_extends_what_it_posted(
+    deps: Deps, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**cli_env, "MST_SIGNING_KEY": base64.b64encode(KEY).decode()}
+    await add(deps, 5)
+    assert (await mst_in_process(env, tmp_path, "audit", "publish")).code == 0
+    await add(deps, 3)
+    assert (await mst_in_process(env, tmp_path, "audit", "publish")).code == 0  # extends it
+    await add(deps, 1)
+    await log_now(deps)  # a head of 9, not posted
+    # The posted head of 8 leaves replaced by another history's (a rogue edit).
+    async with rogue(deps.db) as s:
+        await s.execute(update(TreeHead).where(TreeHead.size == 8).values(root="cd" * 32))  # type: ignore[arg-type]
+    run = await mst_in_process(env, tmp_path, "audit", "publish")
+    assert run.code == 1 and run.out == ""
+    assert "与上次公布的树头（8 条）对不上，不能公布" in run.err
+    async with deps.db.sessions() as s:
+        assert [p.size for p in await transparency.published(s)] == [8, 5]
+
+
+async def test_another_court_witnesses_the_log_and_catches_a_fork(
+    world: World, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Court B runs `mst audit witness <court A>`: the head's signature with A's key pinned
+    at first use, and each new head consistent with the last one it saw (over HTTP)."""
+    w = world
+    base = str(w.client.make_url("")).rstrip("/")
+    await add(w.deps, 5)
+    n = await jobs.transparency_log(w.deps)  # the world's own events, and these five
+    witness_dir = tmp_path / "court-b"
+    witness_dir.mkdir()
+    (tmp_path / "court-c").mkdir()
+    env = {**cli_env, "MST_DATA_DIR": str(witness_dir)}
+    first = await mst_in_process(env, witness_dir, "audit", "witness", base)
+    assert first.code == 0, first.err
+    assert first.out.startswith(f"已见证 {base} 的审计日志：{n} 条") and "首次见证" in first.out
+
+    await add(w.deps, 4)
+    await jobs.transparency_log(w.deps)
+    second = await mst_in_process(env, witness_dir, "audit", "witness", base, "--json")
+    assert second.code == 0, second.err
+    said = json.loads(second.out)
+    assert (said["from_size"], said["size"]) == (n, n + 4)
+    assert said["public_key"] == base64.b64encode(public_of(KEY)).decode()
+
+    # What B saw last was another history (A showed B a different head of that size): a fork.
+    [kept] = list((witness_dir / ".mst_witness").iterdir())
+    seen = json.loads(kept.read_text())
+    kept.write_text(json.dumps({**seen, "root": "ab" * 32}))
+    await add(w.deps, 2)
+    await jobs.transparency_log(w.deps)
+    forked = await mst_in_process(env, witness_dir, "audit", "witness", base)
+    assert (
+        forked.code == 1 and "分叉" in forked.err and f"上次见证的树头（{n + 4} 条）" in forked.err
+    )
+    evidence = json.loads(forked.err.splitlines()[1])
+    assert evidence["seen"]["root"] == "ab" * 32 and evidence["now"]["size"] == n + 6
+
+    # A key other than the pinned one is refused; so is a head it did not sign.
+    other = base64.b64encode(public_of(OTHER_KEY)).decode()
+    wrong = await mst_in_process(env, witness_dir, "audit", "witness", base, "--key", other)
+    assert wrong.code == 1 and "not the one pinned" in wrong.err
+    fresh = {**cli_env, "MST_DATA_DIR": str(tmp_path / "court-c")}
+    run = await mst_in_process(
+        fresh, tmp_path / "court-c", "audit", "witness", base, "--key", other
+    )
+    assert run.code == 1 and "does not check" in run.err
+    unreachable = await mst_in_process(fresh, tmp_path, "audit", "witness", "http://127.0.0.1:9")
+    assert unreachable.code == 1 and "cannot reach it" in unreachable.err
