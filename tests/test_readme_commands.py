@@ -50,6 +50,7 @@ EXPECTED_EXIT: dict[tuple[str, ...], tuple[int, str]] = {
     ("check",): (1, "on demo settings and an empty database it lists what is missing: exit 1"),
     ("audit", "receipt"): (1, "the receipt is an example a litigant might bring: not found"),
     ("ticket", "history"): (1, "item #12 does not exist in a fresh database: not found"),
+    ("audit", "witness"): (1, "the other court's address is an example: it cannot be reached"),
 }
 
 # -- the data the README's lines work on: its court, case number and usernames -----------
