@@ -25,10 +25,13 @@ from bot.core.settings import (
     DEFAULT_DATABASE_URL,
     DEFAULT_PUBLIC_BASE_URL,
     DEFAULT_WECHAT_API_BASE,
+    DEFAULT_WECHAT_OPEN_BASE,
+    DEMO_SUBSCRIBE_TEMPLATE_ID,
     DEMO_TEMPLATE_ID,
     DEMO_WECHAT_APP_ID,
     DEMO_WECHAT_APP_SECRET,
     DEMO_WECHAT_TOKEN,
+    MiniProgramSettings,
     Settings,
     WeChatSettings,
 )
@@ -74,6 +77,14 @@ def load_settings(
             template_id=get("WECHAT_TEMPLATE_ID", DEMO_TEMPLATE_ID) or "",
             account_name=get("WECHAT_ACCOUNT_NAME"),
             account_qr=_image(get("WECHAT_ACCOUNT_QR")),
+        ),
+        miniprogram=MiniProgramSettings(
+            app_id=get("MP_APP_ID") or None,
+            app_secret=get("MP_APP_SECRET") or None,
+            subscribe_template_id=get("MP_SUBSCRIBE_TEMPLATE_ID", DEMO_SUBSCRIBE_TEMPLATE_ID) or "",
+            open_base=_http_url(
+                "WECHAT_OPEN_BASE", get("WECHAT_OPEN_BASE", DEFAULT_WECHAT_OPEN_BASE)
+            ),
         ),
         enforcement_token=get("MST_ENFORCEMENT_TOKEN"),
         data_dir=data_dir,

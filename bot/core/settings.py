@@ -42,6 +42,34 @@ class WeChatSettings:
         return self.aes_key is not None
 
 
+DEMO_MP_APP_ID = "wx00000000mpdemo00"
+DEMO_MP_APP_SECRET = "demo-mp-secret"
+DEMO_SUBSCRIBE_TEMPLATE_ID = "demo-reply-arrived"
+DEFAULT_WECHAT_OPEN_BASE = "https://open.weixin.qq.com"
+
+
+@dataclass(frozen=True)
+class MiniProgramSettings:
+    """The mini-program (小程序) and the H5 pages: the mini-program's credentials, its
+    subscribe-message template for "a reply arrived", where WeChat's web authorisation
+    page is (open.weixin.qq.com; the local fake in tests and the demo), how long an app
+    session lasts."""
+
+    # Unset (None): mini-program login is off (CONTRACT.md); `mst demo` and the tests set
+    # the demo values, which the local fake WeChat accepts.
+    app_id: str | None = None
+    app_secret: str | None = None
+    subscribe_template_id: str = DEMO_SUBSCRIBE_TEMPLATE_ID
+    open_base: str = DEFAULT_WECHAT_OPEN_BASE
+    session_days: int = 7
+    # The page the mini-program opens on a scan (its scene: the case's short code).
+    page: str = "pages/case/index"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.app_id and self.app_secret)
+
+
 @dataclass(frozen=True)
 class FlowSettings:
     """All a flow reads: where the links it gives point, and the court's caps."""
@@ -67,6 +95,7 @@ class Settings:
     past_signing_keys: tuple[bytes, ...] = ()
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     wechat: WeChatSettings = field(default_factory=WeChatSettings)
+    miniprogram: MiniProgramSettings = field(default_factory=MiniProgramSettings)
     # Bearer token the court's enforcement system uses to push events; unset: endpoint off.
     enforcement_token: str | None = None
     data_dir: Path = field(default_factory=lambda: Path("."))
