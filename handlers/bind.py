@@ -81,6 +81,29 @@ async def verify(ctx: Context) -> Reply | None:
     return Reply(verified, item=f"case:{case_id}") + await home.menu_text(ctx)
 
 
+async def verify_phone(ctx: Context, case_id: int, phone_digest: str) -> Reply:
+    """An app verifies with the phone number WeChat vouched for (its keyed hash, made by the
+    channel): a whole-number match binds, recorded as the stronger method. Same tries and
+    lockouts as the digits (a number that is not the case's counts as a wrong try)."""
+    tries = await attempts.verify_tries(ctx.session, ctx.inbound.user, case_id)
+    if tries.blocked() is not None:
+        return await _locked_words(ctx, case_id, tries)
+    existing = await tickets.binding_for(ctx.session, ctx.inbound.user, case_id)
+    party = await bindings.party_with_phone(ctx.session, case_id, phone_digest)
+    if party is None:
+        tries = await bindings.wrong_digits(ctx.session, ctx.inbound.user, case_id, tries)
+        if tries.case == attempts.VERIFY_PER_CASE:
+            await _tell_court_case_paused(ctx, case_id)
+        if tries.blocked() is not None:
+            return await _locked_words(ctx, case_id, tries)
+        return Reply(texts.PHONE_NOT_ON_CASE)
+    if existing is None:
+        await bindings.bind(ctx.session, ctx.inbound.user, case_id, party, method="phone_number")
+        await ctx.person()
+    verified = texts.VERIFIED.format(role=party.role, name=mask_name(party.name))
+    return Reply(verified, item=f"case:{case_id}")
+
+
 async def _locked_words(ctx: Context, case_id: int, tries: attempts.VerifyTries) -> Reply:
     case = await ctx.session.get(Case, case_id)
     court = await ctx.session.get(Court, case.court_id) if case else None

@@ -371,6 +371,14 @@ RATE_SCORE = chat(RATE_SCORE_LEAD, *SCORE_CHOICES, TO_MENU)
 RATE_THANKS = "谢谢您的评价！\n还有想说的话，可以直接发送；不需要的话发送 0 返回菜单。\n（一天之内可以修改评价）"
 RATE_COMMENT_SAVED = "您的意见已经记下，谢谢！\n\n"
 RATE_TOO_LATE = "这件事项的评价已经超过一天，不能再修改了。谢谢您！\n\n"
+# The app's own words (mini-program, H5): one screen, one action, no menu numbers.
+PHONE_NOT_ON_CASE = (
+    "您微信绑定的手机号不是本案登记的号码。请改用登记手机号的后四位核验，或到诉讼服务中心办理。"
+)
+APP_ADDED = "已补充到 #{ticket}，会一并转给办理人。"
+APP_ITEM_CLOSED = "#{ticket} 已经办结，不能再补充。有新的问题，请重新提交一件。"
+APP_RATED = "谢谢您的评价！一天之内可以修改。"
+APP_RATED_WITH_COMMENT = "谢谢您的评价，您的意见已经记下！"
 RATE_ASK_AFTER_CLOSE_LEAD = "您的{kind} #{ticket} 已办结。\n请为本次办理评价，回复数字："
 RATE_ASK_AFTER_CLOSE = chat(RATE_ASK_AFTER_CLOSE_LEAD, *SCORE_CHOICES)  # a notice: chat text
 NO_SHOW_RECORDED = "已记录该预约当事人未到场。"

@@ -107,7 +107,7 @@ class Binding(SQLModel, table=True):
     openid: str = Field(max_length=64, index=True)
     case_id: int = Field(foreign_key="case.id", index=True)
     party_id: int = Field(foreign_key="party.id")
-    method: str = Field(max_length=32)  # phone_tail | assisted
+    method: str = Field(max_length=32)  # phone_tail | phone_number | assisted
     verified_at: datetime = Field(default_factory=now)
 
 
@@ -386,6 +386,36 @@ class PublishedHead(SQLModel, table=True):
     root: str = Field(max_length=64)  # hex, as posted
     published_at: datetime
     by: str = Field(max_length=64)  # who ran the command (the operator's login)
+
+
+class AppSession(SQLModel, table=True):
+    """A signed-in app user (the mini-program, or the H5 pages in WeChat's browser): an
+    opaque token given to the client, kept here only as its SHA-256. Expires; revoked by
+    signing out or by the court. `session_key` (the mini-program's, from jscode2session)
+    stays on the server: never sent, never logged."""
+
+    __tablename__ = "app_session"
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    user: str = Field(max_length=64, index=True)  # the handle flows and rules know them by
+    channel: str = Field(max_length=16)  # miniprogram | h5
+    openid: str = Field(max_length=64)  # the channel's own id for them
+    unionid: str | None = Field(default=None, max_length=64)
+    session_key: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=now)
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+class Subscription(SQLModel, table=True):
+    """A one-time subscribe-message grant (the mini-program's 订阅消息): one grant is one
+    message, used by the first notice sent after it."""
+
+    __table_args__ = (Index("ix_subscription_unused", "user", "template_id", "used_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(max_length=64)
+    template_id: str = Field(max_length=64)
+    granted_at: datetime = Field(default_factory=now)
+    used_at: datetime | None = None
 
 
 class AuditCheck(SQLModel, table=True):

@@ -31,6 +31,7 @@ from bot.app.config import Settings, WeChatSettings
 from bot.app.factory import create_app, open_senders
 from bot.channels.wechat.api import WeChatAPI
 from bot.core import clock
+from bot.core.settings import DEMO_MP_APP_ID, DEMO_MP_APP_SECRET
 from bot.dialog.dispatch import Deps
 from bot.fakes.wechat.api import FakeWeChat
 from bot.fakes.wechat.api import create_app as fake_app
@@ -294,6 +295,13 @@ async def open_world(
             app_secret=SECRET,
             api_base=str(server.make_url("")).rstrip("/"),
         ),
+        # The mini-program and web authorisation: the same fake (open.weixin.qq.com too).
+        miniprogram=replace(
+            settings.miniprogram,
+            app_id=DEMO_MP_APP_ID,
+            app_secret=DEMO_MP_APP_SECRET,
+            open_base=str(server.make_url("")).rstrip("/"),
+        ),
         **overrides,
     )
     deps.settings, deps.rules = s, rulebook.of(s)
@@ -301,7 +309,7 @@ async def open_world(
     api = WeChatAPI(
         http=http, redis=deps.redis, base=s.wechat.api_base, app_id=APP_ID, app_secret=SECRET
     )
-    deps.senders = open_senders(s, api)
+    deps.senders = open_senders(s, api, deps.db)
     client = await aiohttp_client(create_app(s, deps))
     try:
         yield World(

@@ -15,6 +15,8 @@ from sqlalchemy import inspect
 
 from bot.app import jobs, pages, transparency
 from bot.app.config import ConfigError, Settings
+from bot.channels.miniprogram import api as miniprogram
+from bot.channels.miniprogram.sender import MiniProgramSender
 from bot.channels.wechat import callback as wechat
 from bot.channels.wechat.api import WeChatAPI
 from bot.channels.wechat.sender import WeChatSender
@@ -47,7 +49,7 @@ async def open_deps(settings: Settings, *, migrate_empty: bool = True) -> Deps:
         )
     redis = state.connect(settings.redis_url)
     api = open_api(settings, redis)
-    return Deps(settings=settings, db=db, redis=redis, senders=open_senders(settings, api))
+    return Deps(settings=settings, db=db, redis=redis, senders=open_senders(settings, api, db))
 
 
 def open_api(settings: Settings, redis: Redis) -> WeChatAPI:
@@ -60,16 +62,32 @@ def open_api(settings: Settings, redis: Redis) -> WeChatAPI:
     )
 
 
-def open_senders(settings: Settings, api: WeChatAPI) -> dict[str, Sender]:
-    """`Deps.senders`: what the outbox delivers through, one sender per channel."""
-    return by_channel(
+def open_senders(
+    settings: Settings, api: WeChatAPI, db: database.Database | None = None
+) -> dict[str, Sender]:
+    """`Deps.senders`: what the outbox delivers through, one sender per channel. The
+    mini-program's (when MP_APP_ID is set) shares the Official Account's HTTP client."""
+    senders: list[Sender] = [
         WeChatSender(
             api=api,
             template_id=settings.wechat.template_id,
             base_url=settings.public_base_url,
             secret=settings.secret_key,
         )
-    )
+    ]
+    mp = settings.miniprogram
+    if mp.app_id and mp.app_secret and db is not None:
+        mp_api = WeChatAPI(
+            http=api.http,
+            redis=api.redis,
+            base=settings.wechat.api_base,
+            app_id=mp.app_id,
+            app_secret=mp.app_secret,
+        )
+        senders.append(
+            MiniProgramSender(api=mp_api, db=db, template_id=mp.subscribe_template_id, page=mp.page)
+        )
+    return by_channel(*senders)
 
 
 async def close_deps(deps: Deps) -> None:
@@ -107,6 +125,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
     wechat.setup(app)
     pages.setup(app)
     transparency.setup(app)
+    miniprogram.setup(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         owned = deps is None

@@ -32,6 +32,12 @@ def add(sub: Any) -> None:
         action="store_true",
         help="also ask WeChat for the account's own QR for this case: a scan opens the chat",
     )
+    s.add_argument(
+        "--miniprogram",
+        type=Path,
+        metavar="FILE",
+        help="also save the mini-program code (小程序码) for this case as a PNG",
+    )
     s.set_defaults(run=qr)
     from qr.sheet import LAYOUTS as label_layouts  # the module loads reportlab only to write
 
@@ -61,6 +67,14 @@ def add(sub: Any) -> None:
 async def qr(settings: Settings, args: argparse.Namespace) -> int:
     from qr import codes
 
+    if args.miniprogram is not None:
+        # Before anything is issued: without the mini-program there is nothing to ask for.
+        if not settings.miniprogram.enabled:
+            print("mst: 未设置 MP_APP_ID / MP_APP_SECRET，无法生成小程序码", file=sys.stderr)
+            return 1
+        if not args.miniprogram.parent.is_dir():
+            print(f"mst: cannot write {args.miniprogram}: no such directory", file=sys.stderr)
+            return 1
     _warn_if_local(settings)
 
     async def go(db: Any) -> int:
@@ -89,6 +103,14 @@ async def qr(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"mst: 微信没有生成带参数二维码：{exc}", file=sys.stderr)
                 return 1
             url = scene["scene_url"]  # the image encodes WeChat's own code
+        if args.miniprogram is not None:
+            try:
+                image = await _miniprogram_code(settings, code.short_code)
+            except Exception as exc:  # WeChat refused or unreachable: one line, not a traceback
+                print(f"mst: 微信没有生成小程序码：{exc}", file=sys.stderr)
+                return 1
+            args.miniprogram.write_bytes(image)
+            scene["miniprogram_image"] = str(args.miniprogram)
         if args.png or args.svg:
             from qr import render  # qrcode and its image code: only when an image is asked for
         if args.png:
@@ -104,15 +126,18 @@ async def qr(settings: Settings, args: argparse.Namespace) -> int:
         }
         if args.json:
             print(json.dumps(info, ensure_ascii=False))
-        elif scene:
-            print(
-                f"{case.case_number}\n  案件码：{code.short_code[:5]}-{code.short_code[5:]}"
-                f"\n  微信扫码直达：{scene['scene_url']}"
-            )
         else:
-            print(
-                f"{case.case_number}\n  case code: {code.short_code[:5]}-{code.short_code[5:]}\n  url: {url}"
-            )
+            if "scene_url" in scene:
+                print(
+                    f"{case.case_number}\n  案件码：{code.short_code[:5]}-{code.short_code[5:]}"
+                    f"\n  微信扫码直达：{scene['scene_url']}"
+                )
+            else:
+                print(
+                    f"{case.case_number}\n  case code: {code.short_code[:5]}-{code.short_code[5:]}\n  url: {url}"
+                )
+            if "miniprogram_image" in scene:
+                print(f"  小程序码：{scene['miniprogram_image']}")
         return 0
 
     return await _with_db(settings, go)
@@ -138,6 +163,34 @@ async def _scene_qr(settings: Settings, token: str) -> dict[str, str]:
         "scene_image": "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket="
         + quote(str(made["ticket"])),
     }
+
+
+async def _miniprogram_code(settings: Settings, short_code: str) -> bytes:
+    """The mini-program code (/wxa/getwxacodeunlimit) that opens the case's page, the
+    short code as its scene. Asked with the mini-program's own credentials and the stable
+    token, which leaves the running server's token valid."""
+    import aiohttp
+
+    from bot.channels.wechat.api import WeChatAPI
+    from storage import state
+
+    mp = settings.miniprogram
+    if not (mp.app_id and mp.app_secret):  # the caller checked; this narrows the types
+        raise ValueError("MP_APP_ID / MP_APP_SECRET not set")
+    redis = state.connect(settings.redis_url)
+    api = WeChatAPI(
+        http=aiohttp.ClientSession(),
+        redis=redis,
+        base=settings.wechat.api_base,
+        app_id=mp.app_id,
+        app_secret=mp.app_secret,
+        stable=True,
+    )
+    try:
+        return await api.wxa_code_unlimited(short_code, mp.page)
+    finally:
+        await api.http.close()
+        await redis.aclose()
 
 
 def _sheet_numbers(args: argparse.Namespace) -> list[str] | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 class Inbound:
     channel: str  # wechat | wecom | miniprogram | h5
     user: str  # the channel's user id (WeChat openid)
-    kind: str  # text | scan | subscribe | unsubscribe | click | voice | image | video | location | link | file | other
+    kind: str  # text | scan | subscribe | unsubscribe | click | voice | image | video | location | link | file | action | other
     key: str  # the channel's de-duplication key for this delivery
     text: str = ""  # text content, voice recognition result, or menu click key
     code: str | None = None  # case-code token carried by a scan
@@ -18,6 +18,8 @@ class Inbound:
     raw_type: str = ""  # the channel's own type name, for logs and unknown kinds
     # At the desk, staff `user` acts for this party (its external id), recorded so; None: oneself.
     on_behalf_of: str | None = None
+    # An app's form (kind "action": handlers.actions): which one; `code` carries its fields.
+    action: str | None = None
 
     @property
     def plain(self) -> str:

@@ -27,7 +27,7 @@ from bot.core.reply import Reply, as_text
 from bot.dialog.deps import Deps
 from bot.outbox import queue as outbox
 from bot.rules import tickets
-from handlers import bind, home, judge, menu, receipt, texts, unsupported
+from handlers import actions, bind, home, judge, menu, receipt, texts, unsupported
 from handlers.context import Context
 from qr import codes
 from storage import audit, conversations, state
@@ -173,9 +173,11 @@ async def respond(
     callback's moment has passed, so the answer is queued in the outbox, not returned."""
     resumed = message_id is not None
     async with deps.db.transaction() as session, audit.batch(session):
+        # An app's action is about the case it names, whatever the chat is on.
+        on_case = actions.case_in(inbound) if inbound.kind == "action" else conv.get("case_id")
         if message_id is None:
             try:
-                message_id = await _record_inbound(session, inbound, conv.get("case_id"))
+                message_id = await _record_inbound(session, inbound, on_case)
             except IntegrityError as exc:
                 raise Duplicate(inbound.key) from exc
         elif not await _take_pending(session, message_id):
@@ -196,7 +198,7 @@ async def respond(
                 direction="out",
                 inbound=inbound,
                 content=said,
-                case_id=ctx.state.get("case_id"),
+                case_id=on_case if inbound.kind == "action" else ctx.state.get("case_id"),
                 msg_type="text",
                 # An answer for the callback: findable by a retry whose first delivery's
                 # process died before it could answer.
@@ -367,6 +369,8 @@ async def route(ctx: Context) -> Reply | None:
         return await bind.scan(ctx)
     if inbound.kind == "unsubscribe":
         return None
+    if inbound.kind == "action":  # an app's form: the chat's own flows, by name
+        return await actions.run(ctx)
     photo_wanted = inbound.kind == "image" and menu.takes_photo(ctx.state)  # asset-lead photos
     if inbound.kind not in ("text", "voice", "click", "subscribe") and not photo_wanted:
         return await unsupported.reply(ctx)

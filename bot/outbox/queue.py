@@ -13,6 +13,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from bot.core.addresses import channel_of
 from bot.core.clock import now
 from bot.core.notice import Notice
 from storage import conversations
@@ -32,11 +33,13 @@ async def add(
     payload: dict[str, Any],
     case_id: int | None = None,
     ticket_id: int | None = None,
-    channel: str = "wechat",
+    channel: str | None = None,
 ) -> None:
+    """One row to send. `channel`: the one the recipient is reached through (by default
+    the one their address says: bot.core.addresses)."""
     created = now()
     row = {
-        "channel": channel,
+        "channel": channel or channel_of(recipient),
         "recipient": recipient,
         "kind": kind,
         "payload": json.dumps(payload, ensure_ascii=False),
@@ -50,7 +53,9 @@ async def add(
     await (await session.connection()).execute(_INSERT, row)
 
 
-async def enqueue_text(db: Database, recipient: str, text: str, *, channel: str = "wechat") -> None:
+async def enqueue_text(
+    db: Database, recipient: str, text: str, *, channel: str | None = None
+) -> None:
     """A text for one user, in its own transaction (used when the reply missed its moment)."""
     async with db.transaction() as session:
         await add(

@@ -39,6 +39,19 @@ async def party_with_tail(session: AsyncSession, case_id: int, digits: str) -> P
     ).scalar_one_or_none()
 
 
+async def party_with_phone(session: AsyncSession, case_id: int, phone_digest: str) -> Party | None:
+    """The case's (first) party whose registered phone is the one WeChat vouched for (by the
+    keyed hash the import kept: bot.rules.importer.phone_hash)."""
+    return (
+        await session.execute(
+            select(Party)
+            .where(col(Party.case_id) == case_id, col(Party.phone_hash) == phone_digest)
+            .order_by(col(Party.id))
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
 async def wrong_digits(
     session: AsyncSession, openid: str, case_id: int, tries: attempts.VerifyTries
 ) -> attempts.VerifyTries:
@@ -72,9 +85,13 @@ async def pause_case(session: AsyncSession, case: Case, words: str) -> None:
             await outbox.tell(session, member.openid, words, case=case)
 
 
-async def bind(session: AsyncSession, openid: str, case_id: int, party: Party) -> Binding:
-    """The person proved to be `party` (the phone's last digits): bound to the case."""
-    binding = Binding(openid=openid, case_id=case_id, party_id=party.id or 0, method="phone_tail")
+async def bind(
+    session: AsyncSession, openid: str, case_id: int, party: Party, method: str = "phone_tail"
+) -> Binding:
+    """The person proved to be `party`: bound to the case. `method`: phone_tail (the last
+    four digits they typed), or phone_number (the whole number, as WeChat vouched for it:
+    the stronger proof)."""
+    binding = Binding(openid=openid, case_id=case_id, party_id=party.id or 0, method=method)
     session.add(binding)
     await session.flush()
     await audit.append(
@@ -83,6 +100,6 @@ async def bind(session: AsyncSession, openid: str, case_id: int, party: Party) -
         action="bind.verified",
         subject=f"party:{party.id}",
         case_id=case_id,
-        payload={"method": "phone_tail", "role": party.role},
+        payload={"method": method, "role": party.role},
     )
     return binding

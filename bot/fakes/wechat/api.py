@@ -3,20 +3,46 @@
 It speaks the real paths and error codes, records every message the server sends out,
 enforces the customer-service window and quota when told to, and can be told to fail a
 path with a given error code. Control endpoints live under `/_fake/`.
+
+Two apps live here, as at WeChat: the Official Account (`app_id`) and the mini-program
+(`mp_app_id`), each with its own access token. The mini-program's calls (login, phone
+number, subscribe messages, URL Scheme, mini-program codes) want the mini-program's
+token; web authorisation (open.weixin.qq.com, served here too) is the Official Account's.
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import itertools
+import re
 import secrets
+import string
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
+from bot.core.settings import DEMO_MP_APP_ID, DEMO_MP_APP_SECRET
+
 CS_QUOTA = 5  # messages per user message within 48 h
+# getwxacodeunlimit's scene: at most 32 of these characters.
+SCENE = re.compile(r"[0-9A-Za-z!#$&'()*+,/:;=?@\-._~]{1,32}")
+# A mini-program page path: pages/x/y, no leading slash, no query.
+PAGE = re.compile(r"pages(/[A-Za-z0-9_-]+)+")
+
+
+@dataclass
+class _Code:
+    """A one-time code (wx.login, getPhoneNumber, web authorisation) and whom it names."""
+
+    value: str  # openid, or the phone number
+    unionid: str | None = None
+    used: bool = False
 
 
 @dataclass
@@ -37,14 +63,18 @@ class Sent:
 class FakeWeChat:
     app_id: str
     app_secret: str
+    mp_app_id: str = DEMO_MP_APP_ID
+    mp_app_secret: str = DEMO_MP_APP_SECRET
     token_ttl_s: int = 7200
     # Off by default; tests switch on what they exercise.
     enforce_window: bool = False
     enforce_quota: bool = False
+    # Subscribe messages need a grant (fake.grant) each, as WeChat's one-time ones do.
+    subscriptions_checked: bool = True
     sent: list[Sent] = field(default_factory=list)
     tokens_issued: int = 0
     calls: list[str] = field(default_factory=list)
-    _tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry
+    _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> app, expiry
     _failures: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _closed_windows: set[str] = field(default_factory=set)
     _quota_used: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -52,6 +82,15 @@ class FakeWeChat:
     # Temporary media users sent (MediaId -> bytes, content type), as /cgi-bin/media/get serves.
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     scenes: list[str] = field(default_factory=list)  # scene QR codes asked for
+    # The mini-program's side: what was asked for, for tests to look at.
+    session_keys: dict[str, str] = field(default_factory=dict)  # openid -> latest session_key
+    schemes: list[dict[str, Any]] = field(default_factory=list)  # path, query, days, openlink
+    wxa_codes: list[dict[str, Any]] = field(default_factory=list)  # scene, page, width
+    _login_codes: dict[str, _Code] = field(default_factory=dict)
+    _phone_codes: dict[str, _Code] = field(default_factory=dict)
+    _oauth_codes: dict[str, _Code] = field(default_factory=dict)
+    _oauth_user: _Code | None = None
+    _grants: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
 
     # -- control (from tests, or over /_fake/) ------------------------------------
 
@@ -77,26 +116,56 @@ class FakeWeChat:
     def sent_to(self, openid: str) -> list[Sent]:
         return [s for s in self.sent if s.touser == openid]
 
+    def login_code(self, openid: str, unionid: str | None = None) -> str:
+        """What wx.login gives the mini-program of this user: good once at jscode2session."""
+        code = secrets.token_urlsafe(24)
+        self._login_codes[code] = _Code(openid, unionid)
+        return code
+
+    def phone_code(self, phone: str) -> str:
+        """What the getPhoneNumber button gives when the user shares `phone`: good once."""
+        code = secrets.token_hex(32)
+        self._phone_codes[code] = _Code(phone.replace(" ", "").removeprefix("+86"))
+        return code
+
+    def oauth_as(self, openid: str | None, unionid: str | None = None) -> None:
+        """The browser that opens the authorize page is inside WeChat, as this user
+        (None: a browser outside WeChat)."""
+        self._oauth_user = None if openid is None else _Code(openid, unionid)
+
+    def grant(self, openid: str, template_id: str, times: int = 1) -> None:
+        """The user tapped 允许 on wx.requestSubscribeMessage: one message each time."""
+        self._grants[(openid, template_id)] += times
+
     # -- the API -----------------------------------------------------------------------
 
-    def _issue_token(self) -> dict[str, Any]:
+    def _secret_of(self, app_id: str) -> str | None:
+        return {self.app_id: self.app_secret, self.mp_app_id: self.mp_app_secret}.get(app_id)
+
+    def _issue_token(self, app_id: str) -> dict[str, Any]:
         token = secrets.token_urlsafe(48)
-        # A new token replaces the old one (WeChat keeps the old one valid for a short overlap;
-        # here it ends at once, so code that fetches per process is caught).
-        self._tokens = {token: time.time() + self.token_ttl_s}
+        # A new token replaces the app's old one (WeChat keeps the old one valid for a short
+        # overlap; here it ends at once, so code that fetches per process is caught).
+        self._tokens = {t: held for t, held in self._tokens.items() if held[0] != app_id}
+        self._tokens[token] = (app_id, time.time() + self.token_ttl_s)
         self.tokens_issued += 1
         return {"access_token": token, "expires_in": self.token_ttl_s}
 
-    def _check_token(self, request: web.Request) -> dict[str, Any] | None:
+    def _check_token(
+        self, request: web.Request, app_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """None when the token is live (and, given `app_id`, that app's); else the error."""
         token = request.query.get("access_token", "")
-        expiry = self._tokens.get(token)
-        if expiry is None:
+        held = self._tokens.get(token)
+        if held is None:
             return {
                 "errcode": 40001,
                 "errmsg": "invalid credential, access_token is invalid or not latest",
             }
-        if expiry < time.time():
+        if held[1] < time.time():
             return {"errcode": 42001, "errmsg": "access_token expired"}
+        if app_id is not None and held[0] != app_id:
+            return {"errcode": 48001, "errmsg": "api unauthorized"}
         return None
 
     def _injected(self, path: str) -> web.Response | None:
@@ -115,20 +184,25 @@ class FakeWeChat:
         q = request.query
         if q.get("grant_type") != "client_credential":
             return web.json_response({"errcode": 40002, "errmsg": "invalid grant_type"})
-        if q.get("appid") != self.app_id:
+        app_id = q.get("appid", "")
+        secret = self._secret_of(app_id)
+        if secret is None:
             return web.json_response({"errcode": 40013, "errmsg": "invalid appid"})
-        if q.get("secret") != self.app_secret:
+        if q.get("secret") != secret:
             return web.json_response({"errcode": 40125, "errmsg": "invalid appsecret"})
-        return web.json_response(self._issue_token())
+        return web.json_response(self._issue_token(app_id))
 
     async def stable_token(self, request: web.Request) -> web.Response:
         self.calls.append("/cgi-bin/stable_token")
         body = await request.json()
-        if body.get("appid") != self.app_id or body.get("secret") != self.app_secret:
+        app_id = str(body.get("appid", ""))
+        secret = self._secret_of(app_id)
+        if secret is None or body.get("secret") != secret:
             return web.json_response({"errcode": 40125, "errmsg": "invalid appsecret"})
-        if body.get("force_refresh") or not self._tokens:
-            return web.json_response(self._issue_token())
-        token, expiry = next(iter(self._tokens.items()))
+        held = [(t, expiry) for t, (app, expiry) in self._tokens.items() if app == app_id]
+        if body.get("force_refresh") or not held:
+            return web.json_response(self._issue_token(app_id))
+        token, expiry = held[0]
         return web.json_response({"access_token": token, "expires_in": int(expiry - time.time())})
 
     async def _send(self, request: web.Request, kind: str) -> web.Response:
@@ -136,7 +210,9 @@ class FakeWeChat:
         self.calls.append(path)
         if (failed := self._injected(path)) is not None:
             return failed
-        if (bad := self._check_token(request)) is not None:
+        # Subscribe messages are the mini-program's; the others the Official Account's.
+        app_id = self.mp_app_id if kind == "subscribe" else self.app_id
+        if (bad := self._check_token(request, app_id)) is not None:
             return web.json_response(bad)
         try:
             payload = await request.json()
@@ -155,6 +231,13 @@ class FakeWeChat:
             self._quota_used[touser] += 1
         if kind in ("template", "subscribe") and not payload.get("template_id"):
             return web.json_response({"errcode": 40037, "errmsg": "invalid template_id"})
+        if kind == "subscribe" and self.subscriptions_checked:
+            granted = (touser, str(payload["template_id"]))
+            if self._grants.get(granted, 0) < 1:
+                return web.json_response(
+                    {"errcode": 43101, "errmsg": "user refuse to accept the msg"}
+                )
+            self._grants[granted] -= 1
         self.sent.append(Sent(kind, touser, payload))
         answer: dict[str, Any] = {"errcode": 0, "errmsg": "ok"}
         if kind == "template":
@@ -174,7 +257,7 @@ class FakeWeChat:
         self.calls.append("/cgi-bin/media/get")
         if (failed := self._injected("/cgi-bin/media/get")) is not None:
             return failed
-        if (bad := self._check_token(request)) is not None:
+        if (bad := self._check_token(request, self.app_id)) is not None:
             return web.json_response(bad)
         found = self.media.get(request.query.get("media_id", ""))
         if found is None:  # unknown or older than three days
@@ -184,7 +267,9 @@ class FakeWeChat:
 
     async def qrcode_create(self, request: web.Request) -> web.Response:
         self.calls.append("/cgi-bin/qrcode/create")
-        if (bad := self._check_token(request)) is not None:
+        if (failed := self._injected("/cgi-bin/qrcode/create")) is not None:
+            return failed
+        if (bad := self._check_token(request, self.app_id)) is not None:
             return web.json_response(bad)
         body = await request.json()
         scene = body.get("action_info", {}).get("scene", {})
@@ -200,6 +285,163 @@ class FakeWeChat:
                 "url": f"http://weixin.qq.com/q/{ticket}",
             }
         )
+
+    # -- the mini-program ------------------------------------------------------------
+
+    @staticmethod
+    def _redeem(codes: dict[str, _Code], code: str) -> _Code | web.Response:
+        """The one-time code's holder, or WeChat's refusal: unknown 40029, used 40163."""
+        found = codes.get(code)
+        if found is None:
+            return web.json_response({"errcode": 40029, "errmsg": "invalid code"})
+        if found.used:
+            return web.json_response({"errcode": 40163, "errmsg": "code been used"})
+        found.used = True
+        return found
+
+    async def _mp_call(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """A token call of the mini-program's: its JSON body, or the refusal to answer."""
+        self.calls.append(request.path)
+        if (failed := self._injected(request.path)) is not None:
+            return failed
+        if (bad := self._check_token(request, self.mp_app_id)) is not None:
+            return web.json_response(bad)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"errcode": 47001, "errmsg": "data format error"})
+        if not isinstance(body, dict):
+            return web.json_response({"errcode": 47001, "errmsg": "data format error"})
+        return body
+
+    async def jscode2session(self, request: web.Request) -> web.Response:
+        path = "/sns/jscode2session"
+        self.calls.append(path)
+        if (failed := self._injected(path)) is not None:
+            return failed
+        q = request.query
+        if q.get("appid") != self.mp_app_id:
+            return web.json_response({"errcode": 40013, "errmsg": "invalid appid"})
+        if q.get("secret") != self.mp_app_secret:
+            return web.json_response({"errcode": 40125, "errmsg": "invalid appsecret"})
+        if q.get("grant_type") != "authorization_code":
+            return web.json_response({"errcode": 40002, "errmsg": "invalid grant_type"})
+        who = self._redeem(self._login_codes, q.get("js_code", ""))
+        if isinstance(who, web.Response):
+            return who
+        session_key = base64.b64encode(secrets.token_bytes(16)).decode()
+        self.session_keys[who.value] = session_key
+        answer = {"openid": who.value, "session_key": session_key}
+        if who.unionid:
+            answer["unionid"] = who.unionid
+        return web.json_response(answer)
+
+    async def phone_number(self, request: web.Request) -> web.Response:
+        body = await self._mp_call(request)
+        if isinstance(body, web.Response):
+            return body
+        who = self._redeem(self._phone_codes, str(body.get("code", "")))
+        if isinstance(who, web.Response):
+            # A phone code used twice is "invalid code" too, at this API.
+            return web.json_response({"errcode": 40029, "errmsg": "invalid code"})
+        return web.json_response(
+            {
+                "errcode": 0,
+                "errmsg": "ok",
+                "phone_info": {
+                    # Mainland numbers come without the country code here (WeChat's docs).
+                    "phoneNumber": who.value,
+                    "purePhoneNumber": who.value,
+                    "countryCode": "86",
+                    "watermark": {"timestamp": int(time.time()), "appid": self.mp_app_id},
+                },
+            }
+        )
+
+    async def generate_scheme(self, request: web.Request) -> web.Response:
+        body = await self._mp_call(request)
+        if isinstance(body, web.Response):
+            return body
+        jump = body.get("jump_wxa") or {}
+        path, query = str(jump.get("path", "")), str(jump.get("query", ""))
+        if path and not PAGE.fullmatch(path):
+            return web.json_response({"errcode": 40165, "errmsg": "invalid weapp pagepath"})
+        if len(query) > 512:
+            return web.json_response({"errcode": 40212, "errmsg": "invalid query"})
+        days = body.get("expire_interval")
+        expiring = body.get("is_expire") and body.get("expire_type") == 1
+        if expiring and not (isinstance(days, int) and 1 <= days <= 30):
+            return web.json_response({"errcode": 40097, "errmsg": "invalid args"})
+        alphabet = string.ascii_letters + string.digits
+        openlink = "weixin://dl/business/?t=" + "".join(secrets.choice(alphabet) for _ in range(12))
+        self.schemes.append({"path": path, "query": query, "days": days, "openlink": openlink})
+        return web.json_response({"errcode": 0, "errmsg": "ok", "openlink": openlink})
+
+    async def wxa_code_unlimited(self, request: web.Request) -> web.Response:
+        body = await self._mp_call(request)
+        if isinstance(body, web.Response):
+            return body
+        scene, page = str(body.get("scene", "")), str(body.get("page", ""))
+        if not SCENE.fullmatch(scene):
+            return web.json_response({"errcode": 40097, "errmsg": "invalid args"})
+        if page and not PAGE.fullmatch(page):  # no page: the mini-program's home page
+            return web.json_response({"errcode": 41030, "errmsg": "invalid page"})
+        width = body.get("width", 430)
+        if not isinstance(width, int):
+            return web.json_response({"errcode": 40097, "errmsg": "invalid args"})
+        width = min(max(width, 280), 1280)  # WeChat's range
+        self.wxa_codes.append({"scene": scene, "page": page, "width": width})
+        return web.Response(body=_qr_png(scene, width), content_type="image/png")
+
+    # -- web authorisation (open.weixin.qq.com) -------------------------------------------
+
+    async def oauth_authorize(self, request: web.Request) -> web.Response:
+        """WeChat's authorize page: inside WeChat it redirects at once (snsapi_base asks
+        nothing), with a one-time code; outside, or with bad parameters, it says so on
+        a page (status 200, as WeChat's)."""
+        self.calls.append("/connect/oauth2/authorize")
+        q = request.query
+        redirect_uri = q.get("redirect_uri", "")
+        if q.get("appid") != self.app_id:
+            return _page("appid错误")
+        if not redirect_uri.startswith(("http://", "https://")):
+            return _page("redirect_uri参数错误")
+        if q.get("response_type") != "code":
+            return _page("response_type参数错误")
+        if q.get("scope") not in ("snsapi_base", "snsapi_userinfo"):
+            return _page("scope参数错误或没有scope权限")
+        if self._oauth_user is None:
+            return _page("请在微信客户端打开链接")
+        code = secrets.token_urlsafe(24)
+        self._oauth_codes[code] = _Code(self._oauth_user.value, self._oauth_user.unionid)
+        query = urlencode({"code": code, "state": q.get("state", "")})
+        raise web.HTTPFound(redirect_uri + ("&" if "?" in redirect_uri else "?") + query)
+
+    async def oauth_access_token(self, request: web.Request) -> web.Response:
+        path = "/sns/oauth2/access_token"
+        self.calls.append(path)
+        if (failed := self._injected(path)) is not None:
+            return failed
+        q = request.query
+        if q.get("appid") != self.app_id:
+            return web.json_response({"errcode": 40013, "errmsg": "invalid appid"})
+        if q.get("secret") != self.app_secret:
+            return web.json_response({"errcode": 40125, "errmsg": "invalid appsecret"})
+        if q.get("grant_type") != "authorization_code":
+            return web.json_response({"errcode": 40002, "errmsg": "invalid grant_type"})
+        who = self._redeem(self._oauth_codes, q.get("code", ""))
+        if isinstance(who, web.Response):
+            return who
+        answer = {
+            "access_token": secrets.token_urlsafe(48),
+            "expires_in": 7200,
+            "refresh_token": secrets.token_urlsafe(48),
+            "openid": who.value,
+            "scope": "snsapi_base",
+        }
+        if who.unionid:
+            answer["unionid"] = who.unionid
+        return web.json_response(answer)
 
     # -- control endpoints --------------------------------------------------------------
 
@@ -222,6 +464,54 @@ class FakeWeChat:
         self.user_wrote(str((await request.json())["openid"]))
         return web.json_response({"ok": True})
 
+    async def ctl_login_code(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        unionid = body.get("unionid")
+        code = self.login_code(str(body["openid"]), None if unionid is None else str(unionid))
+        return web.json_response({"code": code})
+
+    async def ctl_phone_code(self, request: web.Request) -> web.Response:
+        return web.json_response({"code": self.phone_code(str((await request.json())["phone"]))})
+
+    async def ctl_oauth_as(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        openid, unionid = body.get("openid"), body.get("unionid")
+        self.oauth_as(
+            None if openid is None else str(openid), None if unionid is None else str(unionid)
+        )
+        return web.json_response({"ok": True})
+
+    async def ctl_grant(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.grant(str(body["openid"]), str(body["template_id"]), int(body.get("times", 1)))
+        return web.json_response({"ok": True})
+
+
+def _page(message: str) -> web.Response:
+    """WeChat's browser-facing error: a page, status 200."""
+    text = html.escape(message)
+    return web.Response(
+        text=f"<!doctype html><html><head><meta charset='utf-8'><title>微信</title></head>"
+        f"<body><p>{text}</p></body></html>",
+        content_type="text/html",
+        charset="utf-8",
+    )
+
+
+def _qr_png(scene: str, width: int) -> bytes:
+    """A plain QR of the scene, about `width` px: stands in for WeChat's round code (which
+    no library decodes), so tests can read back what was asked for."""
+    import qrcode  # only when a code is asked for
+    from qrcode.constants import ERROR_CORRECT_M
+
+    code: qrcode.QRCode[Any] = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
+    code.add_data(scene)
+    code.make(fit=True)
+    code.box_size = max(2, width // (code.modules_count + 8))
+    buf = io.BytesIO()
+    code.make_image().save(buf, format="PNG")
+    return buf.getvalue()
+
 
 def create_app(fake: FakeWeChat) -> web.Application:
     app = web.Application()
@@ -232,7 +522,17 @@ def create_app(fake: FakeWeChat) -> web.Application:
     app.router.add_post("/cgi-bin/message/subscribe/send", fake.subscribe_send)
     app.router.add_post("/cgi-bin/qrcode/create", fake.qrcode_create)
     app.router.add_get("/cgi-bin/media/get", fake.media_get)
+    app.router.add_get("/sns/jscode2session", fake.jscode2session)
+    app.router.add_post("/wxa/business/getuserphonenumber", fake.phone_number)
+    app.router.add_post("/wxa/generatescheme", fake.generate_scheme)
+    app.router.add_post("/wxa/getwxacodeunlimit", fake.wxa_code_unlimited)
+    app.router.add_get("/connect/oauth2/authorize", fake.oauth_authorize)
+    app.router.add_get("/sns/oauth2/access_token", fake.oauth_access_token)
     app.router.add_get("/_fake/sent", fake.ctl_sent)
     app.router.add_post("/_fake/fail", fake.ctl_fail)
     app.router.add_post("/_fake/user_wrote", fake.ctl_user_wrote)
+    app.router.add_post("/_fake/login_code", fake.ctl_login_code)
+    app.router.add_post("/_fake/phone_code", fake.ctl_phone_code)
+    app.router.add_post("/_fake/oauth_as", fake.ctl_oauth_as)
+    app.router.add_post("/_fake/grant", fake.ctl_grant)
     return app
