@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlencode
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -27,10 +25,9 @@ from bot.channels.miniprogram import schemas as s
 from bot.channels.wechat.api import TransientError, WeChatAPI, WeChatError
 from bot.core.addresses import MINIPROGRAM
 from bot.core.clock import now
-from bot.core.events import Inbound
 from bot.core.notice import Unreadable
 from bot.core.reply import Reply, as_text
-from bot.dialog import dispatch
+from bot.dialog import forms
 from bot.dialog.deps import DEPS, Deps
 from bot.rules import app_sessions, portal, receipts, tickets
 from bot.rules.importer import phone_hash
@@ -213,19 +210,11 @@ async def logout(request: web.Request) -> web.Response:
 async def act(
     deps: Deps, user: str, action: str, fields: dict[str, int | str], text: str = ""
 ) -> Reply:
-    """Run an app action through the dialog (stored, recorded, rate-limited as a chat
-    message is). 404 when it is not theirs to do; 429 when too fast."""
-    inbound = Inbound(
-        channel=MINIPROGRAM,
-        user=user,
-        kind="action",
-        key=f"{MINIPROGRAM}:{uuid.uuid4().hex}",
-        text=text,
-        code=urlencode(fields),
-        action=action,
-        raw_type=f"app.{action}",
+    """Run an app action through the dialog (bot.dialog.forms). 404 when it is not theirs
+    to do; 429 when too fast; 503 when the flow failed (it is kept and runs again)."""
+    reply = await forms.submit(
+        deps, channel=MINIPROGRAM, user=user, action=action, fields=fields, text=text
     )
-    reply = await dispatch.handle(deps, inbound)
     if reply is None:
         raise NOT_FOUND
     if reply.text == texts.SLOW_DOWN:
@@ -235,14 +224,11 @@ async def act(
     return reply
 
 
-def ticket_of(reply: Reply) -> int | None:
-    kind, _, ref = (reply.item or "").partition(":")
-    return int(ref) if kind == "ticket" and ref.isdigit() else None
-
-
 def action_out(reply: Reply) -> s.ActionOut:
     link = next((link.url for link in reply.links if "/v/" in link.url), None)
-    return s.ActionOut(message=as_text(reply).strip(), ticket_id=ticket_of(reply), receipt_url=link)
+    return s.ActionOut(
+        message=as_text(reply).strip(), ticket_id=forms.ticket_of(reply), receipt_url=link
+    )
 
 
 async def verify(request: web.Request) -> web.Response:
@@ -298,7 +284,7 @@ async def open_item(request: web.Request) -> web.Response:
     if given.kind == "complaint":
         fields["about"] = given.about or "other"
     reply = await act(request.app[DEPS], me.user, "open", fields, given.text)
-    return answer(action_out(reply), status=201 if ticket_of(reply) else 200)
+    return answer(action_out(reply), status=201 if forms.ticket_of(reply) else 200)
 
 
 async def add_to_item(request: web.Request) -> web.Response:
