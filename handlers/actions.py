@@ -15,9 +15,9 @@ from urllib.parse import parse_qs
 from bot.core.events import Inbound
 from bot.core.reply import Reply
 from bot.rules import ratings, tickets
-from handlers import ask, bind, complain, enforcement, items, texts
+from handlers import ask, bind, complain, enforcement, items, mediation, texts
 from handlers.context import Context
-from storage.models import Binding, Case, Ticket
+from storage.models import Binding, Case, MediationSlot, Staff, Ticket
 
 ABOUT = {v: k for k, v in complain.ABOUT.items()}  # staff -> "1": the chat's choice
 KINDS = ("question", "complaint", "asset_lead")
@@ -83,6 +83,20 @@ async def _run(ctx: Context, f: dict[str, str]) -> Reply | None:
             return await complain.receive(ctx, case, binding)
         ctx.state.update(step="progress", sub="lead")
         return await enforcement.receive(ctx, case, binding)
+    if name in ("book", "cancel"):
+        found = await _bound(ctx, _int(f.get("case")))
+        if found is None:
+            return None
+        case, binding = found
+        ctx.state.update(case_id=case.id, ticket_id=None, step="book")
+        if name == "cancel":
+            return await mediation.receive(ctx, case, binding)  # its text: 取消
+        slot = await ctx.session.get(MediationSlot, _int(f.get("slot")) or 0)
+        mediator = await ctx.session.get(Staff, slot.mediator_id) if slot else None
+        if slot is None or mediator is None or mediator.court_id != case.court_id:
+            return None  # a slot of another court's mediator is not theirs to book
+        ctx.state.update(sub="confirm", slot=slot.id, mediator=mediator.id)
+        return await mediation.confirm(ctx, case, binding)
     if name == "add":
         found_item = await _ticket(ctx, _int(f.get("ticket")), _int(f.get("case")))
         if found_item is None:

@@ -69,7 +69,7 @@ async def receive(ctx: Context, case: Case, binding: Binding) -> Reply:
             item=f"slot:{slot.id}",
         )
     if sub == "confirm" and text == "1":
-        return await _confirm(ctx, case, binding)
+        return await confirm(ctx, case, binding)
     return await start(ctx, case, binding)
 
 
@@ -92,7 +92,8 @@ async def _slots(
     )
 
 
-async def _confirm(ctx: Context, case: Case, binding: Binding) -> Reply:
+async def confirm(ctx: Context, case: Case, binding: Binding) -> Reply:
+    """Book the slot the step holds (`slot`, `mediator`): a new booking, or a move."""
     current = await mediation.current_booking(ctx.session, ctx.inbound.user, case.id or 0)
     if current is not None and not mediation.may_change(current[1]):
         return await _too_late(ctx, case) + await start(ctx, case, binding)

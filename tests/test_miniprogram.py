@@ -263,3 +263,37 @@ async def test_the_openapi_document_describes_every_route(world: World) -> None:
             assert schema.rsplit("/", 1)[1] in doc["components"]["schemas"]
     login_body = doc["components"]["schemas"]["LoginIn"]
     assert login_body["required"] == ["code"]
+
+
+async def test_book_move_and_cancel_a_mediation_in_the_app(world: World, frozen_clock: Any) -> None:
+    from tests.test_flows import mediators
+
+    w = world
+    ids = await mediators(w)
+    token = await login(w)
+    case_id = (await verified(w, token))["case"]["id"]
+    listed = (await call(w, "GET", f"/cases/{case_id}/mediators", token))["mediators"]
+    assert [m["name"] for m in listed][:2] == ["王芳", "李明"]
+    free = (await call(w, "GET", f"/cases/{case_id}/mediators/{ids['wangfang']}/slots", token))[
+        "slots"
+    ]
+    assert len(free) == 2
+    booked = await call(w, "POST", f"/cases/{case_id}/booking", token, {"slot_id": free[0]["id"]})
+    assert "王芳" in booked["message"]
+    detail = await call(w, "GET", f"/cases/{case_id}", token)
+    assert detail["booking"]["mediator"] == "王芳" and detail["booking"]["room_url"]
+    assert detail["booking"]["start_at"] == free[0]["start_at"]
+    # Move it to the other time, then cancel.
+    await call(w, "POST", f"/cases/{case_id}/booking", token, {"slot_id": free[1]["id"]})
+    moved = await call(w, "GET", f"/cases/{case_id}", token)
+    assert moved["booking"]["start_at"] == free[1]["start_at"]
+    cancelled = await call(w, "DELETE", f"/cases/{case_id}/booking", token)
+    assert cancelled["message"].startswith(texts.BOOK_CANCELLED.strip()[:6])
+    assert (await call(w, "GET", f"/cases/{case_id}", token))["booking"] is None
+
+    # Someone else: not their case, not their court's slot.
+    stranger = await login(w, OTHER)
+    await call(w, "GET", f"/cases/{case_id}/mediators", stranger, status=404)
+    await call(w, "POST", f"/cases/{case_id}/booking", stranger, {"slot_id": free[0]["id"]}, 404)
+    await call(w, "GET", f"/cases/{case_id}/mediators/999/slots", token, status=404)
+    await call(w, "POST", f"/cases/{case_id}/booking", token, {"slot_id": 99999}, 404)

@@ -21,6 +21,7 @@ from storage.models import (
     Case,
     Court,
     EnforcementEvent,
+    MediationSlot,
     Outbox,
     Party,
     Staff,
@@ -166,3 +167,27 @@ async def latest_told(session: AsyncSession, user: str) -> int:
         select(func.max(col(Outbox.id))).where(col(Outbox.recipient) == user)
     )
     return int(found.scalar() or 0)
+
+
+async def mediators(
+    session: AsyncSession, user: str, case_id: int
+) -> list[mediation.Choice] | None:
+    """The mediators of their case's court, with each one's next free time (None: not
+    their case)."""
+    view = await case(session, user, case_id)
+    if view is None:
+        return None
+    return await mediation.mediators(session, view.case.court_id)
+
+
+async def free_slots(
+    session: AsyncSession, user: str, case_id: int, mediator_id: int
+) -> list[MediationSlot] | None:
+    """A mediator's free times, if the mediator is of their case's court (None otherwise)."""
+    view = await case(session, user, case_id)
+    mediator = await session.get(Staff, mediator_id)
+    if view is None or mediator is None or mediator.court_id != view.case.court_id:
+        return None
+    if not mediator.has_role("mediator") or not mediator.active:
+        return None
+    return await mediation.free_slots(session, mediator_id)

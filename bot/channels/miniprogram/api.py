@@ -35,7 +35,7 @@ from handlers import texts
 from handlers.notices import letter_text
 from qr import codes
 from storage import state
-from storage.models import AppSession
+from storage.models import AppSession, Staff
 
 log = logging.getLogger(__name__)
 
@@ -329,12 +329,14 @@ async def one_case(request: web.Request) -> web.Response:
     booking = None
     if found.booking is not None:
         booked, slot = found.booking
+        async with deps.db.sessions() as session:
+            mediator = await session.get(Staff, slot.mediator_id)
         booking = s.BookingOut(
             id=booked.id or 0,
             start_at=slot.start_at,
             end_at=slot.end_at,
-            mediator=None,
-            room_url=None,
+            mediator=mediator.name if mediator else None,
+            room_url=deps.rules.rooms.link(slot, booked),
         )
     return answer(
         s.CaseDetail(
@@ -352,6 +354,56 @@ async def one_case(request: web.Request) -> web.Response:
             booking=booking,
         )
     )
+
+
+async def mediators(request: web.Request) -> web.Response:
+    me = await signed_in(request)
+    async with request.app[DEPS].db.sessions() as session:
+        found = await portal.mediators(session, me.user, _int(request, "id"))
+    if found is None:
+        raise NOT_FOUND
+    return answer(
+        s.MediatorsOut(
+            mediators=[
+                s.MediatorOut(
+                    id=c.mediator.id or 0,
+                    name=c.mediator.name,
+                    speciality=c.mediator.speciality,
+                    next_free=c.next_free,
+                )
+                for c in found
+            ]
+        )
+    )
+
+
+async def slots(request: web.Request) -> web.Response:
+    me = await signed_in(request)
+    async with request.app[DEPS].db.sessions() as session:
+        found = await portal.free_slots(
+            session, me.user, _int(request, "id"), _int(request, "mediator")
+        )
+    if found is None:
+        raise NOT_FOUND
+    return answer(
+        s.SlotsOut(
+            slots=[s.SlotOut(id=x.id or 0, start_at=x.start_at, end_at=x.end_at) for x in found]
+        )
+    )
+
+
+async def book(request: web.Request) -> web.Response:
+    """Book a free slot (or move the booking there): the chat's own confirm step."""
+    me = await signed_in(request)
+    given = await body_of(request, s.BookIn)
+    fields: dict[str, int | str] = {"case": _int(request, "id"), "slot": given.slot_id}
+    return answer(action_out(await act(request.app[DEPS], me.user, "book", fields)))
+
+
+async def cancel_booking(request: web.Request) -> web.Response:
+    me = await signed_in(request)
+    fields: dict[str, int | str] = {"case": _int(request, "id")}
+    return answer(action_out(await act(request.app[DEPS], me.user, "cancel", fields, "取消")))
 
 
 async def my_items(request: web.Request) -> web.Response:
@@ -494,6 +546,10 @@ ROUTES = (
     Route("POST", "/verify", verify, "prove to be a party of a scanned case", s.VerifyIn, s.VerifyOut),
     Route("GET", "/cases", my_cases, "my cases", out=s.CasesOut),
     Route("GET", "/cases/{id}", one_case, "a case's public facts, enforcement, booking", out=s.CaseDetail),
+    Route("GET", "/cases/{id}/mediators", mediators, "the case's court's mediators", out=s.MediatorsOut),
+    Route("GET", "/cases/{id}/mediators/{mediator}/slots", slots, "a mediator's free times", out=s.SlotsOut),
+    Route("POST", "/cases/{id}/booking", book, "book a mediation, or move it", s.BookIn, s.ActionOut),
+    Route("DELETE", "/cases/{id}/booking", cancel_booking, "cancel my mediation", out=s.ActionOut),
     Route("GET", "/items", my_items, "my items (?case_id=)", out=s.ItemsOut),
     Route("POST", "/items", open_item, "ask, complain or give an asset lead", s.OpenIn, s.ActionOut, 201),
     Route("GET", "/items/{id}", one_item, "an item and all that was said on it", out=s.ItemDetail),

@@ -180,3 +180,28 @@ class SubscribeIn(_In):
 
 class SubscribeOut(BaseModel):
     granted: int
+
+
+class MediatorOut(BaseModel):
+    id: int
+    name: str
+    speciality: str | None
+    next_free: datetime | None = Field(description="None: no free time in the next two weeks")
+
+
+class MediatorsOut(BaseModel):
+    mediators: list[MediatorOut]
+
+
+class SlotOut(BaseModel):
+    id: int
+    start_at: datetime
+    end_at: datetime
+
+
+class SlotsOut(BaseModel):
+    slots: list[SlotOut]
+
+
+class BookIn(_In):
+    slot_id: int = Field(gt=0, description="a free slot of one of the case's court's mediators")
