@@ -78,6 +78,8 @@ async def verify(ctx: Context) -> Reply | None:
     await ctx.person()  # a party the court now knows: a person, whichever channel comes next
     ctx.state.update(step=None, pending_case=None, case_id=case_id, ticket_id=None)
     verified = texts.VERIFIED.format(role=party.role, name=mask_name(party.name))
+    if ctx.inbound.kind == "action":  # an app shows its own menu, not the chat's numbers
+        return Reply(verified, item=f"case:{case_id}")
     return Reply(verified, item=f"case:{case_id}") + await home.menu_text(ctx)
 
 

@@ -28,7 +28,7 @@ from sqlmodel import col
 from bot.app.config import Settings
 from bot.app.factory import close_deps, create_app, open_deps
 from bot.core.clock import court_tz, now
-from bot.core.settings import DEFAULT_PUBLIC_BASE_URL
+from bot.core.settings import DEFAULT_PUBLIC_BASE_URL, DEMO_MP_APP_ID, DEMO_MP_APP_SECRET
 from bot.fakes.wechat.api import FakeWeChat
 from bot.fakes.wechat.api import create_app as fake_api_app
 from bot.fakes.wechat.callbacks import WeChatServer, event_xml, text_xml
@@ -188,9 +188,17 @@ async def _load_sample(settings: Settings) -> None:
 
 async def run_demo(settings: Settings, host: str, port: int, api_port: int) -> None:
     fake = FakeWeChat(app_id=settings.wechat.app_id, app_secret=settings.wechat.app_secret)
+    fake_base = f"http://{host}:{api_port}"
     settings = replace(
         settings,
-        wechat=replace(settings.wechat, api_base=f"http://{host}:{api_port}"),
+        wechat=replace(settings.wechat, api_base=fake_base),
+        # The mini-program and WeChat's web authorisation: the same local fake.
+        miniprogram=replace(
+            settings.miniprogram,
+            app_id=settings.miniprogram.app_id or DEMO_MP_APP_ID,
+            app_secret=settings.miniprogram.app_secret or DEMO_MP_APP_SECRET,
+            open_base=fake_base,
+        ),
         outbox_interval_s=0.5,
     )
     if settings.public_base_url == DEFAULT_PUBLIC_BASE_URL:  # links in the demo open this server
@@ -206,7 +214,8 @@ async def run_demo(settings: Settings, host: str, port: int, api_port: int) -> N
     base = f"http://{host}:{port}"
     print(f"码上通 demo: server {base}/wechat, fake WeChat API http://{host}:{api_port}\n")
     try:
-        await _play(settings, base, fake)
+        token = await _play(settings, base, fake)
+        await _play_app(settings, base, fake, token)
         print(
             "The server keeps running. Talk to it yourself, in another terminal:\n"
             f"  mst chat --as oMyOwnWeChat --url {base} --api http://{host}:{api_port}\n"
@@ -219,7 +228,8 @@ async def run_demo(settings: Settings, host: str, port: int, api_port: int) -> N
             await runner.cleanup()
 
 
-async def _play(settings: Settings, base: str, fake: FakeWeChat) -> None:
+async def _play(settings: Settings, base: str, fake: FakeWeChat) -> str:
+    """The chat exchange; returns the case code's token (for the app's turn)."""
     wechat = WeChatServer(settings.wechat.token, settings.wechat.app_id, settings.wechat.aes_key)
     litigant = "oDemoLitigant" + secrets.token_hex(6)  # a new visitor every run
     deps = await open_deps(settings)
@@ -284,6 +294,40 @@ async def _play(settings: Settings, base: str, fake: FakeWeChat) -> None:
         print(_bubble("码上通", await send(text_xml(JUDGE_OPENID, answer)), right=True))
         print(_bubble("码上通 → 当事人（客服消息）", await arrived(litigant, 0)))
     print("=" * 78)
+    sys.stdout.flush()
+    return code.token
+
+
+async def _play_app(settings: Settings, base: str, fake: FakeWeChat, case_token: str) -> None:
+    """The same case through the mini-program's API (/api/mp/v1): sign in, verify with the
+    last four digits, ask; the judge's answer is then in the app's /events."""
+    api = f"{base}/api/mp/v1"
+    openid = "oDemoApp" + secrets.token_hex(6)
+    print("\n小程序 (mini-program API, the same flows):")
+    async with aiohttp.ClientSession() as http:
+
+        async def call(method: str, path: str, token: str | None, body: Any = None) -> Any:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            async with http.request(method, api + path, json=body, headers=headers) as resp:
+                return await resp.json()
+
+        signed = await call("POST", "/login", None, {"code": fake.login_code(openid)})
+        token = signed["token"]
+        print(_bubble("小程序", "wx.login() → POST /login → 会话令牌"))
+        said = await call("POST", "/verify", token, {"scan": case_token, "digits": "1234"})
+        print(_bubble("码上通", said["message"]))
+        case_id = said["case"]["id"] if said.get("case") else 0
+        asked = await call(
+            "POST",
+            "/items",
+            token,
+            {"case_id": case_id, "kind": "question", "text": "请问需要带哪些材料？"},
+        )
+        print(_bubble("当事人（小程序）", "请问需要带哪些材料？"))
+        print(_bubble("码上通", asked.get("message", str(asked))))
+    print("=" * 78)
+    print(f"H5 page of this case (open it in WeChat, or any browser): {base}/q/{case_token}")
+    print(f"Mini-program API: {api}/openapi.json\n")
     sys.stdout.flush()
 
 

@@ -26,7 +26,7 @@ from bot.channels.wechat.api import TransientError, WeChatAPI, WeChatError
 from bot.core.addresses import MINIPROGRAM
 from bot.core.clock import now
 from bot.core.notice import Unreadable
-from bot.core.reply import Reply, as_text
+from bot.core.reply import Reply
 from bot.dialog import forms
 from bot.dialog.deps import DEPS, Deps
 from bot.rules import app_sessions, portal, receipts, tickets
@@ -226,8 +226,9 @@ async def act(
 
 def action_out(reply: Reply) -> s.ActionOut:
     link = next((link.url for link in reply.links if "/v/" in link.url), None)
+    # The flow's words without the chat's numbered choices: the app has its own buttons.
     return s.ActionOut(
-        message=as_text(reply).strip(), ticket_id=forms.ticket_of(reply), receipt_url=link
+        message=reply.text.strip(), ticket_id=forms.ticket_of(reply), receipt_url=link
     )
 
 
@@ -271,7 +272,7 @@ async def verify(request: web.Request) -> web.Response:
         reply = await act(deps, me.user, "verify", {"case": case_id}, given.digits or "")
     async with deps.db.sessions() as session:
         view = await portal.case(session, me.user, case_id)
-    words = as_text(reply).strip()
+    words = reply.text.strip()
     return answer(
         s.VerifyOut(verified=view is not None, message=words, case=case_out(view) if view else None)
     )
