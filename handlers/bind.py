@@ -63,9 +63,7 @@ async def verify(ctx: Context) -> Reply | None:
         return Reply(texts.DIGITS_ONLY_LEAD, texts.DIGITS_ONLY_CHOICES)
     party = await bindings.party_with_tail(ctx.session, case_id, text)
     if party is None:
-        tries = await bindings.wrong_digits(ctx.session, ctx.inbound.user, case_id, tries)
-        if tries.case == attempts.VERIFY_PER_CASE:
-            await _tell_court_case_paused(ctx, case_id)
+        tries = await _wrong_try(ctx, case_id, tries)
         if tries.blocked() is not None:
             return await _locked_words(ctx, case_id, tries)
         left = min(
@@ -93,9 +91,7 @@ async def verify_phone(ctx: Context, case_id: int, phone_digest: str) -> Reply:
     existing = await tickets.binding_for(ctx.session, ctx.inbound.user, case_id)
     party = await bindings.party_with_phone(ctx.session, case_id, phone_digest)
     if party is None:
-        tries = await bindings.wrong_digits(ctx.session, ctx.inbound.user, case_id, tries)
-        if tries.case == attempts.VERIFY_PER_CASE:
-            await _tell_court_case_paused(ctx, case_id)
+        tries = await _wrong_try(ctx, case_id, tries)
         if tries.blocked() is not None:
             return await _locked_words(ctx, case_id, tries)
         return Reply(texts.PHONE_NOT_ON_CASE)
@@ -104,6 +100,16 @@ async def verify_phone(ctx: Context, case_id: int, phone_digest: str) -> Reply:
         await ctx.person()
     verified = texts.VERIFIED.format(role=party.role, name=mask_name(party.name))
     return Reply(verified, item=f"case:{case_id}")
+
+
+async def _wrong_try(
+    ctx: Context, case_id: int, tries: attempts.VerifyTries
+) -> attempts.VerifyTries:
+    """A wrong try counted and recorded; the court told once when the case pauses."""
+    tries = await bindings.wrong_digits(ctx.session, ctx.inbound.user, case_id, tries)
+    if tries.case == attempts.VERIFY_PER_CASE:
+        await _tell_court_case_paused(ctx, case_id)
+    return tries
 
 
 async def _locked_words(ctx: Context, case_id: int, tries: attempts.VerifyTries) -> Reply:

@@ -80,9 +80,9 @@ class ItemView:
     holder: Staff | None
 
 
-async def items(session: AsyncSession, user: str, case_id: int | None = None) -> list[ItemView]:
-    """Their items, newest first, on the cases they are still bound to."""
-    query = (
+def _theirs(user: str) -> Any:
+    """Items of `user`'s, with case and holder, on cases they are still bound to."""
+    return (
         select(Ticket, Case, Staff)
         .join(Case, col(Case.id) == col(Ticket.case_id))
         .join(
@@ -91,26 +91,19 @@ async def items(session: AsyncSession, user: str, case_id: int | None = None) ->
         )
         .outerjoin(Staff, col(Staff.id) == col(Ticket.assignee_id))
         .where(col(Ticket.openid) == user)
-        .order_by(col(Ticket.id).desc())
-        .limit(100)
     )
+
+
+async def items(session: AsyncSession, user: str, case_id: int | None = None) -> list[ItemView]:
+    """Their items, newest first."""
+    query = _theirs(user).order_by(col(Ticket.id).desc()).limit(100)
     if case_id is not None:
         query = query.where(col(Ticket.case_id) == case_id)
     return [ItemView(t, c, s) for t, c, s in (await session.execute(query)).all()]
 
 
 async def item(session: AsyncSession, user: str, ticket_id: int) -> ItemView | None:
-    rows = await session.execute(
-        select(Ticket, Case, Staff)
-        .join(Case, col(Case.id) == col(Ticket.case_id))
-        .join(
-            Binding,
-            (col(Binding.case_id) == col(Ticket.case_id)) & (col(Binding.openid) == user),
-        )
-        .outerjoin(Staff, col(Staff.id) == col(Ticket.assignee_id))
-        .where(col(Ticket.id) == ticket_id, col(Ticket.openid) == user)
-    )
-    found = rows.first()
+    found = (await session.execute(_theirs(user).where(col(Ticket.id) == ticket_id))).first()
     return ItemView(found[0], found[1], found[2]) if found else None
 
 
