@@ -27,12 +27,17 @@ DESKTOP = {"width": 1280, "height": 900}  # an office screen, in CSS pixels
 
 
 @asynccontextmanager
-async def phone_page() -> AsyncIterator[Page]:
+async def phone_page(user_agent: str | None = None) -> AsyncIterator[Page]:
+    """`user_agent`: another browser's (WeChat's, say); None: Chromium's own."""
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             context = await browser.new_context(
-                viewport=PHONE, device_scale_factor=2, is_mobile=True, locale="zh-CN"
+                viewport=PHONE,
+                device_scale_factor=2,
+                is_mobile=True,
+                locale="zh-CN",
+                user_agent=user_agent,
             )
             yield await context.new_page()
         finally:

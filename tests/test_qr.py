@@ -410,7 +410,7 @@ async def test_landing_page_escapes_what_it_shows(deps: Deps, client: TestClient
     page = await resp.text()
     assert "<script>" not in page and "<img" not in page and "<u>" not in page
     assert "(2026)&lt;script&gt;alert(1)&lt;/script&gt;号" in page
-    assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in page  # Jinja2 escapes " as &#34;
     assert "法院 &lt;u&gt;&amp;amp;&lt;/u&gt;" in page
     title = re.search(r"<title>(.*?)</title>", page)
     assert title is not None and "<" not in title.group(1)

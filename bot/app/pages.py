@@ -15,6 +15,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.app import keys
+from bot.channels.h5 import pages as h5
 from bot.channels.wechat import sender as wechat_sender
 from bot.channels.wechat.api import TransientError, WeChatError
 from bot.core import metrics
@@ -24,7 +25,6 @@ from bot.outbox import queue as outbox
 from bot.outbox.links import link_valid
 from bot.rules import enforcement, mediation, receipts
 from handlers import texts
-from qr import codes, tokens
 from storage import state
 from storage import transparency as tlog
 from storage.models import Message, Outbox
@@ -143,48 +143,10 @@ def page(title: str, body: str, status: int = 200) -> web.Response:
     )
 
 
-async def landing(request: web.Request) -> web.Response:
-    """What a scan shows: the court and case number (never party names) and how to go on:
-    follow the account (its name and QR), send the case code, give the phone's last digits."""
-    deps = request.app[DEPS]
-    settings = deps.settings
-    async with deps.db.sessions() as session:
-        lookup = await codes.by_token(session, request.match_info["token"])
-    if lookup.status == "revoked":
-        return page(
-            "二维码已停用",
-            "<h1>这个二维码已经停用</h1><div class='card'>请向法院索取新的二维码，"
-            f"或{html.escape(texts.call(lookup.court))}咨询。</div>",
-            status=410,
-        )
-    if lookup.status != "ok" or lookup.case is None or lookup.court is None or lookup.code is None:
-        return page(
-            "没有找到案件",
-            "<h1>没有找到这个案件</h1><div class='card'>请确认扫描的是法院文书上的二维码。</div>",
-            status=404,
-        )
-    name = settings.wechat.account_name
-    if settings.wechat.account_qr is not None:
-        follow = (
-            f"<li>长按下面的二维码，选“识别图中二维码”，关注“{html.escape(name or '本院公众号')}”；"
-            "<br><img class='qr' src='/account-qr' alt='公众号二维码'></li>"
-        )
-    elif name:
-        follow = f"<li>在微信里搜索“{html.escape(name)}”，关注这个公众号；</li>"
-    else:
-        follow = "<li>在微信里搜索并关注本院公众号；</li>"
-    body = (
-        f"<h1>{html.escape(lookup.court.name)}</h1>"
-        f"<div class='card'>案号：{html.escape(lookup.case.case_number)}<br>"
-        f"案由：{html.escape(lookup.case.cause)}</div>"
-        f"<div class='card'><b>怎样继续：</b><ol>{follow}"
-        "<li>在公众号对话框里发送下面的案件码；</li>"
-        "<li>按提示输入登记手机号的后四位。</li></ol>"
-        f"<div class='code'>{html.escape(tokens.pretty(lookup.code.short_code))}</div></div>"
-        f"<div class='card'>不会操作？请到{html.escape(texts.desk(lookup.court))}，"
-        "工作人员会帮您办理。</div>"
-    )
-    return page(f"{lookup.court.name} {lookup.case.case_number}", body)
+async def landing(request: web.Request) -> web.StreamResponse:
+    """What a scan opens: the H5 pages' entry (bot.channels.h5): the case's public facts
+    and how to go on in any browser; in WeChat's, sign-in, verify and the case's pages."""
+    return await h5.landing(request)
 
 
 async def receipt_page(request: web.Request) -> web.Response:
