@@ -354,3 +354,37 @@ async def test_the_page_to_print_in_a_real_browser(
         assert "✘ 记录有异常" in shown and "✘ 内容被改动" in shown
         assert "依法删除于" in shown and SECOND not in shown
         await keep(page, "audit-export-record-changed")
+
+
+async def test_the_json_export_carries_each_events_inclusion_proof(
+    world: World, clock: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Every event of the case with its leaf and its RFC 6962 proof against the latest
+    signed head, and that head: the record checks against the court's public log."""
+    from storage import merkle, transparency
+
+    w = world
+    await story(w, clock)
+    signer = transparency.Signer.from_private_bytes(bytes(range(32)))
+    async with w.deps.db.transaction() as s:
+        await transparency.sequence(s)
+        head = await transparency.sign_head(s, signer)
+    assert head is not None
+    await w.say(LITIGANT, "0")  # an event after the head: not in it yet
+    record = await readable(cli_env, tmp_path)
+    assert record["log"]["head"]["size"] == head.size
+    assert record["log"]["head"]["root"] == head.root
+    proved = [e for e in record["events"] if e["log"]]
+    *before, said_in, said_out = record["events"]
+    assert (said_in["log"], said_out["log"]) == (None, None)  # "0" and its answer: next head
+    assert proved == before and len(proved) >= 10
+    for e in proved:
+        leaf = merkle.leaf_hash(bytes.fromhex(e["hash"]))
+        assert e["log"]["leaf_hash"] == leaf.hex()
+        assert merkle.verify_inclusion(
+            leaf,
+            e["log"]["leaf_index"],
+            head.size,
+            [bytes.fromhex(p) for p in e["log"]["proof"]],
+            bytes.fromhex(head.root),
+        )

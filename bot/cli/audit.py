@@ -363,6 +363,7 @@ async def audit_export(settings: Settings, args: argparse.Namespace) -> int:
                 court = await session.get(Court, case.court_id)
                 people = await _People.load(session, case)
                 readable = _readable(case, court, record, people)
+                readable["log"] = await _log_proofs(session, record, readable["events"])
         if readable is not None:
             said = (
                 _html(readable)
@@ -666,6 +667,37 @@ def _why(e: Any, payload: Any) -> str | None:
     if e.action in _MOVES:
         return texts.move_reason(reason, p.get("note"))
     return reason
+
+
+async def _log_proofs(session: Any, record: Any, events: list[dict[str, Any]]) -> Any:
+    """Each event's place in the transparency log, with its inclusion proof against the
+    latest signed head (put in the event as `log`), and that head: anyone can check the
+    record is the one the court's log holds (RFC 6962), without trusting this file."""
+    from bot.app.transparency import head_json
+    from storage import transparency
+
+    head = await transparency.latest_head(session)
+    if head is None:
+        return None
+    for entry, shown in zip(record.entries, events, strict=True):
+        try:
+            found = await transparency.inclusion(session, event_id=entry.id, size=head.size)
+        except (transparency.NotInLog, transparency.OutOfRange):
+            shown["log"] = None  # written after the head: in the next one
+            continue
+        except transparency.LogDamaged:
+            shown["log"] = {"damaged": True}
+            continue
+        shown["log"] = {
+            "leaf_index": found.leaf_index,
+            "leaf_hash": found.leaf_hash,
+            "proof": found.proof,
+        }
+    return {
+        "head": head_json(head),
+        "how": "RFC 6962: leaf_hash = SHA-256(0x00 || bytes.fromhex(hash)); the proof leads "
+        "from it to head.root; /transparency/key verifies head.signature",
+    }
 
 
 def _readable(case: Any, court: Any, record: Any, people: _People) -> dict[str, Any]:
