@@ -46,6 +46,16 @@ class Staff(SQLModel, table=True):
     supports: str | None = Field(default=None, max_length=500)
     active: bool = True
     created_at: datetime = Field(default_factory=now)
+    # The web console's sign-in (bot.rules.staff_auth): an argon2 hash, never the password;
+    # a one-time set-up link kept as its SHA-256 until used or past its end; the TOTP secret
+    # when the second factor is on. Sessions made before password_set_at are void.
+    password_hash: str | None = Field(default=None, max_length=200)
+    password_set_at: datetime | None = None
+    setup_token_hash: str | None = Field(default=None, max_length=64, index=True)
+    setup_expires_at: datetime | None = None
+    totp_secret: str | None = Field(default=None, max_length=64)
+    # Wrong tries before this moment no longer count towards the account's lockout.
+    signed_in_at: datetime | None = None
 
     def has_role(self, role: str) -> bool:
         return role in self.roles.split(",")

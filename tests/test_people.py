@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, insert, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from bot.app.config import Settings
@@ -35,6 +35,7 @@ from storage.models import (
     Rating,
     Staff,
     Ticket,
+    core_table,
 )
 from tests.world import LITIGANT, World, verify_litigant
 
@@ -76,17 +77,17 @@ async def _seed_openids(db: database.Database) -> None:
         court = Court(name="法院")
         s.add(court)
         await s.flush()
-        judge = Staff(
-            username="j",
-            name="法官",
-            court_id=court.id,
-            roles="judge",
-            openid="oStaff",
-            created_at=T0,
+        # The staff as the schema at 0007 has them (the model has grown since): its columns.
+        table = core_table(Staff)
+        old = {"court_id": court.id, "active": True, "created_at": T0}
+        await s.execute(
+            insert(table),
+            [
+                {**old, "username": "j", "name": "法官", "roles": "judge", "openid": "oStaff"},
+                {**old, "username": "m", "name": "调解员", "roles": "mediator", "openid": None},
+            ],
         )
-        mediator = Staff(username="m", name="调解员", court_id=court.id, roles="mediator")
-        s.add_all([judge, mediator])
-        await s.flush()
+        mediator = (await s.execute(select(Staff.id).where(Staff.username == "m"))).scalar_one()
         case = Case(court_id=court.id, case_number="(2026)1号", case_type="民事")
         s.add(case)
         await s.flush()
@@ -100,9 +101,7 @@ async def _seed_openids(db: database.Database) -> None:
         )
         s.add(party)
         await s.flush()
-        slot = MediationSlot(
-            mediator_id=mediator.id, start_at=T0, end_at=T0 + hour, room_url="/room"
-        )
+        slot = MediationSlot(mediator_id=mediator, start_at=T0, end_at=T0 + hour, room_url="/room")
         s.add(slot)
         await s.flush()
         assert case.id and party.id and slot.id and court.id

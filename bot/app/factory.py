@@ -15,6 +15,7 @@ from sqlalchemy import inspect
 
 from bot.app import jobs, pages, transparency
 from bot.app.config import ConfigError, Settings
+from bot.channels import webconsole
 from bot.channels.h5 import pages as h5
 from bot.channels.miniprogram import api as miniprogram
 from bot.channels.miniprogram.sender import MiniProgramSender
@@ -128,6 +129,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
     transparency.setup(app)
     miniprogram.setup(app)
     h5.setup(app)
+    webconsole.setup(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         owned = deps is None

@@ -1,4 +1,4 @@
-"""People and places: `mst away`, `mst staff-code`, `mst court set | list`."""
+"""People and places: `mst away`, `mst staff-code`, `mst staff-password`, `mst court set | list`."""
 
 from __future__ import annotations
 
@@ -40,6 +40,31 @@ def add(sub: Any) -> None:
     s.add_argument("username")
     s.add_argument("--json", action="store_true")
     s.set_defaults(run=staff_code)
+    s = sub.add_parser(
+        "staff-password",
+        help="a staff member's web console password (asked twice), a one-time set-up link, "
+        "or their second factor",
+    )
+    s.add_argument("username")
+    how = s.add_mutually_exclusive_group()
+    how.add_argument(
+        "--stdin", action="store_true", help="read the password from standard input (scripts)"
+    )
+    how.add_argument(
+        "--link",
+        action="store_true",
+        help="print a one-time link (24 h) where they choose it themselves",
+    )
+    second = s.add_mutually_exclusive_group()
+    second.add_argument(
+        "--totp",
+        action="store_true",
+        help="turn on a TOTP code at sign-in (a new secret; prints its otpauth URI once). "
+        "Alone, the password is left as it is",
+    )
+    second.add_argument("--no-totp", action="store_true", help="turn the TOTP code off")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=staff_password)
 
 
 async def away(settings: Settings, args: argparse.Namespace) -> int:
@@ -154,6 +179,88 @@ async def staff_code(settings: Settings, args: argparse.Namespace) -> int:
             print(
                 f"{member.username}: send {code} to the Official Account from your own WeChat (one use)"
             )
+        return 0
+
+    return await _with_db(settings, go)
+
+
+_PASSWORD_WORDS = {
+    "too_short": "密码至少需要10位",
+    "too_long": "密码太长了（不超过200位）",
+    "is_username": "密码不能和用户名相同",
+}
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    """The new password: standard input's first line, or asked twice (None: they differ)."""
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("新密码：")
+    if getpass.getpass("再输入一次：") != first:
+        return None
+    return first
+
+
+async def staff_password(settings: Settings, args: argparse.Namespace) -> int:
+    """`mst staff-password USER`: set the console password (asked twice, or --stdin), or
+    print a one-time set-up link (--link); --totp / --no-totp turn the second factor on or
+    off (alone: nothing else changes). --json: {"username", "set_at"} (and "link",
+    "expires_at", "otpauth" or "totp" for what else was done)."""
+    import asyncio
+
+    from bot.core.clock import court_tz
+    from bot.rules import staff, staff_auth
+
+    only_totp = (args.totp or args.no_totp) and not (args.stdin or args.link)
+    hashed = None
+    if not only_totp and not args.link:
+        password = _read_password(args.stdin)
+        if password is None:
+            print("mst: 两次输入的密码不一致，没有更改", file=sys.stderr)
+            return 2
+        try:
+            staff_auth.check_new(password, args.username)
+        except staff_auth.PasswordError as exc:
+            print(f"mst: {_PASSWORD_WORDS[exc.code]}，没有更改", file=sys.stderr)
+            return 2
+        hashed = await asyncio.to_thread(staff_auth.hash_password, password)
+
+    async def go(db: Any) -> int:
+        out: dict[str, Any] = {"username": args.username}
+        async with db.transaction() as session:
+            member = await staff.by_username(session, args.username)
+            if member is None:
+                print(f"mst: 没有工作人员 {args.username}", file=sys.stderr)
+                return 1
+            if hashed is not None:
+                set_at = await staff_auth.set_password(session, member, hashed, actor="admin")
+                out["set_at"] = set_at.astimezone(court_tz()).isoformat()
+            if args.link:
+                token, ends = await staff_auth.issue_setup_link(session, member, actor="admin")
+                base = settings.public_base_url.rstrip("/")
+                out["link"] = f"{base}/console/setup/{token}"
+                out["expires_at"] = ends.astimezone(court_tz()).isoformat()
+            if args.totp:
+                out["otpauth"] = await staff_auth.enable_totp(session, member, actor="admin")
+            if args.no_totp:
+                await staff_auth.disable_totp(session, member, actor="admin")
+                out["totp"] = False
+        if args.json:
+            print(json.dumps(out, ensure_ascii=False))
+            return 0
+        if "set_at" in out:
+            print(f"已设置 {args.username} 的工作台密码；此前的登录都已失效。")
+        if "link" in out:
+            print(f"请把下面的链接交给 {args.username} 本人（24小时内有效，只能用一次）：")
+            print(out["link"])
+        if "otpauth" in out:
+            print("请用验证器（如手机上的身份验证器）扫描或添加下面的密钥，此后登录需要6位动态码：")
+            print(out["otpauth"])
+            print("这个密钥只显示这一次。")
+        if args.no_totp:
+            print(f"已关闭 {args.username} 的动态验证码。")
         return 0
 
     return await _with_db(settings, go)

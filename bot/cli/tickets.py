@@ -12,6 +12,9 @@ from sqlmodel import col
 
 from bot.app.config import Settings
 from bot.cli.common import _with_db
+from bot.rules.history import MOVES
+
+_MOVES = MOVES  # events that move an item (bot.cli.audit names them too)
 
 
 def add(sub: Any) -> None:
@@ -54,15 +57,14 @@ _HISTORY_WORDS = {
 
 
 _ACTOR_WORDS = {"system": "系统", "admin": "管理员", "import": "导入"}
-# Events that move an item, whose reason is a code (bot.rules.escalation) named here.
-_MOVES = {"ticket.escalated", "ticket.moved", "ticket.claimed", "ticket.transferred"}
 
 
 async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
     from bot.core.clock import court_tz
     from bot.core.masking import mask_name
+    from bot.rules import history
     from handlers import texts
-    from storage.models import AuditEvent, Party, Staff, Ticket
+    from storage.models import Party, Ticket
 
     async def go(db: Any) -> int:
         async with db.sessions() as session:
@@ -70,44 +72,34 @@ async def ticket_history(settings: Settings, args: argparse.Namespace) -> int:
             if ticket is None:
                 print(f"mst: 没有 #{args.number} 这个事项", file=sys.stderr)
                 return 1
-            events = (
-                await session.execute(
-                    select(AuditEvent)
-                    .where(col(AuditEvent.subject) == f"ticket:{ticket.id}")
-                    .order_by(col(AuditEvent.at), col(AuditEvent.id))
-                )
-            ).scalars()
-            staff = {row.id: row for row in (await session.execute(select(Staff))).scalars()}
-            by_username = {m.username: m for m in staff.values()}
+            steps = await history.of_ticket(session, ticket)
             party = await session.get(Party, ticket.party_id) if ticket.party_id else None
-            # The litigant is named as the court knows them, masked; never by their openid.
-            litigant = f"当事人{mask_name(party.name)}" if party else "当事人"
+        # The litigant is named as the court knows them, masked; never by their openid.
+        litigant = f"当事人{mask_name(party.name)}" if party else "当事人"
 
-            def actor(raw: str) -> str:
-                if raw.startswith("staff:"):
-                    member = by_username.get(raw[6:])
-                    return f"{member.name}（{member.username}）" if member else raw[6:]
-                return _ACTOR_WORDS.get(raw, litigant)
+        def actor(step: history.Step) -> str:
+            if step.actor.startswith("staff:"):
+                member = step.by
+                return f"{member.name}（{member.username}）" if member else step.actor[6:]
+            return _ACTOR_WORDS.get(step.actor, litigant)
 
-            rows = []
-            for ev in events:
-                payload = json.loads(ev.payload)
-                holder = payload.get("to") or {}
-                member = staff.get(holder.get("assignee_id")) if holder else None
-                reason = payload.get("reason")
-                if ev.action in _MOVES and isinstance(reason, str):
-                    reason = texts.move_reason(reason, payload.get("note"))
-                rows.append(
-                    {
-                        "at": ev.at.astimezone(court_tz()).isoformat(),
-                        "action": ev.action,
-                        "what": _HISTORY_WORDS.get(ev.action, ev.action),
-                        "by": actor(ev.actor),
-                        "to": (member.name if member else holder.get("team")) if holder else None,
-                        "level": holder.get("level") if holder else None,
-                        "reason": reason,
-                    }
-                )
+        rows: list[dict[str, Any]] = []
+        for step in steps:
+            reason = step.reason
+            if step.action in _MOVES and reason is not None:
+                reason = texts.move_reason(reason, step.note)
+            to = step.to
+            rows.append(
+                {
+                    "at": step.at.astimezone(court_tz()).isoformat(),
+                    "action": step.action,
+                    "what": _HISTORY_WORDS.get(step.action, step.action),
+                    "by": actor(step),
+                    "to": (to.staff.name if to.staff else to.team) if to else None,
+                    "level": to.level if to else None,
+                    "reason": reason,
+                }
+            )
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
             return 0
