@@ -11,36 +11,24 @@ import io
 import json
 import re
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pyotp
 import pytest
 from aiohttp import ClientResponse
 from sqlalchemy import func, select
 
-from bot.app.config import Settings
-from bot.app.factory import create_app, open_senders
-from bot.channels import webconsole
 from bot.channels.webconsole import auth, words
 from bot.channels.webconsole import pages as console
-from bot.channels.wechat.api import WeChatAPI
 from bot.core.clock import now
-from bot.core.settings import DEMO_MP_APP_ID, DEMO_MP_APP_SECRET
-from bot.dialog.deps import Deps
-from bot.fakes.wechat.api import FakeWeChat
-from bot.fakes.wechat.api import create_app as fake_app
-from bot.fakes.wechat.callbacks import WeChatServer
-from bot.rules import rulebook, staff_auth
+from bot.rules import staff_auth
 from handlers import texts
 from storage.models import AuditEvent, Outbox, Staff, Ticket
-from tests.conftest import AES_KEY, APP_ID, CASE_NUMBER, COURT, TOKEN
+from tests.conftest import CASE_NUMBER, COURT
 from tests.test_access import (
     ACTORS,
     BAD_TARGETS,
@@ -55,77 +43,13 @@ from tests.test_access import (
     snapshot,
     two_courts,
 )
-from tests.world import LITIGANT, SECRET, World, ask, mst_in_process, verify_litigant
+from tests.world import LITIGANT, World, ask, mst_in_process, verify_litigant
 
 PASSWORD = "correct horse battery"
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-
-
-# -- the world, with the console's routes ------------------------------------------------------
-
-
-@asynccontextmanager
-async def console_world(
-    aiohttp_client: Any,
-    aiohttp_server: Any,
-    settings: Settings,
-    deps: Deps,
-    sample_case: dict[str, Any],
-) -> AsyncIterator[World]:
-    """conftest's open_world, with webconsole.setup on the app before it starts (a second
-    call, once create_app makes the first, changes nothing)."""
-    fake = FakeWeChat(app_id=APP_ID, app_secret=SECRET)
-    server = await aiohttp_server(fake_app(fake))
-    s = replace(
-        settings,
-        wechat=replace(
-            settings.wechat,
-            aes_key=AES_KEY,
-            app_secret=SECRET,
-            api_base=str(server.make_url("")).rstrip("/"),
-        ),
-        miniprogram=replace(
-            settings.miniprogram,
-            app_id=DEMO_MP_APP_ID,
-            app_secret=DEMO_MP_APP_SECRET,
-            open_base=str(server.make_url("")).rstrip("/"),
-        ),
-    )
-    deps.settings, deps.rules = s, rulebook.of(s)
-    http = aiohttp.ClientSession()
-    api = WeChatAPI(
-        http=http, redis=deps.redis, base=s.wechat.api_base, app_id=APP_ID, app_secret=SECRET
-    )
-    deps.senders = open_senders(s, api, deps.db)
-    app = create_app(s, deps)
-    webconsole.setup(app)
-    webconsole.setup(app)  # idempotent
-    client = await aiohttp_client(app)
-    try:
-        yield World(
-            client,
-            deps,
-            fake,
-            WeChatServer(token=TOKEN, app_id=APP_ID, aes_key=AES_KEY),
-            sample_case,
-        )
-    finally:
-        await http.close()
-
-
-@pytest.fixture
-async def world(
-    aiohttp_client: Any,
-    aiohttp_server: Any,
-    settings: Settings,
-    deps: Deps,
-    sample_case: dict[str, Any],
-) -> AsyncIterator[World]:
-    async with console_world(aiohttp_client, aiohttp_server, settings, deps, sample_case) as w:
-        yield w
 
 
 # -- a desk browser ------------------------------------------------------------------------------

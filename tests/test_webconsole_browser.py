@@ -19,7 +19,7 @@ from handlers import texts
 from storage.models import Staff
 from tests.browser import CHROMIUM, FLAGS, desktop_page, keep
 from tests.conftest import CASE_NUMBER
-from tests.test_webconsole import PASSWORD, add_staff, give_password, world  # noqa: F401
+from tests.test_webconsole import PASSWORD, add_staff, give_password
 from tests.world import LITIGANT, World, ask, verify_litigant
 
 TABLET = {"width": 820, "height": 1180}  # a tablet held upright, in CSS pixels
