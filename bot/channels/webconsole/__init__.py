@@ -1,7 +1,19 @@
 """The staff web console (/console): court staff sign in with a password (and optionally a
 TOTP code), read their inbox, open an item's thread and history, and answer, close, claim or
-transfer it through the same rules as the chat. `pages.setup(app)` adds it to the app."""
+transfer it through the same rules as the chat (`pages.py`); leaders read the court's
+figures on the dashboard (`dashboard.py`). `setup(app)` adds both to the app."""
 
-from bot.channels.webconsole.pages import setup
+from aiohttp import web
+
+from bot.channels.webconsole import dashboard, pages
+
+
+def setup(app: web.Application) -> None:
+    """The console and its dashboard on `app`; a second call changes nothing."""
+    if app.get(pages.READY):
+        return
+    pages.setup(app)
+    dashboard.setup_dashboard(app)
+
 
 __all__ = ["setup"]

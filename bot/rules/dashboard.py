@@ -1,0 +1,594 @@
+"""The dashboard's figures (驾驶舱): one court, one period, optionally one team or one judge;
+totals, by team, by judge, and by week. The console shows them (bot.channels.webconsole.
+dashboard); `bench/dashboard.py` times them at a court's scale.
+
+Each item figure is one SQL condition on a ticket (FIGURES). The totals are sums of that
+condition, and the list behind a figure (`items`) is the tickets meeting it: what is
+counted and what is listed cannot drift apart. DEFINITIONS says in words what each counts.
+
+Which tickets: those of the court created in the period (from the first day 00:00 to the
+day after the last, court time). "Now" figures (open, overdue) are the court's state at
+this moment, whatever the period. Team: the team holding the item (Ticket.team). Judge:
+the case's handling judge (Case.judge_id), as `mst stats --judge`."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypeVarTuple
+
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from bot.core.clock import court_tz
+from bot.rules.deadlines import WORK_PERIODS, Deadlines
+from storage.models import AuditEvent, Booking, Case, EnforcementEvent, Rating, Staff, Ticket
+
+_Ts = TypeVarTuple("_Ts")
+SATISFIED = (1, 2)  # 满意, 基本满意
+OPEN = ("open", "answered")  # not yet closed
+NO_TEAM = ""  # Filter.team for items held by no team
+NO_JUDGE = 0  # Filter.judge_id for cases without a judge
+MAX_WEEKS = 60  # longer periods are charted by month
+NOW_FIGURES = ("open_now", "overdue_now")
+# Figures not about tickets: their own rows (scans, ratings, bookings, pushed events).
+OTHER_FIGURES = ("visitors", "ratings", "ratings_satisfied", "bookings", "no_shows", "enforcement")
+
+
+@dataclass(frozen=True)
+class Filter:
+    court_id: int
+    since: datetime  # aware; included
+    until: datetime  # aware; excluded
+    team: str | None = None  # None: every team; NO_TEAM: items held by no team
+    judge_id: int | None = None  # None: every judge; NO_JUDGE: cases without one
+
+
+def period_of(first: date, last: date) -> tuple[datetime, datetime]:
+    """Court days `first`..`last` (both included) as [since, until) in aware UTC."""
+    tz = court_tz()
+    since = datetime.combine(first, time(0), tz)
+    until = datetime.combine(last + timedelta(days=1), time(0), tz)
+    return since.astimezone(UTC), until.astimezone(UTC)
+
+
+def this_month(moment: datetime) -> tuple[date, date]:
+    """The court's current month, first and last day."""
+    today = moment.astimezone(court_tz()).date()
+    first = today.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return first, following - timedelta(days=1)
+
+
+# -- what each item figure counts -------------------------------------------------------------
+
+
+def _conditions(moment: datetime) -> dict[str, ColumnElement[bool]]:
+    """Each item figure's condition on a ticket (joined to its rating, if any)."""
+    due_passed = col(Ticket.due_at) <= moment
+    replied = col(Ticket.first_reply_at).is_not(None)
+    judged = and_(col(Ticket.due_at).is_not(None), or_(replied, due_passed))
+    on_time = and_(
+        col(Ticket.due_at).is_not(None), replied, col(Ticket.first_reply_at) <= col(Ticket.due_at)
+    )
+    return {
+        "items": true(),
+        "judged": judged,
+        "on_time": on_time,
+        "late": and_(judged, ~on_time),
+        "replied": replied,
+        "escalated": col(Ticket.level) > 0,
+        "rated": col(Rating.id).is_not(None),
+        "satisfied": col(Rating.score).in_(SATISFIED),
+        "open_now": col(Ticket.status).in_(OPEN),
+        "overdue_now": and_(
+            col(Ticket.status).in_(OPEN), col(Ticket.first_reply_at).is_(None), due_passed
+        ),
+    }
+
+
+ITEM_FIGURES = tuple(_conditions(datetime.now(UTC)))
+
+# What each figure counts, in words, so anyone can count it again from the items.
+DEFINITIONS: dict[str, str] = {
+    "items": "本期（按收到时间）本院收到的全部诉求，含咨询、投诉举报、调解预约、财产线索。",
+    "visitors": "本期扫描本院案件二维码的人数：同一微信号多次扫码只算1人。不按团队区分。",
+    "on_time": "按时答复率 = 按时答复件数 ÷ 已到期件数。已到期：有答复期限，且已答复或期限已过；"
+    "期限未到且未答复的不计入。按时：首次答复时间不晚于当初告知当事人的期限（升级不改变期限）。",
+    "hours": "首次答复用时：从收到到首次答复之间的工作时间（工作日 8:30–12:00、13:30–17:30，"
+    "节假日不计），以小时计。只计本期收到且已答复的诉求。中位数：排序后居中的值（偶数件取中间两件的平均）；"
+    "90%分位：排序后第 ⌈0.9×件数⌉ 件的值。",
+    "feedback_satisfaction": "诉求满意率 = 本期收到的诉求中评价为“满意”或“基本满意”的件数 ÷ 有评价的件数。",
+    "ratings": "评价满意率 = 本期作出的全部评价（对诉求办理的评价和对整体服务的评价）中“满意”和“基本满意”"
+    "的条数 ÷ 评价条数。按团队查看时只计该团队诉求的评价。",
+    "open_now": "当前未办结：此刻状态为待答复或已答复（未办结）的诉求，不论何时收到。",
+    "overdue_now": "当前超期：此刻未办结、从未答复、且已过答复期限的诉求，不论何时收到。",
+    "escalated": "升级：本期收到的诉求中，因逾期未答复被升级过至少一次的件数。",
+    "bookings": "调解预约：本期新预约的调解场次（含之后取消的）；未到场：其中标记为未到场的。不按团队区分。",
+    "enforcement": "执行进展推送：本期导入、向关注该案的当事人推送的公开执行节点条数。不按团队区分。",
+}
+
+
+# -- the figures -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of figures: the court, a team, or a judge."""
+
+    label: str
+    team: str | None = None  # the Filter.team its links carry
+    judge_id: int | None = None
+    items: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    judged: int = 0
+    on_time: int = 0
+    late: int = 0
+    replied: int = 0
+    escalated: int = 0
+    rated: int = 0
+    satisfied: int = 0
+    open_now: int = 0
+    overdue_now: int = 0
+    hours: list[float] = field(default_factory=list)  # working hours to first reply
+    # None: the figure is not kept by team (scans, bookings, pushes).
+    visitors: int | None = None
+    ratings: int = 0
+    ratings_satisfied: int = 0
+    bookings: int | None = None
+    no_shows: int | None = None
+    enforcement: int | None = None
+
+    @property
+    def on_time_rate(self) -> float | None:
+        return share(self.on_time, self.judged)
+
+    @property
+    def feedback_satisfaction(self) -> float | None:
+        return share(self.satisfied, self.rated)
+
+    @property
+    def rating_satisfaction(self) -> float | None:
+        return share(self.ratings_satisfied, self.ratings)
+
+    @property
+    def median_hours(self) -> float | None:
+        return round(statistics.median(self.hours), 1) if self.hours else None
+
+    @property
+    def p90_hours(self) -> float | None:
+        if not self.hours:
+            return None
+        ordered = sorted(self.hours)
+        return round(ordered[math.ceil(0.9 * len(ordered)) - 1], 1)
+
+
+@dataclass
+class Bucket:
+    """A week (or month) of the trend chart."""
+
+    label: str
+    since: datetime
+    until: datetime
+    items: int = 0
+    judged: int = 0
+    on_time: int = 0
+
+    @property
+    def on_time_rate(self) -> float | None:
+        return share(self.on_time, self.judged)
+
+
+@dataclass
+class Dashboard:
+    filter: Filter
+    moment: datetime
+    total: Row
+    teams: list[Row]
+    judges: list[Row]
+    buckets: list[Bucket]
+    by_month: bool  # the trend is by month (the period is too long for weeks)
+    warnings: list[str]
+
+
+def share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def percent(value: float | None) -> str:
+    """As courts write it: 83.5%; "—" when there is nothing to judge."""
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def hours_text(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _scoped(q: Select[*_Ts], f: Filter, *, period: bool = True) -> Select[*_Ts]:
+    """Tickets of the filter's court, team, judge (and period, unless a "now" figure)."""
+    q = q.where(col(Ticket.court_id) == f.court_id)
+    if period:
+        q = q.where(col(Ticket.created_at) >= f.since, col(Ticket.created_at) < f.until)
+    if f.team is not None:
+        q = q.where(col(Ticket.team).is_(None) if f.team == NO_TEAM else col(Ticket.team) == f.team)
+    if f.judge_id is not None:
+        q = q.where(_judge_is(f.judge_id))
+    return q
+
+
+def _judge_is(judge_id: int) -> ColumnElement[bool]:
+    return col(Case.judge_id).is_(None) if judge_id == NO_JUDGE else col(Case.judge_id) == judge_id
+
+
+def _cases_of(f: Filter) -> Select[Any]:
+    q = select(col(Case.id)).where(col(Case.court_id) == f.court_id)
+    return q.where(_judge_is(f.judge_id)) if f.judge_id is not None else q
+
+
+def buckets_of(f: Filter) -> tuple[list[Bucket], bool]:
+    """Monday-to-Sunday weeks (court time) covering the period, cut at its ends; by month
+    when there would be more than MAX_WEEKS."""
+    tz = court_tz()
+    first = f.since.astimezone(tz).date()
+    last = (f.until.astimezone(tz) - timedelta(microseconds=1)).date()
+    starts: list[date] = []
+    by_month = (last - first).days // 7 + 1 > MAX_WEEKS
+    day = first
+    while day <= last:
+        starts.append(day)
+        if by_month:
+            day = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+        else:
+            day = day + timedelta(days=7 - day.weekday())
+    found = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else last + timedelta(days=1)
+        label = f"{start.year}-{start.month:02d}" if by_month else f"{start.month}/{start.day}"
+        found.append(
+            Bucket(
+                label,
+                max(f.since, datetime.combine(start, time(0), tz).astimezone(UTC)),
+                min(f.until, datetime.combine(end, time(0), tz).astimezone(UTC)),
+            )
+        )
+    return found, by_month
+
+
+class WorkClock:
+    """Working time as a running total: working seconds from a fixed day to a moment, so the
+    working time between two moments is one subtraction (the deadlines' own walk, day by
+    day, is too slow for a year of items)."""
+
+    def __init__(self, deadlines: Deadlines) -> None:
+        self.deadlines = deadlines
+        self.origin: date | None = None
+        self.totals: list[float] = []  # working seconds before each day from origin
+        self.day_length = sum(
+            (datetime.combine(date.min, e) - datetime.combine(date.min, s)).total_seconds()
+            for s, e in WORK_PERIODS
+        )
+
+    def _before(self, day: date) -> float:
+        if self.origin is None:
+            self.origin, self.totals = day, [0.0]
+        assert self.origin is not None
+        if day < self.origin:  # start earlier: rebuild from there
+            old = self.origin
+            self.origin, self.totals = day, [0.0]
+            self._extend(old)
+        self._extend(day)
+        return self.totals[(day - self.origin).days]
+
+    def _extend(self, day: date) -> None:
+        assert self.origin is not None
+        while len(self.totals) <= (day - self.origin).days:
+            previous = self.origin + timedelta(days=len(self.totals) - 1)
+            worked = self.day_length if self.deadlines.is_workday(previous) else 0.0
+            self.totals.append(self.totals[-1] + worked)
+
+    def at(self, moment: datetime) -> float:
+        local = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(court_tz())
+        day = local.date()
+        total = self._before(day)
+        if self.deadlines.is_workday(day):
+            now_s = local.hour * 3600 + local.minute * 60 + local.second
+            for s, e in WORK_PERIODS:
+                lo = s.hour * 3600 + s.minute * 60
+                hi = e.hour * 3600 + e.minute * 60
+                total += max(0, min(now_s, hi) - lo)
+        return total
+
+    def hours(self, a: datetime, b: datetime) -> float:
+        return (self.at(b) - self.at(a)) / 3600
+
+
+async def compute(
+    session: AsyncSession, f: Filter, deadlines: Deadlines, moment: datetime
+) -> Dashboard:
+    """The court's figures for the filter: total, by team, by judge, by week."""
+    cond = _conditions(moment)
+    names = await _judge_names(session, f.court_id)
+    total = Row("全院" if f.team is None and f.judge_id is None else "所选范围")
+    teams: dict[str | None, Row] = {}
+    judges: dict[int | None, Row] = {}
+
+    def team_row(team: str | None) -> Row:
+        if team not in teams:
+            teams[team] = Row(team or "（未分团队）", team=team or NO_TEAM)
+        return teams[team]
+
+    def judge_row(judge: int | None) -> Row:
+        if judge not in judges:
+            judges[judge] = Row(
+                names.get(judge, "（未指定承办法官）") if judge else "（未指定承办法官）",
+                judge_id=judge or NO_JUDGE,
+            )
+        return judges[judge]
+
+    buckets, by_month = buckets_of(f)
+    bucket = case(
+        *[(col(Ticket.created_at) < b.until, i) for i, b in enumerate(buckets)],
+        else_=len(buckets),
+    )
+    summed = ("judged", "on_time", "late", "replied", "escalated", "rated", "satisfied")
+    q = select(
+        col(Ticket.team),
+        col(Case.judge_id),
+        col(Ticket.kind),
+        bucket,
+        func.count(),
+        *[func.sum(case((cond[n], 1), else_=0)) for n in summed],
+    ).select_from(Ticket)
+    q = q.join(Case, col(Case.id) == col(Ticket.case_id)).outerjoin(
+        Rating, col(Rating.ticket_id) == col(Ticket.id)
+    )
+    q = _scoped(q, f).group_by(col(Ticket.team), col(Case.judge_id), col(Ticket.kind), bucket)
+    for team, judge, kind, b, count, *sums in (await session.execute(q)).all():
+        for row in (total, team_row(team), judge_row(judge)):
+            row.items += count
+            row.by_kind[kind] = row.by_kind.get(kind, 0) + count
+            for name, value in zip(summed, sums, strict=True):
+                setattr(row, name, getattr(row, name) + int(value or 0))
+        if b < len(buckets):
+            buckets[b].items += count
+            buckets[b].judged += int(sums[0] or 0)
+            buckets[b].on_time += int(sums[1] or 0)
+
+    q = select(
+        col(Ticket.team),
+        col(Case.judge_id),
+        func.count(),
+        func.sum(case((cond["overdue_now"], 1), else_=0)),
+    ).select_from(Ticket)
+    q = q.join(Case, col(Case.id) == col(Ticket.case_id)).where(cond["open_now"])
+    q = _scoped(q, f, period=False).group_by(col(Ticket.team), col(Case.judge_id))
+    for team, judge, count, overdue in (await session.execute(q)).all():
+        for row in (total, team_row(team), judge_row(judge)):
+            row.open_now += count
+            row.overdue_now += int(overdue or 0)
+
+    clock = WorkClock(deadlines)
+    q = select(
+        col(Ticket.team), col(Case.judge_id), col(Ticket.created_at), col(Ticket.first_reply_at)
+    ).select_from(Ticket)
+    q = _scoped(q.join(Case, col(Case.id) == col(Ticket.case_id)).where(cond["replied"]), f)
+    for team, judge, created, replied in (await session.execute(q)).all():
+        hours = clock.hours(created, replied)
+        for row in (total, team_row(team), judge_row(judge)):
+            row.hours.append(hours)
+
+    await _ratings(session, f, total, team_row, judge_row)
+    await _others(session, f, total, judge_row)
+    for row in judges.values():  # a judge with items but no scans: 0, not "not kept"
+        for name in ("visitors", "bookings", "no_shows", "enforcement"):
+            if getattr(row, name) is None:
+                setattr(row, name, 0)
+    return Dashboard(
+        f,
+        moment,
+        total,
+        sorted(teams.values(), key=lambda r: (r.team == NO_TEAM, r.label)),
+        sorted(judges.values(), key=lambda r: (r.judge_id == NO_JUDGE, r.label)),
+        buckets,
+        by_month,
+        deadlines.calendar_warnings(),
+    )
+
+
+async def _judge_names(session: AsyncSession, court_id: int) -> dict[int | None, str]:
+    rows = await session.execute(
+        select(col(Staff.id), col(Staff.name)).where(col(Staff.court_id) == court_id)
+    )
+    return {i: n for i, n in rows.all()}
+
+
+def _ratings_query(f: Filter) -> Select[Any]:
+    """Every rating given in the period on the court's cases (of an item's handling or of
+    the service in general); with a team, only ratings of that team's items."""
+    q = (
+        select(Rating)
+        .join(Case, col(Case.id) == col(Rating.case_id))
+        .outerjoin(Ticket, col(Ticket.id) == col(Rating.ticket_id))
+        .where(
+            col(Case.court_id) == f.court_id,
+            col(Rating.created_at) >= f.since,
+            col(Rating.created_at) < f.until,
+        )
+    )
+    if f.team is not None:
+        q = q.where(
+            col(Ticket.id).is_not(None),
+            col(Ticket.team).is_(None) if f.team == NO_TEAM else col(Ticket.team) == f.team,
+        )
+    if f.judge_id is not None:
+        q = q.where(_judge_is(f.judge_id))
+    return q
+
+
+async def _ratings(
+    session: AsyncSession,
+    f: Filter,
+    total: Row,
+    team_row: Callable[[str | None], Row],
+    judge_row: Callable[[int | None], Row],
+) -> None:
+    sub = _ratings_query(f).subquery()
+    q = select(
+        col(Ticket.team),
+        col(Case.judge_id),
+        func.count(),
+        func.sum(case((sub.c.score.in_(SATISFIED), 1), else_=0)),
+    ).select_from(sub)
+    q = q.join(Case, col(Case.id) == sub.c.case_id).outerjoin(
+        Ticket, col(Ticket.id) == sub.c.ticket_id
+    )
+    for team, judge, count, good in (
+        await session.execute(q.group_by(col(Ticket.team), col(Case.judge_id)))
+    ).all():
+        rows = [total, judge_row(judge)] + ([team_row(team)] if team is not None else [])
+        for row in rows:
+            row.ratings += count
+            row.ratings_satisfied += int(good or 0)
+
+
+def _other_query(figure: str, f: Filter) -> Select[Any]:
+    """The rows behind a figure that is not about items: scans, bookings, pushed events."""
+    cases = _cases_of(f).scalar_subquery()
+    if figure == "visitors":
+        return select(AuditEvent).where(
+            col(AuditEvent.action) == "code.scanned",
+            col(AuditEvent.case_id).in_(cases),
+            col(AuditEvent.at) >= f.since,
+            col(AuditEvent.at) < f.until,
+        )
+    if figure in ("bookings", "no_shows"):
+        q = select(Booking).where(
+            col(Booking.case_id).in_(cases),
+            col(Booking.created_at) >= f.since,
+            col(Booking.created_at) < f.until,
+        )
+        return q.where(col(Booking.status) == "no_show") if figure == "no_shows" else q
+    if figure == "enforcement":
+        return select(EnforcementEvent).where(
+            col(EnforcementEvent.case_id).in_(cases),
+            col(EnforcementEvent.public),
+            col(EnforcementEvent.created_at) >= f.since,
+            col(EnforcementEvent.created_at) < f.until,
+        )
+    raise ValueError(figure)
+
+
+async def _others(
+    session: AsyncSession, f: Filter, total: Row, judge_row: Callable[[int | None], Row]
+) -> None:
+    """Scans, bookings and pushes: by court and judge (a team does not hold them)."""
+    for row in [total]:
+        row.visitors = row.bookings = row.no_shows = row.enforcement = 0
+
+    def start(judge: int | None) -> Row:
+        row = judge_row(judge)
+        for name in ("visitors", "bookings", "no_shows", "enforcement"):
+            if getattr(row, name) is None:
+                setattr(row, name, 0)
+        return row
+
+    scans = _other_query("visitors", f).subquery()
+    q = (
+        select(col(Case.judge_id), func.count(func.distinct(scans.c.actor)))
+        .select_from(scans)
+        .join(Case, col(Case.id) == scans.c.case_id)
+        .group_by(col(Case.judge_id))
+    )
+    for judge, n in (await session.execute(q)).all():
+        start(judge).visitors = n
+    # People, not scans: one who scanned cases of two judges is one visitor of the court.
+    total.visitors = int(
+        await session.scalar(select(func.count(func.distinct(scans.c.actor))).select_from(scans))
+        or 0
+    )
+    for figure, attr in (("bookings", "bookings"), ("no_shows", "no_shows")):
+        sub = _other_query(figure, f).subquery()
+        q = (
+            select(col(Case.judge_id), func.count())
+            .select_from(sub)
+            .join(Case, col(Case.id) == sub.c.case_id)
+            .group_by(col(Case.judge_id))
+        )
+        for judge, n in (await session.execute(q)).all():
+            setattr(start(judge), attr, n)
+            setattr(total, attr, (getattr(total, attr) or 0) + n)
+    sub = _other_query("enforcement", f).subquery()
+    q = (
+        select(col(Case.judge_id), func.count())
+        .select_from(sub)
+        .join(Case, col(Case.id) == sub.c.case_id)
+        .group_by(col(Case.judge_id))
+    )
+    for judge, n in (await session.execute(q)).all():
+        start(judge).enforcement = n
+        total.enforcement = (total.enforcement or 0) + n
+
+
+# -- the items behind a figure ----------------------------------------------------------------
+
+
+FIGURE_NAMES: dict[str, str] = {
+    "items": "收到诉求",
+    "judged": "已到答复期限",
+    "on_time": "按时答复",
+    "late": "未按时答复",
+    "replied": "已答复（计入答复用时）",
+    "escalated": "升级",
+    "rated": "有评价的诉求",
+    "satisfied": "满意或基本满意的诉求",
+    "open_now": "当前未办结",
+    "overdue_now": "当前超期未答复",
+    "visitors": "扫码记录",
+    "ratings": "全部评价",
+    "ratings_satisfied": "满意或基本满意的评价",
+    "bookings": "调解预约",
+    "no_shows": "调解未到场",
+    "enforcement": "执行进展推送",
+}
+
+
+def known_figure(figure: str) -> bool:
+    if figure.startswith("kind:"):
+        return bool(figure[5:]) and len(figure) <= 40
+    return figure in FIGURE_NAMES
+
+
+def tickets_query(figure: str, f: Filter, moment: datetime) -> Select[Ticket, Case, Rating]:
+    """The tickets a ticket figure counts, with their case and rating (if any), by id."""
+    cond = _conditions(moment)
+    q = (
+        select(Ticket, Case, Rating)
+        .join(Case, col(Case.id) == col(Ticket.case_id))
+        .outerjoin(Rating, col(Rating.ticket_id) == col(Ticket.id))
+    )
+    if figure.startswith("kind:"):
+        where = col(Ticket.kind) == figure[5:]
+    else:
+        where = cond.get(figure, false())
+    return _scoped(q.where(where), f, period=figure not in NOW_FIGURES).order_by(col(Ticket.id))
+
+
+def ratings_query(figure: str, f: Filter) -> Select[Any]:
+    q = _ratings_query(f).add_columns(Case)
+    if figure == "ratings_satisfied":
+        q = q.where(col(Rating.score).in_(SATISFIED))
+    return q.order_by(col(Rating.id))
+
+
+def other_rows(figure: str, f: Filter) -> Select[Any]:
+    q = _other_query(figure, f)
+    entity = q.column_descriptions[0]["entity"]
+    return q.add_columns(Case).join(Case, col(Case.id) == entity.case_id).order_by(entity.id)
+
+
+def is_ticket_figure(figure: str) -> bool:
+    return figure.startswith("kind:") or figure in ITEM_FIGURES
