@@ -127,6 +127,8 @@ class Ticket(SQLModel, table=True):
     __table_args__ = (
         Index("ix_ticket_assignee_status", "assignee_id", "status"),
         Index("ix_ticket_status_due", "status", "holder_due_at"),
+        # The dashboard: a court's items received in a period.
+        Index("ix_ticket_court_created", "court_id", "created_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="case.id", index=True)
