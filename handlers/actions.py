@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.core.events import Inbound
 from bot.core.reply import Reply
 from bot.rules import ratings, tickets
@@ -23,10 +25,15 @@ ABOUT = {v: k for k, v in complain.ABOUT.items()}  # staff -> "1": the chat's ch
 KINDS = ("question", "complaint", "asset_lead")
 
 
-def case_in(inbound: Inbound) -> int | None:
-    """The case an action names (every action names one: its record goes in that case's
-    chain); the action itself checks the person is bound to it."""
-    return _int(fields_of(inbound).get("case"))
+async def case_of(session: AsyncSession, inbound: Inbound) -> int | None:
+    """The case an action is about (its record goes in that case's chain): the one it names,
+    or its item's, when the item is the person's. The action itself checks they are bound."""
+    f = fields_of(inbound)
+    case_id, ticket_id = _int(f.get("case")), _int(f.get("ticket"))
+    if case_id is not None or ticket_id is None:
+        return case_id
+    ticket = await session.get(Ticket, ticket_id)  # kept for the flow's own look-up
+    return ticket.case_id if ticket is not None and ticket.openid == inbound.user else None
 
 
 def fields_of(inbound: Inbound) -> dict[str, str]:
@@ -148,9 +155,12 @@ async def _bound(ctx: Context, case_id: int | None) -> tuple[Case, Binding] | No
 async def _ticket(
     ctx: Context, ticket_id: int | None, case_id: int | None
 ) -> tuple[Case, Ticket] | None:
-    """The person's own item on that case, with the case (None: not theirs, or none such)."""
+    """The person's own item (on `case_id`, when one is named), with its case (None: not
+    theirs, or none such)."""
     ticket = await ctx.session.get(Ticket, ticket_id) if ticket_id else None
-    if ticket is None or ticket.openid != ctx.inbound.user or ticket.case_id != case_id:
+    if ticket is None or ticket.openid != ctx.inbound.user:
+        return None
+    if case_id is not None and ticket.case_id != case_id:
         return None
     found = await _bound(ctx, ticket.case_id)
     return (found[0], ticket) if found is not None else None

@@ -174,7 +174,11 @@ async def respond(
     resumed = message_id is not None
     async with deps.db.transaction() as session, audit.batch(session):
         # An app's action is about the case it names, whatever the chat is on.
-        on_case = actions.case_in(inbound) if inbound.kind == "action" else conv.get("case_id")
+        on_case = (
+            await actions.case_of(session, inbound)
+            if inbound.kind == "action"
+            else conv.get("case_id")
+        )
         if message_id is None:
             try:
                 message_id = await _record_inbound(session, inbound, on_case)

@@ -294,11 +294,9 @@ async def add_to_item(request: web.Request) -> web.Response:
     me = await signed_in(request)
     ticket_id = _int(request, "id")
     given = await body_of(request, s.AddIn)
-    async with request.app[DEPS].db.sessions() as session:
-        view = await portal.item(session, me.user, ticket_id)
-    if view is None:
-        raise NOT_FOUND
-    fields: dict[str, int | str] = {"case": view.ticket.case_id, "ticket": ticket_id}
+    # Whose item it is, and its case, the action finds (not found: 404), in its own
+    # transaction: no look-up of it here first.
+    fields: dict[str, int | str] = {"ticket": ticket_id}
     return answer(action_out(await act(request.app[DEPS], me.user, "add", fields, given.text)))
 
 
