@@ -466,3 +466,18 @@ def event_line(kind: str, at: datetime, amount_cents: int | None, note: str | No
     money = f" {yuan(amount_cents)}" if amount_cents is not None else ""
     said = f"（{note}）" if note else ""
     return f"{say_time(at)}：{EVENT_NAMES.get(kind, kind)}{money}{said}"
+
+
+# An item's history (mst ticket history, the console, the audit export): each step in words.
+HISTORY_WORDS = {
+    "ticket.opened": "提交",
+    "ticket.message_added": "当事人补充",
+    "ticket.answered": "答复",
+    "ticket.claimed": "认领",
+    "ticket.transferred": "转办",
+    "ticket.moved": "改由他人办理",
+    "ticket.escalated": "到期升级",
+    "ticket.warned": "到期提醒",
+    "ticket.refused": "操作被拒绝",
+    "ticket.closed": "办结",
+}

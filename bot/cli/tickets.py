@@ -13,6 +13,7 @@ from sqlmodel import col
 from bot.app.config import Settings
 from bot.cli.common import _with_db
 from bot.rules.history import MOVES
+from handlers import texts
 
 _MOVES = MOVES  # events that move an item (bot.cli.audit names them too)
 
@@ -42,18 +43,7 @@ def add(sub: Any) -> None:
     s.set_defaults(run=deadline)
 
 
-_HISTORY_WORDS = {
-    "ticket.opened": "提交",
-    "ticket.message_added": "当事人补充",
-    "ticket.answered": "答复",
-    "ticket.claimed": "认领",
-    "ticket.transferred": "转办",
-    "ticket.moved": "改由他人办理",
-    "ticket.escalated": "到期升级",
-    "ticket.warned": "到期提醒",
-    "ticket.refused": "操作被拒绝",
-    "ticket.closed": "办结",
-}
+_HISTORY_WORDS = texts.HISTORY_WORDS
 
 
 _ACTOR_WORDS = {"system": "系统", "admin": "管理员", "import": "导入"}

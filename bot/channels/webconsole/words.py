@@ -4,6 +4,8 @@ uses those; these are only what a page needs and the chat does not."""
 
 from __future__ import annotations
 
+from handlers import texts
+
 APP = "码上通工作台"
 
 # -- signing in ----------------------------------------------------------------------------
@@ -118,18 +120,7 @@ SEE_PHOTO = "查看照片"
 HEAR_VOICE = "收听语音"
 HISTORY = "办理经过"
 HISTORY_COLUMNS = ("时间", "经过", "操作人", "交给", "原因")
-HISTORY_WORDS = {
-    "ticket.opened": "提交",
-    "ticket.message_added": "当事人补充",
-    "ticket.answered": "答复",
-    "ticket.claimed": "认领",
-    "ticket.transferred": "转办",
-    "ticket.moved": "改由他人办理",
-    "ticket.escalated": "到期升级",
-    "ticket.warned": "到期提醒",
-    "ticket.refused": "操作被拒绝",
-    "ticket.closed": "办结",
-}
+HISTORY_WORDS = texts.HISTORY_WORDS
 ACTORS = {"system": "系统", "admin": "管理员", "import": "导入"}
 LEVEL_N = "第{level}级"
 ANSWER = "答复当事人"
