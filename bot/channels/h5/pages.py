@@ -32,6 +32,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from redis.exceptions import RedisError
 
+from bot.channels import pages as shared
 from bot.channels.h5 import words
 from bot.channels.wechat.api import TransientError, WeChatAPI, WeChatError
 from bot.core.addresses import H5, MINIPROGRAM, WECHAT
@@ -54,10 +55,7 @@ TEMPLATES = web.AppKey("h5_templates", jinja2.Environment)
 COOKIE = "mst_h5"
 STATE_COOKIE = "mst_h5_state"  # ties an OAuth round trip to the browser that began it
 OAUTH_PATH = "/h5/oauth"
-CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
+CSP = shared.CSP
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 STATE_TTL_S = 600  # an OAuth round trip takes seconds; a stale one starts again
 SAID_TTL_S = 600
@@ -867,25 +865,12 @@ async def rate(request: web.Request) -> web.StreamResponse:
 
 # -- the style sheet, and the headers every page carries --------------------------------------
 
-_STYLE = (HERE / "static" / "h5.css").read_bytes()
-STYLE_URL = f"/h5/static/h5.css?v={hashlib.sha256(_STYLE).hexdigest()[:12]}"
-
-
-async def style(request: web.Request) -> web.Response:
-    return web.Response(
-        body=_STYLE,
-        content_type="text/css",
-        charset="utf-8",
-        headers={"Cache-Control": "public, max-age=604800"},
-    )
-
-
-async def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Every response of these pages (refusals and redirects too) is locked down."""
-    if request.path.startswith(("/q/", "/h5")):
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+STYLE = shared.StyleSheet.load(HERE / "static" / "h5.css", "/h5/static/h5.css")
+STYLE_URL = STYLE.url
+# Every response of these pages (refusals and redirects too) is locked down.
+_secure_headers = shared.locked_down(
+    lambda path: path.startswith(("/q/", "/h5")), referrer="no-referrer"
+)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -907,7 +892,7 @@ def setup(app: web.Application) -> None:
         # GET /q/{token} is bot.app.pages' route (CONTRACT.md), which hands it to `landing`.
         ("POST", "/q/{token}", verify),
         ("GET", OAUTH_PATH, oauth),
-        ("GET", "/h5/static/h5.css", style),
+        ("GET", STYLE.path, STYLE.serve),
         ("GET", "/h5", my_cases),
         ("GET", "/h5/", my_cases),
         ("GET", "/h5/c/{case_id}", case_home),

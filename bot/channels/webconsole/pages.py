@@ -18,7 +18,6 @@ member.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +35,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from bot.channels import pages as shared
 from bot.channels.webconsole import auth, words
 from bot.core.clock import now, say_time
 from bot.core.masking import mask_name
@@ -56,10 +56,7 @@ READY = web.AppKey("webconsole_ready", bool)
 # argon2 takes 64 MiB and a quarter of a second a password: a few at a time, in threads.
 HASHING = web.AppKey("webconsole_hashing", asyncio.Semaphore)
 HASHING_AT_ONCE = 2
-CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
+CSP = shared.CSP
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 TEXT_MAX = 2000
 REASON_MAX = 200
@@ -67,8 +64,8 @@ LIST_MAX = 200
 GIST = 40  # characters of an item's opening words in the inbox
 SOON = timedelta(hours=4)  # in working time: the inbox's "due soon" colour
 _ID = re.compile(r"[1-9][0-9]{0,8}")  # ids are 32-bit integers in PostgreSQL
-_STYLE = (HERE / "static" / "console.css").read_bytes()
-STYLE_URL = f"/console/static/console.css?v={hashlib.sha256(_STYLE).hexdigest()[:12]}"
+STYLE = shared.StyleSheet.load(HERE / "static" / "console.css", "/console/static/console.css")
+STYLE_URL = STYLE.url
 # A complaint's subject, in the chat's own words for it.
 ABOUTS = {ABOUT[c.key]: c.label for c in texts.COMPLAIN_ABOUT_CHOICES if c.key in ABOUT}
 # What a page after a redirect may say: fixed words named in the query, nothing a user wrote.
@@ -1050,23 +1047,17 @@ async def desk(request: web.Request) -> web.StreamResponse:
 # -- the app -------------------------------------------------------------------------------
 
 
-async def style(request: web.Request) -> web.Response:
-    return web.Response(
-        body=_STYLE,
-        content_type="text/css",
-        charset="utf-8",
-        headers={"Cache-Control": "public, max-age=604800"},
-    )
+def _console(path: str) -> bool:
+    return path == "/console" or path.startswith("/console/")
 
 
-async def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Every response of the console (refusals and redirects too) is locked down."""
-    if request.path == "/console" or request.path.startswith("/console/"):
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if not request.path.startswith("/console/static/"):
-            response.headers["Cache-Control"] = "no-store"
+# Every response of the console (refusals and redirects too) is locked down; pages are
+# never cached, the style sheet is.
+_secure_headers = shared.locked_down(
+    _console,
+    referrer="same-origin",
+    no_store=lambda path: _console(path) and not path.startswith("/console/static/"),
+)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -1105,7 +1096,7 @@ def setup(app: web.Application) -> None:
     app[HASHING] = asyncio.Semaphore(HASHING_AT_ONCE)
     app.on_response_prepare.append(_secure_headers)
     routes: list[tuple[str, str, Handler]] = [
-        ("GET", "/console/static/console.css", style),
+        ("GET", STYLE.path, STYLE.serve),
         ("GET", "/console", inbox),
         ("GET", "/console/", inbox),
         ("GET", "/console/login", login_page),
