@@ -240,30 +240,9 @@ async def open_loop(
     session: aiohttp.ClientSession, reqs: Sequence[Req], rate: float, timeout_s: float
 ) -> tuple[list[Result | None], float]:
     """Request i starts at t0 + i/rate whether or not earlier ones were answered."""
-    n = len(reqs)
-    tasks: list[asyncio.Task[Result]] = []
-    t0 = time.perf_counter() + 0.02
-    give_up = t0 + n / rate + timeout_s
-    i = 0
-    while i < n and time.perf_counter() < give_up:
-        now = time.perf_counter()
-        while i < n and t0 + i / rate <= now:
-            tasks.append(asyncio.create_task(one(session, reqs[i], due=t0 + i / rate)))
-            i += 1
-        if i < n:
-            await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=max(1.0, give_up - time.perf_counter()))
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    results: list[Result | None] = [
-        t.result() if t.done() and not t.cancelled() else None for t in tasks
-    ]
-    results += [None] * (n - len(results))
-    # Wall time: first scheduled start to the last completion.
-    ends = [t0 + (k / rate) + r.latency for k, r in enumerate(results) if r is not None]
-    return results, (max(ends) - t0) if ends else 0.0
+    return await common.open_loop(
+        lambda i, due: one(session, reqs[i], due=due), len(reqs), rate, timeout_s
+    )
 
 
 def session_for(connections: int, request_timeout: float) -> aiohttp.ClientSession:

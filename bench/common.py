@@ -18,10 +18,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -413,3 +413,41 @@ def save_results(kind: str, data: Any) -> Path:
     path = RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     return path
+
+
+class _Timed(Protocol):
+    latency: float
+
+
+Answer = TypeVar("Answer", bound=_Timed)
+
+
+async def open_loop(
+    start: Callable[[int, float], Awaitable[Answer]], n: int, rate: float, timeout_s: float
+) -> tuple[list[Answer | None], float]:
+    """Request i starts at t0 + i/rate whether or not earlier ones were answered (`start(i,
+    due)` sends it; its answer has a `latency`), so queueing shows in the latencies. Those
+    not answered within the phase plus `timeout_s` are None. Returns the answers and the
+    wall time from the first scheduled start to the last completion."""
+    tasks: list[asyncio.Task[Answer]] = []
+    t0 = time.perf_counter() + 0.02
+    give_up = t0 + n / rate + timeout_s
+    i = 0
+    while i < n and time.perf_counter() < give_up:
+        now = time.perf_counter()
+        while i < n and t0 + i / rate <= now:
+            tasks.append(asyncio.create_task(start(i, t0 + i / rate)))  # type: ignore[arg-type]
+            i += 1
+        if i < n:
+            await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=max(1.0, give_up - time.perf_counter()))
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    results: list[Answer | None] = [
+        t.result() if t.done() and not t.cancelled() else None for t in tasks
+    ]
+    results += [None] * (n - len(results))
+    ends = [t0 + k / rate + r.latency for k, r in enumerate(results) if r is not None]
+    return results, (max(ends) - t0) if ends else 0.0

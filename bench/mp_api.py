@@ -237,32 +237,13 @@ async def open_loop(
 async def _open_loop(
     session: aiohttp.ClientSession, reqs: Sequence[Req], rate: float, timeout_s: float
 ) -> tuple[list[Res | None], float]:
-    n = len(reqs)
-    tasks: list[asyncio.Task[Res]] = []
-    t0 = time.perf_counter() + 0.02
-    give_up = t0 + n / rate + timeout_s
-    i = 0
-    while i < n and time.perf_counter() < give_up:
-        now = time.perf_counter()
-        while i < n and t0 + i / rate <= now:
-            tasks.append(asyncio.create_task(send(session, reqs[i], t0 + i / rate)))
-            i += 1
-        if i < n:
-            await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=max(1.0, give_up - time.perf_counter()))
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    results: list[Res | None] = [
-        t.result() if t.done() and not t.cancelled() else None for t in tasks
-    ]
-    results += [None] * (n - len(results))
+    results, wall = await common.open_loop(
+        lambda i, due: send(session, reqs[i], due), len(reqs), rate, timeout_s
+    )
     for k, r in enumerate(results):
         if r is not None:
             r.at = k / rate
-    ends = [t0 + k / rate + r.latency for k, r in enumerate(results) if r is not None]
-    return results, (max(ends) - t0) if ends else 0.0
+    return results, wall
 
 
 # -- figures -------------------------------------------------------------------------------
