@@ -9,11 +9,13 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage import audit
 from storage import transparency as tlog
-from storage.models import Case, Court, PublishedHead
+from storage.models import AuditEvent, Case, Court, PublishedHead
 
 SHOWN = 16  # hex characters of the event's hash: 64 bits, not guessable, short to print
 
@@ -73,20 +75,22 @@ class Logged:
 
 async def logged(session: AsyncSession, event_id: int) -> Logged:
     """The event's inclusion proof: in the first published head that holds it, else in
-    the latest signed head, when it is in one."""
+    the latest signed head, when it is in one (one proof either way)."""
+    leaf = (
+        await session.execute(
+            select(col(AuditEvent.leaf_index)).where(col(AuditEvent.id) == event_id)
+        )
+    ).scalar()
+    posted = await tlog.first_published_over(session, leaf) if leaf is not None else None
     try:
-        latest = await tlog.inclusion(session, event_id=event_id)
-        posted = await tlog.first_published_over(session, latest.leaf_index)
+        proof = await tlog.inclusion(
+            session, event_id=event_id, size=posted.size if posted is not None else None
+        )
     except (tlog.NoSuchHead, tlog.NotInLog, tlog.OutOfRange):
-        return Logged(None)
+        # A posted head no longer kept as it was is damage; no head yet is only waiting.
+        return Logged(None, damaged=posted is not None)
     except tlog.LogDamaged:
         return Logged(None, damaged=True)
-    if posted is None or posted.size == latest.head.size:
-        return Logged(latest, published=posted)
-    try:
-        proof = await tlog.inclusion(session, event_id=event_id, size=posted.size)
-    except (tlog.NoSuchHead, tlog.OutOfRange, tlog.LogDamaged):
-        return Logged(None, damaged=True)  # a posted head no longer kept as it was
-    if proof.head.root != posted.root:
+    if posted is not None and proof.head.root != posted.root:
         return Logged(None, damaged=True)
     return Logged(proof, published=posted)

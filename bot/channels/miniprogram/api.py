@@ -29,13 +29,13 @@ from bot.core.notice import Unreadable
 from bot.core.reply import Reply
 from bot.dialog import forms
 from bot.dialog.deps import DEPS, Deps
-from bot.rules import app_sessions, portal, receipts, tickets
+from bot.rules import app_sessions, bindings, portal, receipts, tickets
 from bot.rules.importer import phone_hash
 from handlers import texts
 from handlers.notices import letter_text
 from qr import codes
 from storage import state
-from storage.models import AppSession, Staff
+from storage.models import AppSession, Staff, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +252,6 @@ async def verify(request: web.Request) -> web.Response:
         if lookup.status != "ok" or lookup.case is None:
             raise Fail(404, "not_found", texts.CODE_UNKNOWN)
         case_id = lookup.case.id or 0
-        from bot.rules import bindings
-
         await bindings.record_scan(session, me.user, lookup, via=MINIPROGRAM)
     if given.phone_code is not None:
         try:
@@ -517,8 +515,6 @@ async def subscribe(request: web.Request) -> web.Response:
     deps: Deps = request.app[DEPS]
     given = await body_of(request, s.SubscribeIn)
     ours = deps.settings.miniprogram.subscribe_template_id
-    from storage.models import Subscription
-
     granted = [t for t in given.template_ids if t == ours]
     async with deps.db.transaction() as session:
         for template_id in granted:
