@@ -82,6 +82,12 @@ def run(settings: Settings) -> int:
         try:
             worker.run()  # returns when a stop signal (SIGINT, SIGTERM) ended it
             return 0
+        except asyncio.CancelledError:
+            # The stop signal came while a job ran: arq cancels it, and its close, waiting
+            # for that job, gets the cancellation. The worker stopped as it was asked to;
+            # the job's rows are leased and go out on the next start.
+            _close_quietly(worker.ctx.get("deps"))
+            return 0
         except OUTAGES as exc:
             log.error("worker lost a connection (%s: %s)", type(exc).__name__, exc)
             _close_quietly(worker.ctx.get("deps"))
