@@ -1,10 +1,11 @@
 """Scan (or type) a case code, prove you are a party with the phone's last four digits;
-staff bind their own WeChat with a one-time code."""
+staff bind their own WeChat (or their WeCom) with a one-time code."""
 
 from __future__ import annotations
 
 import re
 
+from bot.core.addresses import wecom_userid
 from bot.core.masking import mask_name
 from bot.core.reply import Reply
 from bot.rules import attempts, bindings, tickets
@@ -146,7 +147,11 @@ async def staff_bind(ctx: Context) -> Reply | None:
     if member is None:
         await staff_accounts.wrong_bind_code(ctx.session, ctx.inbound.user, mine, everyone)
         return Reply(texts.BIND_CODE_BAD)
-    await staff_accounts.bind_wechat(ctx.session, member, ctx.inbound.user)
+    userid = wecom_userid(ctx.inbound.user)  # sent from the court's WeCom app
+    if userid is not None:
+        await staff_accounts.bind_wecom(ctx.session, member, userid)
+    else:
+        await staff_accounts.bind_wechat(ctx.session, member, ctx.inbound.user)
     await ctx.person()
     ctx.state.clear()
     return Reply(texts.STAFF_BOUND.format(name=member.name, username=member.username))

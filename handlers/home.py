@@ -4,7 +4,7 @@ what the person raised. Every flow ends here; none of it starts a flow (handlers
 from __future__ import annotations
 
 from bot.core.reply import Choice, Reply
-from bot.rules import tickets
+from bot.rules import desk, tickets
 from handlers import texts
 from handlers.context import Context
 from storage.models import Case
@@ -55,9 +55,15 @@ async def my_tickets(ctx: Context, case: Case) -> Reply:
     mine = await tickets.for_user(ctx.session, ctx.inbound.user, case.id or 0)
     if not mine:
         return texts.NO_TICKETS + await menu_text(ctx)
+    helped = await desk.helpers(ctx.session, mine)
     lines = "\n".join(
         f"#{t.id} {texts.kind_name(t.kind)}：{texts.status_name(t.status)}"
         + (f"，{texts.due_words(t)}前答复" if t.status == "open" else "")
+        + (
+            f"（{texts.SUBMITTED_BY_STAFF.format(name=helped[t.id or 0])}）"
+            if t.id in helped
+            else ""
+        )
         for t in mine
     )
     return texts.MY_TICKETS.format(lines=lines) + await menu_text(ctx)

@@ -3,11 +3,14 @@ adding to in this step, or a new one."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+from sqlmodel import col
+
 from bot.core.reply import Link, Reply
 from bot.rules import media, receipts, tickets
 from handlers import texts
 from handlers.context import Context
-from storage.models import Binding, Case, Ticket
+from storage.models import Binding, Case, Message, Ticket
 
 
 async def current(ctx: Context, case: Case) -> Ticket | None:
@@ -26,7 +29,8 @@ async def add(
     ctx: Context, ticket: Ticket, case: Case, text: str, message_ids: list[int] | None = None
 ) -> None:
     first, *more = message_ids if message_ids is not None else [ctx.message_id]
-    await tickets.add_to_ticket(ctx.session, ticket, case, _for_staff(ctx, text), first)
+    said = await _for_staff(ctx, text, [first, *more])
+    await tickets.add_to_ticket(ctx.session, ticket, case, said, first)
     for message_id in more:
         await tickets.file_under(ctx.session, message_id, ticket)
 
@@ -48,7 +52,7 @@ async def open_new(
         case=case,
         binding=binding,
         kind=kind,
-        text=_for_staff(ctx, text),
+        text=await _for_staff(ctx, text, [first, *more]),
         message_id=first,
         deadlines=ctx.rules.deadlines,
         about=about,
@@ -59,12 +63,26 @@ async def open_new(
     return opened
 
 
-def _for_staff(ctx: Context, text: str) -> str:
-    """The words staff are told; a photo or a voice message comes with a link to it."""
+async def _for_staff(ctx: Context, text: str, message_ids: list[int | None]) -> str:
+    """The words staff are told; a photo or a voice message comes with a link to it: this
+    one, or one kept earlier that the item is made of (a sentence said in the menu)."""
     if ctx.inbound.media_id and ctx.message_id and ctx.inbound.kind in media.KINDS:
         url = ctx.rules.media.link(ctx.message_id)
         return f"{text}\n{texts.media_line(ctx.inbound.kind, url)}"
-    return text
+    kept = [i for i in message_ids if i is not None and i != ctx.message_id]
+    if not kept:  # the usual case, a typed text: no query
+        return text
+    found = await ctx.session.execute(
+        select(col(Message.id), col(Message.msg_type))
+        .where(
+            col(Message.id).in_(kept),
+            col(Message.media_id).is_not(None),
+            col(Message.msg_type).in_(media.KINDS),
+        )
+        .order_by(col(Message.id))
+    )
+    lines = [texts.media_line(kind, ctx.rules.media.link(i)) for i, kind in found.all() if i]
+    return "\n".join([text, *lines])
 
 
 def received(ctx: Context, opened: tickets.Opened, words: str) -> Reply:

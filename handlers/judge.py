@@ -10,7 +10,7 @@ from bot.core.masking import mask_name
 from bot.core.reply import Reply
 from bot.rules import access, escalation, media, mediation, tickets
 from bot.rules import staff as staff_accounts
-from handlers import texts
+from handlers import desk, texts
 from handlers.context import Context
 from storage.models import Party, Staff, Ticket
 
@@ -24,6 +24,10 @@ async def command(ctx: Context, staff: Staff) -> Reply:
     word = ctx.inbound.plain  # commands read plain; an answer's own text is kept as written
     if word in ("待办", "待办事项", "待处理"):
         return Reply(await todo(ctx, staff))
+    if word == desk.BEGIN:
+        return await desk.begin(ctx, staff)
+    if word == desk.END:
+        return await desk.finish(ctx, staff)
     if text.startswith("请假"):
         return Reply(await away(ctx, staff, text))
     if word in ("在岗", "销假", "回来了"):
@@ -85,9 +89,16 @@ async def thread_text(ctx: Context, ticket: Ticket) -> str:
     party = await ctx.session.get(Party, ticket.party_id) if ticket.party_id else None
     litigant = f"{party.role}{mask_name(party.name)}" if party else texts.A_PARTY
     lines = []
-    for i, m in enumerate(await tickets.thread(ctx.session, ticket), start=1):
+    messages = await tickets.thread(ctx.session, ticket)
+    # A voice without words: "语音留言（12秒）" once its audio is kept (bot.rules.media).
+    lengths = await media.seconds_of(
+        ctx.session, [m.id for m in messages if m.id and m.msg_type == "voice" and not m.content]
+    )
+    for i, m in enumerate(messages, start=1):
         if m.direction == "in":
             who, said = litigant, m.content or texts.unsaid(m.msg_type)
+            if m.msg_type == "voice" and not m.content and m.media_id and m.id:
+                said = texts.voice_note(lengths.get(m.id))
             if m.media_id and m.id and m.msg_type in media.KINDS:
                 said += texts.media_line(m.msg_type, ctx.rules.media.link(m.id))
         else:

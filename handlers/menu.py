@@ -98,6 +98,22 @@ def _own_words(state: dict[str, Any]) -> bool:
     return step is not None and step.own_words and state.get("sub") in OWN_WORDS_SUBSTEPS
 
 
+def takes_own_words(state: dict[str, Any]) -> bool:
+    """Whether the step takes the person's own words for an item (a question, a complaint,
+    a lead): where a voice message joins the item (handlers.voice)."""
+    return _own_words(state)
+
+
+def is_command(text: str) -> bool:
+    """Whether a text (read plain) is only a command: a menu choice or a word for one."""
+    return (
+        choice_of(text) is not None
+        or text in SWITCH_WORDS
+        or text in MINE_WORDS
+        or text.rstrip(_TRAILING) in HELP
+    )
+
+
 async def handle(ctx: Context, case: Case, binding: Binding) -> Reply | None:
     case, binding = await rating.asked_after_close(ctx, case, binding)  # their item closed?
     text = ctx.inbound.plain

@@ -121,6 +121,7 @@ MOVE_REASONS = {
     "silent": "承办人长时间未答复",
     "claimed": "认领",
     "transferred": "转办",
+    "requested": "工作人员上报升级",
 }
 
 
@@ -223,7 +224,8 @@ STAFF_HELP = (
     "#编号 认领 —— 认领团队待办\n"
     "#编号 转 姓名 原因 —— 转给其他工作人员\n"
     "请假 至 {example} / 在岗 —— 登记不在岗、恢复在岗\n"
-    "未到 预约号 —— （调解员）记录当事人未到场"
+    "未到 预约号 —— （调解员）记录当事人未到场\n"
+    "代办 / 结束代办 —— （导诉、窗口）为来到窗口的当事人代为办理"
 )
 STAFF_NO_TICKET = "没有找到您可以办理的 #{ticket}。\n发送“待办”查看您的事项。"
 STAFF_CANNOT = "#{ticket} 您可以查看，但这一步需要由承办人办理。"
@@ -232,6 +234,55 @@ STAFF_TOO_FAST = "发送太快了，这一条没有发出：\n{text}\n请稍等�
 STAFF_ANSWERED = "已将您的答复发给当事人（#{ticket}）。"
 STAFF_CLOSED = "#{ticket} 已办结，已通知当事人。"
 STAFF_ALREADY_CLOSED = "#{ticket} 已经办结了。"
+# the service desk (代办, bot.rules.desk): to the staff member helping someone in person
+DESK_NOT_ALLOWED = "代办需要导诉或窗口工作人员的账号。如需开通，请联系本院管理员。"
+DESK_ALREADY = "您正在为{name}代办。请先发送“结束代办”，再为下一位办理。"
+DESK_SCAN = "请用手机扫当事人的案件二维码，或输入案件码。\n发送“取消”不办了。"
+DESK_CODE_BAD = "没有找到这个案件码。请再扫一次，或核对后重新输入。\n发送“取消”不办了。"
+DESK_OTHER_COURT = "这个案件不是本院的，不能在这里代办。"
+DESK_CHOOSE_PARTY = "案号：{case_number}\n请问来办理的是哪一位？回复序号："
+DESK_DIGITS = (
+    "请当事人出示身份证，核对是本人后，\n请当事人说出登记手机号的后四位，您输入这4位数字。"
+)
+DESK_DIGITS_WRONG = "手机号后四位不对。请当事人再说一遍，您重新输入4位数字。\n发送“取消”不办了。"
+DESK_CONSENT = (
+    "请向当事人读以下内容：\n“{statement}”\n\n已核对身份证件、当事人同意的，回复1；\n"
+    "当事人不同意的，回复2。"
+)
+DESK_NO_CONSENT = "当事人没有同意，不能代为办理。"
+DESK_CANCELLED = "已取消代办。"
+DESK_OPEN = (
+    "已开始为{role}{name}代办（案号：{case_number}）。\n"
+    "接下来您发的消息都算当事人本人办理，并记录由您代办。\n"
+    "发送“菜单”查看可以办的事；办完请发送“结束代办”。30分钟不操作会自动结束。"
+)
+DESK_ENDED = "已结束为{name}代办。"
+DESK_NONE = "您现在没有在代办。"
+DESK_CLOSED = "这次代办已经结束了，刚才这一条没有办理。如需继续，请重新开始代办。"
+DESK_ENDED_BY_ITSELF = (
+    "代办已结束（超过30分钟没有操作），刚才这一条没有办理。\n现在是以您自己的身份使用。"
+)
+DESK_ONE_CASE = "代办时只能办理这一个案件。如需办理其他案件，请先结束代办。"
+DESK_REFUSED = {
+    "role": DESK_NOT_ALLOWED,
+    "party": "没有找到这位当事人，请重新开始代办。",
+    "consent": DESK_NO_CONSENT,
+    "id": "请先核对当事人的身份证件。",
+    "busy": "您正在为另一位当事人代办。请先结束，再为下一位办理。",
+    "taken": "这位当事人正在由{helper}代办，不能同时由两人代办。",
+    "locked": "这个案件手机号输错次数太多，请1小时后再试，或请当事人用其他方式核实。",
+    "digits": DESK_DIGITS_WRONG,
+}
+
+
+def desk_refused(reason: str, helper: str | None = None) -> str:
+    return DESK_REFUSED.get(reason, DESK_NOT_ALLOWED).format(helper=helper or "其他工作人员")
+
+
+# An answer kept at the desk for someone without WeChat: who helped them is told.
+DESK_ANSWER_KEPT = "{name}的{kind} #{ticket} 有答复了，已放在代办台，请打印交给当事人或电话告知。"
+# What the person reads later of an item staff submitted for them.
+SUBMITTED_BY_STAFF = "由工作人员{name}代为提交"
 # a receipt checked (its page, and the chat when one is sent back)
 RECEIPT_RECORDED = "{court}已记录您的{kind}{number}。\n案号：{case_number}\n时间：{at}"
 RECEIPT_NUMBER = "（编号 #{ticket}）"
@@ -481,3 +532,49 @@ HISTORY_WORDS = {
     "ticket.refused": "操作被拒绝",
     "ticket.closed": "办结",
 }
+
+
+# voice messages (handlers.voice, bot.rules.voice): WeChat's recognised words checked back
+# where a mistake matters; a voice without words kept, and staff told how long it is.
+VOICE_CONFIRM = "您说的是：“{said}”，对吗？回复1确认，2重说"
+VOICE_AGAIN = "好的，请您再说一遍。\n也可以直接打字发送。"
+VOICE_UNHEARD = "抱歉，没有听清您的语音。\n请再说一遍，或者直接打字发送。"
+VOICE_UNHEARD_MENU = "您的语音已收到。\n要给法官留语音，请先回复1（咨询法官），再发送语音。"
+VOICE_NOTE = "语音留言"  # a voice without words, as staff see it in a notice or a thread
+VOICE_SECONDS = "语音留言（{seconds}秒）"
+
+
+def voice_note(seconds: float | None) -> str:
+    """A voice without words, as staff read it: "语音留言（12秒）", or "语音留言" while its
+    length is not known (its audio not fetched yet)."""
+    if seconds is None:
+        return VOICE_NOTE
+    return VOICE_SECONDS.format(seconds=max(1, round(seconds)))
+
+
+# The page that plays a voice message for staff (bot.app.pages, /media/<id>/play).
+VOICE_PAGE_FROM = "当事人发来的语音，{at}"
+VOICE_PAGE_DOWNLOAD = "下载语音文件"
+VOICE_PAGE_NO_PLAYER = "这里暂时不能直接播放，请下载后收听。"
+
+
+# WeCom (企业微信): the court's app for staff (bot.channels.wecom). Nobody there is a
+# litigant: someone not linked to a staff account is asked for their bind code.
+WECOM_NOT_LINKED = (
+    "您好！这里是法院工作人员使用的企业微信应用。\n"
+    "您的企业微信还没有关联工作人员账号，请把管理员给您的绑定码发到这里。"
+)
+WECOM_WELCOME = "您好！当事人的诉求会发到这里，直接在这里答复即可。\n" + STAFF_HELP
+# When a member's message budget at WeCom runs low, their notices go out together: none
+# is dropped, the messages are fewer.
+WECOM_DIGEST_HEAD = "通知较多，合并发送 {count} 条："
+WECOM_DIGEST_GAP = "\n————\n"
+WECOM_CARD_BUTTON = "详情"  # a text card's button: 4 characters at most
+WECOM_MORE = "（接下条）"  # a text longer than one WeCom message ends so, and goes on
+# The console's sign-in with WeCom (/console/login/wecom).
+WECOM_LOGIN_BUTTON = "企业微信登录"
+WECOM_LOGIN_TITLE = "企业微信登录"
+WECOM_LOGIN_UNKNOWN = "您的企业微信还没有关联工作人员账号。\n请在企业微信里把管理员给您的绑定码发给“码上通”应用，再来登录。"
+WECOM_LOGIN_EXPIRED = "登录已过期或不是从本页发起的，请重新点“企业微信登录”。"
+WECOM_LOGIN_CANCELLED = "没有完成企业微信授权，请重新点“企业微信登录”。"
+WECOM_LOGIN_UNAVAILABLE = "暂时连不上企业微信，请稍后再试，或用用户名和密码登录。"

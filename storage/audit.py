@@ -27,13 +27,13 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, bindparam, event, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncResult, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col
 
 from storage.clock import now
-from storage.models import AuditEvent, Message, Outbox, PendingFlow
+from storage.models import AuditEvent, MediaFile, Message, Outbox, PendingFlow
 
 GENESIS = "0" * 64
 GLOBAL_CHAIN = "global"
@@ -134,12 +134,38 @@ def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
     # (A flush's own sub-transaction is neither: it leaves the cache alone.)
     if transaction.parent is None or transaction.nested:
         session.info.pop("audit_heads", None)
+    if transaction.parent is None:
+        session.info.pop("audit_acting", None)  # acting for a party is one transaction's
 
 
 async def _lock_chain(session: AsyncSession, chain: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         await (await session.connection()).execute(_LOCK, {"c": "audit:" + chain})
     # SQLite: the transaction already holds the database's write lock (BEGIN IMMEDIATE).
+
+
+@dataclass(frozen=True)
+class Acting:
+    """Staff acting for a party (the service desk: bot.rules.desk). While set on a
+    transaction, every event it appends says so: what the party would have done is the
+    staff member's (`actor`), and every event names the party and the consent."""
+
+    actor: str  # staff:<username>
+    staff_id: int
+    on_behalf_of: str  # the party's user (bot.core.addresses.desk_user)
+    consent: str  # desk_session:<id>: the consent the assistant confirmed
+
+
+def act_for(session: AsyncSession, acting: Acting) -> None:
+    """Appends in this transaction are made for `acting` (until it ends: a session is one
+    transaction in the dialog)."""
+    session.info["audit_acting"] = acting
+
+
+def acting(session: AsyncSession) -> Acting | None:
+    """Who acts for whom in this transaction, if staff act for a party."""
+    found = session.info.get("audit_acting")
+    return found if isinstance(found, Acting) else None
 
 
 @dataclass
@@ -174,6 +200,11 @@ async def append(
     Written with a plain INSERT: this runs for every message, and the ORM's unit of work
     would cost more than the statement itself."""
     chain = chain_for(case_id)
+    acted = acting(session)
+    if acted is not None:
+        if actor == acted.on_behalf_of:
+            actor = acted.actor
+        payload = {**(payload or {}), "on_behalf_of": acted.on_behalf_of, "consent": acted.consent}
     conn = await session.connection()
     # Heads this transaction already wrote: the chain is locked by us, no need to ask again.
     heads: dict[str, tuple[int, str]] = session.info.setdefault("audit_heads", {})
@@ -806,9 +837,12 @@ async def erase_message(
     recorded = vouched.get(message_id)
     erased_digest = content_digest(content or "")
     original = recorded.digest if recorded and recorded.digest else erased_digest
-    await (await session.connection()).execute(
+    conn = await session.connection()
+    await conn.execute(
         update(Message).where(col(Message.id) == message_id).values(content="", media_id=None)
     )
+    # The audio or photo kept here goes too (its digest stays in the record).
+    await conn.execute(delete(MediaFile).where(col(MediaFile.message_id) == message_id))
     copies = await _erase_copies(session, message_id, content or "")
     event = await append(
         session,

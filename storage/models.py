@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Index,
+    LargeBinary,
     SmallInteger,
     Table,
     Text,
@@ -56,6 +57,10 @@ class Staff(SQLModel, table=True):
     totp_secret: str | None = Field(default=None, max_length=64)
     # Wrong tries before this moment no longer count towards the account's lockout.
     signed_in_at: datetime | None = None
+    # Their userid in the court's WeCom (企业微信), lower-cased as WeCom compares them: set by
+    # the staff import or a bind code sent from WeCom. Linked, they are told things there,
+    # and WeCom's sign-in opens the console (bot.channels.wecom).
+    wecom_userid: str | None = Field(default=None, max_length=64, unique=True, index=True)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles.split(",")
@@ -121,6 +126,45 @@ class Binding(SQLModel, table=True):
     verified_at: datetime = Field(default_factory=now)
 
 
+class DeskSession(SQLModel, table=True):
+    """Staff at the service desk acting for a party who is there in person (陪诉访导), with
+    their consent (bot.rules.desk). Open until ended or idle; one per staff member and one
+    per party at a time. Kept for the record."""
+
+    __tablename__ = "desk_session"
+    __table_args__ = (
+        Index(
+            "ux_desk_session_staff_open",
+            "staff_id",
+            unique=True,
+            sqlite_where=Column("ended_at").is_(None),
+            postgresql_where=Column("ended_at").is_(None),
+        ),
+        Index(
+            "ux_desk_session_party_open",
+            "party_id",
+            unique=True,
+            sqlite_where=Column("ended_at").is_(None),
+            postgresql_where=Column("ended_at").is_(None),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    court_id: int = Field(foreign_key="court.id", index=True)
+    staff_id: int = Field(foreign_key="staff.id")
+    case_id: int = Field(foreign_key="case.id", index=True)
+    party_id: int = Field(foreign_key="party.id", index=True)
+    user: str = Field(max_length=64)  # who the flows see: bot.core.addresses.desk_user
+    via: str = Field(max_length=16)  # console | wechat: where the staff member acts from
+    # What the assistant confirmed: the statement read aloud (its words, as read), that the
+    # person's ID was seen, and the digits they stated matched.
+    consent: str = Field(sa_column=Column(Text, nullable=False))
+    id_checked: bool = False
+    started_at: datetime = Field(default_factory=now)
+    last_active_at: datetime = Field(default_factory=now)
+    ended_at: datetime | None = None
+    end_reason: str | None = Field(default=None, max_length=16)  # ended | idle | replaced
+
+
 class Ticket(SQLModel, table=True):
     """An item a user raised; shown to people as #<id>."""
 
@@ -156,6 +200,8 @@ class Ticket(SQLModel, table=True):
     warned_at: datetime | None = None  # early warning sent to the current holder
     first_reply_at: datetime | None = None
     closed_at: datetime | None = None
+    # Submitted by staff at the service desk for the party (bot.rules.desk): who helped.
+    assisted_by_id: int | None = Field(default=None, foreign_key="staff.id")
 
 
 class Message(SQLModel, table=True):
@@ -443,3 +489,35 @@ class AuditCheck(SQLModel, table=True):
     checked_at: datetime
     mode: str = Field(max_length=16)  # full | incremental
     events: int = Field(sa_column=Column(BigInteger, nullable=False))  # events this check read
+
+
+class MediaFile(SQLModel, table=True):
+    """The audio of a voice message a litigant sent, fetched from WeChat by a job (WeChat
+    keeps it three days) and kept with the record: its bytes, their SHA-256 (an audit
+    event holds the same), how long it is, and once made, a copy a browser plays.
+    A media id WeChat no longer knows is recorded as `expired` and not asked for again."""
+
+    __tablename__ = "media_file"
+    message_id: int = Field(foreign_key="message.id", primary_key=True)
+    status: str = Field(default="stored", max_length=16)  # stored | retry | expired
+    content_type: str | None = Field(default=None, max_length=64)
+    body: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    sha256: str | None = Field(default=None, max_length=64)  # hex, of `body`
+    seconds: float | None = None  # AMR's frames counted; None where the format does not say
+    # For a browser's <audio> (ffmpeg's mp3), made once, on first play.
+    play_type: str | None = Field(default=None, max_length=32)
+    play_body: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    tries: int = 0
+    last_error: str | None = Field(default=None, max_length=300)
+    next_try_at: datetime | None = None  # status retry: not asked again before this
+    fetched_at: datetime | None = None
+
+
+# The fetch job looks for voice messages of the last three days with no stored file: this
+# keeps that look off the rest of the message table.
+Index(
+    "ix_message_voice_created",
+    core_table(Message).c.created_at,
+    sqlite_where=core_table(Message).c.msg_type == "voice",
+    postgresql_where=core_table(Message).c.msg_type == "voice",
+)

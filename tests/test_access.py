@@ -124,6 +124,24 @@ TRANSFER_TO = {
     "asset_lead": "zhaoliu",
     "away_routed": "zhaoliu",
 }
+# Who may raise it one level up the court's chain (the console's 上报升级): those who may
+# move it (TRANSFERS), and where it then goes: a question or asset lead from its judge or
+# officer to reception, a complaint from supervision to the leadership, the away judge's
+# item, already in reception, on to the leadership (level 2).
+ESCALATES = {
+    "question": {"zhangwei", "liuting"},
+    "complaint_judge": {"sundc", "sundc2"},
+    "complaint_process": {"sundc", "sundc2"},
+    "asset_lead": {"zhengzx"},
+    "away_routed": {"qianjd"},
+}
+ESCALATE_TO = {
+    "question": ("reception", 1),
+    "complaint_judge": ("admin", 1),
+    "complaint_process": ("admin", 1),
+    "asset_lead": ("reception", 1),
+    "away_routed": ("admin", 2),
+}
 # Targets nobody may move the item to: the complaint's subject or a judge (out of
 # supervision), and a same-named person of the other court.
 BAD_TARGETS = {
@@ -367,6 +385,26 @@ async def test_a_notice_link_opens_only_its_own_message(world: World) -> None:
     assert (await w.client.get(forged)).status == 403
     for bad in ("2147483648", "99999999999999999999", "0", "-1", "１２"):
         assert (await w.client.get(f"/m/{bad}?e=1&s=x")).status == 404, bad
+
+
+async def test_who_may_raise_an_item_and_where_it_goes(world: World) -> None:
+    """The escalation rule the console's button calls, for every actor and item of the two
+    courts: allowed exactly as ESCALATES says, and landing where ESCALATE_TO says."""
+    w = world
+    setup = await two_courts(w)
+    async with w.deps.db.sessions() as s:
+        for item in ITEMS:
+            t = await s.get_one(Ticket, setup.items[item])
+            for actor in ACTORS:
+                member = await s.get_one(Staff, setup.staff[actor.username])
+                may = escalation.may_escalate(await access.viewer(s, member), t)
+                assert may == (actor.username in ESCALATES[item]), f"{actor.username} {item}"
+            where = await escalation.escalation_target(s, w.deps.rules.escalation, t)
+            assert where.up is not None, item
+            assert (where.up.role, where.up.level) == ESCALATE_TO[item], item
+            closed = t.model_copy(update={"status": "closed"})
+            holder = await s.get_one(Staff, setup.staff[next(iter(ESCALATES[item]))])
+            assert not escalation.may_escalate(await access.viewer(s, holder), closed), item
 
 
 def test_the_rules_as_sql_match_the_rules_in_python() -> None:

@@ -12,7 +12,8 @@ The seed (November 2026, China time; "now" is Monday 23 November 10:00):
     t3 A2 complaint 民二庭 11-10 14:00, due 11-12 17:30, replied 11-10 16:00  on time, 2.0 h
        rated 基本满意, answered (not closed)
     t4 A2 question  民二庭 11-16 09:00, due 11-18 17:30, no reply: late, overdue now, escalated
-    t5 A1 question  民一庭 11-20 09:00, due 11-25 17:30, no reply: not yet judged, open
+    t5 A1 question  民一庭 11-20 09:00, due 11-25 17:30, no reply: not yet judged, open,
+       submitted for the person at the service desk
     t6 A1 question  民一庭 10-20 09:00, due 10-22 17:30, no reply: October, overdue now
     service ratings: A1 满意 11-15, A2 不满意 11-16, A1 满意 10-25 (October)
     scans: u1 A1 11-02, u1 A2 11-03, u2 A1 11-04, u3 A1 10-30 (October)
@@ -20,13 +21,19 @@ The seed (November 2026, China time; "now" is Monday 23 November 10:00):
     enforcement on A1: 11-05 public, 11-06 not public
   court B (景县): case B1 judge 王五
     t7 B1 question 11-05, due 11-06 17:30, replied 11-09: late, rated 满意
-    t8 B1 question 11-09, due 11-11 17:30, no reply: overdue; a scan by u9; a booking; a push
+    t8 B1 question 11-09, due 11-11 17:30, no reply: overdue, submitted at the desk; a scan
+       by u9; a booking; a push
 
 So court A in November: 5 items (咨询 4, 投诉举报 1); 4 judged (t1-t4), 2 on time: 50.0%;
 first-reply hours 2.0, 22.5, 2.0: median 2.0, 90th percentile (3rd of 3) 22.5; 3 rated,
 2 satisfied: 66.7%; 5 ratings (3 of items, 2 of service), 3 satisfied: 60.0%; 2
-escalated; now 4 not closed (t3, t4, t5, t6), 2 overdue (t4, t6); 2 visitors (u1, u2);
-2 bookings, 1 no-show; 1 push."""
+escalated; 1 submitted at the desk (t5); now 4 not closed (t3, t4, t5, t6), 2 overdue (t4, t6); 2 visitors (u1, u2);
+2 bookings, 1 no-show; 1 push.
+
+Scans, bookings and pushes by team (the case's judge's team): 民一庭 (张伟, case A1) 2
+visitors (u1, u2), 2 bookings, 1 no-show, 1 push; 民二庭 (李四, case A2) 1 visitor (u1), none
+of the rest. Moved to 民一庭, 李四's scans count there, and u1 (who scanned A1 and A2) is still
+one visitor of it: 2."""
 
 from __future__ import annotations
 
@@ -234,6 +241,8 @@ async def seed(w: World) -> dict[str, int]:
                 first_reply_at=replied,
                 level=level,
                 closed_at=replied if status == "closed" else None,
+                # Submitted at the service desk (by whoever: the figure counts items).
+                assisted_by_id=case.judge_id if name in ("t5", "t8") else None,
             )
             s.add(t)
             await s.flush()
@@ -362,6 +371,7 @@ async def test_the_figures_are_those_counted_by_hand(seeded: tuple[World, dict[s
         "90%分位": "22.5",
         "当前超期": "2",
         "升级": "2",
+        "窗口代办": "1",
         "调解预约": "2",
         "调解未到场": "1",
         "执行进展推送": "1",
@@ -459,6 +469,7 @@ async def test_every_figure_links_to_exactly_the_items_it_counts(
         "rated": n("t1", "t2", "t3"),
         "replied": n("t1", "t2", "t3"),
         "escalated": n("t2", "t4"),
+        "assisted": n("t5"),
         "overdue_now": n("t4", "t6"),
         "kind%3Aquestion": n("t1", "t2", "t4", "t5"),
         "kind%3Acomplaint": n("t3"),
@@ -529,3 +540,70 @@ async def test_csv_and_xlsx_hold_the_same_figures_and_items(
     t2 = next(dict(zip(items[0], r, strict=True)) for r in items[1:] if r[0] == str(ids["t2"]))
     assert (t2["首次答复用时（工作小时）"], t2["按时答复"], t2["评价"]) == ("22.5", "否", "不满意")
     assert "景县" not in text
+
+
+async def test_scans_bookings_and_pushes_count_for_the_team_of_the_cases_judge(
+    seeded: tuple[World, dict[str, int]],
+) -> None:
+    from sqlalchemy import update
+
+    w, _ = seeded
+    browser = await session_for(w, "boss")
+    month = "/console/dashboard?from=2026-11-01&to=2026-11-30"
+    figures = ("扫码人数", "调解预约", "调解未到场", "执行进展推送")
+
+    async def team(name: str, extra: str = "") -> tuple[str, ...]:
+        page = await browser.get(f"{month}&team={name}{extra}")
+        assert page.status == 200
+        shown = tiles(page.text)
+        return tuple(shown[f] for f in figures)
+
+    assert await team("民一庭") == ("2", "2", "1", "1")
+    assert await team("民二庭") == ("1", "0", "0", "0")
+    judges = {s.name: s.id for s in await staff(w)}
+    assert await team("民二庭", f"&judge={judges['张伟']}") == ("0", "0", "0", "0")
+    # The page says how each is counted.
+    page = await browser.get(month)
+    assert "算作所属案件承办法官现在所在的团队" in page.text
+    # The table's team rows, and the rows behind a team's figure.
+    links = re.findall(r'href="(/console/dashboard/items\?[^"]*)"', page.text)
+    [scans] = [
+        u.replace("&amp;", "&")
+        for u in links
+        if "team=%E6%B0%91%E4%BA%8C%E5%BA%AD" in u and u.endswith("figure=visitors")
+    ]
+    rows = await browser.get(scans)
+    assert rows.text.count('<td class="cn">') == 1 and "(2026)冀1102民初2号" in rows.text
+    resp = await w.client.get(
+        "/console/dashboard.csv?from=2026-11-01&to=2026-11-30", headers=cookie(browser)
+    )
+    summary = list(csv.reader(io.StringIO((await resp.read()).decode("utf-8-sig"))))
+    head = summary[1]
+    by_team = {r[1]: dict(zip(head, r, strict=True)) for r in summary[2:] if r and r[0] == "团队"}
+    assert [by_team["民一庭"][c] for c in ("扫码人数", "调解预约", "未到场", "执行推送")] == [
+        "2",
+        "2",
+        "1",
+        "1",
+    ]
+    assert by_team["民二庭"]["扫码人数"] == "1" and by_team["民二庭"]["调解预约"] == "0"
+
+    # A case with no judge: its scan counts for the court and under （未分团队）.
+    async with w.deps.db.transaction() as s:
+        a1 = await s.get_one(Case, w.case["case_id"])
+        orphan = Case(court_id=a1.court_id, case_number="(2026)冀1102民初9号", case_type="民事")
+        s.add(orphan)
+        await s.flush()
+        clock.set_clock(lambda: cn(11, 12))
+        await audit.append(
+            s, actor="u5", action="code.scanned", subject="code:9", case_id=orphan.id
+        )
+        clock.set_clock(lambda: NOW)
+    assert (await team("-"))[0] == "1"
+    assert tiles((await browser.get(month)).text)["扫码人数"] == "3"
+
+    # The judge's team now: 李四 moves to 民一庭, and his case's scans with him; u1, who
+    # scanned both judges' cases, is one visitor of the team.
+    async with w.deps.db.transaction() as s:
+        await s.execute(update(Staff).where(Staff.username == "lisi").values(team="民一庭"))
+    assert (await team("民一庭"))[0] == "2"

@@ -397,3 +397,131 @@ async def test_staff_read_what_they_were_given(world: World, clock: Any) -> None
     notice = w.inbox(RECEPTION_WX)[-1]
     assert "请问法官，我儿子能替我出庭吗？" in notice and "请尽快处理" not in notice
     assert notice.startswith(f"转给您的事项（他在外地开会）：\n咨询 #{number}\n")  # not "新咨询"
+
+
+# -- raised by hand (the console's 上报升级) ---------------------------------------------------
+
+
+async def _raise(w: World, number: int, username: str, reason: str) -> escalation.Raised:
+    async with w.deps.db.transaction() as s:
+        t = await s.get_one(Ticket, number)
+        by = (await s.execute(select(Staff).where(Staff.username == username))).scalar_one()
+        return await escalation.escalate_now(s, w.deps.rules.escalation, t, by, reason)
+
+
+async def test_a_staff_member_raises_an_item_up_the_chain_by_hand(world: World, clock: Any) -> None:
+    import json
+
+    from bot.rules import history
+
+    w = world
+    await court_staff(w)
+    await verify_litigant(w)
+    number = await ask(w, "什么时候开庭？")  # Monday 10:00, with judge 张伟
+    await w.deliver()
+    promised = (await ticket(w, number)).due_at
+    clock.at(2026, 11, 23, 14, 0)
+    raised = await _raise(w, number, "zhangwei", "涉及全院统一排期，请接待中心协调")
+    assert raised == escalation.Raised(escalation.Up("reception", 1), "集约接待")
+    t = await ticket(w, number)
+    assert (t.level, t.assignee_id, t.inbox, t.team) == (1, None, "reception", "集约接待")
+    assert t.due_at == promised  # the promise to the litigant stays
+    assert t.holder_since == datetime(2026, 11, 23, 14, 0, tzinfo=CHINA_TZ)  # a new allowance
+    await w.deliver()
+    # Both reception members are told, with the reason; the litigant only who has it now.
+    for wx in (RECEPTION_WX, RECEPTION2_WX):
+        assert w.inbox(wx)[-1].startswith("转给您的事项（涉及全院统一排期，请接待中心协调）：")
+    assert "现由法院接待人员办理" in w.inbox(LITIGANT)[-1]
+    assert not any("排期" in m or "协调" in m for m in w.inbox(LITIGANT))
+    async with w.deps.db.sessions() as s:
+        [event] = (
+            await s.execute(
+                select(AuditEvent).where(
+                    AuditEvent.subject == f"ticket:{number}",
+                    AuditEvent.action == "ticket.escalated",
+                )
+            )
+        ).scalars()
+        steps = await history.of_ticket(s, await s.get_one(Ticket, number))
+    assert event.actor == "staff:zhangwei"
+    payload = json.loads(event.payload)
+    assert (payload["reason"], payload["note"]) == ("requested", "涉及全院统一排期，请接待中心协调")
+    assert (payload["from"]["level"], payload["to"]["level"]) == (0, 1)
+    last = steps[-1]
+    assert last.by is not None and last.by.username == "zhangwei"
+    assert last.to is not None and (last.to.team, last.to.level) == ("集约接待", 1)
+    assert (last.reason, last.note) == ("requested", "涉及全院统一排期，请接待中心协调")
+
+    # Reception claims it, then raises it on to the leadership.
+    assert await w.say(RECEPTION_WX, f"#{number} 认领") == texts.CLAIMED.format(ticket=number)
+    raised = await _raise(w, number, "liuyang", "需要院领导协调")
+    assert raised == escalation.Raised(escalation.Up("admin", 2), "院领导")
+    await w.deliver()
+    assert w.inbox(LEADER_WX)[-1].startswith("转给您的事项（需要院领导协调）：")
+    # At the top: nothing further, nothing changed.
+    top = await _raise(w, number, "leader", "再往上")
+    assert top == escalation.Raised(None, why=escalation.AT_TOP)
+    assert (await ticket(w, number)).level == 2
+    clock.at(2026, 12, 7, 9, 0)
+    assert (await tick(w))["escalated"] == 0  # and the deadline job does not move it either
+
+
+async def test_raising_goes_past_the_inbox_it_is_in_and_never_to_nobody(
+    world: World, clock: Any
+) -> None:
+    from bot.rules import tickets
+
+    w = world
+    await court_staff(w)
+    await w.say(JUDGE_WX, "请假 至 11月30日")
+    await verify_litigant(w)
+    number = await ask(w, "法官不在，我问谁？")
+    t = await ticket(w, number)
+    assert (t.level, t.inbox) == (0, "reception")  # off the away judge's desk, not raised
+    # Reception raises it: to the leadership (level 2), not to reception again.
+    assert escalation.next_up(w.deps.rules.escalation, "", t) == escalation.Up("admin", 2)
+    stale = await ticket(w, number)
+    assert (await _raise(w, number, "liuyang", "请领导定")).up == escalation.Up("admin", 2)
+    # A second raise from a page read before the first: the guard refuses it.
+    async with w.deps.db.transaction() as s:
+        by = (await s.execute(select(Staff).where(Staff.username == "sunli"))).scalar_one()
+        late = await escalation.escalate_now(s, w.deps.rules.escalation, stale, by, "我也报")
+    assert late == escalation.Raised(None, why=escalation.TAKEN)
+    assert (await ticket(w, number)).level == 2
+
+    # A complaint about the judge goes from supervision to the leadership; with no active
+    # leader there is no one to take it, and nothing moves.
+    async with w.deps.db.transaction() as s:
+        case = await s.get_one(Case, w.case["case_id"])
+        s.add(Staff(username="watch", name="督查甲", court_id=case.court_id, roles="supervision"))
+        binding = await tickets.binding_for(s, LITIGANT, case.id or 0)
+        assert binding is not None
+        opened = await tickets.open_ticket(
+            s,
+            case=case,
+            binding=binding,
+            kind="complaint",
+            text="法官态度不好",
+            message_id=None,
+            deadlines=w.deps.rules.deadlines,
+            about="staff",
+        )
+        complaint = opened.ticket.id or 0
+        leader = (await s.execute(select(Staff).where(Staff.username == "leader"))).scalar_one()
+        leader.active = False
+        s.add(leader)
+    nobody = await _raise(w, complaint, "watch", "请院领导处理")
+    assert nobody == escalation.Raised(None, why=escalation.NOBODY)
+    assert ((await ticket(w, complaint)).level, (await ticket(w, complaint)).inbox) == (
+        0,
+        "supervision",
+    )
+    async with w.deps.db.transaction() as s:
+        leader = (await s.execute(select(Staff).where(Staff.username == "leader"))).scalar_one()
+        leader.active = True
+        s.add(leader)
+    raised = await _raise(w, complaint, "watch", "请院领导处理")
+    assert raised == escalation.Raised(escalation.Up("admin", 1), "院领导")
+    await w.deliver()
+    assert any(f"#{complaint}" in m for m in w.inbox(LEADER_WX))
+    assert not any(f"#{complaint}" in m for m in w.inbox(JUDGE_WX))  # never the one it names

@@ -1147,7 +1147,8 @@ async def test_a_spoken_question_reaches_the_judge_with_its_words_and_its_voice(
     voice = media_xml(
         LITIGANT, "voice", MediaId="MEDIA_voice_1", Format="amr", Recognition="什么时候开庭"
     )
-    number = number_in(await w.send(voice))
+    assert await w.send(voice) == texts.VOICE_CONFIRM.format(said="什么时候开庭")
+    number = number_in(await w.say(LITIGANT, "1"))
     await w.deliver()
     [notice] = w.inbox(JUDGE_WX)
     assert "什么时候开庭" in notice and "（收听语音：http://court.example/media/" in notice

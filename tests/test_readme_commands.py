@@ -51,6 +51,10 @@ EXPECTED_EXIT: dict[tuple[str, ...], tuple[int, str]] = {
     ("audit", "receipt"): (1, "the receipt is an example a litigant might bring: not found"),
     ("ticket", "history"): (1, "item #12 does not exist in a fresh database: not found"),
     ("audit", "witness"): (1, "the other court's address is an example: it cannot be reached"),
+    ("menu", "push"): (1, "WeChat cannot be reached with the demo settings"),
+    ("menu", "show"): (1, "WeChat cannot be reached with the demo settings"),
+    ("restore",): (1, "the README's database already holds data: a restore is refused"),
+    ("migrate-data",): (1, "the example PostgreSQL address cannot be reached"),
 }
 
 # -- the data the README's lines work on: its court, case number and usernames -----------

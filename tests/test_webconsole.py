@@ -7,11 +7,13 @@ through the fake WeChat API, and a transfer that `mst ticket history` records.""
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -25,6 +27,8 @@ from sqlalchemy import func, select
 from bot.channels.webconsole import auth, words
 from bot.channels.webconsole import pages as console
 from bot.core.clock import now
+from bot.core.errors import ConfigError
+from bot.core.settings import ConsoleSettings
 from bot.rules import staff_auth
 from handlers import texts
 from storage.models import AuditEvent, Outbox, Staff, Ticket
@@ -34,6 +38,8 @@ from tests.test_access import (
     BAD_TARGETS,
     BY,
     CLAIMS,
+    ESCALATE_TO,
+    ESCALATES,
     HANDLES,
     ITEMS,
     SEES,
@@ -71,6 +77,7 @@ class Browser:
     w: World
     cookies: dict[str, str] = field(default_factory=dict)
     set_cookies: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request
 
     def _keep(self, resp: ClientResponse) -> None:
         for header in resp.headers.getall("Set-Cookie", []):
@@ -84,7 +91,7 @@ class Browser:
                     self.cookies[name] = morsel.value
 
     async def _one(self, method: str, url: str, data: dict[str, str] | None = None) -> Page:
-        headers = {}
+        headers = dict(self.headers)
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         resp = await self.w.client.request(
@@ -166,6 +173,16 @@ async def events(w: World, action: str) -> list[AuditEvent]:
 async def audit_count(w: World) -> int:
     async with w.deps.db.sessions() as s:
         return (await s.execute(select(func.count()).select_from(AuditEvent))).scalar_one()
+
+
+async def stored_totp(w: World, username: str) -> str:
+    """What the database column holds, as anyone reading the table would see it."""
+    async with w.deps.db.sessions() as s:
+        found = (
+            await s.execute(select(Staff.totp_secret).where(Staff.username == username))
+        ).scalar_one()
+    assert found is not None
+    return str(found)
 
 
 async def add_staff(w: World, username: str, name: str, roles: str, team: str | None) -> None:
@@ -272,6 +289,8 @@ async def test_a_totp_code_is_asked_for_when_the_account_has_one(
 ) -> None:
     w = world
     await give_password(w, "zhangwei")
+    # The command and the server share the secret the TOTP key is drawn from, as in a court.
+    cli_env = {**cli_env, "MST_SECRET_KEY": w.deps.settings.secret_key}
     run = await mst_in_process(cli_env, tmp_path, "staff-password", "zhangwei", "--totp", "--json")
     assert run.code == 0, run.err
     out = json.loads(run.out)
@@ -294,6 +313,8 @@ async def test_a_totp_code_is_asked_for_when_the_account_has_one(
     right = await browser.post("/console/login/code", {"csrf": csrf_of(page.text), "code": code})
     assert right.status == 200 and words.INBOX_TITLE in right.text
     assert json.loads((await events(w, "console.signed_in"))[-1].payload)["second_factor"]
+    stored = await stored_totp(w, "zhangwei")
+    assert stored.startswith(staff_auth.SEALED) and totp.secret not in stored
 
     # The same code again (read over a shoulder): refused.
     other = Browser(w)
@@ -309,6 +330,136 @@ async def test_a_totp_code_is_asked_for_when_the_account_has_one(
     off = await mst_in_process(cli_env, tmp_path, "staff-password", "zhangwei", "--no-totp")
     assert off.code == 0, off.err
     assert words.INBOX_TITLE in (await Browser(w).sign_in("zhangwei")).text
+
+
+async def test_a_totp_secret_is_never_kept_in_clear(world: World) -> None:
+    w = world
+    await give_password(w, "zhangwei")
+    key = w.deps.settings.secret_key
+    async with w.deps.db.transaction() as s:
+        judge = (await s.execute(select(Staff).where(Staff.username == "zhangwei"))).scalar_one()
+        uri = await staff_auth.enable_totp(s, judge, actor="test", secret_key=key)
+    secret = pyotp.parse_uri(uri).secret
+    stored = await stored_totp(w, "zhangwei")
+    assert stored.startswith("v1:") and len(stored) <= 64  # the column's length
+    assert secret not in stored.upper()
+    raw = base64.b32decode(secret)
+    assert raw not in base64.b85decode(stored[3:])  # nor its bytes, under any encoding
+    async with w.deps.db.sessions() as s:
+        judge = (await s.execute(select(Staff).where(Staff.username == "zhangwei"))).scalar_one()
+    assert staff_auth.totp_secret(judge, key) == secret
+    assert staff_auth.totp_secret(judge, "t" * 48) is None  # another server's secret
+    assert staff_auth.totp_secret(judge, None) is None
+    # Copied onto another account, it does not open: each is sealed to its own account.
+    other = Staff(id=(judge.id or 0) + 1, username="x", name="x", court_id=1, totp_secret=stored)
+    assert staff_auth.totp_secret(other, key) is None
+    assert not staff_auth.totp_ok(other, pyotp.TOTP(secret).at(now()), secret_key=key)
+    # The same secret sealed twice reads differently (a fresh nonce each time).
+    box = staff_auth.TotpBox.from_secret(key)
+    assert box.seal(judge, secret) != box.seal(judge, secret)
+
+    browser = Browser(w)
+    page = await browser.sign_in("zhangwei")
+    assert words.CODE_TITLE in page.text
+    code = pyotp.TOTP(secret).at(now())
+    done = await browser.post("/console/login/code", {"csrf": csrf_of(page.text), "code": code})
+    assert done.status == 200 and words.INBOX_TITLE in done.text
+    assert await stored_totp(w, "zhangwei") == stored
+
+
+async def test_an_older_clear_totp_secret_still_works_and_is_sealed_at_its_first_use(
+    world: World,
+) -> None:
+    w = world
+    await give_password(w, "zhangwei")
+    secret = pyotp.random_base32()
+    async with w.deps.db.transaction() as s:
+        await s.execute(
+            Staff.__table__.update()  # type: ignore[attr-defined]
+            .where(Staff.username == "zhangwei")
+            .values(totp_secret=secret)
+        )
+    browser = Browser(w)
+    page = await browser.sign_in("zhangwei")
+    totp = pyotp.TOTP(secret)
+    done = await browser.post(
+        "/console/login/code", {"csrf": csrf_of(page.text), "code": totp.at(now())}
+    )
+    assert done.status == 200 and words.INBOX_TITLE in done.text
+    stored = await stored_totp(w, "zhangwei")
+    assert stored.startswith("v1:") and secret not in stored
+    # Sealed, it still signs in (the next 30-second step's code: each code is used once).
+    again = Browser(w)
+    page = await again.sign_in("zhangwei")
+    code = totp.at(now() + timedelta(seconds=30))
+    done = await again.post("/console/login/code", {"csrf": csrf_of(page.text), "code": code})
+    assert done.status == 200 and words.INBOX_TITLE in done.text
+
+
+# -- the address a sign-in comes from ----------------------------------------------------------
+
+
+def test_the_client_address_behind_trusted_proxies() -> None:
+    address = console.client_address
+    nobody = ConsoleSettings()
+    ours = ConsoleSettings.parse("127.0.0.1, 10.0.0.0/8")
+    # No proxy trusted (the default): X-Forwarded-For is never read.
+    assert address("127.0.0.1", ["203.0.113.9"], nobody) == "127.0.0.1"
+    # A peer that is not ours: whatever it writes is ignored.
+    assert address("198.51.100.7", ["203.0.113.9"], ours) == "198.51.100.7"
+    assert address("198.51.100.7", ["127.0.0.1"], ours) == "198.51.100.7"
+    # Through our proxy: the address it appended, not what the client wrote to its left.
+    assert address("127.0.0.1", ["203.0.113.9"], ours) == "203.0.113.9"
+    assert address("127.0.0.1", ["1.2.3.4, 203.0.113.9"], ours) == "203.0.113.9"
+    # Two of ours in a row, the header over two lines: the last address not ours.
+    assert address("10.0.0.2", ["1.2.3.4, 203.0.113.9", "10.0.0.1"], ours) == "203.0.113.9"
+    # Only ours all the way: the furthest; none at all: the proxy itself.
+    assert address("10.0.0.2", ["10.0.0.5"], ours) == "10.0.0.5"
+    assert address("127.0.0.1", [], ours) == "127.0.0.1"
+    # Not an address where ours should have written one: stop at the proxy that passed it.
+    assert address("127.0.0.1", ["203.0.113.9, unknown"], ours) == "127.0.0.1"
+    # A dual-stack socket's way of naming an IPv4 peer is the same peer.
+    assert address("::ffff:127.0.0.1", ["203.0.113.9"], ours) == "203.0.113.9"
+    assert address("2001:db8::1", ["203.0.113.9"], ours) == "2001:db8::1"
+    assert ConsoleSettings.parse("").trusted_proxies == ()
+    with pytest.raises(ConfigError, match="MST_CONSOLE_TRUSTED_PROXIES"):
+        ConsoleSettings.parse("10.0.0.0/33")
+    with pytest.raises(ConfigError, match="MST_CONSOLE_TRUSTED_PROXIES"):
+        ConsoleSettings.parse("127.0.0.1, nginx")
+
+
+async def test_a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(world: World) -> None:
+    w = world
+    await give_password(w, "zhangwei")
+    # The test client (127.0.0.1) is no trusted proxy: each try claims an address of its own.
+    for n in range(staff_auth.PER_ADDRESS):
+        guesser = Browser(w, headers={"X-Forwarded-For": f"203.0.113.{n}"})
+        assert (await guesser.sign_in(f"guess{n}", "guess guess")).status == 401
+    page = await Browser(w, headers={"X-Forwarded-For": "198.51.100.1"}).sign_in("zhangwei")
+    assert page.status == 429 and words.LOCKED in page.text
+    failed = await events(w, "console.sign_in_failed")
+    assert {json.loads(e.payload)["address"] for e in failed} == {"127.0.0.1"}
+
+
+async def test_behind_a_trusted_proxy_the_client_it_names_is_counted(world: World) -> None:
+    w = world
+    w.deps.settings = replace(w.deps.settings, console=ConsoleSettings.parse("127.0.0.1"))
+    await give_password(w, "zhangwei")
+    # A guesser behind our proxy writes a fresh address each time; the proxy appends theirs.
+    for n in range(staff_auth.PER_ADDRESS):
+        guesser = Browser(w, headers={"X-Forwarded-For": f"10.9.9.{n}, 203.0.113.9"})
+        assert (await guesser.sign_in(f"guess{n}", "guess guess")).status == 401
+    locked = await Browser(w, headers={"X-Forwarded-For": "203.0.113.9"}).sign_in("zhangwei")
+    assert locked.status == 429 and words.LOCKED in locked.text
+    # A colleague behind the same proxy, at another address, is not locked out with them.
+    colleague = Browser(w, headers={"X-Forwarded-For": "198.51.100.20"})
+    page = await colleague.sign_in("zhangwei")
+    assert page.status == 200 and words.INBOX_TITLE in page.text
+    [signed] = await events(w, "console.signed_in")
+    assert json.loads(signed.payload)["address"] == "198.51.100.20"
+    async with w.deps.db.sessions() as s:
+        tries = await staff_auth.tries(s, "zhangwei", "203.0.113.9")
+    assert tries.address == staff_auth.PER_ADDRESS
 
 
 async def test_a_session_ends_after_thirty_idle_minutes_and_after_twelve_hours(
@@ -415,6 +566,7 @@ async def test_forms_without_their_token_are_refused_and_change_nothing(world: W
         f"/console/items/{number}/answer": {"text": "下周一开庭。"},
         f"/console/items/{number}/close": {},
         f"/console/items/{number}/transfer": {"to": "zhangwei", "reason": "x"},
+        f"/console/items/{number}/escalate": {"reason": "请上级协调"},
         "/console/logout": {},
         "/console/login": {"username": "zhangwei", "password": PASSWORD},
     }
@@ -551,6 +703,149 @@ async def test_a_transfer_is_recorded_in_the_items_history(
     assert any("赵六" in m for m in w.inbox(LITIGANT))  # the party is told who has it now
 
 
+async def test_an_escalation_and_its_reason_are_in_the_record_and_the_history(
+    world: World, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    w = world
+    await verify_litigant(w)
+    number = await ask(w, "请问什么时候开庭？")
+    await add_staff(w, "qianjd", "钱接待", "reception", "集约接待")
+    url = f"/console/items/{number}/escalate"
+    judge = await session_for(w, "zhangwei")
+    page = await judge.get(f"/console/items/{number}")
+    assert f'action="{url}"' in page.text
+    assert words.ESCALATE_HINT.format(to="集约接待（第1级）") in page.text
+    token = csrf_of(page.text)
+    before = await snapshot(w, number), await audit_count(w)
+    empty = await judge.post(url, {"csrf": token, "reason": "  "})
+    assert empty.status == 400 and words.ESCALATE_NO_REASON in empty.text
+    assert (await snapshot(w, number), await audit_count(w)) == before
+    sent_before = len(w.inbox(LITIGANT))
+
+    done = await judge.post(url, {"csrf": token, "reason": "涉及全院统一排期"})
+    # Now in reception's inbox, out of his sight: back to his own inbox, told where it went.
+    assert done.status == 200 and words.INBOX_TITLE in done.text
+    assert words.ESCALATED.format(ticket=number, to="集约接待（第1级）") in done.text
+    assert (await judge.get(f"/console/items/{number}")).status == 404
+    [event] = await events(w, "ticket.escalated")
+    assert event.actor == "staff:zhangwei" and event.subject == f"ticket:{number}"
+    payload = json.loads(event.payload)
+    assert (payload["reason"], payload["note"], payload["to"]["level"]) == (
+        "requested",
+        "涉及全院统一排期",
+        1,
+    )
+    # Reception reads, in the item's history, who raised it, to whom and why.
+    desk = await session_for(w, "qianjd")
+    theirs = await desk.get(f"/console/items/{number}")
+    assert theirs.status == 200
+    row = re.search(
+        rf'<tr><td class="when">[^<]*</td><td>{words.ESCALATED_BY_HAND}</td>(.*?)</tr>',
+        theirs.text,
+    )
+    assert row, theirs.text
+    assert "张伟（zhangwei）" in row.group(1) and "集约接待（第1级）" in row.group(1)
+    assert "涉及全院统一排期" in row.group(1)
+    run = await mst_in_process(cli_env, tmp_path, "ticket", "history", str(number), "--json")
+    [last] = [r for r in json.loads(run.out) if r["action"] == "ticket.escalated"]
+    assert (last["by"], last["to"], last["level"], last["reason"]) == (
+        "张伟（zhangwei）",
+        "集约接待",
+        1,
+        "涉及全院统一排期",
+    )
+    # The litigant is told who handles it now, and nothing of why.
+    await w.deliver()
+    told = w.inbox(LITIGANT)[sent_before:]
+    assert len(told) == 1 and f"#{number}" in told[0] and "法院接待人员" in told[0]
+    assert "排期" not in told[0]
+
+    # This court has nobody above reception: no button, a plain word, and a post changes nothing.
+    assert f'action="{url}"' not in theirs.text and words.ESCALATE_NOT["nobody"] in theirs.text
+    before = await snapshot(w, number)
+    refused = await desk.post(url, {"csrf": csrf_of(theirs.text), "reason": "请院领导协调"})
+    assert refused.status == 409 and words.ESCALATE_NOT["nobody"] in refused.text
+    assert await snapshot(w, number) == before
+    await add_staff(w, "zhoulead", "周院长", "admin", "院领导")
+    page = await desk.get(f"/console/items/{number}")
+    assert words.ESCALATE_HINT.format(to="院领导（第2级）") in page.text
+    done = await desk.post(url, {"csrf": csrf_of(page.text), "reason": "请院领导协调"})
+    assert words.ESCALATED.format(ticket=number, to="院领导（第2级）") in done.text
+    # The leadership is the top: the page says so, and offers no button.
+    top = await (await session_for(w, "zhoulead")).get(f"/console/items/{number}")
+    assert f'action="{url}"' not in top.text and words.ESCALATE_NOT["at_top"] in top.text
+    assert top.text.count(words.ESCALATED_BY_HAND) >= 3  # two rows, and the card's heading
+
+
+def inbox_order(page: str) -> list[int]:
+    return [int(n) for n in re.findall(r'<td class="num"><a href="/console/items/(\d+)">', page)]
+
+
+def pager_link(page: str, rel: str) -> str | None:
+    found = re.search(rf'<a class="button small" rel="{rel}" href="([^"]*)">', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+async def test_the_inbox_pages_past_two_hundred_items_keeping_filters_and_search(
+    world: World,
+) -> None:
+    w = world
+    await verify_litigant(w)
+    first = await ask(w, "第一个问题")
+    async with w.deps.db.transaction() as s:
+        base = await s.get_one(Ticket, first)
+        assert base.holder_due_at is not None
+        for i in range(1, 452):
+            s.add(
+                Ticket(
+                    case_id=base.case_id,
+                    court_id=base.court_id,
+                    kind="question",
+                    status="closed" if i > 449 else "open",
+                    openid=base.openid,
+                    party_id=base.party_id,
+                    assignee_id=base.assignee_id,
+                    team=base.team,
+                    created_at=base.created_at,
+                    holder_since=base.holder_since,
+                    due_at=base.due_at,
+                    holder_due_at=base.holder_due_at + timedelta(minutes=i),
+                )
+            )
+        ids = list((await s.execute(select(Ticket.id).order_by(Ticket.id))).scalars())
+    open_ids = set(ids[:450])  # the two last are closed
+    browser = await session_for(w, "zhangwei")
+    url: str | None = "/console?view=mine&status=todo&q=1102%E6%B0%91%E5%88%9D"  # 1102民初
+    pages: list[list[int]] = []
+    texts_seen: list[str] = []
+    while url is not None:
+        page = await browser.get(url)
+        assert page.status == 200, url
+        pages.append(inbox_order(page.text))
+        texts_seen.append(page.text)
+        if len(pages) > 1:  # the links keep the range, the status and the search
+            assert "view=mine" in url and "status=todo" in url and "q=1102" in url, url
+            assert f"page={len(pages)}" in url
+        url = pager_link(page.text, "next")
+    assert [len(p) for p in pages] == [200, 200, 50]
+    assert sum(pages, []) == sorted(sum(pages, []), key=lambda n: n)  # by due time: by id here
+    assert set(sum(pages, [])) == open_ids and len(sum(pages, [])) == 450
+    assert words.PAGE.format(page=2, first=201, last=400) in texts_seen[1]
+    assert pager_link(texts_seen[0], "prev") is None
+    back = pager_link(texts_seen[1], "prev")
+    assert back is not None and "page=" not in back and "q=1102" in back
+    assert inbox_order((await browser.get(back)).text) == pages[0]
+    assert pager_link(texts_seen[2], "prev") is not None
+    # All statuses: the closed two come last, on the third page.
+    third = await browser.get("/console?view=mine&status=all&page=3")
+    assert inbox_order(third.text)[-2:] == ids[450:]
+    # Past the end: nothing listed, a way back; a page number that is not one: the first.
+    beyond = await browser.get("/console?page=9")
+    assert inbox_order(beyond.text) == [] and pager_link(beyond.text, "prev") is not None
+    for bad in ("0", "-1", "x", "99999999999", "２"):
+        assert inbox_order((await browser.get(f"/console?page={bad}")).text) == pages[0], bad
+
+
 async def test_the_inbox_colours_items_due_soon_and_overdue(
     world: World, frozen_clock: list[datetime]
 ) -> None:
@@ -622,6 +917,7 @@ async def test_every_page_shows_each_role_only_what_the_rules_allow(world: World
                     ("close", HANDLES),
                     ("claim", CLAIMS),
                     ("transfer", TRANSFERS),
+                    ("escalate", ESCALATES),
                 )
                 if actor.username in who[item]
             }
@@ -632,7 +928,7 @@ async def test_every_page_shows_each_role_only_what_the_rules_allow(world: World
             assert not options & set(BAD_TARGETS[item]), cell
             assert all(BY[o].court == actor.court for o in options if o in BY), cell
         desk = await b.get(f"/console/desk?case={CASE_NUMBER}")
-        at_desk = any(r in actor.roles.split(",") for r in ("reception", "admin"))
+        at_desk = any(r in actor.roles.split(",") for r in ("assistant", "reception"))
         assert desk.status == (200 if at_desk else 403), actor.username
         if at_desk:
             # Their own court's case only: the case is court 1's.
@@ -641,12 +937,18 @@ async def test_every_page_shows_each_role_only_what_the_rules_allow(world: World
             assert "王某某" not in desk.text and "13800001234" not in desk.text
 
 
-@pytest.mark.parametrize("verb", ["answer", "close", "claim", "transfer"])
+@pytest.mark.parametrize("verb", ["answer", "close", "claim", "transfer", "escalate"])
 async def test_every_actor_acts_only_on_what_is_theirs(world: World, verb: str) -> None:
     w = world
     setup = await two_courts(w)
     browsers = await _browsers(w)
-    allowed = {"answer": HANDLES, "close": HANDLES, "claim": CLAIMS, "transfer": TRANSFERS}[verb]
+    allowed = {
+        "answer": HANDLES,
+        "close": HANDLES,
+        "claim": CLAIMS,
+        "transfer": TRANSFERS,
+        "escalate": ESCALATES,
+    }[verb]
     for item in ITEMS:
         number = setup.items[item]
         data = {
@@ -654,6 +956,7 @@ async def test_every_actor_acts_only_on_what_is_theirs(world: World, verb: str) 
             "close": {},
             "claim": {},
             "transfer": {"to": BY[TRANSFER_TO[item]].username, "reason": "请协助"},
+            "escalate": {"reason": "请上级协调"},
         }[verb]
         for actor in ACTORS:
             b = browsers[actor.username]
@@ -667,6 +970,8 @@ async def test_every_actor_acts_only_on_what_is_theirs(world: World, verb: str) 
             cell = f"{actor.username} {verb} {item}: {page.status}"
             if actor.username in allowed[item]:
                 assert page.status == 303 and after != before, cell
+                if verb == "escalate":
+                    assert (after["inbox"], after["level"]) == ESCALATE_TO[item], cell
                 await restore(w, number, before)
             else:
                 assert after == before, cell  # nothing changed, nobody was told anything

@@ -160,3 +160,43 @@ async def test_the_service_desk_and_a_team_inbox(world: World) -> None:
                 await page.wait_for_url(re.compile(rf"/console/items/{number}$"))
                 assert texts.CLAIMED.format(ticket=number) in await page.inner_text(".said")
                 await keep(page, "console-10-claimed-tablet")
+
+
+async def test_escalate_an_item_and_read_it_in_the_history(world: World) -> None:
+    """The judge raises an item to reception with a reason; reception finds it in its inbox
+    and reads, in the item's history, who raised it, to whom and why."""
+    w = world
+    base = str(w.client.make_url("")).rstrip("/")
+    await verify_litigant(w)
+    number = await ask(w, "我的案子什么时候能排期开庭？")
+    await add_staff(w, "qianjd", "钱接待", "reception", "集约接待")
+    await give_password(w, "zhangwei", "qianjd")
+    async with desktop_page() as page:
+        await sign_in(page, base, "zhangwei")
+        await page.wait_for_url(re.compile(r"/console$"))
+        await page.goto(f"{base}/console/items/{number}")
+        card = await page.inner_text("form[action$='/escalate']")
+        assert "集约接待（第1级）" in card
+        await page.fill("#escalate-reason", "涉及全院统一排期，请接待中心协调")
+        await page.click("form[action$='/escalate'] button")
+        await page.wait_for_url(re.compile(r"/console$"))
+        said = await page.inner_text(".said")
+        assert words.ESCALATED.format(ticket=number, to="集约接待（第1级）") in said
+        await page.click("form.out button")
+        await page.wait_for_url(re.compile(r"/console/login\?m=signed_out$"))
+
+        await sign_in(page, base, "qianjd")
+        await page.wait_for_url(re.compile(r"/console$"))
+        await page.click("nav.tabs >> text=" + words.VIEWS["unclaimed"])
+        await page.wait_for_url(re.compile(r"view=unclaimed"))
+        assert f"#{number}" in await page.inner_text("table.items")
+        await page.goto(f"{base}/console/items/{number}")
+        row = page.locator("table.history tr", has_text=words.ESCALATED_BY_HAND)
+        text = await row.inner_text()
+        assert "张伟（zhangwei）" in text and "集约接待（第1级）" in text
+        assert "涉及全院统一排期，请接待中心协调" in text
+        await nothing_sideways(page, 1280)
+        await keep(page, "console-escalated")
+    await w.deliver()
+    told = [m for m in w.inbox(LITIGANT) if f"#{number}" in m and "现由" in m]
+    assert told and not any("排期" in m for m in told)

@@ -26,14 +26,17 @@ from bot.core.settings import (
     DEFAULT_PUBLIC_BASE_URL,
     DEFAULT_WECHAT_API_BASE,
     DEFAULT_WECHAT_OPEN_BASE,
+    DEFAULT_WECOM_API_BASE,
     DEMO_SUBSCRIBE_TEMPLATE_ID,
     DEMO_TEMPLATE_ID,
     DEMO_WECHAT_APP_ID,
     DEMO_WECHAT_APP_SECRET,
     DEMO_WECHAT_TOKEN,
+    ConsoleSettings,
     MiniProgramSettings,
     Settings,
     WeChatSettings,
+    WeComSettings,
 )
 from bot.rules import rulebook
 
@@ -86,12 +89,15 @@ def load_settings(
                 "WECHAT_OPEN_BASE", get("WECHAT_OPEN_BASE", DEFAULT_WECHAT_OPEN_BASE)
             ),
         ),
+        console=ConsoleSettings.parse(get("MST_CONSOLE_TRUSTED_PROXIES")),
+        wecom=_wecom(get),
         enforcement_token=get("MST_ENFORCEMENT_TOKEN"),
         data_dir=data_dir,
         jobs_in_process=_flag("MST_JOBS_IN_PROCESS", get("MST_JOBS_IN_PROCESS", "1")),
         holidays_file=_path(get("MST_HOLIDAYS_FILE")),
         rules_file=_path(get("MST_RULES_FILE")),
         timezone=_timezone(get("MST_TIMEZONE", DEFAULT_TIMEZONE) or DEFAULT_TIMEZONE),
+        log_format=_log_format(get("LOG_FORMAT")),
     )
     if len(settings.secret_key) < 32:
         raise ConfigError("MST_SECRET_KEY must be at least 32 characters")
@@ -110,6 +116,12 @@ def _timezone(name: str) -> str:
             f"MST_TIMEZONE: unknown time zone {name!r} (e.g. Asia/Shanghai)"
         ) from None
     return name
+
+
+def _log_format(value: str | None) -> str | None:
+    if value is not None and value.lower() not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json or text, got {value!r}")
+    return None if value is None else value.lower()
 
 
 def _image(value: str | None) -> Path | None:
@@ -263,3 +275,40 @@ def _create(path: Path, value: str) -> None:
                 fh.write(value + "\n")
     finally:
         os.unlink(temporary)
+
+
+WECOM_NEEDED = ("WECOM_CORP_ID", "WECOM_AGENT_ID", "WECOM_SECRET", "WECOM_TOKEN", "WECOM_AES_KEY")
+
+
+def _wecom(get: Callable[..., str | None]) -> WeComSettings | None:
+    """The WeCom app for staff: all five of WECOM_NEEDED, or none (WeCom off). A half-set
+    group would leave staff unreachable there without a word: it stops start-up instead."""
+    given = {name: get(name) for name in WECOM_NEEDED}
+    if not any(given.values()):
+        return None
+    missing = [name for name, value in given.items() if value is None]
+    if missing:
+        raise ConfigError(
+            f"{missing[0]} is not set: WeCom needs all of {', '.join(WECOM_NEEDED)} (or none)"
+        )
+    corp_id, agent_id, secret, token, aes_key = (given[n] or "" for n in WECOM_NEEDED)
+    if not (corp_id.isascii() and corp_id.isalnum() and len(corp_id) <= 64):
+        raise ConfigError(f"WECOM_CORP_ID must be the CorpID (letters and digits), got {corp_id!r}")
+    if not (agent_id.isdigit() and len(agent_id) <= 10):
+        raise ConfigError(f"WECOM_AGENT_ID must be the app's AgentId (a number), got {agent_id!r}")
+    if not (3 <= len(token) <= 32 and token.isascii() and token.isalnum()):
+        raise ConfigError("WECOM_TOKEN must be 3-32 letters or digits")
+    try:
+        key_ok = len(aes_key) == 43 and len(base64.b64decode(aes_key + "=", validate=True)) == 32
+    except (binascii.Error, ValueError):
+        key_ok = False
+    if not key_ok:
+        raise ConfigError("WECOM_AES_KEY must be the 43-character EncodingAESKey from WeCom")
+    return WeComSettings(
+        corp_id=corp_id,
+        agent_id=int(agent_id),
+        secret=secret,
+        token=token,
+        aes_key=aes_key,
+        api_base=_http_url("WECOM_API_BASE", get("WECOM_API_BASE", DEFAULT_WECOM_API_BASE)),
+    )

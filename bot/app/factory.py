@@ -13,15 +13,16 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy import inspect
 
-from bot.app import jobs, pages, transparency
+from bot.app import jobs, logs, pages, transparency
 from bot.app.config import ConfigError, Settings
-from bot.channels import webconsole
+from bot.channels import desk, webconsole, wecom
 from bot.channels.h5 import pages as h5
 from bot.channels.miniprogram import api as miniprogram
 from bot.channels.miniprogram.sender import MiniProgramSender
 from bot.channels.wechat import callback as wechat
 from bot.channels.wechat.api import WeChatAPI
 from bot.channels.wechat.sender import WeChatSender
+from bot.channels.wecom.sender import open_sender as wecom_sender
 from bot.core import metrics
 from bot.dialog import once
 from bot.dialog.deps import DEPS, SETTINGS, Deps
@@ -77,6 +78,10 @@ def open_senders(
             secret=settings.secret_key,
         )
     ]
+    if db is not None:  # the service desk: answers for people helped there (bot.rules.desk)
+        senders.append(desk.DeskSender(db))
+    if settings.wecom is not None and db is not None:  # the court's WeCom app, for staff
+        senders.append(wecom_sender(settings, api.http, api.redis, db))
     mp = settings.miniprogram
     if mp.app_id and mp.app_secret and db is not None:
         mp_api = WeChatAPI(
@@ -122,7 +127,7 @@ async def measured(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
     """`deps` given (tests, demo): the caller owns them; otherwise opened and closed here."""
-    app = web.Application(client_max_size=1024 * 1024, middlewares=[measured])
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[logs.access, measured])
     app[SETTINGS] = settings
     wechat.setup(app)
     pages.setup(app)
@@ -130,6 +135,8 @@ def create_app(settings: Settings, deps: Deps | None = None) -> web.Application:
     miniprogram.setup(app)
     h5.setup(app)
     webconsole.setup(app)
+    desk.setup(app)
+    wecom.setup(app)  # /wecom and WeCom's console sign-in, when WECOM_* are set
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         owned = deps is None

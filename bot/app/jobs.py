@@ -9,11 +9,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot.app import logs
 from bot.app.config import Settings
+from bot.channels.wechat import sender as wechat_sender
+from bot.channels.wechat.api import INVALID_MEDIA, TransientError, WeChatError
 from bot.dialog import dispatch as dialog
 from bot.dialog.deps import Deps
 from bot.outbox import delivery
-from bot.rules import escalation, mediation
+from bot.rules import escalation, media, mediation
+from handlers import voice
 from storage import audit, state, transparency
 from storage.db import Database
 
@@ -122,11 +126,65 @@ async def resume_stranded(deps: Deps) -> int:
     return await dialog.resume_stranded(deps)
 
 
+async def fetch_voices(deps: Deps) -> int:
+    """Voice messages' audio, fetched from WeChat as soon as they come (WeChat keeps it
+    three days) and kept with its digest in the audit log (bot.rules.media); the notices
+    held for a voice without words then go, saying how long it is (handlers.voice).
+    WeChat busy or the network down: tried again by a later run; a media id WeChat no
+    longer knows: recorded, and not asked for again. Returns how many were looked at."""
+    sender = deps.senders.get(wechat_sender.CHANNEL)
+    if not isinstance(sender, wechat_sender.WeChatSender):
+        return 0
+    async with state.try_lock(deps.redis, "voice-fetch", timeout_s=120) as got:
+        if not got:
+            return 0
+        async with deps.db.sessions() as session:
+            due = await media.voices_to_fetch(session, VOICES_PER_RUN)
+        for voice_message in due:
+            try:
+                await _fetch_voice(deps, sender, voice_message)
+            except Exception:  # one bad message must not hold up the others behind it
+                log.exception("voice of message %s: not kept", voice_message.message_id)
+                async with deps.db.transaction() as session:
+                    await media.failed(session, voice_message, "unexpected error")
+    if due:
+        deps.wakeup.set()  # notices released
+    return len(due)
+
+
+VOICES_PER_RUN = 20
+
+
+async def _fetch_voice(deps: Deps, sender: wechat_sender.WeChatSender, due: media.Due) -> None:
+    try:
+        body, content_type = await sender.api.get_media(due.media_id)
+    except WeChatError as exc:
+        async with deps.db.transaction() as session:
+            if exc.errcode == INVALID_MEDIA:
+                log.info("voice of message %s: WeChat no longer has it", due.message_id)
+                await media.expired(session, due, str(exc))
+                await voice.release(session, due.message_id, None)
+            else:
+                log.warning("voice of message %s: %s", due.message_id, exc)
+                await media.failed(session, due, str(exc))
+        return
+    except TransientError as exc:
+        log.warning("voice of message %s: %s; trying again later", due.message_id, exc)
+        async with deps.db.transaction() as session:
+            await media.failed(session, due, str(exc))
+        return
+    async with deps.db.transaction() as session:
+        kept = await media.store(session, due, body, content_type)
+        await voice.release(session, due.message_id, kept.seconds)
+    log.info("voice of message %s kept (%d bytes)", due.message_id, len(body))
+
+
 def at_start(job: Job) -> bool:
     """Jobs that also run as the process starts, not a period later: the log signs a head
     at once (/transparency/head answers from the first minute, and events written while
-    the server was down go in), and flows a stopped process left are resumed."""
-    return job in (transparency_log, resume_stranded)
+    the server was down go in), flows a stopped process left are resumed, and voice
+    messages that came meanwhile are fetched while WeChat still has them."""
+    return job in (transparency_log, resume_stranded, fetch_voices)
 
 
 def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
@@ -137,6 +195,7 @@ def schedule_for(settings: Settings) -> list[tuple[Job, float]]:
         (transparency_log, 60.0),
         (mediation_reminders, settings.reminder_interval_s),
         (resume_stranded, 30.0),
+        (fetch_voices, 5.0),  # WeChat keeps a voice three days: fetched within seconds
         (deadlines_job, 60.0),
         (digest_job, 60.0),
     ]
@@ -155,7 +214,8 @@ async def run_forever(deps: Deps, job: Job, every_s: float) -> None:
         else:
             await asyncio.sleep(every_s)
         try:
-            await job(deps)
+            async with logs.job_run(job.__name__):  # one log line per run
+                await job(deps)
         except asyncio.CancelledError:
             raise
         except Exception:

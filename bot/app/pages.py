@@ -7,10 +7,11 @@ import hmac
 import html
 import json
 import logging
+import re
 import time
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -20,14 +21,14 @@ from bot.channels.wechat import sender as wechat_sender
 from bot.channels.wechat.api import TransientError, WeChatError
 from bot.core import metrics
 from bot.core.clock import now, say_time, to_court
-from bot.dialog.deps import DEPS
+from bot.dialog.deps import DEPS, Deps
 from bot.outbox import queue as outbox
 from bot.outbox.links import link_valid
-from bot.rules import enforcement, mediation, receipts
+from bot.rules import enforcement, media, mediation, receipts
 from handlers import texts
 from storage import state
 from storage import transparency as tlog
-from storage.models import Message, Outbox
+from storage.models import MediaFile, Message, Outbox
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 2.0
@@ -355,30 +356,91 @@ VERIFY_SCRIPT = """
 
 async def media_file(request: web.Request) -> web.Response:
     """A photo or voice message a litigant sent, for the holder of a signed link (staff get
-    it in their notice and in `#n`); fetched from WeChat, never kept on this server."""
+    it in their notice and in `#n`): a voice message's kept audio (bot.rules.media), else
+    the file fetched from WeChat (kept there three days). A browser opening a voice
+    message's link is shown the page that plays it; `download=1` always gives the file."""
     deps = request.app[DEPS]
-    raw = request.match_info["message_id"]
-    gone = page(
+    found = await _signed_message(request)
+    if isinstance(found, web.Response):
+        return found
+    message, kept = found
+    if message.msg_type == "voice" and _wants_page(request):
+        raise web.HTTPFound(f"/media/{message.id}/play?{_signature(request)}")
+    if kept is not None and kept.body is not None:
+        body, content_type = kept.body, kept.content_type or "application/octet-stream"
+    else:
+        fetched = await _from_wechat(deps, message)
+        if isinstance(fetched, web.Response):
+            return fetched
+        body, content_type = fetched
+    name = f"{'照片' if message.msg_type == 'image' else '语音'}-{message.id}"
+    how = "attachment" if request.query.get("download") else "inline"
+    return web.Response(
+        body=body,
+        content_type=content_type,
+        headers={
+            "Cache-Control": "private, no-store",
+            "Content-Disposition": f"{how}; filename*=UTF-8''{quote(name + _extension(content_type))}",
+        },
+    )
+
+
+def _gone() -> web.Response:
+    return page(
         "链接已失效", "<h1>链接已失效</h1><div class='card'>请在公众号里重新查看。</div>", 403
     )
+
+
+async def _signed_message(request: web.Request) -> tuple[Message, MediaFile | None] | web.Response:
+    """The message a media link names, when its signature holds and it has a file (a
+    message erased by law has none, whatever was kept), with its kept audio if any."""
+    deps = request.app[DEPS]
+    raw = request.match_info["message_id"]
     if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ROW_ID):
-        return gone
+        return _gone()
     if not deps.rules.media.valid(int(raw), request.query.get("e", ""), request.query.get("s", "")):
-        return gone
+        return _gone()
     async with deps.db.sessions() as session:
         message = await session.get(Message, int(raw))
-    # The file is WeChat's: asked for with the client WeChat's sender holds.
+        kept = await media.stored(session, int(raw)) if message is not None else None
+    if message is None or not message.media_id or message.msg_type not in media.KINDS:
+        return _gone()
+    return message, kept
+
+
+def _signature(request: web.Request) -> str:
+    return urlencode({"e": request.query.get("e", ""), "s": request.query.get("s", "")})
+
+
+def _wants_page(request: web.Request) -> bool:
+    """A browser opening the link (not an <audio> element, not a download)."""
+    return "text/html" in request.headers.get("Accept", "") and not request.query.get("download")
+
+
+def _extension(content_type: str) -> str:
+    kind = content_type.split(";")[0].strip().lower()
+    return {
+        "audio/amr": ".amr",
+        "audio/mpeg": ".mp3",
+        "audio/mp3": ".mp3",
+        "audio/speex": ".spx",
+        "audio/x-speex": ".spx",
+        "audio/silk": ".silk",
+        "image/jpeg": ".jpg",
+        "image/png": ".png",
+    }.get(kind, "")
+
+
+async def _from_wechat(deps: Deps, message: Message) -> tuple[bytes, str] | web.Response:
+    """The file from WeChat, with the client WeChat's sender holds (a photo, or a voice
+    the job has not kept yet)."""
     sender = deps.senders.get(wechat_sender.CHANNEL)
-    if (
-        message is None
-        or not message.media_id
-        or not isinstance(sender, wechat_sender.WeChatSender)
-    ):
-        return gone
+    if not isinstance(sender, wechat_sender.WeChatSender) or not message.media_id:
+        return _gone()
     try:
-        body, content_type = await sender.api.get_media(message.media_id)
+        return await sender.api.get_media(message.media_id)
     except WeChatError as exc:
-        log.info("media of message %s: %s", raw, exc)
+        log.info("media of message %s: %s", message.id, exc)
         return page(
             "文件已过期",
             "<h1>文件已过期</h1><div class='card'>微信只保存用户发来的照片和语音三天。"
@@ -386,18 +448,131 @@ async def media_file(request: web.Request) -> web.Response:
             410,
         )
     except TransientError as exc:
-        log.warning("media of message %s: %s", raw, exc)
+        log.warning("media of message %s: %s", message.id, exc)
         return page(
             "请稍后再试", "<h1>暂时取不到文件</h1><div class='card'>请稍后再试。</div>", 503
         )
-    name = f"{'照片' if message.msg_type == 'image' else '语音'}-{raw}"
+
+
+# The play page: only its own audio and its inline style; no script at all.
+PLAY_CSP = "default-src 'none'; media-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+
+async def media_play(request: web.Request) -> web.Response:
+    """A voice message's page for staff: how long it is, a player (the audio made into
+    mp3 by ffmpeg, when the server has it) and a link to download the file itself."""
+    deps = request.app[DEPS]
+    found = await _signed_message(request)
+    if isinstance(found, web.Response):
+        return found
+    message, kept = found
+    if message.msg_type != "voice":
+        return _gone()
+    played = await _playable(deps, message, kept)
+    if isinstance(played, web.Response):
+        return played
+    seconds, can_play = played
+    signature = html.escape(_signature(request))
+    title = texts.voice_note(seconds)
+    when = texts.VOICE_PAGE_FROM.format(at=say_time(message.created_at))
+    player = (
+        f"<audio controls preload='auto' src='/media/{message.id}/audio?{signature}'"
+        " style='width:100%'></audio>"
+        if can_play
+        else f"<p>{html.escape(texts.VOICE_PAGE_NO_PLAYER)}</p>"
+    )
+    body = (
+        f"<h1>{html.escape(title)}</h1><div class='card'><p>{html.escape(when)}</p>{player}"
+        f"<p><a href='/media/{message.id}?{signature}&amp;download=1'>"
+        f"{html.escape(texts.VOICE_PAGE_DOWNLOAD)}</a></p></div>"
+    )
+    resp = page(title, body)
+    resp.headers["Content-Security-Policy"] = PLAY_CSP
+    resp.headers["X-Robots-Tag"] = "noindex"
+    return resp
+
+
+async def _playable(
+    deps: Deps, message: Message, kept: MediaFile | None
+) -> tuple[float | None, bool] | web.Response:
+    """How long the voice is, and whether a browser can play it: its mp3 made (once, and
+    kept with the file) if it is not made yet."""
+    if kept is not None and kept.play_body is not None:
+        return kept.seconds, True
+    if kept is not None and kept.body is not None:
+        body, content_type, seconds = kept.body, kept.content_type or "", kept.seconds
+    else:
+        fetched = await _from_wechat(deps, message)
+        if isinstance(fetched, web.Response):
+            return fetched
+        (body, content_type), seconds = fetched, media.audio_seconds(fetched[0])
+    converted = await media.to_browser(body, content_type)
+    if converted is not None and kept is not None:
+        await _keep_played(deps, kept.message_id, converted)
+    return seconds, converted is not None
+
+
+async def _keep_played(deps: Deps, message_id: int, converted: tuple[bytes, str]) -> None:
+    async with deps.db.transaction() as session:
+        row = await session.get(MediaFile, message_id)
+        if row is not None:
+            row.play_body, row.play_type = converted
+            session.add(row)
+
+
+async def media_audio(request: web.Request) -> web.StreamResponse:
+    """The voice as a browser plays it (the play page's <audio>), with byte ranges, which
+    Safari (WeChat's browser on an iPhone) asks for before it plays anything."""
+    deps = request.app[DEPS]
+    found = await _signed_message(request)
+    if isinstance(found, web.Response):
+        return found
+    message, kept = found
+    if message.msg_type != "voice":
+        return _gone()
+    if kept is not None and kept.play_body is not None:
+        converted: tuple[bytes, str] | None = (kept.play_body, kept.play_type or "audio/mpeg")
+    else:
+        if kept is not None and kept.body is not None:
+            body, content_type = kept.body, kept.content_type or ""
+        else:
+            fetched = await _from_wechat(deps, message)
+            if isinstance(fetched, web.Response):
+                return fetched
+            body, content_type = fetched
+        converted = await media.to_browser(body, content_type)
+        if converted is not None and kept is not None:
+            await _keep_played(deps, kept.message_id, converted)
+    if converted is None:
+        return page(
+            "无法播放",
+            f"<h1>无法播放</h1><div class='card'>{texts.VOICE_PAGE_NO_PLAYER}</div>",
+            415,
+        )
+    return _ranged(request, *converted)
+
+
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _ranged(request: web.Request, body: bytes, content_type: str) -> web.Response:
+    """The whole body, or the one byte range asked for (206); a range past the end: 416."""
+    headers = {"Cache-Control": "private, no-store", "Accept-Ranges": "bytes"}
+    asked = RANGE.match(request.headers.get("Range", "").strip())
+    if asked is None or not (asked.group(1) or asked.group(2)):
+        return web.Response(body=body, content_type=content_type, headers=headers)
+    size = len(body)
+    if asked.group(1):
+        first = int(asked.group(1))
+        last = min(int(asked.group(2)), size - 1) if asked.group(2) else size - 1
+    else:  # the last N bytes
+        first, last = max(size - int(asked.group(2)), 0), size - 1
+    if first >= size or first > last:
+        headers["Content-Range"] = f"bytes */{size}"
+        return web.Response(status=416, headers=headers)
+    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     return web.Response(
-        body=body,
-        content_type=content_type,
-        headers={
-            "Cache-Control": "private, no-store",
-            "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
-        },
+        status=206, body=body[first : last + 1], content_type=content_type, headers=headers
     )
 
 
@@ -541,5 +716,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/account-qr", account_qr)
     app.router.add_get("/v/{receipt}", receipt_page)
     app.router.add_get("/media/{message_id}", media_file)
+    app.router.add_get("/media/{message_id}/play", media_play)
+    app.router.add_get("/media/{message_id}/audio", media_audio)
     app.router.add_get("/m/{row_id}", waiting_message)
     app.router.add_get("/room/{token}", mediation_room)

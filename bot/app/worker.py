@@ -19,7 +19,7 @@ from arq.worker import create_worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.app import jobs
+from bot.app import jobs, logs
 from bot.app.config import ConfigError, Settings
 from bot.app.factory import close_deps, open_deps
 
@@ -53,7 +53,8 @@ def worker_settings(settings: Settings) -> type:
     for job, every in jobs.schedule_for(settings):
 
         async def run(ctx: dict[str, Any], _job: Any = job) -> Any:
-            return await _job(ctx["deps"])
+            async with logs.job_run(_job.__name__):  # one log line per run
+                return await _job(ctx["deps"])
 
         run.__qualname__ = run.__name__ = job.__name__
         crons.append(cron(run, run_at_startup=jobs.at_start(job), unique=True, **_every(every)))

@@ -8,19 +8,22 @@ import asyncio
 import logging
 import sys
 
+from bot.app import logs
 from bot.app.config import ConfigError, load_settings
-from bot.cli import audit, codes, imports, outbox, run, slots, staff, stats, tickets
+from bot.cli import audit, backup, codes, imports, menu, outbox, run, slots, staff, stats, tickets
 from bot.core.masking import setup_logging
 
-GROUPS = (run, imports, slots, outbox, stats, codes, staff, tickets, audit)
+GROUPS = (run, imports, slots, outbox, stats, codes, staff, tickets, audit, menu, backup)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
+    setup_logging(level)
     try:
         settings = load_settings()
+        logs.setup(level, settings.log_format)  # LOG_FORMAT, known once settings are read
         if args.command in ("serve", "worker"):
             code = args.run(settings, args)  # these own their event loop
         else:

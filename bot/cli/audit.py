@@ -16,6 +16,7 @@ from typing import Any
 from bot.app.config import Settings
 from bot.cli.common import _find_case, _with_db
 from bot.cli.tickets import _ACTOR_WORDS, _HISTORY_WORDS, _MOVES
+from bot.core.addresses import wecom_user
 from bot.core.clock import court_tz, now, say_time, to_court
 from bot.core.masking import mask_name
 from bot.rules.tickets import title_role
@@ -498,6 +499,8 @@ class _People:
         self.by_username = {m.username: m for m in staff}
         self.by_id = {m.id: m for m in staff}
         self.by_openid = {m.openid: m for m in staff if m.openid}
+        # Staff writing from the court's WeCom app are `wecom:<userid>` (bot.core.addresses).
+        self.by_openid |= {wecom_user(m.wecom_userid): m for m in staff if m.wecom_userid}
         self.parties = parties  # channel id -> the party it is bound as, in this case
 
     @classmethod

@@ -3,7 +3,9 @@
 The demo runs the real server on the embedded defaults next to the local fake WeChat
 API, loads a small sample court, and plays a scripted exchange through the real
 `/wechat` callback: scan, verify, ask, the judge is told and answers, the litigant
-receives it. Then it keeps serving for `mst chat`.
+receives it. Then it keeps serving for `mst chat`. With `--wecom` the judge is on the
+court's WeCom app instead (a local fake WeCom, served by the fake WeChat API's server under
+/wecom): bound by the code sent from WeCom, told in WeCom, answering through `/wecom`.
 """
 
 from __future__ import annotations
@@ -28,10 +30,19 @@ from sqlmodel import col
 from bot.app.config import Settings
 from bot.app.factory import close_deps, create_app, open_deps
 from bot.core.clock import court_tz, now
-from bot.core.settings import DEFAULT_PUBLIC_BASE_URL, DEMO_MP_APP_ID, DEMO_MP_APP_SECRET
+from bot.core.settings import (
+    DEFAULT_PUBLIC_BASE_URL,
+    DEMO_MP_APP_ID,
+    DEMO_MP_APP_SECRET,
+    WeComSettings,
+)
 from bot.fakes.wechat.api import FakeWeChat
 from bot.fakes.wechat.api import create_app as fake_api_app
 from bot.fakes.wechat.callbacks import WeChatServer, event_xml, text_xml
+from bot.fakes.wecom.api import PREFIX as WECOM_PREFIX
+from bot.fakes.wecom.api import FakeWeCom
+from bot.fakes.wecom.api import mount as mount_wecom
+from bot.fakes.wecom.callbacks import WeComServer
 from bot.rules import enforcement, importer, mediation
 from bot.rules import staff as staff_accounts
 from qr import codes
@@ -126,6 +137,15 @@ CASES = [
     },
 ]
 JUDGE_OPENID = "oDemoJudgeZhangWei000000001"
+# The demo's WeCom app (`mst demo --wecom`), all of it local.
+DEMO_WECOM = WeComSettings(
+    corp_id="wwdemo00000000mst",
+    agent_id=1000002,
+    secret="demo-wecom-secret",
+    token="mashangtongwecom",
+    aes_key="TWFTaGFuZ1RvbmdEZW1vV2VDb21LZXkwMTIzNDU2Nzg",
+)
+JUDGE_WECOM = "ZhangWei"
 
 
 _LINK = re.compile(r"(https?://\S+)")
@@ -186,9 +206,21 @@ async def _load_sample(settings: Settings) -> None:
         await close_deps(deps)
 
 
-async def run_demo(settings: Settings, host: str, port: int, api_port: int) -> None:
+async def run_demo(
+    settings: Settings, host: str, port: int, api_port: int, *, wecom: bool = False
+) -> None:
     fake = FakeWeChat(app_id=settings.wechat.app_id, app_secret=settings.wechat.app_secret)
     fake_base = f"http://{host}:{api_port}"
+    fake_wecom = FakeWeCom(DEMO_WECOM.corp_id, DEMO_WECOM.secret, DEMO_WECOM.agent_id)
+    fake_wecom.add_member(JUDGE_WECOM, "张伟")
+    if wecom:
+        wecom_base = fake_base + WECOM_PREFIX
+        settings = replace(
+            settings,
+            wecom=replace(
+                DEMO_WECOM, api_base=wecom_base, open_base=wecom_base, login_base=wecom_base
+            ),
+        )
     settings = replace(
         settings,
         wechat=replace(settings.wechat, api_base=fake_base),
@@ -206,7 +238,9 @@ async def run_demo(settings: Settings, host: str, port: int, api_port: int) -> N
     await _load_sample(settings)
 
     runners = []
-    for app, p in ((fake_api_app(fake), api_port), (create_app(settings), port)):
+    fake_app = fake_api_app(fake)
+    mount_wecom(fake_app, fake_wecom)  # one local server stands in for WeChat and WeCom
+    for app, p in ((fake_app, api_port), (create_app(settings), port)):
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, p).start()
@@ -214,7 +248,7 @@ async def run_demo(settings: Settings, host: str, port: int, api_port: int) -> N
     base = f"http://{host}:{port}"
     print(f"码上通 demo: server {base}/wechat, fake WeChat API http://{host}:{api_port}\n")
     try:
-        token = await _play(settings, base, fake)
+        token = await _play(settings, base, fake, fake_wecom if wecom else None)
         await _play_app(settings, base, fake, token)
         print(
             "The server keeps running. Talk to it yourself, in another terminal:\n"
@@ -228,8 +262,11 @@ async def run_demo(settings: Settings, host: str, port: int, api_port: int) -> N
             await runner.cleanup()
 
 
-async def _play(settings: Settings, base: str, fake: FakeWeChat) -> str:
-    """The chat exchange; returns the case code's token (for the app's turn)."""
+async def _play(
+    settings: Settings, base: str, fake: FakeWeChat, fake_wecom: FakeWeCom | None = None
+) -> str:
+    """The chat exchange; returns the case code's token (for the app's turn). With
+    `fake_wecom`, the judge is on WeCom."""
     wechat = WeChatServer(settings.wechat.token, settings.wechat.app_id, settings.wechat.aes_key)
     litigant = "oDemoLitigant" + secrets.token_hex(6)  # a new visitor every run
     deps = await open_deps(settings)
@@ -238,6 +275,8 @@ async def _play(settings: Settings, base: str, fake: FakeWeChat) -> str:
             judge = (
                 await session.execute(select(Staff).where(col(Staff.username) == "zhangwei"))
             ).scalar_one()
+            if fake_wecom is None:  # a run with --wecom before linked the demo's judge there
+                judge.wecom_userid = None
             bind_code = await staff_accounts.issue_bind_code(session, judge, actor="demo")
             case = (
                 await session.execute(
@@ -271,8 +310,34 @@ async def _play(settings: Settings, base: str, fake: FakeWeChat) -> str:
                 await asyncio.sleep(0.1)
             return "(nothing arrived)"
 
+        wecom = settings.wecom
+        on_wecom = (
+            WeComServer(wecom.token, wecom.aes_key, wecom.corp_id, wecom.agent_id)
+            if wecom is not None and fake_wecom is not None
+            else None
+        )
+
+        async def judge_says(text: str) -> str:
+            """The judge's message: from WeCom (/wecom) or their WeChat (/wechat)."""
+            if on_wecom is None:
+                return await send(text_xml(JUDGE_OPENID, text))
+            query, body = on_wecom.request(on_wecom.text_xml(JUDGE_WECOM, text))
+            async with http.post(f"{base}/wecom", params=query, data=body.encode()) as resp:
+                reply = on_wecom.read_reply(await resp.text())
+            return "" if reply is None else str(reply["Content"])
+
+        async def judge_told() -> str:
+            if fake_wecom is None or on_wecom is None:
+                return await arrived(JUDGE_OPENID, 0)
+            for _ in range(100):
+                if got := fake_wecom.inbox(JUDGE_WECOM):
+                    return got[-1]
+                await asyncio.sleep(0.1)
+            return "(nothing arrived)"
+
+        print(_bubble("法官张伟", bind_code, right=True))
+        print(_bubble("码上通", await judge_says(bind_code), right=True))
         steps: list[tuple[str, str, Any]] = [
-            ("judge", f"{bind_code}", text_xml(JUDGE_OPENID, bind_code)),
             ("litigant", "[扫描案件材料上的二维码]", event_xml(litigant, "SCAN", code.token)),
             ("litigant", "1234", text_xml(litigant, "1234")),
             ("litigant", "1", text_xml(litigant, "1")),
@@ -286,12 +351,13 @@ async def _play(settings: Settings, base: str, fake: FakeWeChat) -> str:
             right = who == "judge"
             print(_bubble("法官张伟" if right else "当事人", shown, right=right))
             print(_bubble("码上通", await send(xml), right=right))
-        print(_bubble("码上通 → 法官（客服消息）", await arrived(JUDGE_OPENID, 0), right=True))
-        notice = fake.sent_to(JUDGE_OPENID)[-1].text
+        how = "企业微信应用消息" if on_wecom is not None else "客服消息"
+        notice = await judge_told()
+        print(_bubble(f"码上通 → 法官（{how}）", notice, right=True))
         number = notice.split("#", 1)[1].split()[0].split("\n")[0]
         answer = f"#{number} 您好，开庭定在12月3日上午9点，第三法庭。请带身份证和证据原件。"
-        print(_bubble("法官张伟", answer, right=True))
-        print(_bubble("码上通", await send(text_xml(JUDGE_OPENID, answer)), right=True))
+        print(_bubble("法官张伟" + ("（企业微信）" if on_wecom else ""), answer, right=True))
+        print(_bubble("码上通", await judge_says(answer), right=True))
         print(_bubble("码上通 → 当事人（客服消息）", await arrived(litigant, 0)))
     print("=" * 78)
     sys.stdout.flush()

@@ -28,6 +28,9 @@ def add(sub: Any) -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--api-port", type=int, default=8081, help="port of the local fake WeChat API")
+    s.add_argument(
+        "--wecom", action="store_true", help="the judge answers from WeCom (a local fake WeCom)"
+    )
     s.set_defaults(run=demo)
     s = sub.add_parser("chat", help="be a WeChat user in this terminal (against `mst demo`)")
     s.add_argument("--as", dest="openid", required=True, help="the WeChat openid to act as")
@@ -205,7 +208,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 async def demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cli.demo import run_demo
 
-    await run_demo(settings, args.host, args.port, args.api_port)
+    await run_demo(settings, args.host, args.port, args.api_port, wecom=args.wecom)
     return 0
 
 

@@ -243,7 +243,9 @@ async def staff_password(settings: Settings, args: argparse.Namespace) -> int:
                 out["link"] = f"{base}/console/setup/{token}"
                 out["expires_at"] = ends.astimezone(court_tz()).isoformat()
             if args.totp:
-                out["otpauth"] = await staff_auth.enable_totp(session, member, actor="admin")
+                out["otpauth"] = await staff_auth.enable_totp(
+                    session, member, actor="admin", secret_key=settings.secret_key
+                )
             if args.no_totp:
                 await staff_auth.disable_totp(session, member, actor="admin")
                 out["totp"] = False

@@ -7,6 +7,14 @@ mini-program user gets their own openid from WeChat; where WeChat also gives a u
 that an Official Account user already has, they are that user (one person, one set of
 cases, one lockout); otherwise they are `mp:<openid>`, and what is sent to them goes
 through the mini-program (its subscribe messages, and the app's own inbox).
+
+A party helped at the court's service desk is `desk:<party id>` (bot.rules.desk): bound to
+that one case only, so whoever helps them sees nothing else of theirs; what is sent to
+them reaches their own WeChat if they have one, else the desk (bot.channels.desk).
+
+Staff linked to the court's WeCom (企业微信) app are `wecom:<userid>` when they write from
+it, and are told things there (bot.rules.access.address_of). WeCom compares userids
+without case, so the address holds the userid lower-cased.
 """
 
 from __future__ import annotations
@@ -14,7 +22,14 @@ from __future__ import annotations
 WECHAT = "wechat"
 MINIPROGRAM = "miniprogram"
 H5 = "h5"
+DESK = "desk"
+WECOM = "wecom"
 MP_PREFIX = "mp:"
+DESK_PREFIX = "desk:"
+WECOM_PREFIX = "wecom:"
+# Our user columns hold 64 characters: a WeCom userid (WeCom allows 64 bytes) is kept to
+# what fits after its prefix.
+WECOM_USERID_MAX = 64 - len(WECOM_PREFIX)
 
 
 def mp_user(openid: str) -> str:
@@ -22,11 +37,37 @@ def mp_user(openid: str) -> str:
     return MP_PREFIX + openid
 
 
+def desk_user(party_id: int) -> str:
+    """The user a party is while staff at the desk act for them."""
+    return f"{DESK_PREFIX}{party_id}"
+
+
+def desk_party(user: str) -> int | None:
+    """The party a desk user stands for; None for anyone else."""
+    rest = user.removeprefix(DESK_PREFIX)
+    return int(rest) if rest != user and rest.isdigit() else None
+
+
+def wecom_user(userid: str) -> str:
+    """The user a WeCom member is (their userid as WeCom compares it: without case)."""
+    return WECOM_PREFIX + userid.lower()
+
+
+def wecom_userid(user: str) -> str | None:
+    """The WeCom userid of a `wecom:` user; None for anyone else."""
+    rest = user.removeprefix(WECOM_PREFIX)
+    return rest if rest != user and rest else None
+
+
 def channel_of(user: str) -> str:
     """The channel the outbox reaches `user` through."""
-    return MINIPROGRAM if user.startswith(MP_PREFIX) else WECHAT
+    if user.startswith(MP_PREFIX):
+        return MINIPROGRAM
+    if user.startswith(WECOM_PREFIX):
+        return WECOM
+    return DESK if user.startswith(DESK_PREFIX) else WECHAT
 
 
 def external_id(user: str) -> str:
-    """The channel's own id for `user` (the openid the channel's API wants)."""
-    return user.removeprefix(MP_PREFIX)
+    """The channel's own id for `user` (the openid or userid the channel's API wants)."""
+    return user.removeprefix(MP_PREFIX).removeprefix(WECOM_PREFIX)

@@ -16,8 +16,10 @@ class Inbound:
     code: str | None = None  # case-code token carried by a scan
     media_id: str | None = None
     raw_type: str = ""  # the channel's own type name, for logs and unknown kinds
-    # At the desk, staff `user` acts for this party (its external id), recorded so; None: oneself.
-    on_behalf_of: str | None = None
+    # At the service desk (bot.rules.desk): the open desk session this turn runs in and the
+    # staff member acting in it; `user` is then the party they act for. None: oneself.
+    desk: int | None = None
+    assisted_by: str | None = None  # the staff member's username
     # An app's form (kind "action": handlers.actions): which one; `code` carries its fields.
     action: str | None = None
 

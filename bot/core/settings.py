@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from pathlib import Path
 
 from bot.core.clock import DEFAULT_TIMEZONE
+from bot.core.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./mst.db"
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8080"
@@ -70,6 +72,57 @@ class MiniProgramSettings:
         return bool(self.app_id and self.app_secret)
 
 
+DEFAULT_WECOM_API_BASE = "https://qyapi.weixin.qq.com"
+DEFAULT_WECOM_OPEN_BASE = "https://open.weixin.qq.com"  # OAuth in WeCom's own browser
+DEFAULT_WECOM_LOGIN_BASE = "https://login.work.weixin.qq.com"  # the QR sign-in page
+
+
+@dataclass(frozen=True)
+class WeComSettings:
+    """The court's WeCom (企业微信) app for staff (bot.channels.wecom): the corp, the app's
+    AgentId and Secret, its callback's Token and EncodingAESKey, the API's root. Set all
+    five WECOM_* values or none (None: WeCom off). Where WeCom's sign-in pages are is not
+    an environment variable: the demo and the tests point them at the local fake."""
+
+    corp_id: str
+    agent_id: int
+    secret: str
+    token: str
+    aes_key: str
+    api_base: str = DEFAULT_WECOM_API_BASE
+    open_base: str = DEFAULT_WECOM_OPEN_BASE
+    login_base: str = DEFAULT_WECOM_LOGIN_BASE
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The staff web console (/console). `trusted_proxies` (MST_CONSOLE_TRUSTED_PROXIES: IPs
+    or CIDRs, comma-separated; unset: none) are our own reverse proxies: only on a request
+    one of them passed on is X-Forwarded-For read, for the address the sign-in lockout counts
+    and the record keeps. Anyone else's X-Forwarded-For is ignored (a guesser could write
+    a fresh address into each request)."""
+
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+
+    @classmethod
+    def parse(cls, trusted_proxies: str | None) -> ConsoleSettings:
+        networks = []
+        for part in (trusted_proxies or "").split(","):
+            if not part.strip():
+                continue
+            try:
+                networks.append(ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    "MST_CONSOLE_TRUSTED_PROXIES: not an IP address or CIDR: "
+                    f"{part.strip()!r} (e.g. 127.0.0.1,10.0.0.0/8)"
+                ) from None
+        return cls(tuple(networks))
+
+    def trusts(self, address: IPv4Address | IPv6Address) -> bool:
+        return any(address in network for network in self.trusted_proxies)
+
+
 @dataclass(frozen=True)
 class FlowSettings:
     """All a flow reads: where the links it gives point, and the court's caps."""
@@ -96,6 +149,9 @@ class Settings:
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     wechat: WeChatSettings = field(default_factory=WeChatSettings)
     miniprogram: MiniProgramSettings = field(default_factory=MiniProgramSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    # The WeCom app for staff (WECOM_*); None: WeCom off.
+    wecom: WeComSettings | None = None
     # Bearer token the court's enforcement system uses to push events; unset: endpoint off.
     enforcement_token: str | None = None
     data_dir: Path = field(default_factory=lambda: Path("."))
@@ -129,6 +185,8 @@ class Settings:
     rules_file: Path | None = None
     # Every time a person reads, and the working day deadlines count in (an IANA name).
     timezone: str = DEFAULT_TIMEZONE
+    # LOG_FORMAT: "json" or "text"; None: text on a terminal, JSON elsewhere (bot.app.logs).
+    log_format: str | None = None
 
     @property
     def is_sqlite(self) -> bool:

@@ -18,16 +18,18 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
+from bot.core.addresses import wecom_userid
 from bot.core.clock import now
 from bot.core.events import Inbound
 from bot.core.reply import Reply, as_text
 from bot.dialog.deps import Deps
 from bot.outbox import queue as outbox
-from bot.rules import tickets
-from handlers import actions, bind, home, judge, menu, receipt, texts, unsupported
+from bot.rules import desk, tickets
+from handlers import actions, bind, home, judge, menu, receipt, texts, unsupported, voice
+from handlers import desk as desk_flow
 from handlers.context import Context
 from qr import codes
 from storage import audit, conversations, state
@@ -40,6 +42,20 @@ _INSERT_MESSAGE = insert(Message).returning(col(Message.id))  # built once: runs
 # Is this user staff? Asked for every message, so only the id, without the ORM.
 _STAFF = core_table(Staff)
 _STAFF_BY_OPENID = select(_STAFF.c.id).where(_STAFF.c.openid == bindparam("openid"))
+# Someone writing from the court's WeCom app (`wecom:<userid>`) is staff by their linked
+# userid: a statement of its own, so the WeChat path still asks one prebuilt statement.
+_STAFF_BY_WECOM = select(_STAFF.c.id).where(_STAFF.c.wecom_userid == bindparam("userid"))
+
+
+async def _staff_id(conn: AsyncConnection, user: str) -> int | None:
+    """The staff member `user` is, by their WeChat openid or their WeCom userid."""
+    userid = wecom_userid(user)
+    if userid is None:
+        found = await conn.execute(_STAFF_BY_OPENID, {"openid": user})
+    else:
+        found = await conn.execute(_STAFF_BY_WECOM, {"userid": userid})
+    staff_id: int | None = found.scalar()
+    return staff_id
 
 
 # A PendingFlow row this old was left by a process that stopped: its own rerun starts at once.
@@ -52,6 +68,19 @@ class Duplicate(Exception):
 
 class AlreadyRun(Exception):
     """The message's pending flow was run by someone else meanwhile."""
+
+
+class DeskClosed(Exception):
+    """A turn claims a desk session nobody may act in now (ended, idle, someone else's)."""
+
+
+async def _desk_turn(session: AsyncSession, inbound: Inbound) -> None:
+    """At the service desk: the turn's writes become the assistant's for the party; a turn
+    whose desk session is not theirs or not open does nothing at all."""
+    if inbound.desk is not None and (
+        await desk.for_turn(session, inbound.desk, inbound.assisted_by or "", inbound.user) is None
+    ):
+        raise DeskClosed(inbound.key)
 
 
 def content_digest(text: str) -> str:
@@ -91,8 +120,6 @@ async def record(
         "media_sha256": audit.media_digest(media_id),
         "channel": inbound.channel,
     }
-    if direction == "in" and inbound.on_behalf_of is not None:
-        payload["on_behalf_of"] = inbound.on_behalf_of  # the desk: staff `user` for this party
     await audit.append(
         session,
         actor=inbound.user if direction == "in" else "bot",
@@ -111,6 +138,7 @@ async def accept(
     `pending`: its flow is still to run, and a PendingFlow row says so until it has."""
     try:
         async with deps.db.transaction() as session:
+            await _desk_turn(session, inbound)
             message_id = await _record_inbound(session, inbound, case_id)
             if pending:
                 await (await session.connection()).execute(
@@ -173,6 +201,7 @@ async def respond(
     callback's moment has passed, so the answer is queued in the outbox, not returned."""
     resumed = message_id is not None
     async with deps.db.transaction() as session, audit.batch(session):
+        await _desk_turn(session, inbound)
         # An app's action is about the case it names, whatever the chat is on.
         on_case = (
             await actions.case_of(session, inbound)
@@ -272,6 +301,9 @@ async def _in_turn(
 ) -> Reply | None:
     await _recall(deps, inbound.user, turn)
     conv, case_id = turn.conversation, turn.conversation.get("case_id")
+    if conv.get("desk") and not desk_flow.own_word(inbound):
+        # Staff acting for a party from their own WeChat (代办): this message is the party's.
+        return await _for_party(deps, inbound, turn, accepted, store_within)
     if not turn.within_rate:
         # Staff answer many people: they have their own, higher limit (asked only here, past
         # the litigants' one), and what goes over it is refused visibly, never swallowed.
@@ -288,6 +320,8 @@ async def _in_turn(
         answer, turn.save = await respond(deps, inbound, conv, within=store_within)
     except Duplicate:
         raise
+    except DeskClosed:
+        raise  # nothing stored: nobody may act in that desk session now (the caller says so)
     except TimeoutError:
         log.warning(
             "flow for %s passed %.1f s; storing the message first", inbound.key, store_within
@@ -308,6 +342,28 @@ async def _in_turn(
     return answer
 
 
+async def _for_party(
+    deps: Deps,
+    inbound: Inbound,
+    turn: state.Turn,
+    accepted: asyncio.Event | None,
+    store_within: float | None,
+) -> Reply | None:
+    """A staff member's message in their desk session: handled as the party's, in the
+    party's turn. If the session has ended (30 idle minutes, say), the staff member is
+    themselves again and is told so."""
+    on = turn.conversation["desk"]
+    as_party = dataclasses.replace(inbound, user=on["user"], desk=on["id"], assisted_by=on["staff"])
+    try:
+        return await handle(deps, as_party, accepted, store_within=store_within)
+    except DeskClosed:
+        pass
+    turn.save = {k: v for k, v in turn.conversation.items() if k != "desk"}
+    async with deps.db.transaction() as session:
+        await conversations.save(session, inbound.user, turn.save)
+    return Reply(texts.DESK_ENDED_BY_ITSELF)
+
+
 async def _recall(deps: Deps, user: str, turn: state.Turn) -> None:
     """Redis had no conversation for the user (a day idle, or Redis lost it): the one kept
     in the database, if any, is theirs."""
@@ -318,8 +374,7 @@ async def _recall(deps: Deps, user: str, turn: state.Turn) -> None:
 
 async def _is_staff(deps: Deps, user: str) -> bool:
     async with deps.db.sessions() as session:
-        conn = await session.connection()
-        return (await conn.execute(_STAFF_BY_OPENID, {"openid": user})).scalar() is not None
+        return await _staff_id(await session.connection(), user) is not None
 
 
 async def _resume(deps: Deps, inbound: Inbound, turn: state.Turn, message_id: int) -> None:
@@ -369,6 +424,24 @@ def _set(accepted: asyncio.Event | None) -> None:
 async def route(ctx: Context) -> Reply | None:
     """Which flow handles this event."""
     inbound = ctx.inbound
+    if ctx.state.get("step") == "desk":  # a staff member starting 代办 (handlers.desk)
+        staff_id = await _staff_id(await ctx.session.connection(), inbound.user)
+        if staff_id is not None:
+            return await desk_flow.step(ctx, await ctx.session.get_one(Staff, staff_id))
+    if wecom_userid(inbound.user) is not None:
+        # The court's WeCom app is for staff: nobody there is led into a litigant's flow.
+        staff_id = await _staff_id(await ctx.session.connection(), inbound.user)
+        if staff_id is None:
+            if inbound.kind == "text" and bind.looks_like_bind_code(inbound.text):
+                return await bind.staff_bind(ctx)
+            return Reply(texts.WECOM_NOT_LINKED)
+        if inbound.kind == "subscribe":  # they were given the app: how it works
+            return Reply(texts.WECOM_WELCOME.format(example=judge.a_week_on()))
+    if (inbound.desk is not None or ctx.state.get("desk")) and inbound.kind in (
+        "scan",
+        "subscribe",
+    ):
+        return Reply(texts.DESK_ONE_CASE)  # at the desk, a party is helped on one case only
     if inbound.kind in ("scan", "subscribe") and inbound.code:
         return await bind.scan(ctx)
     if inbound.kind == "unsubscribe":
@@ -378,12 +451,16 @@ async def route(ctx: Context) -> Reply | None:
     photo_wanted = inbound.kind == "image" and menu.takes_photo(ctx.state)  # asset-lead photos
     if inbound.kind not in ("text", "voice", "click", "subscribe") and not photo_wanted:
         return await unsupported.reply(ctx)
-    if inbound.kind == "voice" and not inbound.text:
-        return await unsupported.reply(ctx)  # no speech recognition result to read
-    conn = await ctx.session.connection()
-    staff_id = (await conn.execute(_STAFF_BY_OPENID, {"openid": inbound.user})).scalar()
+    staff_id = await _staff_id(await ctx.session.connection(), inbound.user)
     if staff_id is not None and inbound.kind != "subscribe":
+        if voice.unheard(inbound):
+            return await unsupported.reply(ctx)  # staff commands are read, not heard
         return await judge.command(ctx, await ctx.session.get_one(Staff, staff_id))
+    # Voice: its words checked back where a mistake matters; a confirmed "1" goes on as the
+    # words it confirms. A voice without words joins an item like a message (below).
+    if (heard := await voice.hear(ctx)) is not None:
+        return heard
+    inbound = ctx.inbound
     text = inbound.text.strip()
     step = ctx.state.get("step")
     if inbound.kind == "text" and (key := receipt.receipt_in(inbound.plain)) is not None:
@@ -395,6 +472,8 @@ async def route(ctx: Context) -> Reply | None:
         if not in_flow and bind.looks_like_bind_code(text):
             return await bind.staff_bind(ctx)
         lookup = await codes.by_typed_text(ctx.session, inbound.plain)
+        if lookup is not None and inbound.desk is not None:
+            return Reply(texts.DESK_ONE_CASE)
         if lookup is not None and (not in_flow or lookup.status in ("ok", "revoked")):
             return await bind.open_case(ctx, lookup)
         if step == "verify":
@@ -417,4 +496,6 @@ async def route(ctx: Context) -> Reply | None:
         assert found is not None
     if inbound.kind == "subscribe":
         return await home.menu_text(ctx)
+    if voice.unheard(inbound):
+        return await voice.join(ctx, *found)  # its notices wait for its audio's length
     return await menu.handle(ctx, *found)

@@ -141,6 +141,7 @@ async def deliver_one(deps: Outlet, row: Outbox) -> None:
         recipient=row.recipient,
         kind=row.kind,
         payload=json.loads(row.payload),
+        ticket_id=row.ticket_id,
     )
     try:
         via = await sender.send(letter)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -185,3 +185,48 @@ async def failed_since(session: AsyncSession, since: datetime) -> int:
             )
         ).scalar_one()
     )
+
+
+# -- rows about one message, held back and let go (a voice's notices: handlers.voice) ------
+
+
+async def hold_mentioning(
+    session: AsyncSession, needle: str, *, since: datetime, until: datetime
+) -> None:
+    """Rows queued since `since` whose payload holds `needle` (a message's link) wait until
+    `until`: not sent before, and not lost (the delivery sends them then, as they are)."""
+    await session.execute(
+        update(Outbox)
+        .where(
+            col(Outbox.status) == "pending",
+            col(Outbox.created_at) >= since,
+            col(Outbox.payload).contains(needle, autoescape=True),
+        )
+        .values(next_attempt_at=until)
+    )
+
+
+async def untried_mentioning(
+    session: AsyncSession, needle: str, *, since: datetime
+) -> list[tuple[int, dict[str, Any]]]:
+    """Pending, never-tried rows queued since `since` whose payload holds `needle`: their
+    ids and payloads."""
+    rows = await session.execute(
+        select(col(Outbox.id), col(Outbox.payload)).where(
+            col(Outbox.status) == "pending",
+            col(Outbox.attempts) == 0,
+            col(Outbox.created_at) >= since,
+            col(Outbox.payload).contains(needle, autoescape=True),
+        )
+    )
+    return [(int(row_id or 0), json.loads(raw)) for row_id, raw in rows.all()]
+
+
+async def send_now(session: AsyncSession, row_id: int, payload: dict[str, Any]) -> bool:
+    """A pending row goes now, with this payload; False if it is no longer pending."""
+    done = await session.execute(
+        update(Outbox)
+        .where(col(Outbox.id) == row_id, col(Outbox.status) == "pending")
+        .values(payload=json.dumps(payload, ensure_ascii=False), next_attempt_at=now())
+    )
+    return bool(getattr(done, "rowcount", 0))

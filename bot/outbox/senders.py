@@ -26,6 +26,7 @@ class Letter:
     # Either a flow's own words ({"text": ...}) or a notice as data ({"notice_kind",
     # "params"}: bot.core.notice); a sender gets the words from handlers.notices.letter_text.
     payload: dict[str, Any]
+    ticket_id: int | None = None  # the item it is about, if any (a sender may link its page)
 
 
 class Retry(Exception):

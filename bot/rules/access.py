@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from bot.core.addresses import wecom_user
 from bot.core.clock import now
 from storage import audit
 from storage.models import Staff, Ticket
@@ -137,6 +138,15 @@ def visible(v: Viewer) -> Any:
             ),
         ),
     )
+
+
+def address_of(staff: Staff) -> str | None:
+    """Where a staff member is told something: the court's WeCom app when they are linked
+    to it (no 48-hour window there), else their own WeChat; None when neither is bound.
+    Every notice to staff asks this, so a member is never told twice, nor in two places."""
+    if staff.wecom_userid:
+        return wecom_user(staff.wecom_userid)
+    return staff.openid
 
 
 def is_away(staff: Staff | None) -> bool:

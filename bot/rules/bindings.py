@@ -4,15 +4,16 @@ four digits of the phone the court registered for a party. Wrong digits are limi
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from bot.core.addresses import DESK_PREFIX, desk_user
 from bot.outbox import queue as outbox
 from bot.rules import access, attempts
 from qr import codes
 from storage import audit
-from storage.models import Binding, Case, Party
+from storage.models import Binding, Booking, Case, Party, Rating, Ticket
 
 
 async def record_scan(session: AsyncSession, openid: str, lookup: codes.Lookup, via: str) -> None:
@@ -81,8 +82,8 @@ async def pause_case(session: AsyncSession, case: Case, words: str) -> None:
         payload={"wrong_tries": attempts.VERIFY_PER_CASE, "window_s": attempts.WINDOW.seconds},
     )
     for member in await access.inbox_members(session, case.court_id, "reception"):
-        if member.openid:
-            await outbox.tell(session, member.openid, words, case=case)
+        if to := access.address_of(member):
+            await outbox.tell(session, to, words, case=case)
 
 
 async def bind(
@@ -102,4 +103,30 @@ async def bind(
         case_id=case_id,
         payload={"method": method, "role": party.role},
     )
+    if not openid.startswith(DESK_PREFIX):
+        await hand_over(session, party, openid)
     return binding
+
+
+async def hand_over(session: AsyncSession, party: Party, to_user: str) -> int:
+    """The party now has their own account: what staff did for them at the service desk
+    (bot.rules.desk) is theirs: its items, bookings and ratings follow them, so they see
+    them in 我的诉求 and hear the answers. The desk's record stays as it was. Returns how
+    many items moved."""
+    user = desk_user(party.id or 0)
+    moved = await session.execute(
+        update(Ticket).where(col(Ticket.openid) == user).values(openid=to_user)
+    )
+    await session.execute(update(Booking).where(col(Booking.openid) == user).values(openid=to_user))
+    await session.execute(update(Rating).where(col(Rating.openid) == user).values(openid=to_user))
+    count = int(getattr(moved, "rowcount", 0) or 0)
+    if count:
+        await audit.append(
+            session,
+            actor=to_user,
+            action="desk.handed_over",
+            subject=f"party:{party.id}",
+            case_id=party.case_id,
+            payload={"from": user, "items": count},
+        )
+    return count

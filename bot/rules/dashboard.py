@@ -9,7 +9,9 @@ counted and what is listed cannot drift apart. DEFINITIONS says in words what ea
 Which tickets: those of the court created in the period (from the first day 00:00 to the
 day after the last, court time). "Now" figures (open, overdue) are the court's state at
 this moment, whatever the period. Team: the team holding the item (Ticket.team). Judge:
-the case's handling judge (Case.judge_id), as `mst stats --judge`."""
+the case's handling judge (Case.judge_id), as `mst stats --judge`. Scans, bookings and
+pushes belong to a case, not an item: their judge is the case's, their team that judge's
+team as the staff list has it now (Staff.team), cases without either under NO_TEAM."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -104,6 +107,7 @@ def _conditions(moment: datetime) -> dict[str, ColumnElement[bool]]:
         "late": and_(judged, ~on_time),
         "replied": replied,
         "escalated": col(Ticket.level) > 0,
+        "assisted": col(Ticket.assisted_by_id).is_not(None),
         "rated": col(Rating.id).is_not(None),
         "satisfied": col(Rating.score).in_(SATISFIED),
         "open_now": col(Ticket.status).in_(OPEN),
@@ -118,7 +122,8 @@ ITEM_FIGURES = tuple(_conditions(datetime.now(UTC)))
 # What each figure counts, in words, so anyone can count it again from the items.
 DEFINITIONS: dict[str, str] = {
     "items": "本期（按收到时间）本院收到的全部诉求，含咨询、投诉举报、调解预约、财产线索。",
-    "visitors": "本期扫描本院案件二维码的人数：同一微信号多次扫码只算1人。不按团队区分。",
+    "visitors": "本期扫描本院案件二维码的人数：同一微信号多次扫码只算1人。"
+    "按团队、法官查看时，扫码算作所扫案件的承办法官及其所在团队的（见“团队与法官”）。",
     "on_time": "按时答复率 = 按时答复件数 ÷ 已到期件数。已到期：有答复期限，且已答复或期限已过；"
     "期限未到且未答复的不计入。按时：首次答复时间不晚于当初告知当事人的期限（升级不改变期限）。",
     "hours": "首次答复用时：从收到到首次答复之间的工作时间（工作日 8:30–12:00、13:30–17:30，"
@@ -129,9 +134,17 @@ DEFINITIONS: dict[str, str] = {
     "的条数 ÷ 评价条数。按团队查看时只计该团队诉求的评价。",
     "open_now": "当前未办结：此刻状态为待答复或已答复（未办结）的诉求，不论何时收到。",
     "overdue_now": "当前超期：此刻未办结、从未答复、且已过答复期限的诉求，不论何时收到。",
-    "escalated": "升级：本期收到的诉求中，因逾期未答复被升级过至少一次的件数。",
-    "bookings": "调解预约：本期新预约的调解场次（含之后取消的）；未到场：其中标记为未到场的。不按团队区分。",
-    "enforcement": "执行进展推送：本期导入、向关注该案的当事人推送的公开执行节点条数。不按团队区分。",
+    "escalated": "升级：本期收到的诉求中，被升级过至少一次的件数：逾期未答复自动升级的，"
+    "和工作人员上报升级的。",
+    "assisted": "代办：本期收到的诉求中，由工作人员在诉讼服务中心为到场当事人代为提交的件数"
+    "（陪诉访导：核对身份、当事人同意后代办，见代办记录）。",
+    "bookings": "调解预约：本期新预约的调解场次（含之后取消的）；未到场：其中标记为未到场的。"
+    "按团队、法官查看时，算作预约所属案件的承办法官及其所在团队的。",
+    "enforcement": "执行进展推送：本期导入、向关注该案的当事人推送的公开执行节点条数。"
+    "按团队、法官查看时，算作所属案件的承办法官及其所在团队的。",
+    "teams": "团队：诉求算作它当前所在的团队（诉求移交、升级后随之改变）；扫码、调解预约和"
+    "执行推送不属于某件诉求，算作所属案件承办法官现在所在的团队，案件没有承办法官或法官"
+    "未分团队的列为“（未分团队）”。法官：案件的承办法官。",
 }
 
 
@@ -152,6 +165,7 @@ class Row:
     late: int = 0
     replied: int = 0
     escalated: int = 0
+    assisted: int = 0  # submitted at the service desk for a person there (bot.rules.desk)
     rated: int = 0
     satisfied: int = 0
     open_now: int = 0
@@ -159,13 +173,13 @@ class Row:
     hours: list[float] = field(default_factory=list)  # working hours to first reply
     # Or, counted by the database (PostgreSQL): median and 90th percentile of those hours.
     hours_figures: tuple[float, float] | None = None
-    # None: the figure is not kept by team (scans, bookings, pushes).
-    visitors: int | None = None
+    # Scans, bookings and pushes: by the case's judge and that judge's team.
+    visitors: int = 0
     ratings: int = 0
     ratings_satisfied: int = 0
-    bookings: int | None = None
-    no_shows: int | None = None
-    enforcement: int | None = None
+    bookings: int = 0
+    no_shows: int = 0
+    enforcement: int = 0
 
     @property
     def on_time_rate(self) -> float | None:
@@ -250,9 +264,26 @@ def _judge_is(judge_id: int) -> ColumnElement[bool]:
     return col(Case.judge_id).is_(None) if judge_id == NO_JUDGE else col(Case.judge_id) == judge_id
 
 
+# A case's team for scans, bookings and pushes: its judge's team now (Staff outer-joined on
+# Case.judge_id), NO_TEAM ("") when it has no judge or the judge no team.
+def _case_team() -> ColumnElement[str]:
+    # NO_TEAM written into the SQL, not bound: each use the same text, so that GROUP BY
+    # matches the SELECT (PostgreSQL would see $1 and $2 as two expressions).
+    return func.coalesce(col(Staff.team), literal_column("''"))
+
+
+def _with_judge(q: Select[*_Ts]) -> Select[*_Ts]:
+    return q.outerjoin(Staff, col(Staff.id) == col(Case.judge_id))
+
+
 def _cases_of(f: Filter) -> Select[Any]:
+    """The filter's cases, for what belongs to a case: its court, judge and judge's team."""
     q = select(col(Case.id)).where(col(Case.court_id) == f.court_id)
-    return q.where(_judge_is(f.judge_id)) if f.judge_id is not None else q
+    if f.judge_id is not None:
+        q = q.where(_judge_is(f.judge_id))
+    if f.team is not None:
+        q = _with_judge(q).where(_case_team() == f.team)
+    return q
 
 
 def buckets_of(f: Filter) -> tuple[list[Bucket], bool]:
@@ -422,7 +453,7 @@ async def compute(
 
     buckets, by_month = buckets_of(f)
     bucket = _bucket_of(col(Ticket.created_at), [b.until for b in buckets])
-    summed = ("judged", "on_time", "late", "replied", "escalated", "rated", "satisfied")
+    summed = ("judged", "on_time", "late", "replied", "escalated", "assisted", "rated", "satisfied")
     q = select(
         col(Ticket.team),
         col(Case.judge_id),
@@ -482,11 +513,7 @@ async def compute(
             row.hours.append(hours)
 
     await _ratings(session, f, total, team_row, judge_row)
-    await _others(session, f, total, judge_row)
-    for row in judges.values():  # a judge with items but no scans: 0, not "not kept"
-        for name in ("visitors", "bookings", "no_shows", "enforcement"):
-            if getattr(row, name) is None:
-                setattr(row, name, 0)
+    await _others(session, f, total, team_row, judge_row)
     return Dashboard(
         f,
         moment,
@@ -652,68 +679,57 @@ def _other_query(figure: str, f: Filter) -> Select[Any]:
 
 
 async def _others(
-    session: AsyncSession, f: Filter, total: Row, judge_row: Callable[[int | None], Row]
+    session: AsyncSession,
+    f: Filter,
+    total: Row,
+    team_row: Callable[[str | None], Row],
+    judge_row: Callable[[int | None], Row],
 ) -> None:
-    """Scans, bookings and pushes: by court and judge (a team does not hold them)."""
-    for row in [total]:
-        row.visitors = row.bookings = row.no_shows = row.enforcement = 0
-
-    def start(judge: int | None) -> Row:
-        row = judge_row(judge)
-        for name in ("visitors", "bookings", "no_shows", "enforcement"):
-            if getattr(row, name) is None:
-                setattr(row, name, 0)
-        return row
-
+    """Scans, bookings and pushes: by court, by the case's judge, and by that judge's team
+    (_case_team()): a case's, not an item's, so not by the team holding an item."""
     # The scans of _other_query("visitors"), joined to their case rather than also looked
     # up among the filter's cases. People, not scans: one who scanned cases of two judges is
-    # one visitor of the court. Each judge's people once each, then counted by judge and,
-    # people once, for the court.
-    scans = (
-        select(col(Case.judge_id), col(AuditEvent.actor))
+    # one visitor of the court (and of a team both judges are in). Each judge's people once
+    # each, then counted by judge, by team and, people once, for the court.
+    scans = _with_judge(
+        select(col(Case.judge_id), _case_team().label("team"), col(AuditEvent.actor))
         .select_from(AuditEvent)
         .join(Case, col(Case.id) == col(AuditEvent.case_id))
-        .where(
-            col(AuditEvent.action) == "code.scanned",
-            col(Case.court_id) == f.court_id,
-            col(AuditEvent.at) >= f.since,
-            col(AuditEvent.at) < f.until,
-        )
+    ).where(
+        col(AuditEvent.action) == "code.scanned",
+        col(Case.court_id) == f.court_id,
+        col(AuditEvent.at) >= f.since,
+        col(AuditEvent.at) < f.until,
     )
     if f.judge_id is not None:
         scans = scans.where(_judge_is(f.judge_id))
-    pairs = scans.group_by(col(Case.judge_id), col(AuditEvent.actor)).cte("pairs")
+    if f.team is not None:
+        scans = scans.where(_case_team() == f.team)
+    pairs = scans.group_by(col(Case.judge_id), _case_team(), col(AuditEvent.actor)).cte("pairs")
+    by_team = select(pairs.c.team, pairs.c.actor).group_by(pairs.c.team, pairs.c.actor).subquery()
     people = select(pairs.c.actor).group_by(pairs.c.actor).subquery()
     counted = union_all(
-        select(pairs.c.judge_id, func.count(), literal(0)).group_by(pairs.c.judge_id),
-        select(null(), func.count(), literal(1)).select_from(people),
+        select(pairs.c.judge_id, null(), func.count(), literal(0)).group_by(pairs.c.judge_id),
+        select(null(), by_team.c.team, func.count(), literal(1)).group_by(by_team.c.team),
+        select(null(), null(), func.count(), literal(2)).select_from(people),
     )
-    for judge, n, whole in (await session.execute(counted)).all():
-        if whole:
+    for judge, team, n, which in (await session.execute(counted)).all():
+        if which == 2:
             total.visitors = n
+        elif which == 1:
+            team_row(team or None).visitors = n
         else:
-            start(judge).visitors = n
-    for figure, attr in (("bookings", "bookings"), ("no_shows", "no_shows")):
+            judge_row(judge).visitors = n
+    for figure in ("bookings", "no_shows", "enforcement"):
         sub = _other_query(figure, f).subquery()
-        q = (
-            select(col(Case.judge_id), func.count())
+        q = _with_judge(
+            select(col(Case.judge_id), _case_team(), func.count())
             .select_from(sub)
             .join(Case, col(Case.id) == sub.c.case_id)
-            .group_by(col(Case.judge_id))
-        )
-        for judge, n in (await session.execute(q)).all():
-            setattr(start(judge), attr, n)
-            setattr(total, attr, (getattr(total, attr) or 0) + n)
-    sub = _other_query("enforcement", f).subquery()
-    q = (
-        select(col(Case.judge_id), func.count())
-        .select_from(sub)
-        .join(Case, col(Case.id) == sub.c.case_id)
-        .group_by(col(Case.judge_id))
-    )
-    for judge, n in (await session.execute(q)).all():
-        start(judge).enforcement = n
-        total.enforcement = (total.enforcement or 0) + n
+        ).group_by(col(Case.judge_id), _case_team())
+        for judge, team, n in (await session.execute(q)).all():
+            for row in (total, team_row(team or None), judge_row(judge)):
+                setattr(row, figure, getattr(row, figure) + n)
 
 
 # -- the items behind a figure ----------------------------------------------------------------
@@ -726,6 +742,7 @@ FIGURE_NAMES: dict[str, str] = {
     "late": "未按时答复",
     "replied": "已答复（计入答复用时）",
     "escalated": "升级",
+    "assisted": "代办提交",
     "rated": "有评价的诉求",
     "satisfied": "满意或基本满意的诉求",
     "open_now": "当前未办结",

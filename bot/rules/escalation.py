@@ -39,6 +39,7 @@ AWAY = "away"  # its holder is away
 SILENT = "silent"  # its holder has not answered for `silent_after`
 CLAIMED = "claimed"  # taken from a team inbox
 TRANSFERRED = "transferred"  # given to someone by a staff member
+REQUESTED = "requested"  # raised a level by a staff member, their reason its `note`
 
 # Who takes an item when its deadline passes, level by level: the court's reception
 # team (集约接待), then its leadership. Complaints start with supervision and go up to the
@@ -154,10 +155,11 @@ async def move(
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
     said = await tickets.first_words(session, ticket)  # the new holder reads the words
     for staff in to.notify:
-        if staff.openid and access.may_see(await access.viewer(session, staff), ticket):
+        address = access.address_of(staff)
+        if address and access.may_see(await access.viewer(session, staff), ticket):
             await outbox.tell(
                 session,
-                staff.openid,
+                address,
                 Notice(
                     notice.TICKET_MOVED_FOR_STAFF,
                     {
@@ -251,10 +253,10 @@ async def warn(session: AsyncSession, policy: Policy) -> int:
         if cast(CursorResult[Any], done).rowcount != 1:
             continue
         for staff in await access.who_is_told(session, ticket):
-            if staff.openid:
+            if address := access.address_of(staff):
                 await outbox.tell(
                     session,
-                    staff.openid,
+                    address,
                     Notice(
                         notice.TICKET_WARNED,
                         {
@@ -304,6 +306,94 @@ async def escalate(session: AsyncSession, policy: Policy) -> int:
         ):
             moved += 1
     return moved
+
+
+@dataclass(frozen=True)
+class Up:
+    """Where raising an item takes it: a team inbox of the court's chain, at that level."""
+
+    role: str
+    level: int
+
+
+def next_up(policy: Policy, court: str, ticket: Ticket) -> Up | None:
+    """One level up the court's chain for the item's kind, past the inbox it already sits
+    in (an item that went to reception off an away judge's desk goes on to the leadership,
+    not to reception again). None: at the top already."""
+    chain = policy.chain(court, ticket.kind)
+    for index in range(ticket.level, len(chain)):
+        if chain[index] != ticket.inbox:
+            return Up(chain[index], index + 1)
+    return None
+
+
+def may_escalate(v: access.Viewer, ticket: Ticket) -> bool:
+    """Raising an item moves it, as a transfer does: whoever the chat lets move it may raise
+    it (bot.rules.access: its holder, its inbox's members, the division leader; never a
+    supporter), and only while it is open."""
+    return ticket.status != "closed" and access.may_act(v, ticket, "transfer")
+
+
+# Why raising an item did not happen.
+AT_TOP = "at_top"  # nowhere further up the chain
+NOBODY = "nobody"  # the next inbox has no one (but the person a complaint names) to take it
+TAKEN = "taken"  # someone moved it first
+
+
+@dataclass(frozen=True)
+class Raised:
+    """What `escalate_now` came to: `up` where it went, else `why` not."""
+
+    up: Up | None
+    team: str | None = None  # the inbox's team name, for the words
+    why: str | None = None
+
+
+async def escalation_target(session: AsyncSession, policy: Policy, ticket: Ticket) -> Raised:
+    """Where `escalate_now` would take the item now (its inbox and that team's name), else
+    why not (AT_TOP, NOBODY): a page offers the button only where it can work."""
+    case = await session.get_one(Case, ticket.case_id)
+    up = next_up(policy, await _court_name(session, case), ticket)
+    if up is None:
+        return Raised(None, why=AT_TOP)
+    members = await access.inbox_members(session, case.court_id, up.role)
+    if not [m for m in members if m.id != ticket.subject_staff_id]:
+        return Raised(None, why=NOBODY)
+    team = next((m.team for m in members if m.team), None) or tickets.TEAM_NAMES.get(
+        up.role, up.role
+    )  # as tickets.role_team names it
+    return Raised(up, team)
+
+
+async def escalate_now(
+    session: AsyncSession, policy: Policy, ticket: Ticket, by: Staff, reason: str
+) -> Raised:
+    """A staff member raises an item one level up its chain now (the caller checked
+    `may_escalate`). The same move as an overdue escalation (`ticket.escalated`, a new
+    allowance for the new holder), recorded with its reason code REQUESTED, the staff member
+    as actor and their words as its note: the new inbox's members read them; the litigant is
+    told only who handles the item now, never why."""
+    where = await escalation_target(session, policy, ticket)
+    if where.up is None:
+        return where
+    case = await session.get_one(Case, ticket.case_id)
+    target = await tickets.role_team(
+        session, case.court_id, where.up.role, exclude=ticket.subject_staff_id
+    )
+    moved = await move(
+        session,
+        policy.deadlines,
+        ticket,
+        case,
+        target,
+        action="ticket.escalated",
+        reason=REQUESTED,
+        note=reason.strip() or None,
+        actor=f"staff:{by.username}",
+        expect_level=ticket.level,
+        new_level=where.up.level,
+    )
+    return Raised(where.up, target.team) if moved else Raised(None, why=TAKEN)
 
 
 async def off_absent_desks(session: AsyncSession, policy: Policy) -> int:
@@ -374,7 +464,10 @@ async def morning_digest(db: Database, redis: Redis, deadlines: Deadlines) -> in
     async with db.transaction() as session:
         staff_rows = (
             await session.execute(
-                select(Staff).where(col(Staff.active), col(Staff.openid).is_not(None))
+                select(Staff).where(
+                    col(Staff.active),
+                    col(Staff.openid).is_not(None) | col(Staff.wecom_userid).is_not(None),
+                )
             )
         ).scalars()
         for member in staff_rows:
@@ -388,7 +481,7 @@ async def morning_digest(db: Database, redis: Redis, deadlines: Deadlines) -> in
             ]
             await outbox.tell(
                 session,
-                member.openid,
+                access.address_of(member),
                 Notice(
                     notice.STAFF_DIGEST,
                     {

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from tqdm import tqdm
 
+from bot.core.addresses import WECOM_USERID_MAX
 from bot.core.clock import now
 from bot.core.masking import mask_phone
 from qr import tokens
@@ -138,6 +139,7 @@ COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
         "team": ("部门", "庭室", "团队"),
         "speciality": ("专长", "业务专长"),
         "supports": ("辅助法官", "协助法官"),
+        "wecom_userid": ("企业微信账号", "企业微信ID", "企业微信UserID"),
     },
     "cases": {
         "court": ("法院", "承办法院", "经办法院", "法院名称"),
@@ -495,6 +497,9 @@ def _object(row: Any) -> dict[str, Any]:
 
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# WeCom's rule for a userid: letters, digits and _ - @ . , a letter or digit first; kept to
+# what our user columns hold after the `wecom:` prefix (bot.core.addresses).
+WECOM_USERID = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_@.-]{{0,{WECOM_USERID_MAX - 1}}}$")
 
 
 def staff_fields(row: Any) -> dict[str, Any]:
@@ -527,7 +532,23 @@ def staff_fields(row: Any) -> dict[str, Any]:
         "team": _text(row, "team", required=False, limit=64) or None,
         "speciality": _text(row, "speciality", required=False, limit=100) or None,
         "supports": ",".join(dict.fromkeys(supports)) or None,
+        **_wecom_userid(row),
     }
+
+
+def _wecom_userid(row: dict[str, Any]) -> dict[str, str]:
+    """The member's WeCom userid, lower-cased as WeCom compares them, when the row gives
+    one: a row without it leaves a link made by a bind code alone."""
+    value = row.get("wecom_userid")
+    if value is None or str(value).strip() == "":
+        return {}
+    userid = str(value).strip()
+    if not WECOM_USERID.match(userid):
+        raise RowError(
+            f"wecom_userid must be WeCom's userid: letters, digits, _ - @ . (a letter or digit "
+            f"first), at most {WECOM_USERID_MAX} characters"
+        )
+    return {"wecom_userid": userid.lower()}
 
 
 def party_values(party: dict[str, Any]) -> tuple[str, str, str]:
@@ -624,10 +645,27 @@ async def import_staff(db: Database, path: Path, *, progress: bool = True) -> Re
                     except RowError as exc:
                         report.skipped.append((line, str(exc)))
                         continue
+                    if await _wecom_taken(session, data):
+                        report.skipped.append(
+                            (line, f"wecom_userid {data['wecom_userid']} is another staff member's")
+                        )
+                        continue
                     court = await _court(session, courts, data.pop("court"))
                     data["court_id"] = court.id
                     await _upsert_staff(session, data, report)
     return report
+
+
+async def _wecom_taken(session: AsyncSession, data: dict[str, Any]) -> bool:
+    """Whether the row's WeCom userid is linked to someone else already (one each)."""
+    if "wecom_userid" not in data:
+        return False
+    holder = (
+        await session.execute(
+            select(col(Staff.username)).where(col(Staff.wecom_userid) == data["wecom_userid"])
+        )
+    ).scalar()
+    return holder is not None and holder != data["username"]
 
 
 async def _upsert_staff(session: AsyncSession, data: dict[str, Any], report: Report) -> None:

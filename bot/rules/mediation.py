@@ -19,6 +19,7 @@ from bot.core import notice
 from bot.core.clock import court_tz, now
 from bot.core.notice import Notice, Param, iso
 from bot.outbox import queue as outbox
+from bot.rules import access
 from qr.tokens import looks_like_token
 from storage import audit
 from storage.models import Binding, Booking, Case, Court, MediationSlot, Party, Staff
@@ -335,8 +336,8 @@ async def _tell_everyone(
     recipients = [(openid, for_parties) for openid in followers if openid != skip]
     judge = await session.get(Staff, case.judge_id) if case.judge_id else None
     for staff in (mediator, judge):
-        if staff is not None and staff.openid:
-            recipients.append((staff.openid, for_staff))
+        if staff is not None and (address := access.address_of(staff)):
+            recipients.append((address, for_staff))
     for openid, said in dict(recipients).items():
         await outbox.tell(session, openid, said, case=case)
 

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.rules import enforcement, mediation, tickets
+from bot.rules import desk, enforcement, mediation, tickets
 from storage.models import (
     Binding,
     Case,
@@ -78,6 +78,7 @@ class ItemView:
     ticket: Ticket
     case: Case
     holder: Staff | None
+    helper: str | None = None  # who submitted it for them at the service desk (bot.rules.desk)
 
 
 # Items of a user's (`user`), with case and holder, on cases they are still bound to. Built
@@ -103,12 +104,17 @@ async def items(session: AsyncSession, user: str, case_id: int | None = None) ->
         rows = await session.execute(_MINE, {"user": user})
     else:
         rows = await session.execute(_MINE_ON_CASE, {"user": user, "case_id": case_id})
-    return [ItemView(t, c, s) for t, c, s in rows.all()]
+    found = rows.all()
+    helped = await desk.helpers(session, [t for t, _, _ in found])
+    return [ItemView(t, c, s, helped.get(t.id or 0)) for t, c, s in found]
 
 
 async def item(session: AsyncSession, user: str, ticket_id: int) -> ItemView | None:
     found = (await session.execute(_ONE, {"user": user, "ticket_id": ticket_id})).first()
-    return ItemView(found[0], found[1], found[2]) if found else None
+    if not found:
+        return None
+    helped = await desk.helpers(session, [found[0]])
+    return ItemView(found[0], found[1], found[2], helped.get(ticket_id))
 
 
 @dataclass(frozen=True)

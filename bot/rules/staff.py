@@ -1,5 +1,5 @@
-"""Staff accounts: one-time bind codes that tie a staff member to their own WeChat, and
-finding a colleague by name."""
+"""Staff accounts: one-time bind codes that tie a staff member to their own WeChat (or to
+their userid in the court's WeCom), and finding a colleague by name."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from bot.core.addresses import WECOM, wecom_user
 from bot.rules import attempts
 from qr.tokens import ALPHABET, normalize
 from storage import audit
@@ -79,6 +80,38 @@ async def bind_wechat(session: AsyncSession, member: Staff, openid: str) -> None
     await audit.append(
         session, actor=openid, action="staff.bound", subject=f"staff:{member.username}"
     )
+
+
+async def bind_wecom(session: AsyncSession, member: Staff, userid: str) -> None:
+    """Tie `member` to their WeCom userid with their code, used up: one userid per staff
+    member, one staff member per userid (whoever had it before loses it). Their WeChat
+    binding, if any, stays: one person, told from now on through WeCom."""
+    userid = userid.lower()  # as WeCom compares them
+    previous = await by_wecom_userid(session, userid, active_only=False)
+    if previous is not None and previous.id != member.id:
+        previous.wecom_userid = None
+        session.add(previous)
+        await session.flush()
+    member.wecom_userid = userid
+    member.bind_code_hash = None  # one use only
+    session.add(member)
+    await audit.append(
+        session,
+        actor=wecom_user(userid),
+        action="staff.bound",
+        subject=f"staff:{member.username}",
+        payload={"channel": WECOM},
+    )
+
+
+async def by_wecom_userid(
+    session: AsyncSession, userid: str, *, active_only: bool = True
+) -> Staff | None:
+    """The staff member linked to this WeCom userid (compared without case, as WeCom does)."""
+    found = select(Staff).where(col(Staff.wecom_userid) == userid.lower())
+    if active_only:
+        found = found.where(col(Staff.active))
+    return (await session.execute(found)).scalar_one_or_none()
 
 
 async def named(session: AsyncSession, court_id: int, who: str) -> list[Staff]:

@@ -1,7 +1,8 @@
 """Staff sign-in to the web console: passwords (argon2), one-time set-up links, an optional
 TOTP second factor, and how many wrong tries an account and an address have left.
 
-Only an argon2 hash of a password is kept, only the SHA-256 of a set-up link's token. Wrong
+Only an argon2 hash of a password is kept, only the SHA-256 of a set-up link's token, and a
+TOTP secret only sealed (AES-GCM, `TotpBox`) under a key drawn from MST_SECRET_KEY. Wrong
 tries are `FailedAttempt` rows (as bot.rules.attempts counts a case's digits), written in
 the sign-in's own transaction: a Redis restart hands out no fresh tries. The rules hold no
 wording: a refused password is a code (`PasswordError.code`) the caller puts in words.
@@ -9,6 +10,8 @@ wording: a refused password is a code (`PasswordError.code`) the caller puts in 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -18,6 +21,10 @@ from functools import cache
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import case, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -132,11 +139,87 @@ async def by_setup_token(session: AsyncSession, token: str) -> Staff | None:
 
 # -- TOTP ------------------------------------------------------------------------------------
 
+SEALED = "v1:"  # a sealed secret's prefix; anything else in the column is an older clear one
+_NONCE = 12
+_COLUMN = 64  # Staff.totp_secret's length
 
-async def enable_totp(session: AsyncSession, staff: Staff, *, actor: str) -> str:
-    """A new TOTP secret (any earlier one stops working); its otpauth:// URI, shown once."""
+
+@dataclass(frozen=True)
+class TotpBox:
+    """Seals TOTP secrets for the database: AES-256-GCM under a key drawn from MST_SECRET_KEY
+    by HKDF with a label of its own (so no key is shared with the links or forms that secret
+    signs, and no new setting is needed), a fresh random nonce each time, the staff member's
+    id as associated data (a sealed secret copied onto another account does not open).
+    Stored as "v1:" + Base85 of nonce, ciphertext and tag: a 160-bit secret is 63
+    characters, Base64 would not fit the 64-character column. A new MST_SECRET_KEY opens
+    none of them: each person's TOTP is then set again (`mst staff-password USER --totp`)."""
+
+    key: bytes
+
+    @classmethod
+    def from_secret(cls, secret_key: str) -> TotpBox:
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"mst console totp v1")
+        return cls(hkdf.derive(secret_key.encode()))
+
+    @staticmethod
+    def _aad(staff: Staff) -> bytes:
+        assert staff.id is not None, "a stored staff member"
+        return f"staff:{staff.id}".encode()
+
+    def seal(self, staff: Staff, secret: str) -> str:
+        raw = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
+        nonce = secrets.token_bytes(_NONCE)
+        sealed = nonce + AESGCM(self.key).encrypt(nonce, raw, self._aad(staff))
+        return SEALED + base64.b85encode(sealed).decode()
+
+    def open(self, staff: Staff, stored: str) -> str | None:
+        """The secret in base32, or None when it does not open (another key, another
+        account's, damaged)."""
+        try:
+            sealed = base64.b85decode(stored.removeprefix(SEALED))
+            raw = AESGCM(self.key).decrypt(sealed[:_NONCE], sealed[_NONCE:], self._aad(staff))
+        except (ValueError, InvalidTag):
+            return None
+        return base64.b32encode(raw).decode().rstrip("=")
+
+
+def _box(secret_key: str | None) -> TotpBox | None:
+    return TotpBox.from_secret(secret_key) if secret_key else None
+
+
+def totp_secret(staff: Staff, secret_key: str | None) -> str | None:
+    """The staff member's TOTP secret in clear, for checking a code: opened with the key
+    from `secret_key`, or an older clear one as it is."""
+    stored = staff.totp_secret
+    if not stored:
+        return None
+    if not stored.startswith(SEALED):
+        return stored
+    box = _box(secret_key)
+    return box.open(staff, stored) if box else None
+
+
+def seal_totp(staff: Staff, secret_key: str) -> bool:
+    """An older secret kept in clear, sealed now (the caller's transaction stores it):
+    True when it was. Called where a secret is used, so old rows close up as people sign in."""
+    stored = staff.totp_secret
+    if not stored or stored.startswith(SEALED):
+        return False
+    try:
+        sealed = TotpBox.from_secret(secret_key).seal(staff, stored)
+    except (binascii.Error, ValueError):
+        return False  # not base32: no code could match it anyway
+    if len(sealed) > _COLUMN:
+        return False
+    staff.totp_secret = sealed
+    return True
+
+
+async def enable_totp(session: AsyncSession, staff: Staff, *, actor: str, secret_key: str) -> str:
+    """A new TOTP secret (any earlier one stops working), sealed with the key drawn from
+    `secret_key` (MST_SECRET_KEY); its otpauth:// URI, shown once."""
     secret = pyotp.random_base32()
-    staff.totp_secret = secret
+    staff.totp_secret = TotpBox.from_secret(secret_key).seal(staff, secret)
     session.add(staff)
     await audit.append(
         session, actor=actor, action="staff.totp_set", subject=f"staff:{staff.username}"
@@ -152,12 +235,14 @@ async def disable_totp(session: AsyncSession, staff: Staff, *, actor: str) -> No
     )
 
 
-def totp_ok(staff: Staff, code: str) -> bool:
-    """A six-digit code of this 30-second step or the one either side (clocks drift)."""
+def totp_ok(staff: Staff, code: str, *, secret_key: str | None = None) -> bool:
+    """A six-digit code of this 30-second step or the one either side (clocks drift). A
+    sealed secret needs `secret_key` to be read."""
     code = code.strip()
-    if staff.totp_secret is None or len(code) != 6 or not (code.isascii() and code.isdigit()):
+    secret = totp_secret(staff, secret_key)
+    if secret is None or len(code) != 6 or not (code.isascii() and code.isdigit()):
         return False
-    return pyotp.TOTP(staff.totp_secret).verify(code, for_time=now(), valid_window=1)
+    return pyotp.TOTP(secret).verify(code, for_time=now(), valid_window=1)
 
 
 # -- wrong tries -----------------------------------------------------------------------------

@@ -112,6 +112,7 @@ async def open_ticket(
     routing = await route(session, case, kind, about)
     court = await session.get(Court, case.court_id)
     created = now()
+    helped = audit.acting(session)  # staff at the desk submitting it for the party
     ticket = Ticket(
         case_id=case.id or 0,
         court_id=case.court_id,
@@ -130,16 +131,18 @@ async def open_ticket(
         close_due_at=deadlines.due(
             kind, created, which="close", court=court.name if court else None
         ),
+        assisted_by_id=helped.staff_id if helped is not None else None,
     )
     session.add(ticket)
     await session.flush()
     await _link(session, message_id, ticket)
     party = await session.get(Party, binding.party_id)
     for staff in routing.notify:
-        if staff.openid and access.may_see(await access.viewer(session, staff), ticket):
+        to = access.address_of(staff)
+        if to and access.may_see(await access.viewer(session, staff), ticket):
             await outbox.tell(
                 session,
-                staff.openid,
+                to,
                 Notice(notice.TICKET_NEW_FOR_STAFF, item_params(ticket, case, party, text)),
                 case=case,
                 ticket_id=ticket.id,
@@ -192,10 +195,10 @@ async def add_to_ticket(
         session.add(ticket)
     party = await session.get(Party, ticket.party_id) if ticket.party_id else None
     for staff in await access.who_is_told(session, ticket):
-        if staff.openid:
+        if to := access.address_of(staff):
             await outbox.tell(
                 session,
-                staff.openid,
+                to,
                 Notice(notice.TICKET_ADDED_FOR_STAFF, item_params(ticket, case, party, text)),
                 case=case,
                 ticket_id=ticket.id,

@@ -705,6 +705,7 @@ async def item_page(request: web.Request) -> web.StreamResponse:
         status_name=texts.status_name(t.status),
         holder=texts.holder_words(t, view.holder),
         due=words.DUE_BY.format(due=texts.due_words(t)) if t.status == "open" else None,
+        helper=texts.SUBMITTED_BY_STAFF.format(name=view.helper) if view.helper else None,
         thread=thread,
         form=_form_fields(me, _deps(request).settings.secret_key),
         said=await said_for(request, me),

@@ -153,6 +153,7 @@ def item_out(view: portal.ItemView) -> s.ItemOut:
         holder=texts.holder_words(t, view.holder),
         due_at=t.due_at,
         created_at=t.created_at,
+        submitted_by=texts.SUBMITTED_BY_STAFF.format(name=view.helper) if view.helper else None,
     )
 
 

@@ -106,6 +106,11 @@ class ItemOut(BaseModel):
     holder: str = Field(description="who is handling it, as the person is told")
     due_at: datetime | None
     created_at: datetime
+    submitted_by: str | None = Field(
+        default=None,
+        description="staff at the service desk submitted it for the person: the words to "
+        "show (由工作人员赵敏代为提交); null when they did it themselves",
+    )
 
 
 class ItemsOut(BaseModel):

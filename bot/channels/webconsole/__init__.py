@@ -1,11 +1,12 @@
 """The staff web console (/console): court staff sign in with a password (and optionally a
-TOTP code), read their inbox, open an item's thread and history, and answer, close, claim or
-transfer it through the same rules as the chat (`pages.py`); leaders read the court's
-figures on the dashboard (`dashboard.py`). `setup(app)` adds both to the app."""
+TOTP code), read their inbox, open an item's thread and history, and answer, close, claim,
+transfer or escalate it through the same rules as the chat (`pages.py`); leaders read the court's
+figures on the dashboard (`dashboard.py`); the service desk acts for people who
+come in person (`desk.py`). `setup(app)` adds both to the app."""
 
 from aiohttp import web
 
-from bot.channels.webconsole import dashboard, pages
+from bot.channels.webconsole import dashboard, desk, pages, wecom_signin
 
 
 def setup(app: web.Application) -> None:
@@ -14,6 +15,8 @@ def setup(app: web.Application) -> None:
         return
     pages.setup(app)
     dashboard.setup_dashboard(app)
+    desk.setup_desk(app)
+    wecom_signin.setup(app)  # when the court has WeCom (WECOM_*)
 
 
 __all__ = ["setup"]

@@ -46,6 +46,7 @@ COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("评价条数", "ratings", "ratings"),
     ("评价满意率", "rating_satisfaction", "ratings"),
     ("升级", "escalated", "escalated"),
+    ("代办", "assisted", "assisted"),
     ("当前未办结", "open_now", "open_now"),
     ("当前超期", "overdue_now", "overdue_now"),
     ("扫码人数", "visitors", "visitors"),

@@ -9,10 +9,14 @@ anything is read into the rules.
 What a staff member sees and may do comes from bot.rules.access alone, through the same
 calls as the chat's 待办 and `#n` (handlers.judge): `access.visible` for listings,
 `may_see` / `may_act` / `may_transfer` for an item. An item they may not see is "not
-found", exactly as one that does not exist. Answers, closing, claims and transfers are
-the chat's own rules (tickets.answer, tickets.close, escalation.claim, escalation.transfer),
-so the litigant hears of them through the same outbox, and the record names the staff
-member.
+found", exactly as one that does not exist. Answers, closing, claims, transfers and
+escalations are the chat's own rules (tickets.answer, tickets.close, escalation.claim,
+escalation.transfer, escalation.escalate_now), so the litigant hears of them through the
+same outbox, and the record names the staff member.
+
+The address a sign-in is counted and recorded under is the peer's, or, when the peer is one
+of our own reverse proxies (MST_CONSOLE_TRUSTED_PROXIES), the client its X-Forwarded-For
+names (`client_address`).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import jinja2
@@ -39,9 +45,11 @@ from bot.channels import pages as shared
 from bot.channels.webconsole import auth, words
 from bot.core.clock import now, say_time
 from bot.core.masking import mask_name
+from bot.core.settings import ConsoleSettings
 from bot.core.text import gist
 from bot.dialog.deps import DEPS, Deps
 from bot.rules import access, escalation, history, media, staff_auth, tickets
+from bot.rules import desk as desk_rules
 from bot.rules import staff as staff_accounts
 from handlers import texts
 from handlers.complain import ABOUT
@@ -60,7 +68,8 @@ CSP = shared.CSP
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 TEXT_MAX = 2000
 REASON_MAX = 200
-LIST_MAX = 200
+LIST_MAX = 200  # items on one page of the inbox
+PAGES_MAX = 10_000  # a page number past this is taken as the first (no huge OFFSET)
 GIST = 40  # characters of an item's opening words in the inbox
 SOON = timedelta(hours=4)  # in working time: the inbox's "due soon" colour
 _ID = re.compile(r"[1-9][0-9]{0,8}")  # ids are 32-bit integers in PostgreSQL
@@ -75,15 +84,50 @@ NOTES = {
     "password_set": words.PASSWORD_SET,
     "code_expired": words.CODE_EXPIRED,
 }
-DESK_ROLES = ("reception", "admin")
 
 
 def _deps(request: web.Request) -> Deps:
     return request.app[DEPS]
 
 
+def _ip(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        found = ip_address(text.strip())
+    except ValueError:
+        return None
+    # A dual-stack socket names an IPv4 peer as ::ffff:a.b.c.d: the same address.
+    if isinstance(found, IPv6Address) and found.ipv4_mapped is not None:
+        return found.ipv4_mapped
+    return found
+
+
+def client_address(remote: str | None, forwarded: Sequence[str], console: ConsoleSettings) -> str:
+    """The address a request came from, for the lockout and the record: the peer's own, or,
+    when the peer is a trusted proxy, the last address in X-Forwarded-For that is not one
+    of ours (read from the right: each of our proxies appends the address it was reached
+    from, while anything to the left of that is whatever the client wrote). An entry that is
+    not an address stops the walk at the proxy that passed it on."""
+    peer = _ip(remote or "")
+    if peer is None or not console.trusts(peer):
+        return remote or "-"
+    hops = [h for line in forwarded for h in line.split(",") if h.strip()]
+    client = peer
+    for hop in reversed(hops):
+        found = _ip(hop)
+        if found is None:
+            break
+        client = found
+        if not console.trusts(found):
+            break
+    return str(client)
+
+
 def _address(request: web.Request) -> str:
-    return request.remote or "-"
+    return client_address(
+        request.remote,
+        request.headers.getall("X-Forwarded-For", []),
+        _deps(request).settings.console,
+    )
 
 
 # -- the request's staff member ----------------------------------------------------------------
@@ -98,7 +142,7 @@ class Me:
 
     @property
     def desk(self) -> bool:
-        return any(self.staff.has_role(r) for r in DESK_ROLES)
+        return desk_rules.may_help(self.staff)  # who works the service desk: bot.rules.desk
 
 
 async def _me(request: web.Request, session: AsyncSession) -> Me | None:
@@ -248,6 +292,8 @@ def _login_page(
         pre_csrf=auth.form_token(secret, pre, purpose="pre"),
         said=said,
         username=username,
+        # WeCom's sign-in (bot.channels.webconsole.wecom_signin), when the court has WeCom.
+        wecom_login=texts.WECOM_LOGIN_BUTTON if _deps(request).settings.wecom else None,
     )
     if fresh:
         auth.set_cookie(response, auth.PRE_COOKIE, pre, auth.PRE_TTL)
@@ -292,22 +338,43 @@ async def _failed(
 
 
 async def _signed_in(
-    request: web.Request, session: AsyncSession, staff: Staff, *, second_factor: bool
+    request: web.Request,
+    session: AsyncSession,
+    staff: Staff,
+    *,
+    second_factor: bool,
+    via: str | None = None,
 ) -> web.HTTPSeeOther:
-    """The sign-in succeeded: a session, its cookie, the record."""
+    """The sign-in succeeded: a session, its cookie, the record (`via`: not a password)."""
     staff.signed_in_at = now()
     session.add(staff)
+    payload: dict[str, Any] = {"address": _address(request), "second_factor": second_factor}
+    if via is not None:
+        payload["via"] = via
     await audit.append(
         session,
         actor=f"staff:{staff.username}",
         action="console.signed_in",
         subject=f"staff:{staff.username}",
-        payload={"address": _address(request), "second_factor": second_factor},
+        payload=payload,
     )
     token = await auth.start(_deps(request).redis, staff)
     found = see("/console")
     auth.set_cookie(found, auth.COOKIE, token)
     return found
+
+
+async def signed_in_by(
+    request: web.Request, session: AsyncSession, staff: Staff, via: str
+) -> web.HTTPSeeOther:
+    """A sign-in another channel vouched for (WeCom's: bot.channels.webconsole.wecom_signin): the
+    session, cookie and record a password's makes; raise it after the commit."""
+    return await _signed_in(request, session, staff, second_factor=False, via=via)
+
+
+def address_of(request: web.Request) -> str:
+    """The address a sign-in is recorded under (see `client_address`)."""
+    return _address(request)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -394,7 +461,12 @@ async def login_code(request: web.Request) -> web.StreamResponse:
         if tries.blocked():
             await auth.end_pending(deps.redis, pending)
             return _login_page(request, said=words.LOCKED, status=429)
-        if not staff_auth.totp_ok(staff, code) or await auth.code_used(deps.redis, staff_id, code):
+        secret_key = deps.settings.secret_key
+        if staff_auth.seal_totp(staff, secret_key):  # one kept in clear before: sealed now
+            session.add(staff)
+        if not staff_auth.totp_ok(staff, code, secret_key=secret_key) or await auth.code_used(
+            deps.redis, staff_id, code
+        ):
             if await _failed(session, staff, staff.username, address, tries, "wrong_code"):
                 await auth.end_pending(deps.redis, pending)
                 return _login_page(request, said=words.LOCKED, status=401)
@@ -578,10 +650,19 @@ def _party_words(party: Party | None) -> str:
 
 
 async def inbox_rows(
-    session: AsyncSession, deps: Deps, me: Me, *, status: str, view: str, query: str
+    session: AsyncSession,
+    deps: Deps,
+    me: Me,
+    *,
+    status: str,
+    view: str,
+    query: str,
+    page: int = 1,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """The items the inbox lists, by when their first reply is due (those owed one first),
-    and whether there were more than LIST_MAX. Only ever within access.visible."""
+    """One page (LIST_MAX items) of what the inbox lists, by when their first reply is due
+    (those owed one first), and whether a further page follows. Only ever within
+    access.visible. Pages are counted by offset: an item that moves between two pages'
+    reads may show twice or be skipped, which the next read puts right."""
     where: list[Any] = [access.visible(me.viewer)]
     if status == "todo":
         where.append(col(Ticket.status) != "closed")
@@ -618,6 +699,7 @@ async def inbox_rows(
                 col(Ticket.holder_due_at),
                 col(Ticket.id),
             )
+            .offset((page - 1) * LIST_MAX)
             .limit(LIST_MAX + 1)
         )
     ).all()
@@ -649,11 +731,33 @@ async def inbox_rows(
     return listed, more
 
 
+def _page(request: web.Request) -> int:
+    raw = request.query.get("page", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= PAGES_MAX else 1
+
+
+def _pager(view: str, status: str, query: str, page: int, more: bool, shown: int) -> dict[str, Any]:
+    """The links to the pages either side, keeping the range, status and search."""
+
+    def link(n: int) -> str:
+        params = {"view": view, "status": status, **({"q": query} if query else {})}
+        return "/console?" + urlencode({**params, **({"page": str(n)} if n > 1 else {})})
+
+    first = (page - 1) * LIST_MAX + 1
+    where = words.PAGE.format(page=page, first=first, last=first + shown - 1)
+    return {
+        "previous": link(page - 1) if page > 1 else None,
+        "next": link(page + 1) if more else None,
+        "where": where if shown else "",
+    }
+
+
 async def inbox(request: web.Request) -> web.StreamResponse:
     deps = _deps(request)
     status = request.query.get("status", "todo")
     status = status if status in words.STATUSES else "todo"
     query = request.query.get("q", "").strip()[:64]
+    page = _page(request)
     async with deps.db.sessions() as session:
         me = await _me(request, session)
         if me is None:
@@ -661,7 +765,10 @@ async def inbox(request: web.Request) -> web.StreamResponse:
         views = views_for(me.staff)
         view = request.query.get("view", "all")
         view = view if view in views else "all"
-        rows, more = await inbox_rows(session, deps, me, status=status, view=view, query=query)
+        rows, more = await inbox_rows(
+            session, deps, me, status=status, view=view, query=query, page=page
+        )
+    pager = _pager(view, status, query, page, more, len(rows))
     return render(
         request,
         "inbox.html",
@@ -669,7 +776,7 @@ async def inbox(request: web.Request) -> web.StreamResponse:
         nav="inbox",
         said=await auth.take_flash(deps.redis, me.token),
         rows=rows,
-        more=words.MORE.format(n=LIST_MAX) if more else None,
+        pager=pager if page > 1 or more else None,
         views=[(v, words.VIEWS[v]) for v in views],
         view=view,
         statuses=list(words.STATUSES.items()),
@@ -707,6 +814,8 @@ def _step_words(step: history.Step, litigant: str) -> dict[str, str]:
         if step.to.level:  # escalated: how far up (0, the first holder's level, goes unsaid)
             to += f"（{words.LEVEL_N.format(level=step.to.level)}）"
     what = words.HISTORY_WORDS.get(step.action, step.action)
+    if step.action == "ticket.escalated" and step.reason == escalation.REQUESTED:
+        what = words.ESCALATED_BY_HAND  # raised by a person, not by a deadline
     reason = step.reason or ""
     if step.action in history.MOVES and step.reason is not None:
         reason = texts.move_reason(step.reason, step.note)
@@ -753,17 +862,25 @@ async def item_view(session: AsyncSession, deps: Deps, me: Me, ticket: Ticket) -
     )
     judge = people.get(case_row.judge_id)
     thread = []
-    for m in await tickets.thread(session, ticket):
+    said = await tickets.thread(session, ticket)
+    # A voice without words reads "语音留言（12秒）" once its audio is kept (bot.rules.media).
+    lengths = await media.seconds_of(
+        session, [m.id for m in said if m.id and m.msg_type == "voice" and not m.content]
+    )
+    for m in said:
         if m.direction == "in":
             link = None
             if m.media_id and m.id and m.msg_type in media.KINDS:
                 label = words.SEE_PHOTO if m.msg_type == "image" else words.HEAR_VOICE
                 link = (label, deps.rules.media.link(m.id))
+            text = m.content or texts.unsaid(m.msg_type)
+            if m.msg_type == "voice" and not m.content and m.media_id and m.id:
+                text = texts.voice_note(lengths.get(m.id))
             thread.append(
                 {
                     "who": litigant,
                     "at": say_time(m.created_at),
-                    "text": m.content or texts.unsaid(m.msg_type),
+                    "text": text,
                     "link": link,
                     "court": False,
                 }
@@ -815,6 +932,12 @@ async def item_view(session: AsyncSession, deps: Deps, me: Me, ticket: Ticket) -
         (words.PARTIES, "、".join(_party_words(p) for p in parties) or "—"),
     ]
     targets = await transfer_targets(session, me, ticket) if open_ else []
+    can_escalate = open_ and escalation.may_escalate(me.viewer, ticket)
+    raise_to = (
+        await escalation.escalation_target(session, deps.rules.escalation, ticket)
+        if can_escalate
+        else None
+    )
     return {
         "item": ticket,
         "kind": texts.kind_name(ticket.kind),
@@ -830,10 +953,20 @@ async def item_view(session: AsyncSession, deps: Deps, me: Me, ticket: Ticket) -
         "can_close": open_ and access.may_act(me.viewer, ticket, "close"),
         "can_claim": open_ and access.may_act(me.viewer, ticket, "claim"),
         "can_transfer": open_ and access.may_act(me.viewer, ticket, "transfer"),
+        "can_escalate": can_escalate,
+        # Where the button would take it; else why there is no button (at the top, or no
+        # one up there to take it).
+        "escalate_to": _up_words(raise_to) if raise_to and raise_to.up else None,
+        "escalate_not": words.ESCALATE_NOT.get(raise_to.why or "", "") if raise_to else "",
         "targets": [(s.username, f"{s.name}（{s.team or texts.staff_title(s)}）") for s in targets],
         "limit": TEXT_MAX,
         "reason_limit": REASON_MAX,
     }
+
+
+def _up_words(raised: escalation.Raised) -> str:
+    assert raised.up is not None
+    return f"{raised.team}（{words.LEVEL_N.format(level=raised.up.level)}）"
 
 
 async def _item_page(
@@ -880,7 +1013,7 @@ class Outcome:
     then: str | None = None  # where a 303 goes, when not back to the item
 
 
-VERBS = ("answer", "close", "claim", "transfer")
+VERBS = ("answer", "close", "claim", "transfer", "escalate")
 
 
 async def _refused(session: AsyncSession, me: Me, ticket: Ticket, verb: str) -> Outcome:
@@ -928,6 +1061,30 @@ async def _transfer(
     return Outcome(303, texts.TRANSFERRED.format(ticket=ticket.id, name=target.name), then)
 
 
+async def _escalate(
+    session: AsyncSession, deps: Deps, me: Me, ticket: Ticket, form: Mapping[str, str]
+) -> Outcome:
+    """One level up the court's chain, with the staff member's reason (escalation.escalate_now,
+    as the deadline job moves it): recorded, the new inbox told, the litigant told only who
+    handles it now."""
+    if not escalation.may_escalate(me.viewer, ticket):
+        return await _refused(session, me, ticket, "escalate")
+    reason = form.get("reason", "").replace("\r\n", "\n").strip()[:REASON_MAX]
+    if not reason:
+        return Outcome(400, words.ESCALATE_NO_REASON)
+    policy = deps.rules.escalation
+    raised = await escalation.escalate_now(session, policy, ticket, me.staff, reason)
+    if raised.up is None:
+        if raised.why == escalation.TAKEN:
+            return Outcome(409, texts.CLAIM_TAKEN.format(ticket=ticket.id, name="他人"))
+        said = words.ESCALATE_NOT.get(raised.why or "", words.ESCALATE_NOT[escalation.AT_TOP])
+        return Outcome(409, said)
+    # Raised out of their sight (a judge's item to reception): back to the inbox, as a
+    # transfer does, not to a page that would now say "not found".
+    then = None if access.may_see(me.viewer, ticket) else "/console"
+    return Outcome(303, words.ESCALATED.format(ticket=ticket.id, to=_up_words(raised)), then)
+
+
 async def _act(
     session: AsyncSession, deps: Deps, me: Me, number: int, verb: str, form: Mapping[str, str]
 ) -> Outcome:
@@ -938,6 +1095,8 @@ async def _act(
         return Outcome(409, texts.STAFF_ALREADY_CLOSED.format(ticket=number))
     if verb == "transfer":
         return await _transfer(session, deps, me, ticket, form)
+    if verb == "escalate":
+        return await _escalate(session, deps, me, ticket, form)
     if not access.may_act(me.viewer, ticket, verb):
         return await _refused(session, me, ticket, verb)
     if verb == "claim":
@@ -959,7 +1118,8 @@ async def _act(
 
 
 async def act(request: web.Request) -> web.StreamResponse:
-    """POST /console/items/<n>/<verb>: answer, close, claim or transfer, as the rules allow."""
+    """POST /console/items/<n>/<verb>: answer, close, claim, transfer or escalate, as the
+    rules allow."""
     verb = request.match_info["verb"]
     number = _number(request)
     if verb not in VERBS:
@@ -1108,7 +1268,6 @@ def setup(app: web.Application) -> None:
         ("POST", "/console/setup/{token}", setup_password),
         ("GET", "/console/items/{number}", item),
         ("POST", "/console/items/{number}/{verb}", act),
-        ("GET", "/console/desk", desk),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, _guarded(handler))

@@ -76,7 +76,10 @@ SEARCH_BUTTON = "查找"
 SHOW = "范围"
 STATUS = "状态"
 NOTHING = "没有符合条件的事项。"
-MORE = "只显示了前 {n} 件，请用上面的条件缩小范围。"
+PAGES = "翻页"
+PREVIOUS = "上一页"
+NEXT = "下一页"
+PAGE = "第 {page} 页（第 {first}–{last} 件）"
 COLUMNS = ("编号", "类别", "案号与诉求", "当事人", "状态", "办理人", "答复期限", "")
 CLAIM = "认领"
 OPEN = "查看"
@@ -137,6 +140,17 @@ TRANSFER_PICK = "请选择"
 TRANSFER_REASON = "原因（会告诉对方）"
 TRANSFER_BUTTON = "转办"
 TRANSFER_NOBODY = "本院没有可以接手这件事项的人。"
+ESCALATE = "上报升级"
+ESCALATE_HINT = "交上一级办理：{to}。对方会收到通知和您写的原因。"
+ESCALATE_REASON = "上报原因（必填，只给本院工作人员看）"
+ESCALATE_BUTTON = "上报升级"
+ESCALATE_NO_REASON = "请写明上报的原因。"
+ESCALATED = "#{ticket} 已上报，现由{to}办理。"
+ESCALATE_NOT = {
+    "at_top": "这件事项已在最高一级，不能再上报。",
+    "nobody": "上一级暂时没有可以接手的人，无法上报。请联系本院管理员。",
+}
+ESCALATED_BY_HAND = "上报升级"
 CLOSED_NOTE = "此事项已办结。"
 VIEW_ONLY = "您可以查看这件事项，办理由承办人负责。"
 

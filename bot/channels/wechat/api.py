@@ -36,6 +36,7 @@ HIGH_RISK_USER = 40226  # jscode2session: WeChat blocks this user's login as hig
 NOT_SUBSCRIBED = 43101  # subscribe message: the user has not granted it (or used it up)
 INVALID_PAGE = 41030  # getwxacodeunlimit: the page is not a page path (pages/…)
 INVALID_ARGS = 40097  # e.g. a scene WeChat will not take, a scheme over 30 days
+INVALID_MEDIA = 40007  # media/get: a media id WeChat does not know (or past its 3 days)
 # getwxacodeunlimit's scene: at most 32 of these characters (WeChat's own rule).
 SCENE_CHARS = re.compile(r"[0-9A-Za-z!#$&'()*+,/:;=?@\-._~]{1,32}")
 # What no retry will change for this recipient: the row fails, with the reason.
@@ -196,7 +197,8 @@ class WeChatAPI:
 
     async def get_media(self, media_id: str) -> tuple[bytes, str]:
         """A photo or voice a user sent (temporary media, kept by WeChat for three days):
-        its bytes and content type. An error comes back as JSON instead of the file."""
+        its bytes and content type. An error comes back as JSON instead of the file:
+        INVALID_MEDIA (40007) once WeChat no longer has it, which no retry changes."""
         return await self._file("GET", "/cgi-bin/media/get", params={"media_id": media_id})
 
     async def send_text(self, openid: str, text: str) -> dict[str, Any]:
@@ -360,6 +362,29 @@ class WeChatAPI:
                 token = await self.token(stale=token)
                 continue
             raise WeChatError(errcode or -1, str(data.get("errmsg", "")) or "no file in the answer")
+        raise AssertionError("unreachable")
+
+    # -- the Official Account's custom menu (bot.channels.wechat.menu) -------------------
+
+    async def create_menu(self, menu: dict[str, Any]) -> None:
+        """Replace the custom menu (/cgi-bin/menu/create, body {"button": [...]}). WeChat
+        checks it whole: 40016-40027 name a count, type, name, key or url it refuses."""
+        await self.call("/cgi-bin/menu/create", menu)
+
+    async def current_menu(self) -> dict[str, Any]:
+        """The menu the account shows now, however it was set (by the API or on
+        mp.weixin.qq.com): {"is_menu_open": 0|1, "selfmenu_info": {"button": [...]}}, a
+        button's sub-buttons as {"list": [...]} (/cgi-bin/get_current_selfmenu_info)."""
+        token = await self.token()
+        for attempt in range(2):
+            try:
+                return await self._request(
+                    "GET", "/cgi-bin/get_current_selfmenu_info", params={"access_token": token}
+                )
+            except WeChatError as exc:
+                if exc.errcode not in TOKEN_INVALID or attempt == 1:
+                    raise
+                token = await self.token(stale=token)
         raise AssertionError("unreachable")
 
 

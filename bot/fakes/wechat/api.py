@@ -91,6 +91,8 @@ class FakeWeChat:
     _oauth_codes: dict[str, _Code] = field(default_factory=dict)
     _oauth_user: _Code | None = None
     _grants: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    # The custom menu: every body /cgi-bin/menu/create took, the live one last.
+    menus: list[dict[str, Any]] = field(default_factory=list)
 
     # -- control (from tests, or over /_fake/) ------------------------------------
 
@@ -132,6 +134,15 @@ class FakeWeChat:
         """The browser that opens the authorize page is inside WeChat, as this user
         (None: a browser outside WeChat)."""
         self._oauth_user = None if openid is None else _Code(openid, unionid)
+
+    def add_media(self, media_id: str, body: bytes, content_type: str = "audio/amr") -> None:
+        """A photo or voice a user sent: /cgi-bin/media/get serves it under `media_id`
+        (tests send a real AMR-NB recording, tests/data/voice.amr); until `expire_media`."""
+        self.media[media_id] = (body, content_type)
+
+    def expire_media(self, media_id: str) -> None:
+        """Three days have passed: WeChat answers 40007 for it from now on."""
+        self.media.pop(media_id, None)
 
     def grant(self, openid: str, template_id: str, times: int = 1) -> None:
         """The user tapped 允许 on wx.requestSubscribeMessage: one message each time."""
@@ -259,11 +270,18 @@ class FakeWeChat:
             return failed
         if (bad := self._check_token(request, self.app_id)) is not None:
             return web.json_response(bad)
-        found = self.media.get(request.query.get("media_id", ""))
+        media_id = request.query.get("media_id", "")
+        found = self.media.get(media_id)
         if found is None:  # unknown or older than three days
             return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
         body, content_type = found
-        return web.Response(body=body, content_type=content_type)
+        # As WeChat: the file, named by its media id, with the type of what was sent.
+        extension = {"audio/amr": "amr", "image/jpeg": "jpg"}.get(content_type, "bin")
+        return web.Response(
+            body=body,
+            content_type=content_type,
+            headers={"Content-Disposition": f'attachment; filename="{media_id}.{extension}"'},
+        )
 
     async def qrcode_create(self, request: web.Request) -> web.Response:
         self.calls.append("/cgi-bin/qrcode/create")
@@ -443,6 +461,57 @@ class FakeWeChat:
             answer["unionid"] = who.unionid
         return web.json_response(answer)
 
+    # -- the custom menu ----------------------------------------------------------------
+
+    async def menu_create(self, request: web.Request) -> web.Response:
+        """As WeChat checks a menu: the first thing wrong, by its code (count 40016, type
+        40017, name 40018, key 40019, url 40020; a sub-button's 40023-40027)."""
+        self.calls.append("/cgi-bin/menu/create")
+        if (failed := self._injected("/cgi-bin/menu/create")) is not None:
+            return failed
+        if (bad := self._check_token(request, self.app_id)) is not None:
+            return web.json_response(bad)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"errcode": 47001, "errmsg": "data format error"})
+        refused = _menu_refusal(body)
+        if refused is not None:
+            code, what = refused
+            return web.json_response({"errcode": code, "errmsg": what})
+        self.menus.append(body)
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def menu_get(self, request: web.Request) -> web.Response:
+        """The menu set through the API, each button with its (maybe empty) sub_button."""
+        self.calls.append("/cgi-bin/menu/get")
+        if (bad := self._check_token(request, self.app_id)) is not None:
+            return web.json_response(bad)
+        if not self.menus:
+            return web.json_response({"errcode": 46003, "errmsg": "menu no exist"})
+        buttons = [
+            {**b, "sub_button": [{**s, "sub_button": []} for s in b.get("sub_button", [])]}
+            for b in self.menus[-1]["button"]
+        ]
+        return web.json_response({"menu": {"button": buttons}})
+
+    async def selfmenu_info(self, request: web.Request) -> web.Response:
+        """What the account shows: sub-buttons as {"list": [...]}, is_menu_open 0 with none."""
+        self.calls.append("/cgi-bin/get_current_selfmenu_info")
+        if (failed := self._injected("/cgi-bin/get_current_selfmenu_info")) is not None:
+            return failed
+        if (bad := self._check_token(request, self.app_id)) is not None:
+            return web.json_response(bad)
+        if not self.menus:
+            return web.json_response({"is_menu_open": 0, "selfmenu_info": {"button": []}})
+        buttons = []
+        for b in self.menus[-1]["button"]:
+            shown = {k: v for k, v in b.items() if k != "sub_button"}
+            if b.get("sub_button"):
+                shown["sub_button"] = {"list": list(b["sub_button"])}
+            buttons.append(shown)
+        return web.json_response({"is_menu_open": 1, "selfmenu_info": {"button": buttons}})
+
     # -- control endpoints --------------------------------------------------------------
 
     async def ctl_sent(self, request: web.Request) -> web.Response:
@@ -481,10 +550,81 @@ class FakeWeChat:
         )
         return web.json_response({"ok": True})
 
+    async def ctl_media(self, request: web.Request) -> web.Response:
+        """POST the file's bytes with its Content-Type, `?media_id=…`: a user sent it."""
+        media_id = request.query.get("media_id", "")
+        if not media_id:
+            return web.json_response({"errcode": 40007, "errmsg": "no media_id"}, status=400)
+        self.add_media(media_id, await request.read(), request.content_type)
+        return web.json_response({"ok": True})
+
     async def ctl_grant(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.grant(str(body["openid"]), str(body["template_id"]), int(body.get("times", 1)))
         return web.json_response({"ok": True})
+
+
+# The kinds of button WeChat takes (menu/create's docs).
+_MENU_TYPES = frozenset(
+    {
+        "click",
+        "view",
+        "scancode_push",
+        "scancode_waitmsg",
+        "pic_sysphoto",
+        "pic_photo_or_album",
+        "pic_weixin",
+        "location_select",
+        "media_id",
+        "view_limited",
+        "article_id",
+        "article_view_limited",
+        "miniprogram",
+    }
+)
+
+
+def _menu_refusal(body: Any) -> tuple[int, str] | None:
+    """WeChat's answer to a menu it will not take, or None: 1-3 buttons, 1-5 sub-buttons,
+    names of at most 16 bytes (a sub-button's 60), keys of 1-128, urls of 1-1024 bytes."""
+    buttons = body.get("button") if isinstance(body, dict) else None
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        return 40016, "invalid button size"
+
+    def size(value: Any) -> int:
+        return len(str(value).encode("utf-8")) if value else 0
+
+    def action(b: dict[str, Any], sub: bool) -> tuple[int, str] | None:
+        codes = (40024, 40025, 40026, 40027) if sub else (40017, 40018, 40019, 40020)
+        prefix = "sub button " if sub else "button "
+        if b.get("type") not in _MENU_TYPES:
+            return codes[0], f"invalid {prefix}type"
+        if not 1 <= size(b.get("name")) <= (60 if sub else 16):
+            return codes[1], f"invalid {prefix}name size"
+        if b["type"] == "click" and not 1 <= size(b.get("key")) <= 128:
+            return codes[2], f"invalid {prefix}key size"
+        if b["type"] in ("view", "miniprogram") and not 1 <= size(b.get("url")) <= 1024:
+            return codes[3], f"invalid {prefix}url size"
+        return None
+
+    for b in buttons:
+        if not isinstance(b, dict):
+            return 40016, "invalid button size"
+        subs = b.get("sub_button") or []
+        if not subs:
+            if (refused := action(b, False)) is not None:
+                return refused
+            continue
+        if not 1 <= size(b.get("name")) <= 16:
+            return 40018, "invalid button name size"
+        if not isinstance(subs, list) or not 1 <= len(subs) <= 5:
+            return 40023, "invalid sub button size"
+        for s in subs:
+            if not isinstance(s, dict):
+                return 40024, "invalid sub button type"
+            if (refused := action(s, True)) is not None:
+                return refused
+    return None
 
 
 def _page(message: str) -> web.Response:
@@ -528,6 +668,9 @@ def create_app(fake: FakeWeChat) -> web.Application:
     app.router.add_post("/wxa/getwxacodeunlimit", fake.wxa_code_unlimited)
     app.router.add_get("/connect/oauth2/authorize", fake.oauth_authorize)
     app.router.add_get("/sns/oauth2/access_token", fake.oauth_access_token)
+    app.router.add_post("/cgi-bin/menu/create", fake.menu_create)
+    app.router.add_get("/cgi-bin/menu/get", fake.menu_get)
+    app.router.add_get("/cgi-bin/get_current_selfmenu_info", fake.selfmenu_info)
     app.router.add_get("/_fake/sent", fake.ctl_sent)
     app.router.add_post("/_fake/fail", fake.ctl_fail)
     app.router.add_post("/_fake/user_wrote", fake.ctl_user_wrote)
@@ -535,4 +678,5 @@ def create_app(fake: FakeWeChat) -> web.Application:
     app.router.add_post("/_fake/phone_code", fake.ctl_phone_code)
     app.router.add_post("/_fake/oauth_as", fake.ctl_oauth_as)
     app.router.add_post("/_fake/grant", fake.ctl_grant)
+    app.router.add_post("/_fake/media", fake.ctl_media)
     return app
