@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import jobs
-from bot.channels.wechat import api as wechat_api
+from bot.channels import tencent
 from bot.channels.wechat.api import WeChatAPI
 from bot.channels.wechat.sender import WeChatSender
 from bot.core import clock
@@ -309,7 +309,7 @@ async def test_refused_token_is_refreshed_once(world: World, frozen_clock: list[
     w = world
     await answered_ticket(w)
     issued = w.fake.tokens_issued
-    frozen_clock[0] += timedelta(seconds=wechat_api.TOKEN_REFRESH_FLOOR_S + 1)
+    frozen_clock[0] += timedelta(seconds=tencent.TOKEN_REFRESH_FLOOR_S + 1)
     w.fake.expire_tokens()  # WeChat no longer accepts the cached token: 40001
     assert await w.deliver() == 1
     assert w.inbox(LITIGANT)[-1].endswith("答复内容")

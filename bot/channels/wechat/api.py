@@ -18,9 +18,17 @@ from urllib.parse import quote
 import aiohttp
 from redis.asyncio import Redis
 
-from bot.core import metrics
-from bot.core.clock import now
-from storage import state
+from bot.channels.tencent import (
+    SYSTEM_BUSY,
+    TIMEOUT,
+    ApiError,
+    request_json,
+    shared_token,
+    with_token,
+)
+from bot.channels.tencent import (
+    TransientError as TransientError,  # the clients' callers catch it from here
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +37,6 @@ WINDOW_CLOSED = 45015  # more than 48 h since the user last wrote
 QUOTA_USED = 45047  # customer-service quota for this user message used up
 DAILY_LIMIT = 45009  # the API's daily call quota reached
 MINUTE_LIMIT = 45011  # calls per minute over the limit
-SYSTEM_BUSY = -1
 INVALID_CODE = 40029  # a login / phone / OAuth code WeChat does not know (or has expired)
 CODE_USED = 40163  # that code was exchanged already: each is good once
 HIGH_RISK_USER = 40226  # jscode2session: WeChat blocks this user's login as high-risk
@@ -46,25 +53,10 @@ PERMANENT = {
     43019: "对方已将公众号拉黑",
     50002: "对方的微信账号受限",
 }
-# Token fetches are capped per day: after one, refuse to fetch another for this long; a
-# token WeChat still refuses meanwhile means "try the call later", not "fetch again".
-TOKEN_REFRESH_FLOOR_S = 60
-# Refresh this long before WeChat's stated expiry, so no call carries a dying token.
-TOKEN_MARGIN_S = 300
-TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
 
 
-class WeChatError(Exception):
+class WeChatError(ApiError):
     """WeChat answered with an error code."""
-
-    def __init__(self, errcode: int, errmsg: str) -> None:
-        super().__init__(f"{errcode} {errmsg}")
-        self.errcode = errcode
-        self.errmsg = errmsg
-
-
-class TransientError(Exception):
-    """Network trouble, a 5xx, or WeChat 'system busy': try again later."""
 
 
 @dataclass
@@ -78,35 +70,13 @@ class WeChatAPI:
     # token (/cgi-bin/stable_token), which leaves the server's token valid.
     stable: bool = False
 
-    @property
-    def _token_key(self) -> str:
-        return f"{state.PREFIX}wx:token:{self.app_id}"
-
-    @property
-    def _fetched_key(self) -> str:
-        return f"{state.PREFIX}wx:token-fetched:{self.app_id}"
-
     async def token(self, *, stale: str | None = None) -> str:
-        """The shared token. `stale`: a token WeChat just refused — replace it, unless one
-        was fetched within TOKEN_REFRESH_FLOOR_S (then TransientError: call again later).
-        Single-flight across processes: one fetch under the lock, the others reuse it."""
-        cached: str | None = await self.redis.get(self._token_key)
-        if cached and cached != stale:
-            return cached
-        async with state.lock(self.redis, f"wx-token:{self.app_id}", timeout_s=30, wait_s=15):
-            # Another process may have refreshed while we waited for the lock.
-            cached = await self.redis.get(self._token_key)
-            if cached and cached != stale:
-                return cached
-            fetched = float(await self.redis.get(self._fetched_key) or 0)
-            if stale and now().timestamp() - fetched < TOKEN_REFRESH_FLOOR_S:
-                raise TransientError(
-                    f"wechat refused a token fetched under {TOKEN_REFRESH_FLOOR_S} s ago; "
-                    "not fetching another yet"
-                )
-            await self.redis.set(self._fetched_key, f"{now().timestamp():.3f}", ex=86400)
+        """The shared token (bot.channels.tencent.shared_token). `stale`: a token WeChat
+        just refused."""
+
+        async def fetch(forced: bool) -> dict[str, Any]:
             if self.stable:
-                data = await self._request(
+                return await self._request(
                     "POST",
                     "/cgi-bin/stable_token",
                     params={},
@@ -114,43 +84,41 @@ class WeChatAPI:
                         "grant_type": "client_credential",
                         "appid": self.app_id,
                         "secret": self.app_secret,
-                        "force_refresh": stale is not None,
+                        "force_refresh": forced,
                     },
                 )
-            else:
-                data = await self._request(
-                    "GET",
-                    "/cgi-bin/token",
-                    params={
-                        "grant_type": "client_credential",
-                        "appid": self.app_id,
-                        "secret": self.app_secret,
-                    },
-                )
-            token = str(data["access_token"])
-            ttl = max(int(data.get("expires_in", 7200)) - TOKEN_MARGIN_S, 60)
-            await self.redis.set(self._token_key, token, ex=ttl)
-            log.info("wechat access token refreshed (valid %d s)", ttl)
-            metrics.TOKEN_REFRESHES.inc()
-            return token
+            return await self._request(
+                "GET",
+                "/cgi-bin/token",
+                params={
+                    "grant_type": "client_credential",
+                    "appid": self.app_id,
+                    "secret": self.app_secret,
+                },
+            )
+
+        return await shared_token(
+            self.redis, key=f"wx:token:{self.app_id}", name="wechat", fetch=fetch, stale=stale
+        )
 
     async def call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST with the shared token; a refused token is refreshed and the call tried once
         more. Refused again, it is WeChat's trouble or ours to wait out: TransientError."""
-        token = await self.token()
-        for attempt in range(2):
-            try:
-                return await self._request(
-                    "POST", path, params={"access_token": token}, payload=payload
-                )
-            except WeChatError as exc:
-                if exc.errcode not in TOKEN_INVALID:
-                    raise
-                if attempt == 1:
-                    raise TransientError(f"{path}: token refused twice ({exc})") from exc
-                log.warning("wechat refused the access token (%s); refreshing", exc.errcode)
-                token = await self.token(stale=token)
-        raise AssertionError("unreachable")
+        return await self.call_as("POST", path, payload=payload)
+
+    async def call_as(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, payload: Any = None
+    ) -> dict[str, Any]:
+        """`call` with any method and query."""
+
+        async def attempt(token: str) -> dict[str, Any]:
+            query = {**(params or {}), "access_token": token}
+            return await self._request(method, path, params=query, payload=payload)
+
+        async def token(stale: str | None) -> str:
+            return await self.token(stale=stale)
+
+        return await with_token(attempt, token, invalid=TOKEN_INVALID, what=path)
 
     async def _request(
         self,
@@ -160,29 +128,15 @@ class WeChatAPI:
         params: dict[str, str],
         payload: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
-        try:
-            async with self.http.request(
-                method,
-                self.base + path,
-                params=params,
-                data=body,
-                headers={"Content-Type": "application/json; charset=utf-8"} if body else None,
-                timeout=TIMEOUT,
-            ) as resp:
-                if resp.status >= 500:
-                    raise TransientError(f"{path}: HTTP {resp.status}")
-                if resp.status != 200:
-                    raise WeChatError(-resp.status, f"HTTP {resp.status}")
-                data: dict[str, Any] = json.loads(await resp.read())
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-            raise TransientError(f"{path}: {type(exc).__name__}: {exc}") from exc
-        errcode = int(data.get("errcode", 0) or 0)
-        if errcode == SYSTEM_BUSY:
-            raise TransientError(f"{path}: wechat system busy")
-        if errcode:
-            raise WeChatError(errcode, str(data.get("errmsg", "")))
-        return data
+        return await request_json(
+            self.http,
+            self.base + path,
+            method,
+            params=params,
+            payload=payload,
+            error=WeChatError,
+            name="wechat",
+        )
 
     # -- the calls we make (wechatpy's payload shapes) ---------------------------------
 
@@ -375,17 +329,7 @@ class WeChatAPI:
         """The menu the account shows now, however it was set (by the API or on
         mp.weixin.qq.com): {"is_menu_open": 0|1, "selfmenu_info": {"button": [...]}}, a
         button's sub-buttons as {"list": [...]} (/cgi-bin/get_current_selfmenu_info)."""
-        token = await self.token()
-        for attempt in range(2):
-            try:
-                return await self._request(
-                    "GET", "/cgi-bin/get_current_selfmenu_info", params={"access_token": token}
-                )
-            except WeChatError as exc:
-                if exc.errcode not in TOKEN_INVALID or attempt == 1:
-                    raise
-                token = await self.token(stale=token)
-        raise AssertionError("unreachable")
+        return await self.call_as("GET", "/cgi-bin/get_current_selfmenu_info")
 
 
 def _identity(data: dict[str, Any], *keys: str) -> dict[str, str]:

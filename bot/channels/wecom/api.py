@@ -2,13 +2,12 @@
 
 One access token per app (`/cgi-bin/gettoken?corpid&corpsecret`, 7,200 s), shared by every
 process through Redis under its own key and fetched single-flight under the cross-process
-lock, as the Official Account's is (bot.channels.wechat.api): a refused token (40014
+lock, as the Official Account's is (both: bot.channels.tencent): a refused token (40014
 invalid, 42001 expired) is replaced once and the call tried again.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +16,18 @@ from urllib.parse import quote
 import aiohttp
 from redis.asyncio import Redis
 
-from bot.core import metrics
-from bot.core.clock import now
-from storage import state
+from bot.channels.tencent import (
+    ApiError,
+    request_json,
+    shared_token,
+    with_token,
+)
+from bot.channels.tencent import (
+    TransientError as TransientError,  # the client's callers catch it from here
+)
 
 log = logging.getLogger(__name__)
 
-SYSTEM_BUSY = -1
 INVALID_SECRET = 40001  # gettoken: the app's Secret is wrong
 INVALID_CORP = 40013  # gettoken: the CorpID is wrong
 INVALID_TOKEN = 40014
@@ -50,26 +54,14 @@ OURS = {
     APP_NOT_ALLOWED: "WECOM_SECRET 与 WECOM_AGENT_ID 不是同一个应用的",
     IP_NOT_ALLOWED: "本服务器的IP不在应用的“企业可信IP”中",
 }
-TOKEN_REFRESH_FLOOR_S = 60  # after a fetch, a refused token means "later", not "fetch again"
-TOKEN_MARGIN_S = 300  # refreshed this long before WeCom's stated expiry
-TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
 TEXT_MAX_BYTES = 2048  # a text message's content; WeCom cuts what is longer
 CARD_TITLE_MAX_BYTES = 128
 CARD_DESCRIPTION_MAX_BYTES = 512
 CARD_BUTTON_MAX_CHARS = 4
 
 
-class WeComError(Exception):
+class WeComError(ApiError):
     """WeCom answered with an error code."""
-
-    def __init__(self, errcode: int, errmsg: str) -> None:
-        super().__init__(f"{errcode} {errmsg}")
-        self.errcode = errcode
-        self.errmsg = errmsg
-
-
-class TransientError(Exception):
-    """Network trouble, a 5xx, or WeCom 'system busy': try again later."""
 
 
 @dataclass
@@ -81,91 +73,47 @@ class WeComAPI:
     secret: str
     agent_id: int
 
-    @property
-    def _token_key(self) -> str:
-        # Per app: each app's Secret gives its own token.
-        return f"{state.PREFIX}wecom:token:{self.corp_id}:{self.agent_id}"
-
-    @property
-    def _fetched_key(self) -> str:
-        return f"{state.PREFIX}wecom:token-fetched:{self.corp_id}:{self.agent_id}"
-
     async def token(self, *, stale: str | None = None) -> str:
-        """The shared token. `stale`: one WeCom just refused — replace it, unless one was
-        fetched within TOKEN_REFRESH_FLOOR_S (then TransientError: call again later)."""
-        cached: str | None = await self.redis.get(self._token_key)
-        if cached and cached != stale:
-            return cached
-        lock = f"wecom-token:{self.corp_id}:{self.agent_id}"
-        async with state.lock(self.redis, lock, timeout_s=30, wait_s=15):
-            cached = await self.redis.get(self._token_key)  # another process was first
-            if cached and cached != stale:
-                return cached
-            fetched = float(await self.redis.get(self._fetched_key) or 0)
-            if stale and now().timestamp() - fetched < TOKEN_REFRESH_FLOOR_S:
-                raise TransientError(
-                    f"wecom refused a token fetched under {TOKEN_REFRESH_FLOOR_S} s ago; "
-                    "not fetching another yet"
-                )
-            await self.redis.set(self._fetched_key, f"{now().timestamp():.3f}", ex=86400)
-            data = await self._request(
+        """The shared token (bot.channels.tencent.shared_token), per app: each app's Secret
+        gives its own. `stale`: one WeCom just refused."""
+
+        async def fetch(forced: bool) -> dict[str, Any]:
+            return await self._request(
                 "GET",
                 "/cgi-bin/gettoken",
                 params={"corpid": self.corp_id, "corpsecret": self.secret},
             )
-            token = str(data["access_token"])
-            ttl = max(int(data.get("expires_in", 7200)) - TOKEN_MARGIN_S, 60)
-            await self.redis.set(self._token_key, token, ex=ttl)
-            log.info("wecom access token refreshed (valid %d s)", ttl)
-            metrics.TOKEN_REFRESHES.inc()
-            return token
+
+        key = f"wecom:token:{self.corp_id}:{self.agent_id}"
+        return await shared_token(self.redis, key=key, name="wecom", fetch=fetch, stale=stale)
 
     async def call(
         self, method: str, path: str, *, params: dict[str, str] | None = None, payload: Any = None
     ) -> dict[str, Any]:
         """A call with the shared token; a refused token is replaced and the call tried once
         more. Refused again: TransientError (WeCom's trouble, or ours to wait out)."""
-        token = await self.token()
-        for attempt in range(2):
-            try:
-                return await self._request(
-                    method, path, params={**(params or {}), "access_token": token}, payload=payload
-                )
-            except WeComError as exc:
-                if exc.errcode not in TOKEN_INVALID:
-                    raise
-                if attempt == 1:
-                    raise TransientError(f"{path}: token refused twice ({exc})") from exc
-                log.warning("wecom refused the access token (%s); refreshing", exc.errcode)
-                token = await self.token(stale=token)
-        raise AssertionError("unreachable")
+
+        async def attempt(token: str) -> dict[str, Any]:
+            query = {**(params or {}), "access_token": token}
+            return await self._request(method, path, params=query, payload=payload)
+
+        async def token(stale: str | None) -> str:
+            return await self.token(stale=stale)
+
+        return await with_token(attempt, token, invalid=TOKEN_INVALID, what=path)
 
     async def _request(
         self, method: str, path: str, *, params: dict[str, str], payload: Any = None
     ) -> dict[str, Any]:
-        body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
-        try:
-            async with self.http.request(
-                method,
-                self.base + path,
-                params=params,
-                data=body,
-                headers={"Content-Type": "application/json; charset=utf-8"} if body else None,
-                timeout=TIMEOUT,
-            ) as resp:
-                if resp.status >= 500:
-                    raise TransientError(f"{path}: HTTP {resp.status}")
-                if resp.status != 200:
-                    raise WeComError(-resp.status, f"HTTP {resp.status}")
-                data: dict[str, Any] = json.loads(await resp.read())
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-            raise TransientError(f"{path}: {type(exc).__name__}: {exc}") from exc
-        errcode = int(data.get("errcode", 0) or 0)
-        if errcode == SYSTEM_BUSY:
-            raise TransientError(f"{path}: wecom system busy")
-        if errcode:
-            raise WeComError(errcode, str(data.get("errmsg", ""))[:200])
-        return data
+        return await request_json(
+            self.http,
+            self.base + path,
+            method,
+            params=params,
+            payload=payload,
+            error=WeComError,
+            name="wecom",
+        )
 
     # -- the calls we make ----------------------------------------------------------------
 
