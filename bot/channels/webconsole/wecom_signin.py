@@ -15,11 +15,9 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from bot.channels.webconsole import auth, pages
 from bot.channels.wecom.api import OURS, TransientError, WeComAPI, WeComError
@@ -133,28 +131,10 @@ async def done(request: web.Request) -> web.StreamResponse:
     raise found
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _guarded(handler: Handler) -> Handler:
-    """Without Redis there are no sessions: a plain page saying so, not a traceback."""
-
-    async def run(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except RedisError as exc:
-            log.warning("wecom sign-in: Redis unavailable: %s", exc)
-            raise _refused(
-                request, web.HTTPServiceUnavailable, texts.WECOM_LOGIN_UNAVAILABLE
-            ) from None
-
-    return run
-
-
 def setup(app: web.Application) -> None:
     """The routes, when WeCom is configured. The console's own hooks (headers, no-store)
     cover them: they are under /console."""
     if app[SETTINGS].wecom is None:
         return
-    app.router.add_get(START, _guarded(start))
-    app.router.add_get(DONE, _guarded(done))
+    app.router.add_get(START, pages._guarded(start))
+    app.router.add_get(DONE, pages._guarded(done))
