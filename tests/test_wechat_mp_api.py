@@ -20,7 +20,8 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from bot.channels.wechat.api import TOKEN_REFRESH_FLOOR_S, TransientError, WeChatAPI, WeChatError
+from bot.channels.tencent import TOKEN_REFRESH_FLOOR_S
+from bot.channels.wechat.api import TransientError, WeChatAPI, WeChatError
 from bot.core.settings import DEMO_MP_APP_ID, DEMO_MP_APP_SECRET, MiniProgramSettings
 from bot.dialog.deps import Deps
 from bot.fakes.wechat.api import FakeWeChat
