@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import select
+from sqlmodel import col
+
 from bot.core.addresses import wecom_userid
 from bot.core.masking import mask_name
 from bot.core.reply import Reply
@@ -31,6 +34,8 @@ async def open_case(ctx: Context, lookup: codes.Lookup) -> Reply | None:
     if lookup.status == "unknown" or lookup.case is None or lookup.court is None:
         return Reply(texts.CODE_UNKNOWN)
     case = lookup.case
+    if (refused := _elsewhere(ctx, lookup.court.name)) is not None:
+        return refused  # another account serves this court: nothing recorded, nothing shown
     await bindings.record_scan(ctx.session, ctx.inbound.user, lookup, via=ctx.inbound.kind)
     if lookup.status == "revoked":
         return Reply(texts.CODE_REVOKED.format(call=texts.call(lookup.court)))
@@ -57,6 +62,9 @@ async def verify(ctx: Context) -> Reply | None:
     if text == "0" or case_id is None:
         ctx.state.update(step=None, pending_case=None)
         return await home.menu_text(ctx) if ctx.state.get("case_id") else Reply(texts.WELCOME)
+    if (refused := await _elsewhere_case(ctx, case_id)) is not None:
+        ctx.state.update(step=None, pending_case=None)
+        return refused
     tries = await attempts.verify_tries(ctx.session, ctx.inbound.user, case_id)
     if tries.blocked() is not None:
         return await _locked_words(ctx, case_id, tries)
@@ -86,6 +94,8 @@ async def verify_phone(ctx: Context, case_id: int, phone_digest: str) -> Reply:
     """An app verifies with the phone number WeChat vouched for (its keyed hash, made by the
     channel): a whole-number match binds, recorded as the stronger method. Same tries and
     lockouts as the digits (a number that is not the case's counts as a wrong try)."""
+    if (refused := await _elsewhere_case(ctx, case_id)) is not None:
+        return refused
     tries = await attempts.verify_tries(ctx.session, ctx.inbound.user, case_id)
     if tries.blocked() is not None:
         return await _locked_words(ctx, case_id, tries)
@@ -101,6 +111,29 @@ async def verify_phone(ctx: Context, case_id: int, phone_digest: str) -> Reply:
         await ctx.person()
     verified = texts.VERIFIED.format(role=party.role, name=mask_name(party.name))
     return Reply(verified, item=f"case:{case_id}")
+
+
+def _elsewhere(ctx: Context, court: str) -> Reply | None:
+    """The answer when another Official Account serves `court` (bot.rules.accounts)."""
+    account = ctx.rules.accounts.elsewhere(ctx.inbound.user, court)
+    if account is None:
+        return None
+    where = texts.account_words(account.name, court)
+    return Reply(texts.CODE_OTHER_ACCOUNT.format(court=court, account=where))
+
+
+async def _elsewhere_case(ctx: Context, case_id: int) -> Reply | None:
+    """As _elsewhere, for a case named by id (an app's form, a verify step)."""
+    if not ctx.rules.accounts.own:
+        return None  # one account serves every court: nothing to look up
+    court = (
+        await ctx.session.execute(
+            select(col(Court.name))
+            .join(Case, col(Case.court_id) == col(Court.id))
+            .where(col(Case.id) == case_id)
+        )
+    ).scalar()
+    return None if court is None else _elsewhere(ctx, court)
 
 
 async def _wrong_try(
@@ -147,6 +180,12 @@ async def staff_bind(ctx: Context) -> Reply | None:
     if member is None:
         await staff_accounts.wrong_bind_code(ctx.session, ctx.inbound.user, mine, everyone)
         return Reply(texts.BIND_CODE_BAD)
+    if ctx.rules.accounts.own:  # staff are told things through their court's account
+        court = await ctx.session.get_one(Court, member.court_id)
+        account = ctx.rules.accounts.elsewhere(ctx.inbound.user, court.name)
+        if account is not None:
+            where = texts.account_words(account.name, court.name)
+            return Reply(texts.STAFF_OTHER_ACCOUNT.format(court=court.name, account=where))
     userid = wecom_userid(ctx.inbound.user)  # sent from the court's WeCom app
     if userid is not None:
         await staff_accounts.bind_wecom(ctx.session, member, userid)

@@ -149,6 +149,18 @@ CODE_TYPED = "这个案件码对应的是"
 ASK_DIGITS = "为确认您的身份，请输入本案登记的手机号码后四位。"
 CODE_REVOKED = "这个二维码已经停用了。\n请向法院索取新的二维码，或{call}咨询。"
 CODE_UNKNOWN = "没有找到这个案件码。\n请核对二维码下方的10位案件码后重新发送。"
+# A code of a court another Official Account serves (bot.rules.accounts): nothing of it shown.
+CODE_OTHER_ACCOUNT = (
+    "这个案件由{court}办理，请在{account}里扫码或发送案件码。\n本公众号只办理它所服务法院的案件。"
+)
+STAFF_OTHER_ACCOUNT = "您是{court}的工作人员，请在{account}里发送绑定码。"
+
+
+def account_words(name: str | None, court: str) -> str:
+    """The account a person is sent to, as they would search for it."""
+    return f"“{name}”公众号" if name else f"{court}的微信公众号"
+
+
 CODE_MISTYPED = "案件码好像输错了一位。\n请对照材料再输入一次（字母不分大小写）。"
 UNSUPPORTED = "抱歉，目前只能接收文字消息。\n请用文字告诉我们您的问题，谢谢。"
 SLOW_DOWN = "您发送得太快了，请稍等一分钟再发。\n您刚才的消息我们已经收到。"

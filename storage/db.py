@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +21,52 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# `?pooler=pgbouncer` on a PostgreSQL DATABASE_URL: the address is a PgBouncer in
+# transaction mode (session mode needs nothing; statement mode cannot run our transactions).
+# Each transaction may run on a different server connection, so a prepared statement made by
+# one client connection must never be looked for by name on the next: asyncpg's statement
+# cache is off (statement_cache_size=0), SQLAlchemy's too (prepared_statement_cache_size=0),
+# and the statements SQLAlchemy still prepares inside a transaction (to learn the result's
+# columns) get names no other connection can have made (a uuid), instead of asyncpg's
+# __asyncpg_stmt_1__, 2, … which every client connection counts from 1. Everything else the
+# code does is transaction-scoped already: pg_advisory_xact_lock (audit, transparency log),
+# SET LOCAL (dashboard); nothing LISTENs or SETs a session. The flag is taken off the URL
+# before asyncpg sees it.
+POOLER = "pooler"
+POOLERS = ("pgbouncer",)
+
+
+def split_pooler(url: str) -> tuple[str, str | None]:
+    """(the URL without `pooler=…`, the pooler or None). ValueError: an unknown pooler, or
+    one on a database that is not PostgreSQL."""
+    if f"{POOLER}=" not in url:
+        return url, None
+    parsed = make_url(url)
+    value = parsed.query.get(POOLER)
+    if value is None:
+        return url, None
+    if not isinstance(value, str) or value not in POOLERS:
+        raise ValueError(f"pooler must be one of {', '.join(POOLERS)}, got {value!r}")
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"pooler={value} is for PostgreSQL URLs only")
+    plain = parsed.difference_update_query([POOLER])
+    return plain.render_as_string(hide_password=False), value
+
+
+def pooler_connect_args(pooler: str | None) -> dict[str, Any]:
+    """asyncpg's connect arguments for a pooler (none without one)."""
+    if pooler != "pgbouncer":
+        return {}
+    return {
+        "statement_cache_size": 0,  # asyncpg's own cache
+        "prepared_statement_cache_size": 0,  # SQLAlchemy's asyncpg dialect's
+        "prepared_statement_name_func": _statement_name,
+    }
+
+
+def _statement_name() -> str:
+    return f"__mst_{uuid4().hex}__"
 
 
 @dataclass
@@ -46,6 +93,8 @@ class Database:
 
 
 def connect(url: str, **engine_args: Any) -> Database:
+    """An engine for `url`; a PostgreSQL URL may carry `?pooler=pgbouncer` (split_pooler)."""
+    url, pooler = split_pooler(url)
     if url.startswith("sqlite"):
         # One connection: SQLite allows one writer at a time anyway, and queueing for the
         # pool (FIFO, in the event loop) beats SQLite's busy handler, which sleeps up to
@@ -66,7 +115,8 @@ def connect(url: str, **engine_args: Any) -> Database:
         # Bounded waits: with PostgreSQL gone a message fails within WeChat's 5 s (503, a
         # retry) instead of queueing for a connection for half a minute.
         engine_args.setdefault("pool_timeout", 3)
-        engine = create_async_engine(url, connect_args={"timeout": 3}, **engine_args)
+        connect_args = {"timeout": 3, **pooler_connect_args(pooler)}
+        engine = create_async_engine(url, connect_args=connect_args, **engine_args)
     return Database(engine, async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False))
 
 

@@ -16,10 +16,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import fakeredis
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import LockError, RedisError
 
 log = logging.getLogger(__name__)
@@ -35,12 +37,102 @@ def connect(url: str | None) -> Redis:
         return fakeredis.FakeAsyncRedis(decode_responses=True)
     # Bounded waits: with Redis gone a message must fail fast (503, WeChat retries), not
     # hang past WeChat's 5 s on a socket that never answers.
-    client: Redis = Redis.from_url(
-        url,
-        decode_responses=True,
-        health_check_interval=30,
-        socket_connect_timeout=2,
-        socket_timeout=5,
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "health_check_interval": 30,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        return _through_sentinel(parse_sentinel(url), options)
+    client: Redis = Redis.from_url(url, **options)
+    return client
+
+
+# -- Redis through Sentinel ------------------------------------------------------------------
+
+# REDIS_URL=redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/master[/db]: ask
+# these sentinels (port 26379 unless given) where the master called `master` is, and follow
+# it when they fail over. The password (and user) are the master's; the sentinels themselves
+# are asked without one (arq's worker cannot give them one either).
+SENTINEL_SCHEME = "redis+sentinel"
+SENTINEL_PORT = 26379
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_sentinel(url: str) -> SentinelAddress:
+    """The parts of a `redis+sentinel://` URL; ValueError says what is wrong with it."""
+    prefix = SENTINEL_SCHEME + "://"
+    if not url.startswith(prefix):
+        raise ValueError(f"a sentinel URL starts with {prefix}")
+    rest = url[len(prefix) :]
+    if "?" in rest or "#" in rest:
+        raise ValueError("a sentinel URL takes no query: redis+sentinel://host:port,…/master/db")
+    netloc, _, path = rest.partition("/")
+    username = password = None
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    sentinels = []
+    for item in netloc.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon:
+            host, port = port, str(SENTINEL_PORT)
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"sentinel {item!r} is not host:port")
+        sentinels.append((host, int(port)))
+    parts = [p for p in path.split("/") if p]
+    if not parts or len(parts) > 2:
+        raise ValueError(
+            "name the master after the sentinels: redis+sentinel://host:port,…/mymaster[/db]"
+        )
+    if len(parts) == 2 and not parts[1].isdigit():
+        raise ValueError(f"the database after the master must be a number, got {parts[1]!r}")
+    return SentinelAddress(
+        tuple(sentinels),
+        unquote(parts[0]),
+        int(parts[1]) if len(parts) == 2 else 0,
+        username,
+        password,
+    )
+
+
+class _SentinelRedis(Redis):
+    """The master's client; closing it also closes its connections to the sentinels."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        manager = getattr(self.connection_pool, "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", ()):
+            await sentinel.aclose()
+
+
+def _through_sentinel(address: SentinelAddress, options: dict[str, Any]) -> Redis:
+    # redis-py's Sentinel() carries no annotations.
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        list(address.sentinels),
+        sentinel_kwargs={
+            k: v for k, v in options.items() if k.startswith("socket_") or k == "decode_responses"
+        },
+    )
+    client: Redis = sentinels.master_for(
+        address.master,
+        redis_class=_SentinelRedis,
+        db=address.db,
+        username=address.username,
+        password=address.password,
+        **options,
     )
     return client
 

@@ -12,12 +12,14 @@ import os
 import secrets
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
 
+from bot.app import courts
 from bot.core import clock
 from bot.core.clock import DEFAULT_TIMEZONE
 from bot.core.errors import ConfigError
@@ -99,6 +101,8 @@ def load_settings(
         timezone=_timezone(get("MST_TIMEZONE", DEFAULT_TIMEZONE) or DEFAULT_TIMEZONE),
         log_format=_log_format(get("LOG_FORMAT")),
     )
+    # Courts with their own Official Account (bot.app.courts); the rest share WECHAT_*.
+    settings = replace(settings, courts=courts.load(_path(get("MST_COURTS_FILE")), settings.wechat))
     if len(settings.secret_key) < 32:
         raise ConfigError("MST_SECRET_KEY must be at least 32 characters")
     clock.set_timezone(settings.timezone)
@@ -138,6 +142,18 @@ def _path(value: str | None) -> Path | None:
 
 
 def _database_url(url: str) -> str:
+    url = _database_scheme(url)
+    # `?pooler=pgbouncer` (storage.db.split_pooler): PostgreSQL behind PgBouncer's transaction mode.
+    from storage.db import split_pooler
+
+    try:
+        split_pooler(url)
+    except ValueError as exc:
+        raise ConfigError(f"DATABASE_URL: {exc}") from None
+    return url
+
+
+def _database_scheme(url: str) -> str:
     scheme = url.split("://", 1)[0]
     # Accept the URLs people paste from hosting panels and pick the async driver.
     if scheme in ("postgres", "postgresql"):
@@ -155,8 +171,19 @@ def _database_url(url: str) -> str:
 def _redis_url(url: str | None) -> str | None:
     if url is None:
         return None
+    from storage.state import SENTINEL_SCHEME, parse_sentinel
+
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        # Through Redis Sentinel (storage.state.parse_sentinel): the master it names.
+        try:
+            parse_sentinel(url)
+        except ValueError as exc:
+            raise ConfigError(f"REDIS_URL: {exc}") from None
+        return url
     if urlparse(url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+        raise ConfigError(
+            "REDIS_URL must start with redis://, rediss://, unix:// or redis+sentinel://"
+        )
     return url
 
 

@@ -21,6 +21,7 @@ from bot.channels.miniprogram import api as miniprogram
 from bot.channels.miniprogram.sender import MiniProgramSender
 from bot.channels.wechat import callback as wechat
 from bot.channels.wechat.api import WeChatAPI
+from bot.channels.wechat.sender import Account as WeChatAccount
 from bot.channels.wechat.sender import WeChatSender
 from bot.channels.wecom.sender import open_sender as wecom_sender
 from bot.core import metrics
@@ -55,13 +56,18 @@ async def open_deps(settings: Settings, *, migrate_empty: bool = True) -> Deps:
     return Deps(settings=settings, db=db, redis=redis, senders=open_senders(settings, api, db))
 
 
-def open_api(settings: Settings, redis: Redis) -> WeChatAPI:
+def open_api(settings: Settings, redis: Redis, court: str | None = None) -> WeChatAPI:
+    """The Official Account's API client: the default account's, or (`court`: a slug of
+    MST_COURTS_FILE) that court's own. KeyError for a slug no court has."""
+    account = settings.wechat
+    if court is not None:
+        account = {c.slug: c.wechat for c in settings.courts}[court]
     return WeChatAPI(
         http=aiohttp.ClientSession(),
         redis=redis,
-        base=settings.wechat.api_base,
-        app_id=settings.wechat.app_id,
-        app_secret=settings.wechat.app_secret,
+        base=account.api_base,
+        app_id=account.app_id,
+        app_secret=account.app_secret,
     )
 
 
@@ -76,6 +82,21 @@ def open_senders(
             template_id=settings.wechat.template_id,
             base_url=settings.public_base_url,
             secret=settings.secret_key,
+            # Each court's own account: its own client (its token under its app id in
+            # Redis, like the default one's), sharing the HTTP client.
+            courts={
+                court.slug: WeChatAccount(
+                    WeChatAPI(
+                        http=api.http,
+                        redis=api.redis,
+                        base=court.wechat.api_base,
+                        app_id=court.wechat.app_id,
+                        app_secret=court.wechat.app_secret,
+                    ),
+                    court.wechat.template_id,
+                )
+                for court in settings.courts
+            },
         )
     ]
     if db is not None:  # the service desk: answers for people helped there (bot.rules.desk)

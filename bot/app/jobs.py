@@ -156,8 +156,11 @@ VOICES_PER_RUN = 20
 
 
 async def _fetch_voice(deps: Deps, sender: wechat_sender.WeChatSender, due: media.Due) -> None:
+    api = sender.api_for(due.user)  # the account it was sent to
     try:
-        body, content_type = await sender.api.get_media(due.media_id)
+        if api is None:  # a court account the courts file no longer has: later, maybe
+            raise TransientError(f"no Official Account for {due.user[:12]}")
+        body, content_type = await api.get_media(due.media_id)
     except WeChatError as exc:
         async with deps.db.transaction() as session:
             if exc.errcode == INVALID_MEDIA:

@@ -438,7 +438,10 @@ async def _from_wechat(deps: Deps, message: Message) -> tuple[bytes, str] | web.
     if not isinstance(sender, wechat_sender.WeChatSender) or not message.media_id:
         return _gone()
     try:
-        return await sender.api.get_media(message.media_id)
+        api = sender.api_for(message.openid)  # the account it was sent to
+        if api is None:
+            raise TransientError(f"no Official Account for message {message.id}")
+        return await api.get_media(message.media_id)
     except WeChatError as exc:
         log.info("media of message %s: %s", message.id, exc)
         return page(

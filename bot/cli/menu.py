@@ -35,10 +35,21 @@ def add(sub: Any) -> None:
         "--dry-run", action="store_true", help="print the JSON that would be sent; send nothing"
     )
     s.add_argument("--json", action="store_true", help="one JSON object: what was sent")
+    _court_option(s)
     s.set_defaults(run=menu_push)
     s = m.add_parser("show", help="the menu the account shows now, read back from WeChat")
     s.add_argument("--json", action="store_true", help="one JSON object: the buttons")
+    _court_option(s)
     s.set_defaults(run=menu_show)
+
+
+def _court_option(s: Any) -> None:
+    s.add_argument(
+        "--court",
+        metavar="SLUG",
+        help="a court's own Official Account (its slug in MST_COURTS_FILE); "
+        "default: the default account (WECHAT_*)",
+    )
 
 
 def _load(path: Path | None) -> dict[str, Any] | None:
@@ -55,13 +66,22 @@ def _load(path: Path | None) -> dict[str, Any] | None:
     return loaded if isinstance(loaded, dict) else {"button": None}
 
 
-async def _api(settings: Settings) -> Any:
+def _unknown_court(settings: Settings, court: str | None) -> bool:
+    """True (after saying so) when --court names no court account of MST_COURTS_FILE."""
+    if court is None or court in {c.slug for c in settings.courts}:
+        return False
+    known = ", ".join(c.slug for c in settings.courts) or "none: MST_COURTS_FILE lists no court"
+    print(f"mst: no court account {court!r} (known: {known})", file=sys.stderr)
+    return True
+
+
+async def _api(settings: Settings, court: str | None = None) -> Any:
     """The Official Account's API with the stable token: a command-line process shares no
     token with the running server, and the stable one leaves the server's valid."""
     from bot.app.factory import open_api
     from storage import state
 
-    api = open_api(settings, state.connect(settings.redis_url))
+    api = open_api(settings, state.connect(settings.redis_url), court)
     api.stable = True
     return api
 
@@ -85,10 +105,12 @@ async def menu_push(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     buttons = menu.buttons_of(body)
     missing = [k for k in menu.DOES if k not in menu.keys_in(buttons)]
+    if _unknown_court(settings, args.court):
+        return 2
     if args.dry_run:
         print(json.dumps(body, ensure_ascii=False, indent=2))
         return 0
-    api = await _api(settings)
+    api = await _api(settings, args.court)
     try:
         await api.create_menu(body)
     except Exception as exc:  # WeChat refused or unreachable: one line, not a traceback
@@ -112,7 +134,9 @@ async def menu_push(settings: Settings, args: argparse.Namespace) -> int:
 async def menu_show(settings: Settings, args: argparse.Namespace) -> int:
     from bot.channels.wechat import menu
 
-    api = await _api(settings)
+    if _unknown_court(settings, args.court):
+        return 2
+    api = await _api(settings, args.court)
     try:
         answer = await api.current_menu()
     except Exception as exc:  # WeChat refused or unreachable: one line, not a traceback

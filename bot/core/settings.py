@@ -44,6 +44,18 @@ class WeChatSettings:
         return self.aes_key is not None
 
 
+@dataclass(frozen=True)
+class CourtAccount:
+    """A court with an Official Account of its own (MST_COURTS_FILE, bot.app.courts): the
+    court's name as its Court row has it, the short slug its callback URL and its followers'
+    addresses carry (`/wechat/<slug>`, `wx:<slug>:<openid>`: bot.core.addresses), and the
+    account's settings. Courts not listed share `Settings.wechat` (the province's)."""
+
+    court: str
+    slug: str
+    wechat: WeChatSettings
+
+
 DEMO_MP_APP_ID = "wx00000000mpdemo00"
 DEMO_MP_APP_SECRET = "demo-mp-secret"
 DEMO_SUBSCRIBE_TEMPLATE_ID = "demo-reply-arrived"
@@ -148,6 +160,8 @@ class Settings:
     past_signing_keys: tuple[bytes, ...] = ()
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     wechat: WeChatSettings = field(default_factory=WeChatSettings)
+    # Courts with their own Official Account (MST_COURTS_FILE); the rest share `wechat`.
+    courts: tuple[CourtAccount, ...] = ()
     miniprogram: MiniProgramSettings = field(default_factory=MiniProgramSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     # The WeCom app for staff (WECOM_*); None: WeCom off.

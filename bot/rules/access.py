@@ -13,6 +13,10 @@ itself. The rules, court first:
   names nor those who support that person, never a division leader.
 
 A staff member's relation to a ticket decides the verbs they may use (`VERBS`).
+
+The one exception to "nothing crosses courts" is read-only and holds only figures: staff
+with role `province` (the high court's) read every court's dashboard and the province's
+view side by side (`reads_province`); they see no court's items, as anyone else.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from storage import audit
 from storage.models import Staff, Ticket
 
 INBOX_ROLES = ("reception", "supervision", "admin")
+PROVINCE_ROLE = "province"
 # Where a complaint may be: supervision, or the leadership up its escalation chain.
 COMPLAINT_INBOXES = ("supervision", "admin")
 
@@ -40,6 +45,11 @@ VERBS: dict[str, frozenset[str]] = {
     "inbox": frozenset({"answer", "close", "claim", "transfer"}),
     "leader": frozenset({"transfer"}),
 }
+
+
+def reads_province(staff: Staff) -> bool:
+    """May read every court's figures (the province's view, each court's dashboard)."""
+    return staff.active and staff.has_role(PROVINCE_ROLE)
 
 
 @dataclass(frozen=True)

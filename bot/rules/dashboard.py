@@ -51,7 +51,16 @@ from sqlmodel import col
 
 from bot.core.clock import court_tz
 from bot.rules.deadlines import WORK_PERIODS, Deadlines
-from storage.models import AuditEvent, Booking, Case, EnforcementEvent, Rating, Staff, Ticket
+from storage.models import (
+    AuditEvent,
+    Booking,
+    Case,
+    Court,
+    EnforcementEvent,
+    Rating,
+    Staff,
+    Ticket,
+)
 
 _Ts = TypeVarTuple("_Ts")
 SATISFIED = (1, 2)  # 满意, 基本满意
@@ -158,6 +167,7 @@ class Row:
     label: str
     team: str | None = None  # the Filter.team its links carry
     judge_id: int | None = None
+    court_id: int | None = None  # the province's view: the court the row is (by_court)
     items: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     judged: int = 0
@@ -730,6 +740,95 @@ async def _others(
         for judge, team, n in (await session.execute(q)).all():
             for row in (total, team_row(team or None), judge_row(judge)):
                 setattr(row, figure, getattr(row, figure) + n)
+
+
+# -- the province: every court side by side ---------------------------------------------------
+
+
+async def by_court(
+    session: AsyncSession, since: datetime, until: datetime, moment: datetime
+) -> tuple[Row, list[Row]]:
+    """Each court's headline figures for [since, until) — items, on time, satisfaction,
+    ratings, escalated, assisted, open and overdue now (at `moment`), visitors — counted by
+    the database grouped by court, with the conditions of a court's own dashboard
+    (_conditions): the same figure is the same count in both. Every court is listed, those
+    with nothing to count too. The province's row: the courts' sums, except visitors: a
+    person who scanned codes of two courts is one visitor of the province."""
+    cond = _conditions(moment)
+    courts = {
+        court_id: Row(name, court_id=court_id)
+        for court_id, name in (
+            await session.execute(select(col(Court.id), col(Court.name)).order_by(col(Court.id)))
+        ).all()
+    }
+    total = Row("全省")
+    summed = ("judged", "on_time", "late", "replied", "escalated", "assisted", "rated", "satisfied")
+    q = (
+        select(
+            col(Ticket.court_id),
+            func.count(),
+            *[func.sum(case((cond[n], 1), else_=0)) for n in summed],
+        )
+        .select_from(Ticket)
+        .outerjoin(Rating, col(Rating.ticket_id) == col(Ticket.id))
+        .where(col(Ticket.created_at) >= since, col(Ticket.created_at) < until)
+        .group_by(col(Ticket.court_id))
+    )
+    for court_id, count, *sums in (await session.execute(q)).all():
+        for row in (courts[court_id], total):
+            row.items += count
+            for name, value in zip(summed, sums, strict=True):
+                setattr(row, name, getattr(row, name) + int(value or 0))
+    now_q = (
+        select(
+            col(Ticket.court_id), func.count(), func.sum(case((cond["overdue_now"], 1), else_=0))
+        )
+        .where(cond["open_now"])
+        .group_by(col(Ticket.court_id))
+    )
+    for court_id, count, overdue in (await session.execute(now_q)).all():
+        for row in (courts[court_id], total):
+            row.open_now += count
+            row.overdue_now += int(overdue or 0)
+    rated_q = (
+        select(
+            col(Case.court_id),
+            func.count(),
+            func.sum(case((col(Rating.score).in_(SATISFIED), 1), else_=0)),
+        )
+        .select_from(Rating)
+        .join(Case, col(Case.id) == col(Rating.case_id))
+        .where(col(Rating.created_at) >= since, col(Rating.created_at) < until)
+        .group_by(col(Case.court_id))
+    )
+    for court_id, count, good in (await session.execute(rated_q)).all():
+        for row in (courts[court_id], total):
+            row.ratings += count
+            row.ratings_satisfied += int(good or 0)
+    # Visitors as a court's dashboard counts them (_others): people who scanned its codes.
+    scans = (
+        select(col(Case.court_id), col(AuditEvent.actor))
+        .select_from(AuditEvent)
+        .join(Case, col(Case.id) == col(AuditEvent.case_id))
+        .where(
+            col(AuditEvent.action) == "code.scanned",
+            col(AuditEvent.at) >= since,
+            col(AuditEvent.at) < until,
+        )
+        .group_by(col(Case.court_id), col(AuditEvent.actor))
+        .cte("scans")
+    )
+    people = select(scans.c.actor).group_by(scans.c.actor).subquery()
+    counted = union_all(
+        select(scans.c.court_id, func.count()).group_by(scans.c.court_id),
+        select(null(), func.count()).select_from(people),
+    )
+    for court_id, n in (await session.execute(counted)).all():
+        if court_id is None:
+            total.visitors = n
+        else:
+            courts[court_id].visitors = n
+    return total, list(courts.values())
 
 
 # -- the items behind a figure ----------------------------------------------------------------

@@ -41,6 +41,7 @@ ROLES = (
     "assistant",
     "leader",
     "admin",
+    "province",  # the high court's: every court's figures, read only (bot.rules.access)
 )
 BATCH = 500
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")

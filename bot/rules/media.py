@@ -138,6 +138,7 @@ class Due:
     message_id: int
     media_id: str
     case_id: int | None
+    user: str = ""  # who sent it: their account's client fetches it (bot.core.addresses)
 
 
 async def voices_to_fetch(session: AsyncSession, limit: int = 20) -> list[Due]:
@@ -145,7 +146,7 @@ async def voices_to_fetch(session: AsyncSession, limit: int = 20) -> list[Due]:
     that failed for a reason that passes (then not before its next try)."""
     moment = now()
     rows = await session.execute(
-        select(col(Message.id), col(Message.media_id), col(Message.case_id))
+        select(col(Message.id), col(Message.media_id), col(Message.case_id), col(Message.openid))
         .outerjoin(MediaFile, col(MediaFile.message_id) == col(Message.id))
         .where(
             col(Message.msg_type) == "voice",
@@ -160,7 +161,7 @@ async def voices_to_fetch(session: AsyncSession, limit: int = 20) -> list[Due]:
         .order_by(col(Message.id))
         .limit(limit)
     )
-    return [Due(i, str(m), c) for i, m, c in rows.all() if i is not None]  # ids: never None
+    return [Due(i, str(m), c, u) for i, m, c, u in rows.all() if i is not None]  # ids: never None
 
 
 async def _row(session: AsyncSession, message_id: int) -> MediaFile:

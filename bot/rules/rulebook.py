@@ -12,6 +12,7 @@ from pathlib import Path
 from bot.core.errors import ConfigError
 from bot.core.settings import Settings
 from bot.rules import deadlines, escalation
+from bot.rules.accounts import Accounts
 from bot.rules.deadlines import Deadlines
 from bot.rules.escalation import Policy
 from bot.rules.media import MediaLinks
@@ -28,6 +29,8 @@ class Rulebook:
     # Signs the transparency log's tree heads (storage.transparency); None: no key given
     # (settings built in code), so no heads are signed.
     signer: Signer | None = None
+    # Which Official Account serves which court (MST_COURTS_FILE; bot.rules.accounts).
+    accounts: Accounts = Accounts()
 
 
 def load(
@@ -38,6 +41,7 @@ def load(
     rules_file: Path | None = None,
     signing_key: bytes | None = None,
     past_signing_keys: tuple[bytes, ...] = (),
+    accounts: Accounts | None = None,
 ) -> Rulebook:
     """MST_HOLIDAYS_FILE and MST_RULES_FILE read and checked (a ConfigError names the
     variable); room and media links signed with keys from MST_SECRET_KEY; tree heads with
@@ -49,6 +53,7 @@ def load(
         Rooms.from_secret(secret_key),
         MediaLinks(public_base_url, secret_key),
         _signer(signing_key, past_signing_keys),
+        accounts or Accounts(),
     )
 
 
@@ -73,4 +78,5 @@ def of(settings: Settings) -> Rulebook:
         rules_file=settings.rules_file,
         signing_key=settings.signing_key,
         past_signing_keys=settings.past_signing_keys,
+        accounts=Accounts.of(settings),
     )

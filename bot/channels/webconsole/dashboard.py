@@ -1,7 +1,8 @@
 """The dashboard (驾驶舱): `/console/dashboard`, the items behind each figure, CSV and XLSX.
 
-For leaders, admins and supervision, of their own court only; anyone else gets the same
-"not found" page as a page that does not exist. The figures come from bot.rules.dashboard;
+For leaders, admins and supervision, of their own court only; the high court's staff with
+role `province` read any court's (`?court=ID`, from the province's view: province.py),
+read only. Anyone else gets the same "not found" page as a page that does not exist. The figures come from bot.rules.dashboard;
 this module reads the filter, draws the charts (inline SVG with presentation attributes:
 the console's CSP allows no inline style) and writes the exports."""
 
@@ -21,10 +22,11 @@ from sqlmodel import col
 
 from bot.channels.webconsole import pages
 from bot.core.clock import court_tz, now, say_time
+from bot.rules import access
 from bot.rules import dashboard as figures
 from bot.rules.dashboard import Dashboard, Filter, Row, hours_text, percent
 from handlers import texts
-from storage.models import AuditEvent, Booking, EnforcementEvent, Staff
+from storage.models import AuditEvent, Booking, Court, EnforcementEvent, Staff
 
 ROLES = ("leader", "admin", "supervision")
 LONGEST = timedelta(days=366 * 5)  # a longer period is refused: years of items at once
@@ -59,7 +61,22 @@ HOURS = {"median_hours", "p90_hours"}
 
 
 def allowed(me: pages.Me) -> bool:
-    return me.court is not None and any(me.staff.has_role(r) for r in ROLES)
+    return me.court is not None and (
+        any(me.staff.has_role(r) for r in ROLES) or access.reads_province(me.staff)
+    )
+
+
+async def court_read(request: web.Request, session: AsyncSession, me: pages.Me) -> Court:
+    """The court whose figures are read: the reader's own, or (a province reader only) the
+    court `?court=ID` names. Anyone else naming another court: not found."""
+    assert me.court is not None
+    raw = request.query.get("court", "")
+    if not raw or raw == str(me.court.id):
+        return me.court
+    court = await session.get(Court, int(raw)) if raw.isdigit() and len(raw) < 10 else None
+    if court is None or not access.reads_province(me.staff):
+        raise pages.not_found(request)
+    return court
 
 
 def written(row: Row, attr: str) -> str:
@@ -98,17 +115,17 @@ async def _choices(session: AsyncSession, court_id: int) -> tuple[list[str], lis
 
 
 async def _filter(
-    request: web.Request, session: AsyncSession, me: pages.Me
+    request: web.Request, session: AsyncSession, me: pages.Me, court: Court
 ) -> tuple[Filter, dict[str, str], tuple[list[str], list[Staff]]]:
-    """The filter the query asks for, within the reader's court; what it cannot mean
-    (a bad date, another court's judge) falls back to the default."""
-    assert me.court is not None and me.court.id is not None
+    """The filter the query asks for, within the court read (court_read); what it cannot
+    mean (a bad date, another court's judge) falls back to the default."""
+    assert me.court is not None and court.id is not None
     q = request.query
     first, last = figures.this_month(now())
     asked_first, asked_last = _day(q.get("from", "")), _day(q.get("to", ""))
     if asked_first and asked_last and timedelta() <= asked_last - asked_first <= LONGEST:
         first, last = asked_first, asked_last
-    teams, judges = await _choices(session, me.court.id)
+    teams, judges = await _choices(session, court.id)
     team: str | None = q.get("team", "") or None
     if team == "-":
         team = figures.NO_TEAM
@@ -122,11 +139,13 @@ async def _filter(
         judge_id = int(raw)
     since, until = figures.period_of(first, last)
     chosen = {"from": first.isoformat(), "to": last.isoformat()}
+    if court.id != me.court.id:  # a province reader's: every link and export keeps it
+        chosen["court"] = str(court.id)
     if team is not None:
         chosen["team"] = team or "-"
     if judge_id is not None:
         chosen["judge"] = str(judge_id)
-    return Filter(me.court.id, since, until, team, judge_id), chosen, (teams, judges)
+    return Filter(court.id, since, until, team, judge_id), chosen, (teams, judges)
 
 
 def link(chosen: dict[str, str], figure: str, row: Row | None = None) -> str:
@@ -219,20 +238,20 @@ def team_svg(board: Dashboard) -> dict[str, Any]:
 # -- pages -----------------------------------------------------------------------------------
 
 
-async def _reader(request: web.Request, session: AsyncSession) -> pages.Me:
+async def _reader(request: web.Request, session: AsyncSession) -> tuple[pages.Me, Court]:
     me = await pages._me(request, session)
     if me is None:
         raise pages._to_login(request)
     if not allowed(me):
         raise pages.not_found(request)
-    return me
+    return me, await court_read(request, session, me)
 
 
 async def dashboard(request: web.Request) -> web.StreamResponse:
     deps = pages._deps(request)
     async with deps.db.sessions() as session:
-        me = await _reader(request, session)
-        f, chosen, (teams, judges) = await _filter(request, session, me)
+        me, court = await _reader(request, session)
+        f, chosen, (teams, judges) = await _filter(request, session, me, court)
         board = await figures.compute(session, f, deps.rules.deadlines, now())
     kinds = sorted(board.total.by_kind.items())
     return pages.render(
@@ -241,6 +260,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         title=TITLE,
         nav="dashboard",
         board=board,
+        court=court,
         chosen=chosen,
         teams=teams,
         judges=judges,
@@ -351,9 +371,9 @@ def _figure(request: web.Request) -> str:
 async def items(request: web.Request) -> web.StreamResponse:
     deps = pages._deps(request)
     async with deps.db.sessions() as session:
-        me = await _reader(request, session)
+        me, court = await _reader(request, session)
         figure = _figure(request)
-        f, chosen, _ = await _filter(request, session, me)
+        f, chosen, _ = await _filter(request, session, me, court)
         rows, more = await item_rows(session, f, figure, ITEMS_MAX)
     name = figures.FIGURE_NAMES.get(figure) or texts.kind_name(figure[5:])
     return pages.render(
@@ -397,8 +417,8 @@ ITEM_HEADINGS = (
 async def _tables(request: web.Request) -> tuple[list[list[Any]], list[list[Any]], str]:
     deps = pages._deps(request)
     async with deps.db.sessions() as session:
-        me = await _reader(request, session)
-        f, chosen, _ = await _filter(request, session, me)
+        me, court = await _reader(request, session)
+        f, chosen, _ = await _filter(request, session, me, court)
         moment = now()
         board = await figures.compute(session, f, deps.rules.deadlines, moment)
         found = (

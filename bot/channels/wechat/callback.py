@@ -1,4 +1,6 @@
 """The Official Account callback, `/wechat`: WeChat's wire format in, Inbound events out.
+A court with its own account (MST_COURTS_FILE) has its own callback, `/wechat/<slug>`,
+checked with that account's token and key; its senders are `wx:<slug>:<openid>`.
 
 Order of checks on POST: signature and timestamp (403), body size (413), XML safety and
 shape (400), decryption in safe mode (403/400), replay window (403). Then the message is
@@ -29,9 +31,10 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
+from bot.core.addresses import ACCOUNT_PREFIX, wechat_user
 from bot.core.events import Inbound
 from bot.core.reply import Reply, as_text
-from bot.core.settings import Settings
+from bot.core.settings import CourtAccount, Settings, WeChatSettings
 from bot.dialog import once
 from bot.dialog.deps import DEPS, SETTINGS, Deps
 
@@ -84,10 +87,10 @@ def bounded_key(key: str) -> str:
     return "wx:h:" + hashlib.sha256(key.encode()).hexdigest()
 
 
-def _crypto(settings: Settings) -> WeChatCrypto | None:
-    if settings.wechat.aes_key is None:
+def _crypto(account: WeChatSettings) -> WeChatCrypto | None:
+    if account.aes_key is None:
         return None
-    return _crypto_for(settings.wechat.token, settings.wechat.aes_key, settings.wechat.app_id)
+    return _crypto_for(account.token, account.aes_key, account.app_id)
 
 
 @functools.lru_cache(maxsize=8)
@@ -96,13 +99,16 @@ def _crypto_for(token: str, aes_key: str, app_id: str) -> WeChatCrypto:
     return WeChatCrypto(token, aes_key, app_id)
 
 
-def check_request(settings: Settings, query: Any) -> tuple[str, str]:
-    """Signature and freshness of a callback URL; returns (timestamp, nonce)."""
+def check_request(
+    settings: Settings, query: Any, account: WeChatSettings | None = None
+) -> tuple[str, str]:
+    """Signature (with `account`'s token: a court's own, else the default account's) and
+    freshness of a callback URL; returns (timestamp, nonce)."""
     signature, timestamp, nonce = (query.get(k, "") for k in ("signature", "timestamp", "nonce"))
     if not (signature and timestamp and nonce):
         raise Rejected(400, "missing signature, timestamp or nonce")
     try:
-        check_signature(settings.wechat.token, signature, timestamp, nonce)
+        check_signature((account or settings.wechat).token, signature, timestamp, nonce)
     except InvalidSignatureException as exc:
         raise Rejected(403, "bad signature") from exc
     if (
@@ -123,10 +129,12 @@ def safe_xml(body: bytes | str) -> None:
         raise Rejected(400, f"unexpected root element <{root.tag[:20]}>")
 
 
-def decode(settings: Settings, query: Any, body: bytes) -> str:
+def decode(
+    settings: Settings, query: Any, body: bytes, account: WeChatSettings | None = None
+) -> str:
     """The plaintext message XML: decrypted in safe (and compatible) mode."""
     safe_xml(body)
-    crypto = _crypto(settings)
+    crypto = _crypto(account or settings.wechat)
     if query.get("encrypt_type", "raw") != "aes":
         if crypto is not None:
             raise Rejected(403, "plaintext message while safe mode (WECHAT_AES_KEY) is on")
@@ -146,7 +154,9 @@ def decode(settings: Settings, query: Any, body: bytes) -> str:
     return plain
 
 
-def to_inbound(xml: str) -> tuple[Inbound, Any]:
+def to_inbound(xml: str, account: str | None = None) -> tuple[Inbound, Any]:
+    """The message as an Inbound; `account`: the slug of the court account it came to
+    (its sender is then `wx:<slug>:<openid>`, its keys carry the slug too)."""
     try:
         msg = parse_message(xml)
     except (KeyError, TypeError, ValueError) as exc:
@@ -155,8 +165,11 @@ def to_inbound(xml: str) -> tuple[Inbound, Any]:
     source = str(data.get("FromUserName") or "")
     if not source or not data.get("ToUserName"):
         raise Rejected(400, "message without FromUserName/ToUserName")
-    if len(source) > MAX_OPENID:
+    room = MAX_OPENID - (0 if account is None else len(f"{ACCOUNT_PREFIX}{account}:"))
+    if len(source) > room:
         raise Ignored(f"FromUserName of {len(source)} characters is no user of ours")
+    # Keys are WeChat's (MsgId, FromUserName + CreateTime), unique within one account.
+    wx = "wx" if account is None else f"wx:{account}"
     created = str(data.get("CreateTime") or "")[:20]
     raw = str(data.get("MsgType", "")).lower()[:MAX_TYPE]
     if raw == "event":
@@ -164,14 +177,15 @@ def to_inbound(xml: str) -> tuple[Inbound, Any]:
         event_key = str(data.get("EventKey") or "")
         # WeChat's rule is FromUserName + CreateTime; the event and its key keep two
         # different scans within one second apart.
-        key = bounded_key(f"wx:{source}:{created}:{event}:{event_key}")
+        key = bounded_key(f"{wx}:{source}:{created}:{event}:{event_key}")
         kind, code, text = _event_kind(event, event_key[:MAX_EVENT_KEY])
+        user = wechat_user(source, account)
         return Inbound(
-            "wechat", source, kind, key, text=text, code=code, raw_type=f"event.{event}"[:MAX_TYPE]
+            "wechat", user, kind, key, text=text, code=code, raw_type=f"event.{event}"[:MAX_TYPE]
         ), msg
     # The MsgId as WeChat wrote it: a number today, but never trusted to be one.
     msg_id = str(data.get("MsgId") or "").strip()
-    key = bounded_key(f"wx:{msg_id}" if msg_id else f"wx:{source}:{created}:{raw}")
+    key = bounded_key(f"{wx}:{msg_id}" if msg_id else f"{wx}:{source}:{created}:{raw}")
     text = ""
     if raw == "text":
         text = str(data.get("Content") or "")
@@ -182,7 +196,8 @@ def to_inbound(xml: str) -> tuple[Inbound, Any]:
     if media_id is not None and len(media_id) > MAX_MEDIA_ID:
         log.warning("MediaId of %d characters from %s not kept", len(media_id), source[:8])
         media_id = None
-    return Inbound("wechat", source, kind, key, text=text, media_id=media_id, raw_type=raw), msg
+    user = wechat_user(source, account)
+    return Inbound("wechat", user, kind, key, text=text, media_id=media_id, raw_type=raw), msg
 
 
 def _event_kind(event: str, key: str) -> tuple[str, str | None, str]:
@@ -199,14 +214,20 @@ def _event_kind(event: str, key: str) -> tuple[str, str | None, str]:
     return "event", None, ""
 
 
-def render(settings: Settings, msg: Any, reply: Reply | None, nonce: str) -> str:
+def render(
+    settings: Settings,
+    msg: Any,
+    reply: Reply | None,
+    nonce: str,
+    account: WeChatSettings | None = None,
+) -> str:
     """WeChat's rendering of a reply: the chat text (numbered choices), as a passive reply
     (encrypted in safe mode); nothing to say is `success`."""
     answer = as_text(reply) if reply is not None else ""
     if not answer:
         return SUCCESS
     xml: str = TextReply(source=msg.target, target=msg.source, content=answer).render()
-    crypto = _crypto(settings)
+    crypto = _crypto(account or settings.wechat)
     if crypto is None:
         return xml
     encrypted: str = crypto.encrypt_message(xml, nonce, str(int(time.time())))
@@ -227,11 +248,27 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return body
 
 
+ACCOUNTS = web.AppKey("wechat_accounts", dict[str, CourtAccount])  # slug -> a court's own
+
+
+def account_of(request: web.Request) -> CourtAccount | None:
+    """The court account a callback came to (`/wechat/<slug>`); None: the default one
+    (`/wechat`). A slug no court has: 404, as for any path we do not serve."""
+    slug = request.match_info.get("slug")
+    if slug is None:
+        return None
+    found = request.app[ACCOUNTS].get(slug)
+    if found is None:
+        raise web.HTTPNotFound(text="no such account")
+    return found
+
+
 async def verify_url(request: web.Request) -> web.Response:
     """WeChat's server-URL check: echo `echostr` when the signature is ours."""
     settings = request.app[SETTINGS]
+    court = account_of(request)
     try:
-        check_request(settings, request.query)
+        check_request(settings, request.query, court.wechat if court else None)
     except Rejected as exc:
         log.warning("wechat GET refused: %s", exc.reason)
         return web.Response(status=exc.status, text=exc.reason)
@@ -312,6 +349,7 @@ async def receive(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     deps = request.app[DEPS]
     gate = request.app[GATE]
+    court = account_of(request)
     deadline = time.monotonic() + ANSWER_BY_S
     down = gate.down()
     if down is not None and not await gate.back_within(min(HOLD_FOR_STORE_S, _left(deadline))):
@@ -322,7 +360,7 @@ async def receive(request: web.Request) -> web.Response:
         log.warning("no callback slot in time; answering 503")
         return web.Response(status=503, text="busy, try again")
     try:
-        return await _receive(request, settings, deps, gate, deadline)
+        return await _receive(request, settings, deps, gate, deadline, court)
     finally:
         gate.slots.release()
 
@@ -333,12 +371,19 @@ def _left(deadline: float) -> float:
 
 
 async def _receive(
-    request: web.Request, settings: Settings, deps: Deps, gate: Gate, deadline: float
+    request: web.Request,
+    settings: Settings,
+    deps: Deps,
+    gate: Gate,
+    deadline: float,
+    court: CourtAccount | None = None,
 ) -> web.Response:
+    account = court.wechat if court else settings.wechat
     try:
-        _, nonce = check_request(settings, request.query)
+        _, nonce = check_request(settings, request.query, account)
         body = await read_body(request, settings.max_callback_bytes)
-        inbound, msg = to_inbound(decode(settings, request.query, body))
+        xml = decode(settings, request.query, body, account)
+        inbound, msg = to_inbound(xml, court.slug if court else None)
         admitted = await once.admit(
             deps, request.query["timestamp"], nonce, inbound.key, settings.timestamp_tolerance_s * 2
         )
@@ -360,7 +405,9 @@ async def _receive(
             _log_failure(gate, exc, f"could not handle the retry of {inbound.key}")
             return web.Response(status=503, text="temporarily unavailable")
         log.info("wechat retry of %s answered %s", inbound.key, "again" if answer else "success")
-        return web.Response(text=render(settings, msg, answer, nonce), content_type="text/xml")
+        return web.Response(
+            text=render(settings, msg, answer, nonce, account), content_type="text/xml"
+        )
     try:
         answer = await once.answer(deps, inbound, deadline)
     except Exception as exc:
@@ -370,7 +417,7 @@ async def _receive(
             # so the first callback after the outage finds the database, not a stale socket.
             await deps.db.engine.dispose()
         return web.Response(status=503, text="temporarily unavailable")
-    body_out = render(settings, msg, answer, nonce)
+    body_out = render(settings, msg, answer, nonce, account)
     return web.Response(text=body_out, content_type="text/xml" if answer else "text/plain")
 
 
@@ -386,5 +433,9 @@ def _log_failure(gate: Gate, exc: BaseException, what: str) -> str | None:
 def setup(app: web.Application) -> None:
     settings = app[SETTINGS]
     app[GATE] = Gate(asyncio.Semaphore(settings.max_in_flight), settings.admit_wait_s)
+    app[ACCOUNTS] = {court.slug: court for court in settings.courts}
     app.router.add_get("/wechat", verify_url)
     app.router.add_post("/wechat", receive)
+    if settings.courts:  # each court's own account: its own URL, token and key
+        app.router.add_get("/wechat/{slug}", verify_url)
+        app.router.add_post("/wechat/{slug}", receive)
