@@ -354,6 +354,15 @@ VERIFY_SCRIPT = """
 """
 
 
+async def _file_of(
+    deps: Deps, message: Message, kept: MediaFile | None
+) -> tuple[bytes, str] | web.Response:
+    """The file as kept here, else as WeChat still has it (or the page saying why not)."""
+    if kept is not None and kept.body is not None:
+        return kept.body, kept.content_type or "application/octet-stream"
+    return await _from_wechat(deps, message)
+
+
 async def media_file(request: web.Request) -> web.Response:
     """A photo or voice message a litigant sent, for the holder of a signed link (staff get
     it in their notice and in `#n`): a voice message's kept audio (bot.rules.media), else
@@ -366,13 +375,10 @@ async def media_file(request: web.Request) -> web.Response:
     message, kept = found
     if message.msg_type == "voice" and _wants_page(request):
         raise web.HTTPFound(f"/media/{message.id}/play?{_signature(request)}")
-    if kept is not None and kept.body is not None:
-        body, content_type = kept.body, kept.content_type or "application/octet-stream"
-    else:
-        fetched = await _from_wechat(deps, message)
-        if isinstance(fetched, web.Response):
-            return fetched
-        body, content_type = fetched
+    fetched = await _file_of(deps, message, kept)
+    if isinstance(fetched, web.Response):
+        return fetched
+    body, content_type = fetched
     name = f"{'照片' if message.msg_type == 'image' else '语音'}-{message.id}"
     how = "attachment" if request.query.get("download") else "inline"
     return web.Response(
@@ -536,13 +542,10 @@ async def media_audio(request: web.Request) -> web.StreamResponse:
     if kept is not None and kept.play_body is not None:
         converted: tuple[bytes, str] | None = (kept.play_body, kept.play_type or "audio/mpeg")
     else:
-        if kept is not None and kept.body is not None:
-            body, content_type = kept.body, kept.content_type or ""
-        else:
-            fetched = await _from_wechat(deps, message)
-            if isinstance(fetched, web.Response):
-                return fetched
-            body, content_type = fetched
+        fetched = await _file_of(deps, message, kept)
+        if isinstance(fetched, web.Response):
+            return fetched
+        body, content_type = fetched
         converted = await media.to_browser(body, content_type)
         if converted is not None and kept is not None:
             await _keep_played(deps, kept.message_id, converted)
