@@ -575,3 +575,30 @@ def test_mst_deadline_bad_holiday_file(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert "MST_HOLIDAYS_FILE" in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_a_court_may_have_a_holiday_file_of_its_own(tmp_path: Path) -> None:
+    """2026-11-23 is a Monday. Court A's own file closes it (a local holiday) and opens
+    Saturday 11-28 (a make-up day); court B keeps the installation's calendar. A court's
+    file is read relative to the rules file, and a missing one stops start-up."""
+    write(tmp_path / "a.json", {"off": ["2026-11-23"], "work": ["2026-11-28"]})
+    rules = write(
+        tmp_path / "rules.json",
+        {"courts": {"甲法院": {"holidays": "a.json"}}},
+    )
+    work = deadlines.load(rules_file=rules)
+    friday = cn("2026-11-20 10:00")
+    # question: reply within 2 working days (17:30 of the 2nd working day after the day).
+    assert work.due("question", friday, court="乙法院") == cn("2026-11-24 17:30")
+    assert work.due("question", friday, court="甲法院") == cn("2026-11-25 17:30")
+    assert work.due("question", friday) == cn("2026-11-24 17:30")
+    # The court's make-up Saturday counts for it alone.
+    thursday = cn("2026-11-26 10:00")
+    assert work.due("question", thursday, court="甲法院") == cn("2026-11-28 17:30")
+    assert work.due("question", thursday, court="乙法院") == cn("2026-11-30 17:30")
+    assert work.for_court("甲法院") is work.for_court("甲法院")  # built once
+    assert work.for_court("乙法院") is work
+
+    write(tmp_path / "bad.json", {"courts": {"甲法院": {"holidays": "nowhere.json"}}})
+    with pytest.raises(ConfigError, match=r"courts\.甲法院\.holidays"):
+        deadlines.load(rules_file=tmp_path / "bad.json")

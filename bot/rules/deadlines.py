@@ -114,6 +114,8 @@ class Rules:
     courts: Mapping[str, KindAllowances] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
+    # A court's own holiday file (its "holidays", relative to the rules file), by court name.
+    holidays: Mapping[str, Path] = field(default_factory=dict)
 
     def allowance(self, kind: str, which: Which = "reply", court: str | None = None) -> Allowance:
         if kind not in self.defaults:
@@ -180,12 +182,20 @@ def load_rules(path: str | Path) -> Rules:
     if not isinstance(courts_raw, dict):
         raise fail("courts", "must be an object keyed by court name")
     courts: dict[str, KindAllowances] = {}
+    holidays: dict[str, Path] = {}
     for name, court in courts_raw.items():
         if not isinstance(court, dict):
             raise fail(f"courts.{name}", "must be an object")
         if "deadlines" in court:
             courts[name] = section(court["deadlines"], f"courts.{name}.deadlines")
-    return Rules(defaults=defaults, courts=courts, raw=raw, source=path)
+        if "holidays" in court:
+            own = court["holidays"]
+            if not isinstance(own, str) or not own.strip():
+                raise fail(f"courts.{name}.holidays", "must be the path of a holiday file")
+            holidays[name] = path.parent / own
+            if not holidays[name].is_file():
+                raise fail(f"courts.{name}.holidays", f"no such file {holidays[name]}")
+    return Rules(defaults=defaults, courts=courts, raw=raw, source=path, holidays=holidays)
 
 
 # --- the calendar ---------------------------------------------------------------------
@@ -283,6 +293,26 @@ class Deadlines:
     calendar: CourtCalendar = field(default_factory=CourtCalendar)
     rules: Rules = DEFAULT_RULES
     _guessed_years: set[int] = field(default_factory=set)
+    # Courts with a holiday file of their own (by name): their calendar is the
+    # installation's with theirs on top (`for_court`).
+    courts: Mapping[str, CourtCalendar] = field(default_factory=dict)
+    _own: dict[str, Deadlines] = field(default_factory=dict, repr=False)
+
+    def for_court(self, court: str | None) -> Deadlines:
+        """The working time of `court`: its own holiday file over the installation's (a
+        date either lists counts; where they differ, the court's wins). Courts without one
+        share the installation's."""
+        if court is None or court not in self.courts:
+            return self
+        if court not in self._own:
+            own, base = self.courts[court], self.calendar
+            merged = CourtCalendar(
+                off=(base.off - own.work) | own.off,
+                work=(base.work - own.off) | own.work,
+                source=own.source,
+            )
+            self._own[court] = Deadlines(merged, self.rules, self._guessed_years)
+        return self._own[court]
 
     def calendar_warnings(self) -> list[str]:
         """For the dashboard: the years whose working days are a Monday–Friday guess."""
@@ -364,9 +394,10 @@ class Deadlines:
         `rules`: other allowances than the court's own, counted in its calendar (what if).
         ValueError for an unknown kind."""
         allowance = (rules or self.rules).allowance(kind, which, court)
+        clock = self.for_court(court)
         if allowance.unit == "d":
-            return self.add_working_days(start, allowance.amount)
-        return self.add_working_hours(start, allowance.amount)
+            return clock.add_working_days(start, allowance.amount)
+        return clock.add_working_hours(start, allowance.amount)
 
     def working_minutes_between(self, a: datetime, b: datetime) -> int:
         """Whole working minutes from `a` to `b` (negative when `b` is before `a`)."""
@@ -404,6 +435,7 @@ def load(
     start-up; a bad file is a ConfigError naming its variable."""
     calendar = load_holidays(holidays_file) if holidays_file else CourtCalendar()
     rules = load_rules(rules_file) if rules_file else DEFAULT_RULES
+    courts = {name: load_holidays(own) for name, own in rules.holidays.items()}
     if calendar.source is not None:
         log.info(
             "holiday file %s: %d days off, %d extra working days (years %s)",
@@ -412,4 +444,4 @@ def load(
             len(calendar.work),
             ", ".join(map(str, sorted(calendar.years))) or "none",
         )
-    return Deadlines(calendar, rules)
+    return Deadlines(calendar, rules, courts=courts)

@@ -235,7 +235,8 @@ async def warn(session: AsyncSession, policy: Policy) -> int:
         col(Ticket.holder_due_at).is_not(None),
     ):
         assert ticket.holder_due_at is not None
-        if moment < policy.deadlines.warning_point(
+        clock = policy.deadlines.for_court(await _court_name(session, case))
+        if moment < clock.warning_point(
             ticket.holder_since, ticket.holder_due_at, policy.warn_share
         ):
             continue

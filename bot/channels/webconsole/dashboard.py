@@ -252,7 +252,8 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     async with deps.db.sessions() as session:
         me, court = await _reader(request, session)
         f, chosen, (teams, judges) = await _filter(request, session, me, court)
-        board = await figures.compute(session, f, deps.rules.deadlines, now())
+        working = deps.rules.deadlines.for_court(court.name)  # its own holidays, if any
+        board = await figures.compute(session, f, working, now())
     kinds = sorted(board.total.by_kind.items())
     return pages.render(
         request,
@@ -420,7 +421,8 @@ async def _tables(request: web.Request) -> tuple[list[list[Any]], list[list[Any]
         me, court = await _reader(request, session)
         f, chosen, _ = await _filter(request, session, me, court)
         moment = now()
-        board = await figures.compute(session, f, deps.rules.deadlines, moment)
+        working = deps.rules.deadlines.for_court(court.name)
+        board = await figures.compute(session, f, working, moment)
         found = (
             await session.execute(figures.tickets_query("items", f, moment).limit(EXPORT_MAX))
         ).all()
@@ -429,7 +431,7 @@ async def _tables(request: web.Request) -> tuple[list[list[Any]], list[list[Any]
     for scope, rows in (("全院", [board.total]), ("团队", board.teams), ("法官", board.judges)):
         for row in rows:
             summary.append([scope, row.label] + [written(row, c[1]) for c in COLUMNS])
-    clock = figures.WorkClock(deps.rules.deadlines)
+    clock = figures.WorkClock(working)
     listed: list[list[Any]] = [list(ITEM_HEADINGS)]
     for t, c, r in found:
         judged = t.due_at is not None and (t.first_reply_at is not None or t.due_at <= moment)
