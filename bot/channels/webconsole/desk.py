@@ -190,8 +190,14 @@ async def _start(request: web.Request, deps: Deps, form: dict[str, str]) -> tupl
     return said, "" if started.desk is not None else f"?case={quote(case.case_number)}"
 
 
-async def _act(request: web.Request, **turn: Any) -> web.StreamResponse:
-    """One turn for the party, in the staff member's open session; its answer is flashed."""
+async def _act(
+    request: web.Request,
+    text: str,
+    action: str | None = None,
+    fields: dict[str, int | str] | None = None,
+) -> web.StreamResponse:
+    """One turn for the party, in the staff member's open session; its answer is flashed.
+    An app form (`action`) is about the session's case."""
     deps = pages._deps(request)
     async with deps.db.transaction() as session:
         me = await _signed_in(request, session)
@@ -199,9 +205,17 @@ async def _act(request: web.Request, **turn: Any) -> web.StreamResponse:
     if current is None:
         said = desk_words.NOT_OPEN
     else:
+        if action is not None:
+            fields = {"case": current.case_id, **(fields or {})}
         try:
             reply = await forms.at_desk(
-                deps, desk=current.id or 0, staff=me.staff.username, user=current.user, **turn
+                deps,
+                desk=current.id or 0,
+                staff=me.staff.username,
+                user=current.user,
+                text=text,
+                action=action,
+                fields=fields,
             )
             said = as_text(reply) if reply is not None else desk_words.NOT_THEIRS
         except dispatch.DeskClosed:
@@ -219,7 +233,7 @@ async def say(request: web.Request) -> web.StreamResponse:
     text = form.get("text", "").strip()[:2000]
     if not text:
         raise pages.see("/console/desk")
-    return await _act(request, text=text)
+    return await _act(request, text)
 
 
 async def ask(request: web.Request) -> web.StreamResponse:
@@ -228,11 +242,7 @@ async def ask(request: web.Request) -> web.StreamResponse:
     text = form.get("text", "").strip()[:2000]
     if not text:
         raise pages.see("/console/desk")
-    async with pages._deps(request).db.sessions() as session:
-        me = await _signed_in(request, session)
-        current = await desk.open_for(session, me.staff.id or 0)
-    fields: dict[str, int | str] = {"case": current.case_id if current else 0, "kind": "question"}
-    return await _act(request, text=text, action="open", fields=fields)
+    return await _act(request, text, action="open", fields={"kind": "question"})
 
 
 async def end(request: web.Request) -> web.StreamResponse:
