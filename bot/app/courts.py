@@ -168,3 +168,14 @@ def _unique(path: Path, courts: list[CourtAccount], default: WeChatSettings) -> 
                     f"{value!r} is also {other}'s"
                 )
             seen[(field, value)] = f"court {court.slug} ({court.court})"
+
+
+def entry(path: Path, n: int, raw: Any, default: WeChatSettings) -> CourtAccount:
+    """One entry (the `n`th) checked as start-up checks it: `mst check` (bot.app.check)
+    reads the file entry by entry, to name every mistake, not only the first."""
+    return _court(path, n, raw, default)
+
+
+def aes_key_ok(key: str) -> bool:
+    """An EncodingAESKey as WeChat and WeCom give it: 43 characters of base64, 32 bytes."""
+    return _aes_key_ok(key)

@@ -22,7 +22,16 @@ def main(argv: list[str] | None = None) -> None:
     level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     setup_logging(level)
     try:
-        settings = load_settings()
+        try:
+            settings = load_settings()
+        except ConfigError:
+            if args.command != "check":
+                raise
+            # `mst check` names what is wrong in the files and groups it reads itself
+            # (bot.app.check); anything else still stops it here.
+            from bot.app.check import settings_for_check
+
+            settings = settings_for_check()
         logs.setup(level, settings.log_format)  # LOG_FORMAT, known once settings are read
         if args.command in ("serve", "worker"):
             code = args.run(settings, args)  # these own their event loop

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.core.addresses import MINIPROGRAM, WECHAT, mp_user
+from bot.core.addresses import MINIPROGRAM, WECHAT, mp_user, wechat_user
 from bot.core.clock import now
 from bot.rules import people
 from storage.models import AppSession, ChannelIdentity
@@ -46,11 +46,17 @@ async def user_for_miniprogram(session: AsyncSession, openid: str, unionid: str 
     return official or mp_user(openid)
 
 
-async def user_for_official_account(session: AsyncSession, openid: str, unionid: str | None) -> str:
+async def user_for_official_account(
+    session: AsyncSession, openid: str, unionid: str | None, account: str | None = None
+) -> str:
     """The H5 pages' user: web authorisation gives the Official Account openid itself (and,
-    where WeChat has one, the unionid that lets the mini-program find the same person)."""
-    await people.person_for(session, WECHAT, openid, unionid=unionid)
-    return openid
+    where WeChat has one, the unionid that lets the mini-program find the same person).
+    `account`: the slug of the court's own account it was given by (MST_COURTS_FILE); the
+    user is then who that account's chat knows, `wx:<slug>:<openid>` (the callback's own
+    bot.core.addresses.wechat_user), the same person (bot.rules.people) as in the chat."""
+    user = wechat_user(openid, account)
+    await people.person_for(session, WECHAT, user, unionid=unionid)
+    return user
 
 
 async def start(

@@ -450,22 +450,45 @@ async def run(db: Database, redis: Redis, policy: Policy) -> dict[str, int]:
     return result
 
 
+DIGEST_HOUR = 8  # the morning digest goes after 8:00, the court's time
+
+
 async def morning_digest(db: Database, redis: Redis, deadlines: Deadlines) -> int:
-    """Once each working day after 8:00 China time: each staff member's open items and
-    those due today."""
+    """Once each of its working days after 8:00: each court's staff get their open items
+    and those due today. Per court: its own calendar (`Deadlines.for_court`: a court whose
+    holiday file makes today a day off sends nothing while the others send) and its own
+    once-a-day key. The court's time is MST_TIMEZONE (bot.core.clock), the one every
+    deadline counts in."""
     today = now().astimezone(court_tz())
-    if today.hour < 8 or not deadlines.is_workday(today.date()):
+    if today.hour < DIGEST_HOUR:
         return 0
-    if not await redis.set(
-        f"{state.PREFIX}digest:{today.date().isoformat()}", "1", nx=True, ex=2 * 86400
-    ):
-        return 0  # another process, or an earlier run today, sent it
+    day = today.date().isoformat()
+    # The key before the digest went per court: sent already today by an older version.
+    if await redis.exists(f"{state.PREFIX}digest:{day}"):
+        return 0
+    async with db.sessions() as session:
+        courts = list((await session.execute(select(Court).order_by(col(Court.id)))).scalars())
+    sent = 0
+    for court in courts:
+        if not deadlines.for_court(court.name).is_workday(today.date()):
+            continue
+        if not await redis.set(
+            f"{state.PREFIX}digest:{court.id}:{day}", "1", nx=True, ex=2 * 86400
+        ):
+            continue  # another process, or an earlier run today, sent this court's
+        sent += await _court_digest(db, court.id or 0, today)
+    return sent
+
+
+async def _court_digest(db: Database, court_id: int, today: datetime) -> int:
+    """The digest to each reachable staff member of one court who has open items."""
     end_of_day = datetime.combine(today.date(), datetime.max.time(), court_tz())
     sent = 0
     async with db.transaction() as session:
         staff_rows = (
             await session.execute(
                 select(Staff).where(
+                    col(Staff.court_id) == court_id,
                     col(Staff.active),
                     col(Staff.openid).is_not(None) | col(Staff.wecom_userid).is_not(None),
                 )

@@ -7,4 +7,9 @@ phone's last four digits, then ask, read their items and answers, follow enforce
 rate; every write is an app action through the chat's own flows (bot.dialog.forms), every
 read is bot.rules.portal, scoped to them. In any other browser: the case's public facts,
 how to follow the account, a button into the mini-program, and the court's desk.
+
+A court with an Official Account of its own (MST_COURTS_FILE) signs its people in through
+that account: its code's page, `/h5/?court=<slug>` (its menu's link) and its cases' pages
+send WeChat its app id, the code comes back to `/h5/oauth/<slug>` and is exchanged with its
+secret, and the person is the one its chat knows, `wx:<slug>:<openid>`.
 """

@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from bot.channels import pages as shared
 from bot.channels.h5 import words
 from bot.channels.wechat.api import TransientError, WeChatAPI, WeChatError
-from bot.core.addresses import H5, MINIPROGRAM, WECHAT
+from bot.core.addresses import H5, MINIPROGRAM, WECHAT, wechat_account
 from bot.core.clock import now, say_time, to_court
 from bot.core.reply import Reply
 from bot.dialog import forms
@@ -46,7 +46,7 @@ from handlers import actions, texts
 from qr import codes
 from qr import tokens as qr_tokens
 from storage import state
-from storage.models import AppSession, Court
+from storage.models import AppSession, Case, Court, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +83,30 @@ def _mac(secret: str, *parts: str) -> str:
     return hmac.new(secret.encode(), "\n".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
-def sign_state(secret: str, back: str, nonce: str, expires: int) -> str:
-    """The OAuth `state`: where to return, until when, for the browser holding `nonce`."""
+def _state_parts(expiry: str, nonce: str, back: str, account: str | None) -> tuple[str, ...]:
+    # The default account's state is signed as it always was; a court's own account's
+    # adds its slug, so a state made for one account is worthless at another's return.
+    parts = ("h5-state", expiry, nonce, back)
+    return parts if account is None else (*parts, f"account:{account}")
+
+
+def sign_state(
+    secret: str, back: str, nonce: str, expires: int, *, account: str | None = None
+) -> str:
+    """The OAuth `state`: where to return, until when, for the browser holding `nonce`,
+    through which account (`account`: a court's own, by slug; None: the default one). The
+    account is in the signature, not in the state (128 bytes hold no more than the path):
+    it travels in the return address, `/h5/oauth/<slug>`."""
     expiry = f"{expires:0{_EXPIRY_HEX}x}"
     path = back.encode().hex()
-    return expiry + _mac(secret, "h5-state", expiry, nonce, back)[:_SIG_HEX] + path
+    return expiry + _mac(secret, *_state_parts(expiry, nonce, back, account))[:_SIG_HEX] + path
 
 
-def check_state(secret: str, state_value: str, nonce: str, at: int) -> str | None:
-    """The path a valid, live `state` names (None: tampered, expired, another browser's)."""
+def check_state(
+    secret: str, state_value: str, nonce: str, at: int, *, account: str | None = None
+) -> str | None:
+    """The path a valid, live `state` names (None: tampered, expired, another browser's,
+    or made for another account than `account`)."""
     head = _EXPIRY_HEX + _SIG_HEX
     if not (head < len(state_value) <= STATE_MAX) or not nonce:
         return None
@@ -106,7 +121,7 @@ def check_state(secret: str, state_value: str, nonce: str, at: int) -> str | Non
         back = bytes.fromhex(path_hex).decode()
     except UnicodeDecodeError:
         return None
-    good = _mac(secret, "h5-state", expiry, nonce, back)[:_SIG_HEX]
+    good = _mac(secret, *_state_parts(expiry, nonce, back, account))[:_SIG_HEX]
     if not hmac.compare_digest(sig, good) or int(expiry, 16) < at or not _BACK.fullmatch(back):
         return None
     return back
@@ -137,10 +152,64 @@ def _deps(request: web.Request) -> Deps:
     return request.app[DEPS]
 
 
-def official_api(deps: Deps) -> WeChatAPI | None:
-    """The Official Account's API client (its app id is what web authorisation names)."""
-    api = getattr(deps.senders.get(WECHAT), "api", None)
+def official_api(deps: Deps, account: str | None = None) -> WeChatAPI | None:
+    """The Official Account's API client (its app id is what web authorisation names):
+    the default account's, or (`account`: a slug of MST_COURTS_FILE) that court's own."""
+    sender = deps.senders.get(WECHAT)
+    if account is None:
+        api = getattr(sender, "api", None)
+    else:
+        api = getattr(getattr(sender, "courts", {}).get(account), "api", None)
     return api if isinstance(api, WeChatAPI) else None
+
+
+def account_of_court(deps: Deps, court: str) -> str | None:
+    """The slug of the account that serves `court` (bot.rules.accounts); None: the default."""
+    return deps.rules.accounts.of_court(court).slug
+
+
+def _known_account(request: web.Request, slug: str) -> str:
+    """`slug` when it is a court's own account here; else the "no such court" page (404)."""
+    if slug not in {c.slug for c in _deps(request).settings.courts}:
+        raise refusal(request, web.HTTPNotFound, words.NO_SUCH_COURT_TITLE, words.NO_SUCH_COURT)
+    return slug
+
+
+@dataclass(frozen=True)
+class Via:
+    """The account a page signs people in through (`slug` None: the default one)."""
+
+    slug: str | None
+
+
+def via_query(request: web.Request) -> Via | None:
+    """`?court=<slug>`: the court account's entry to the pages (its menu's link); None
+    without it (any session will do). A slug no court has: the 404 page."""
+    slug = request.query.get("court")
+    return None if slug is None else Via(_known_account(request, slug))
+
+
+async def _via_page(request: web.Request) -> str | None:
+    """Whom to sign in through on a page opened without a session: the account of the
+    court of the case or item it names (a court's own, else the default)."""
+    deps = _deps(request)
+    if not deps.settings.courts:
+        return None
+    info = request.match_info
+    async with deps.db.sessions() as session:
+        case: Case | None = None
+        if _ID.fullmatch(info.get("case_id", "")):
+            case = await session.get(Case, int(info["case_id"]))
+        elif _ID.fullmatch(info.get("ticket_id", "")):
+            ticket = await session.get(Ticket, int(info["ticket_id"]))
+            case = await session.get(Case, ticket.case_id) if ticket is not None else None
+        court = await session.get(Court, case.court_id) if case is not None else None
+    return None if court is None else account_of_court(deps, court.name)
+
+
+def account_of_session(me: Me) -> str | None:
+    """The account a session was signed in through (its user: bot.core.addresses)."""
+    return wechat_account(me.user)
 
 
 async def _session(request: web.Request) -> Me | None:
@@ -162,13 +231,18 @@ async def _within_rate(request: web.Request, me: Me) -> None:
         raise refusal(request, web.HTTPTooManyRequests, words.TOO_FAST_TITLE, words.TOO_FAST)
 
 
-async def signed_in(request: web.Request) -> Me:
+async def signed_in(request: web.Request, via: Via | None = None) -> Me:
     """The person reading this page. No session: in WeChat, off to web authorisation (and
-    back here); elsewhere, a page that says to open it in WeChat."""
+    back here); elsewhere, a page that says to open it in WeChat. `via`: the page is the
+    entry of this account (a court's code, `?court=`): a session of another account is
+    signed in afresh through this one (silently, in WeChat), never taken for its user."""
     me = await _session(request)
+    if me is not None and via is not None and account_of_session(me) != via.slug:
+        me = None
     if me is None:
-        if in_wechat(request) and official_api(_deps(request)) is not None:
-            raise _to_authorize(request, request.path)
+        slug = via.slug if via is not None else await _via_page(request)
+        if in_wechat(request) and official_api(_deps(request), slug) is not None:
+            raise _to_authorize(request, request.path, slug)
         raise refusal(request, web.HTTPForbidden, words.OPEN_IN_WECHAT_TITLE, words.OPEN_IN_WECHAT)
     await _within_rate(request, me)
     return me
@@ -195,16 +269,20 @@ async def posted(request: web.Request) -> Posted:
     return Posted(me, form)
 
 
-def _to_authorize(request: web.Request, back: str) -> web.HTTPFound:
+def _to_authorize(request: web.Request, back: str, account: str | None = None) -> web.HTTPFound:
+    """Off to web authorisation with `account`'s app id (a court's own, else the default),
+    returning to that account's `/h5/oauth[/<slug>]`."""
     deps = _deps(request)
-    api = official_api(deps)
+    api = official_api(deps, account)
     assert api is not None  # callers check
     if not _BACK.fullmatch(back) or len(back.encode()) * 2 + _EXPIRY_HEX + _SIG_HEX > STATE_MAX:
         back = "/h5/"
     nonce = secrets.token_hex(16)
     expires = int(now().timestamp()) + STATE_TTL_S
-    signed = sign_state(deps.settings.secret_key, back, nonce, expires)
+    signed = sign_state(deps.settings.secret_key, back, nonce, expires, account=account)
     redirect_uri = deps.settings.public_base_url.rstrip("/") + OAUTH_PATH
+    if account is not None:
+        redirect_uri += f"/{account}"
     found = web.HTTPFound(
         api.oauth_authorize_url(deps.settings.miniprogram.open_base, redirect_uri, signed),
         headers=PRIVATE,
@@ -402,9 +480,12 @@ async def landing(request: web.Request) -> web.StreamResponse:
     need be, then the case's home when they are verified for it, else the verify form."""
     lookup = await _lookup(request)
     deps = _deps(request)
-    if not in_wechat(request) or official_api(deps) is None:
+    assert lookup.court is not None
+    # Signed in through the account that serves the code's court: its own, or the default.
+    account = account_of_court(deps, lookup.court.name)
+    if not in_wechat(request) or official_api(deps, account) is None:
         return await _public(request, lookup)
-    me = await signed_in(request)
+    me = await signed_in(request, Via(account))
     assert lookup.case is not None and lookup.court is not None and lookup.code is not None
     case_id = lookup.case.id or 0
     async with deps.db.sessions() as session:
@@ -465,6 +546,7 @@ async def _public(request: web.Request, lookup: codes.Lookup) -> web.Response:
     deps = _deps(request)
     assert lookup.code is not None and lookup.court is not None
     settings = deps.settings
+    own = next((c for c in settings.courts if c.court == lookup.court.name), None)
     return render(
         request,
         "public.html",
@@ -472,8 +554,10 @@ async def _public(request: web.Request, lookup: codes.Lookup) -> web.Response:
         court=lookup.court,
         case=lookup.case,
         short_code=qr_tokens.pretty(lookup.code.short_code),
-        account_name=settings.wechat.account_name,
-        account_qr=settings.wechat.account_qr is not None,
+        # A court with its own account names that one (its QR image: only the default's
+        # is served, at /account-qr).
+        account_name=(own.wechat if own else settings.wechat).account_name,
+        account_qr=own is None and settings.wechat.account_qr is not None,
         scheme=await _scheme(deps, lookup.code.short_code),
         desk=texts.desk(lookup.court),
     )
@@ -517,17 +601,21 @@ async def oauth(request: web.Request) -> web.StreamResponse:
     """WeChat sends the browser back with a one-time code: the openid, a session, the cookie,
     and back to the page that sent them. A bad or used code: a page to try again (400)."""
     deps = _deps(request)
+    # `/h5/oauth/<slug>`: a court's own account's return; `/h5/oauth`: the default's.
+    slug = request.match_info.get("slug")
+    account = None if slug is None else _known_account(request, slug)
     at = int(now().timestamp())
     back = check_state(
         deps.settings.secret_key,
         request.query.get("state", ""),
         request.cookies.get(STATE_COOKIE, ""),
         at,
+        account=account,
     )
     if back is None:
         raise refusal(request, web.HTTPBadRequest, words.LINK_BAD_TITLE, words.LINK_BAD)
     again = (words.TRY_AGAIN, back)
-    api = official_api(deps)
+    api = official_api(deps, account)
     code = request.query.get("code", "")
     if api is None or not code or len(code) > 256:
         raise refusal(
@@ -569,7 +657,7 @@ async def oauth(request: web.Request) -> web.StreamResponse:
     openid, unionid = found["openid"], found.get("unionid") or None
     days = deps.settings.miniprogram.session_days
     async with deps.db.transaction() as session:
-        user = await app_sessions.user_for_official_account(session, openid, unionid)
+        user = await app_sessions.user_for_official_account(session, openid, unionid, account)
         token, _ = await app_sessions.start(
             session, user=user, channel=H5, openid=openid, unionid=unionid, days=days
         )
@@ -592,7 +680,8 @@ async def oauth(request: web.Request) -> web.StreamResponse:
 
 
 async def my_cases(request: web.Request) -> web.StreamResponse:
-    me = await signed_in(request)
+    """`/h5/`; `/h5/?court=<slug>`: a court's own account's entry (its menu links here)."""
+    me = await signed_in(request, via_query(request))
     async with _deps(request).db.sessions() as session:
         views = await portal.cases(session, me.user)
     if len(views) == 1:
@@ -893,6 +982,7 @@ def setup(app: web.Application) -> None:
         # GET /q/{token} is bot.app.pages' route (CONTRACT.md), which hands it to `landing`.
         ("POST", "/q/{token}", verify),
         ("GET", OAUTH_PATH, oauth),
+        ("GET", OAUTH_PATH + "/{slug}", oauth),  # a court's own account's (MST_COURTS_FILE)
         ("GET", STYLE.path, STYLE.serve),
         ("GET", "/h5", my_cases),
         ("GET", "/h5/", my_cases),

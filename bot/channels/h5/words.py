@@ -92,3 +92,7 @@ WECHAT_BUSY = "微信暂时繁忙，请稍等一会儿，再点下面的按钮�
 TRY_AGAIN = "重新进入"
 TOO_FAST_TITLE = "请稍等"
 TOO_FAST = "您操作得太快了，请稍等一分钟再试。"
+NO_SUCH_COURT_TITLE = "没有找到这个法院"
+NO_SUCH_COURT = (
+    "没有找到这个法院的公众号。请回到法院的公众号里重新打开，或用微信扫一扫法院材料上的二维码。"
+)

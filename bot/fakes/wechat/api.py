@@ -93,6 +93,9 @@ class FakeWeChat:
     _grants: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     # The custom menu: every body /cgi-bin/menu/create took, the live one last.
     menus: list[dict[str, Any]] = field(default_factory=list)
+    # Web authorisation as asked for: (path, its query), the authorize page's and the code's
+    # exchange's (the secret included: a test checks which account's was sent).
+    oauth_requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     # -- control (from tests, or over /_fake/) ------------------------------------
 
@@ -419,6 +422,7 @@ class FakeWeChat:
         a page (status 200, as WeChat's)."""
         self.calls.append("/connect/oauth2/authorize")
         q = request.query
+        self.oauth_requests.append(("/connect/oauth2/authorize", dict(q)))
         redirect_uri = q.get("redirect_uri", "")
         if q.get("appid") != self.app_id:
             return _page("appid错误")
@@ -438,6 +442,7 @@ class FakeWeChat:
     async def oauth_access_token(self, request: web.Request) -> web.Response:
         path = "/sns/oauth2/access_token"
         self.calls.append(path)
+        self.oauth_requests.append((path, dict(request.query)))
         if (failed := self._injected(path)) is not None:
             return failed
         q = request.query
