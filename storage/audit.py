@@ -1,4 +1,5 @@
-"""The audit log: append-only, hash-chained, one chain per case plus `global`.
+"""The audit log: append-only, hash-chained, one chain per case plus `global` (and its
+shards `global.0` … `global.15` for people on no case: see chain_for).
 
 Each event's hash is SHA-256 over the canonical JSON of its fields and the previous
 event's hash, so editing, removing or reordering a row breaks the chain. Appends to one
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -64,8 +66,19 @@ def content_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def chain_for(case_id: int | None) -> str:
-    return GLOBAL_CHAIN if case_id is None else f"case:{case_id}"
+GLOBAL_SHARDS = 16
+
+
+def chain_for(case_id: int | None, who: str | None = None) -> str:
+    """The chain an event goes on: its case's. With no case, a person's own (`who`: an
+    unbound user's messages) go on one of GLOBAL_SHARDS chains picked by who they are, so
+    that strangers writing at once do not all queue for one chain's lock; the rest (anchors,
+    the installation's own events) on `global`. Anchors cover the shards as any chain."""
+    if case_id is not None:
+        return f"case:{case_id}"
+    if who:
+        return f"{GLOBAL_CHAIN}.{zlib.crc32(who.encode()) % GLOBAL_SHARDS}"
+    return GLOBAL_CHAIN
 
 
 def canonical(data: Any) -> str:
@@ -193,13 +206,15 @@ async def append(
     subject: str = "",
     case_id: int | None = None,
     payload: dict[str, Any] | None = None,
+    who: str | None = None,
 ) -> Appended:
     """Append one event to its chain inside the caller's transaction; returns it (with hash).
+    `who`: the person an event of no case is about (its chain: chain_for).
 
     Call it last in a transaction where you can: the chain stays locked until commit.
     Written with a plain INSERT: this runs for every message, and the ORM's unit of work
     would cost more than the statement itself."""
-    chain = chain_for(case_id)
+    chain = chain_for(case_id, who)
     acted = acting(session)
     if acted is not None:
         if actor == acted.on_behalf_of:
@@ -427,49 +442,78 @@ def _message_id(ev: Any, payload: dict[str, Any]) -> int | None:
     return int(ref) if kind == "message" and ref.isdigit() else None
 
 
-def _note_message_event(
-    ev: Event, vouched: dict[int, _Vouch], erasures: dict[int, _Erasure]
-) -> None:
+def _message_note(ev: Event) -> tuple[int, _Vouch | _Erasure] | None:
+    """What a message event (in, out, a staff answer, an erasure) says of its message:
+    (message id, what it vouches for, or the erasure); None when it names none."""
     try:
         payload = json.loads(ev.payload)
     except ValueError:
-        return  # an edited payload: the hash check reports it
+        return None  # an edited payload: the hash check reports it
     if not isinstance(payload, dict):
-        return
+        return None
     message_id = _message_id(ev, payload)
     if message_id is None or ev.id is None:
-        return
+        return None
     if ev.action == ERASED:
         erased = payload.get("erased_sha256")
-        erasures.setdefault(
-            message_id,
-            _Erasure(
-                ev.id,
-                ev.chain,
-                ev.seq,
-                ev.case_id,
-                ev.at,
-                str(payload.get("by") or ev.actor),
-                str(payload.get("reason") or ""),
-                erased if isinstance(erased, str) else None,
-            ),
-        )
-        return
-    digest = payload.get("sha256")
-    media = payload.get("media_sha256", _UNCOVERED)
-    vouched.setdefault(
-        message_id,
-        _Vouch(
+        return message_id, _Erasure(
             ev.id,
             ev.chain,
             ev.seq,
-            ev.action,
             ev.case_id,
             ev.at,
-            digest if isinstance(digest, str) else None,
-            media if isinstance(media, str) or media is None else _UNCOVERED,
-        ),
+            str(payload.get("by") or ev.actor),
+            str(payload.get("reason") or ""),
+            erased if isinstance(erased, str) else None,
+        )
+    digest = payload.get("sha256")
+    media = payload.get("media_sha256", _UNCOVERED)
+    return message_id, _Vouch(
+        ev.id,
+        ev.chain,
+        ev.seq,
+        ev.action,
+        ev.case_id,
+        ev.at,
+        digest if isinstance(digest, str) else None,
+        media if isinstance(media, str) or media is None else _UNCOVERED,
     )
+
+
+def _note_message_event(
+    ev: Event, vouched: dict[int, _Vouch], erasures: dict[int, _Erasure]
+) -> None:
+    note = _message_note(ev)
+    if note is None:
+        return
+    message_id, said = note
+    if isinstance(said, _Erasure):
+        erasures.setdefault(message_id, said)
+    else:
+        vouched.setdefault(message_id, said)
+
+
+class _Seen:
+    """The message ids verify has met a vouching event for: one bit each, in pages of
+    65,536 ids, made as ids come (a log's are dense: 1,000,000 messages take 128 kB)."""
+
+    def __init__(self) -> None:
+        self._pages: dict[int, bytearray] = {}
+
+    def add(self, message_id: int) -> bool:
+        """Note the id; False when it was noted before."""
+        page = self._pages.get(message_id >> 16)
+        if page is None:
+            page = self._pages[message_id >> 16] = bytearray(8192)
+        byte, bit = (message_id & 0xFFFF) >> 3, 1 << (message_id & 7)
+        if page[byte] & bit:
+            return False
+        page[byte] |= bit
+        return True
+
+    def __contains__(self, message_id: int) -> bool:
+        page = self._pages.get(message_id >> 16)
+        return page is not None and bool(page[(message_id & 0xFFFF) >> 3] & 1 << (message_id & 7))
 
 
 # An event's columns, read as a plain row (attribute access by name, as an AuditEvent):
@@ -502,20 +546,61 @@ async def _each(result: AsyncResult[*tuple[Any, ...]]) -> AsyncIterator[Any]:
 
 async def _anchor_claims(
     session: AsyncSession,
-) -> tuple[list[tuple[Event, str, int, str]], set[tuple[str, int]]]:
-    """What every anchor recorded: (anchor, chain, seq, hash) — read before the walk, so
-    the walk keeps the hashes of those events only, not of every event."""
-    claims: list[tuple[Event, str, int, str]] = []
-    rows = await session.execute(
+) -> AsyncIterator[tuple[Event, str, int, str]]:
+    """What every anchor recorded: (anchor, chain, seq, hash), anchor by anchor, streamed."""
+    rows = await session.stream(
         select(*EVENT_COLUMNS)
         .where(col(AuditEvent.chain) == GLOBAL_CHAIN, col(AuditEvent.action) == ANCHOR)
-        .order_by(col(AuditEvent.seq))
+        .order_by(col(AuditEvent.seq)),
+        execution_options={"yield_per": 500},
     )
-    for ev in rows:
-        claims.extend(
-            (ev, c, aseq, ahash) for c, (aseq, ahash) in (anchored_heads(ev) or {}).items()
-        )
-    return claims, {(c, aseq) for _, c, aseq, _ in claims}
+    async for ev in _each(rows):
+        for c, (aseq, ahash) in (anchored_heads(ev) or {}).items():
+            yield ev, c, aseq, ahash
+
+
+_CLAIMS_PER_QUERY = 500  # anchor claims looked up at a time (two binds each)
+
+
+async def _compare_claims(session: AsyncSession, verdict: Verdict) -> None:
+    """_compare_anchors for the whole log, after the walk and without keeping what it
+    walked: the events the anchors claimed are looked up, a batch of claims at a time (by
+    the (chain, seq) unique index), in the anchors' order."""
+    from sqlalchemy import tuple_
+
+    claims: list[tuple[Event, str, int, str]] = []
+
+    async def compare() -> None:
+        keys = {(c, aseq) for _, c, aseq, _ in claims}
+        hashes_at = {
+            (c, seq): h
+            for c, seq, h in (
+                await session.execute(
+                    select(col(AuditEvent.chain), col(AuditEvent.seq), col(AuditEvent.hash)).where(
+                        tuple_(col(AuditEvent.chain), col(AuditEvent.seq)).in_(sorted(keys))
+                    )
+                )
+            ).all()
+        }
+        # A claimed event not there: the chain's end as walked, for the problem's words.
+        ends: dict[str, tuple[int, str]] = {}
+        for c in sorted({c for c, aseq in keys if (c, aseq) not in hashes_at}):
+            last = await session.scalar(
+                select(func.max(col(AuditEvent.seq))).where(col(AuditEvent.chain) == c)
+            )
+            ends[c] = (int(last or 0), "")
+        _compare_anchors(verdict, claims, hashes_at, ends)
+        claims.clear()
+
+    async for claim in _anchor_claims(session):
+        claims.append(claim)
+        if len(claims) >= _CLAIMS_PER_QUERY:
+            await compare()
+    if claims:
+        await compare()
+
+
+_CHECK_BATCH = 20_000  # messages verify checks at a time as it walks
 
 
 async def verify(
@@ -530,38 +615,128 @@ async def verify(
     recorded (erased ones: blank, as their erasure left them).
     `chain`: that chain only (a receipt's check), whose anchors are then not compared.
     `walked`: told of each event as it is walked, and whether it matches its hash (the
-    transparency log's check uses the same read, rather than reading the log twice)."""
+    transparency log's check uses the same read, rather than reading the log twice).
+
+    Memory does not grow with the log: the messages are checked _CHECK_BATCH at a time as
+    the walk meets them (their erasures, few, read first), what was checked kept as one bit
+    a message; the anchors' claims are looked up after the walk, a batch at a time; and
+    only the chain being walked has its head kept (chains come one after another)."""
     verdict = Verdict()
-    heads: dict[str, tuple[int, str]] = {}  # chain -> (last seq, last hash) as walked
-    anchored, claimed = ([], set()) if chain is not None else await _anchor_claims(session)
-    hashes_at: dict[tuple[str, int], str] = {}  # of the events anchors claimed
-    vouched: dict[int, _Vouch] = {}  # message id -> the event that recorded it
-    erasures: dict[int, _Erasure] = {}  # message id -> its erasure
+    heads: dict[str, tuple[int, str]] = {}  # the chain walked -> (last seq, last hash)
+    erasures = await _erasures(session, chain)  # message id -> its erasure
+    checker = _Checker(limit_problems)
+    seen = _Seen()  # messages met with the event that vouches for them
+    pending: dict[int, _Vouch] = {}  # of those, not yet checked
+    used: set[int] = set()  # erasures checked with their message's event
     watched = MESSAGE_EVENTS | {ANSWERED, ERASED}
     query = select(*EVENT_COLUMNS).order_by(col(AuditEvent.chain), col(AuditEvent.seq))
     if chain is not None:
         query = query.where(col(AuditEvent.chain) == chain)
     result = await session.stream(query, execution_options={"yield_per": READ_BATCH})
     async for ev in _each(result):
+        if heads and ev.chain not in heads:
+            heads.clear()  # the chain before is done
         _, intact = _walk(ev, heads, verdict)
         if walked is not None:
             walked(ev, intact)
-        if claimed and (ev.chain, ev.seq) in claimed:
-            hashes_at[(ev.chain, ev.seq)] = ev.hash
         if ev.action == ANCHOR and ev.chain == GLOBAL_CHAIN:
             verdict.anchors += 1
             # tampered: report it (if not above already), do not crash
             if anchored_heads(ev) is None and intact:
                 verdict.problems.append(f"{_where(ev)}: unreadable anchor payload (edited)")
-        elif ev.action in watched:
-            _note_message_event(ev, vouched, erasures)
+        elif ev.action in watched and (note := _message_note(ev)) is not None:
+            message_id, said = note
+            if isinstance(said, _Erasure):
+                erasures.setdefault(message_id, said)  # one made since they were read
+            elif seen.add(message_id):  # the first event to vouch for it is the one
+                pending[message_id] = said
+                if len(pending) >= _CHECK_BATCH:
+                    await _check_batch(session, checker, pending, erasures, used)
+                    pending = {}
         if len(verdict.problems) >= limit_problems:
             return verdict
-    _compare_anchors(verdict, anchored, hashes_at, heads)
-    await _check_messages(
-        session, verdict, vouched, erasures, whole_log=chain is None, limit=limit_problems
-    )
+    await _check_batch(session, checker, pending, erasures, used)
+    if chain is None:
+        await _compare_claims(session, verdict)
+    # Erasures of messages no event vouches for.
+    alone: dict[int, tuple[_Vouch | None, _Erasure | None]] = {
+        i: (None, e) for i, e in erasures.items() if i not in used
+    }
+    await _check_each(session, checker, alone)
+    if chain is None:
+        # Every message is stored with its event: one without is an insertion.
+        ids = await session.stream(
+            select(col(Message.id)).order_by(col(Message.id)),
+            execution_options={"yield_per": 10_000},
+        )
+        async for (message_id,) in _each(ids):
+            if message_id not in seen and message_id not in erasures:
+                checker.row(message_id or 0, "", None, None, None)
+    checker.into(verdict)
     return verdict
+
+
+async def _erasures(session: AsyncSession, chain: str | None) -> dict[int, _Erasure]:
+    """Every erasure in the log (or the chain), in walk order, the first for each message:
+    read before verify walks, so a message met before its erasure is checked as erased.
+    Erasures are made one at a time, by law: few beside the log."""
+    query = select(*EVENT_COLUMNS).where(col(AuditEvent.action) == ERASED)
+    if chain is not None:
+        query = query.where(col(AuditEvent.chain) == chain)
+    found: dict[int, _Erasure] = {}
+    for ev in await session.execute(query.order_by(col(AuditEvent.chain), col(AuditEvent.seq))):
+        note = _message_note(ev)
+        if note is not None and isinstance(note[1], _Erasure):
+            found.setdefault(note[0], note[1])
+    return found
+
+
+async def _check_batch(
+    session: AsyncSession,
+    checker: _Checker,
+    vouched: dict[int, _Vouch],
+    erasures: dict[int, _Erasure],
+    used: set[int],
+) -> None:
+    """Check the messages `vouched`, with their erasures if any (noted in `used`)."""
+    used.update(i for i in vouched if i in erasures)
+    await _check_each(session, checker, {i: (v, erasures.get(i)) for i, v in vouched.items()})
+
+
+async def _check_each(
+    session: AsyncSession,
+    checker: _Checker,
+    batch: dict[int, tuple[_Vouch | None, _Erasure | None]],
+) -> None:
+    """Each message of the batch against what its events say of it: (vouch, erasure)."""
+    if not batch:
+        return
+    async for message_id, content, media_id in _rows_of(session, sorted(batch)):
+        v, e = batch.pop(message_id)
+        checker.row(message_id, content, media_id, v, e)
+    for message_id in sorted(batch):  # recorded, but no longer there
+        checker.gone(message_id, *batch[message_id])
+
+
+async def _rows_of(
+    session: AsyncSession, ids: list[int]
+) -> AsyncIterator[tuple[int, str, str | None]]:
+    """_message_rows of `ids` (sorted): those close together (a log's messages, met in
+    order) read as one range, streamed; others by id."""
+    if len(ids) <= _IDS_PER_QUERY or ids[-1] - ids[0] >= 4 * len(ids):
+        async for row in _message_rows(session, ids):
+            yield row
+        return
+    wanted = set(ids)
+    result = await session.stream(
+        select(col(Message.id), col(Message.content), col(Message.media_id))
+        .where(col(Message.id) >= ids[0], col(Message.id) <= ids[-1])
+        .order_by(col(Message.id)),
+        execution_options={"yield_per": 2000},
+    )
+    async for message_id, content, media_id in _each(result):
+        if message_id in wanted:
+            yield message_id, content or "", media_id
 
 
 async def verify_events(
@@ -683,8 +858,31 @@ async def _check_messages(
     what is left over was recorded but is gone. Linear: one pass over the rows.
     `rows`: the (id, content, media_id) to check, by id, when the caller has read them
     (a case's record shows the very text it checked); else they are read here."""
+    checker = _Checker(limit)
+    if rows is None:
+        wanted = None if whole_log else sorted(vouched.keys() | erasures.keys())
+        rows = _message_rows(session, wanted)
+    async for message_id, content, media_id in rows:
+        v, e = vouched.pop(message_id, None), erasures.pop(message_id, None)
+        checker.row(message_id, content, media_id, v, e)
+    for message_id in sorted(vouched.keys() | erasures.keys()):
+        checker.gone(message_id, vouched.get(message_id), erasures.get(message_id))
+    checker.into(verdict)
 
-    def finding(message_id: int, state: str, v: _Vouch | None, e: _Erasure | None) -> None:
+
+class _Checker:
+    """The message checks (verify's, verify_events', case_record's), kept apart from the
+    walk's findings and put in the verdict at the end, in one order however they were
+    made: by message id, those whose row is gone after the rest, as many problems as the
+    limit leaves room for."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.found = Verdict()  # the counts and findings
+        self._lines: list[tuple[int, str]] = []  # (message id, problem): rows there
+        self._gone: list[tuple[int, str]] = []  # rows gone
+
+    def _finding(self, message_id: int, state: str, v: _Vouch | None, e: _Erasure | None) -> None:
         ref = v or e
         assert ref is not None
         what = (
@@ -703,29 +901,42 @@ async def _check_messages(
             erased_by=e.by if e else None,
             reason=e.reason if e else None,
         )
-        getattr(verdict, state).append(found)
+        getattr(self.found, state).append(found)
 
-    def problem(line: str) -> None:
-        if len(verdict.problems) < limit:
-            verdict.problems.append(line)
+    def _problem(self, into: list[tuple[int, str]], message_id: int, line: str) -> None:
+        into.append((message_id, line))
+        if len(into) > 2 * self.limit + 100:  # only the first `limit` can be shown
+            into.sort(key=lambda x: x[0])
+            del into[self.limit :]
 
-    if rows is None:
-        wanted = None if whole_log else sorted(vouched.keys() | erasures.keys())
-        rows = _message_rows(session, wanted)
-    async for message_id, content, media_id in rows:
-        v, e = vouched.pop(message_id, None), erasures.pop(message_id, None)
+    def row(
+        self,
+        message_id: int,
+        content: str,
+        media_id: str | None,
+        v: _Vouch | None,
+        e: _Erasure | None,
+    ) -> None:
+        """A message row against its event (and erasure)."""
+        problem = self._lines
         if v is None and e is None:
             # Every message is stored with its event: one without is an insertion.
-            verdict.unrecorded += 1
-            problem(f"message id={message_id}: no event records it (inserted outside the record)")
-            continue
+            self.found.unrecorded += 1
+            self._problem(
+                problem,
+                message_id,
+                f"message id={message_id}: no event records it (inserted outside the record)",
+            )
+            return
         if e is not None:
-            verdict.messages += 1
+            self.found.messages += 1
             if content or media_id:
-                finding(message_id, "edited", v, e)
-                problem(
+                self._finding(message_id, "edited", v, e)
+                self._problem(
+                    problem,
+                    message_id,
                     f"message id={message_id}: erased by event id={e.event_id}, "
-                    "but holds content again (edited)"
+                    "but holds content again (edited)",
                 )
             elif (
                 v is not None
@@ -733,36 +944,59 @@ async def _check_messages(
                 and e.erased_digest is not None
                 and e.erased_digest != v.digest
             ):
-                finding(message_id, "edited", v, e)
-                problem(
+                self._finding(message_id, "edited", v, e)
+                self._problem(
+                    problem,
+                    message_id,
                     f"message id={message_id}: the text erased by event id={e.event_id} does "
-                    f"not match the digest in {v.where} (edited before it was erased)"
+                    f"not match the digest in {v.where} (edited before it was erased)",
                 )
             else:
-                finding(message_id, "erased", v, e)
-            continue
+                self._finding(message_id, "erased", v, e)
+            return
         assert v is not None
         if v.digest is None:
-            verdict.not_covered += 1
-            continue
-        verdict.messages += 1
+            self.found.not_covered += 1
+            return
+        self.found.messages += 1
         if content_digest(content) != v.digest:
-            finding(message_id, "edited", v, None)
-            problem(
-                f"message id={message_id}: its text does not match the digest in {v.where} (edited)"
+            self._finding(message_id, "edited", v, None)
+            self._problem(
+                problem,
+                message_id,
+                f"message id={message_id}: its text does not match the digest in {v.where} (edited)",
             )
         elif v.media != _UNCOVERED and media_digest(media_id) != v.media:
-            finding(message_id, "edited", v, None)
-            problem(
+            self._finding(message_id, "edited", v, None)
+            self._problem(
+                problem,
+                message_id,
                 f"message id={message_id}: its attachment is not the one recorded in {v.where} "
-                "(replaced, added or removed)"
+                "(replaced, added or removed)",
             )
-    # Recorded, erased or not, but no longer there.
-    for message_id in sorted(vouched.keys() | erasures.keys()):
-        v, e = vouched.get(message_id), erasures.get(message_id)
-        finding(message_id, "deleted", v, e)
+
+    def gone(self, message_id: int, v: _Vouch | None, e: _Erasure | None) -> None:
+        """Recorded (erased or not), but the row is no longer there."""
+        self._finding(message_id, "deleted", v, e)
         ref = v.where if v is not None else f"its erasure, event id={e.event_id if e else '?'}"
-        problem(f"message id={message_id}: recorded by {ref}, but the row is gone (deleted)")
+        self._problem(
+            self._gone,
+            message_id,
+            f"message id={message_id}: recorded by {ref}, but the row is gone (deleted)",
+        )
+
+    def into(self, verdict: Verdict) -> None:
+        found = self.found
+        verdict.messages += found.messages
+        verdict.not_covered += found.not_covered
+        verdict.unrecorded += found.unrecorded
+        for state in ("edited", "deleted", "erased"):
+            getattr(verdict, state).extend(
+                sorted(getattr(found, state), key=lambda f: f.message_id)
+            )
+        lines = sorted(self._lines, key=lambda x: x[0]) + sorted(self._gone, key=lambda x: x[0])
+        room = max(0, self.limit - len(verdict.problems))
+        verdict.problems.extend(line for _, line in lines[:room])
 
 
 @dataclass(frozen=True)
@@ -1170,7 +1404,14 @@ async def find_receipt(session: AsyncSession, prefix: str) -> list[AuditEvent]:
     prefix = prefix.strip().lower()
     if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
         return []
+    # A range on the hash index (ix_audit_event_hash), never a scan of the log: PostgreSQL
+    # does not use a btree in a non-C collation for LIKE 'prefix%'. Hashes are lowercase hex,
+    # which every collation orders as C does; the prefix test stays as a check on the range.
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # "…f" → "…g": after every "…f…"
+    hashed = col(AuditEvent.hash)
     rows = await session.execute(
-        select(AuditEvent).where(col(AuditEvent.hash).startswith(prefix, autoescape=True)).limit(5)
+        select(AuditEvent)
+        .where(hashed >= prefix, hashed < upper, hashed.startswith(prefix, autoescape=True))
+        .limit(5)
     )
     return list(rows.scalars())

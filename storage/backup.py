@@ -198,6 +198,24 @@ async def has_tables(db: Database) -> bool:
     return bool(await table_names(db))
 
 
+async def analyze(db: Database, tables: list[str] | None = None) -> None:
+    """Fresh planner statistics after a bulk load (an import, a copy, a restore), so the
+    first queries after it are planned for the rows now there, not for an empty table:
+    `ANALYZE` of the tables named (None: every data table), on PostgreSQL and on SQLite
+    (whose sqlite_stat1 it fills). Autovacuum would get there, later; a command that
+    loaded the rows knows when."""
+    names = tables if tables is not None else [t.name for t in data_tables()]
+    if not names:
+        return
+    async with db.engine.begin() as conn:
+        quote = conn.dialect.identifier_preparer.quote
+        if db.dialect == "postgresql":
+            await conn.execute(text("ANALYZE " + ", ".join(quote(n) for n in names)))
+        else:
+            for name in names:
+                await conn.execute(text(f"ANALYZE {quote(name)}"))
+
+
 # -- copying every table ---------------------------------------------------------------------
 
 

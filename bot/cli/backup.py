@@ -407,6 +407,11 @@ async def restore(settings: Settings, args: argparse.Namespace) -> int:
     except store.BackupError as exc:
         print(f"mst: restore failed: {exc}", file=sys.stderr)
         return 1
+    loaded = database.connect(settings.database_url)
+    try:  # statistics for what was loaded (a dump holds none)
+        await store.analyze(loaded)
+    finally:
+        await loaded.dispose()
     with store.private_umask():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         for kept, here in replace:
@@ -521,6 +526,7 @@ async def migrate_data(settings: Settings, args: argparse.Namespace) -> int:
             await database.migrate(target)
         _say(args, f"复制到 {_shown(target_url)} …")
         copied = await store.copy_tables(source, target, batch=args.batch)
+        await store.analyze(target, list(copied))  # statistics for what was loaded
         there = await store.row_counts(target, list(copied))
         here = await store.row_counts(source, list(copied))
         mismatched = {t: (here[t], there[t]) for t in copied if here[t] != there[t]}

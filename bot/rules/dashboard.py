@@ -128,6 +128,30 @@ def _conditions(moment: datetime) -> dict[str, ColumnElement[bool]]:
 
 ITEM_FIGURES = tuple(_conditions(datetime.now(UTC)))
 
+
+def ticket_conditions(moment: datetime) -> dict[str, ColumnElement[bool]]:
+    """Each item figure's condition on a ticket outer-joined to its rating (`mst stats`
+    counts with the same ones: bot.rules.stats)."""
+    return _conditions(moment)
+
+
+async def tune_aggregates(session: AsyncSession) -> bool:
+    """Settings for a few big aggregates over a period's tickets, for this transaction
+    only (PostgreSQL; on SQLite nothing). Returns whether the database is PostgreSQL."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    # JIT compiling costs more than it saves on these few aggregates (~0.1 s a query),
+    # grouping a year of items wants more than 4 MB, and the scans (rows handed from
+    # parallel workers by the ten thousand) gain by being parallel more than the default
+    # cost of handing a row over (0.1) lets the planner see.
+    await session.execute(text("SET LOCAL jit = off"))
+    await session.execute(text("SET LOCAL work_mem = '64MB'"))
+    await session.execute(text("SET LOCAL parallel_tuple_cost = 0.01"))
+    # Planned for the period at hand each time (a few ms), not once for any period.
+    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    return True
+
+
 # What each figure counts, in words, so anyone can count it again from the items.
 DEFINITIONS: dict[str, str] = {
     "items": "本期（按收到时间）本院收到的全部诉求，含咨询、投诉举报、调解预约、财产线索。",
@@ -432,17 +456,7 @@ async def compute(
 ) -> Dashboard:
     """The court's figures for the filter: total, by team, by judge, by week."""
     cond = _conditions(moment)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres:
-        # For this transaction only: JIT compiling costs more than it saves on these few
-        # aggregates (~0.1 s a query), grouping a year of items wants more than 4 MB, and
-        # the scans (rows handed from parallel workers by the ten thousand) gain by being
-        # parallel more than the default cost of handing a row over (0.1) lets the planner see.
-        await session.execute(text("SET LOCAL jit = off"))
-        await session.execute(text("SET LOCAL work_mem = '64MB'"))
-        await session.execute(text("SET LOCAL parallel_tuple_cost = 0.01"))
-        # Planned for the period at hand each time (a few ms), not once for any period.
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    postgres = await tune_aggregates(session)
     names = await _judge_names(session, f.court_id)
     total = Row("全院" if f.team is None and f.judge_id is None else "所选范围")
     teams: dict[str | None, Row] = {}

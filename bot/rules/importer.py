@@ -27,9 +27,9 @@ from bot.core.addresses import WECOM_USERID_MAX
 from bot.core.clock import now
 from bot.core.masking import mask_phone
 from qr import tokens
-from storage import audit
+from storage import audit, backup
 from storage.db import Database
-from storage.models import Case, CaseCode, Court, Party, Staff
+from storage.models import AuditEvent, Case, CaseCode, Court, Party, Staff
 
 ROLES = (
     "judge",
@@ -654,6 +654,7 @@ async def import_staff(db: Database, path: Path, *, progress: bool = True) -> Re
                     court = await _court(session, courts, data.pop("court"))
                     data["court_id"] = court.id
                     await _upsert_staff(session, data, report)
+    await backup.analyze(db, [str(t.__tablename__) for t in (Court, Staff, AuditEvent)])
     return report
 
 
@@ -751,6 +752,9 @@ async def import_cases(db: Database, path: Path, *, secret: str, progress: bool 
             async with db.transaction() as session:
                 await _import_case_batch(session, batch, secret, courts, judges, report)
             bar.update(len(batch))
+    # Statistics for the rows loaded: the next query plans for them (storage.backup.analyze).
+    loaded_tables = (Court, Case, Party, CaseCode, AuditEvent)
+    await backup.analyze(db, [str(t.__tablename__) for t in loaded_tables])
     return report
 
 

@@ -11,16 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
 from bot.core.clock import now
+from bot.rules import dashboard
 from bot.rules.deadlines import Deadlines
 from storage.models import AuditEvent, Case, Court, Rating, Staff, Ticket
 
-SATISFIED = (1, 2)  # 满意, 基本满意
+SATISFIED = dashboard.SATISFIED  # 满意, 基本满意
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,14 @@ def _period(column: Mapped[datetime], scope: Scope) -> list[ColumnElement[bool]]
     return conditions
 
 
-def share(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
+share = dashboard.share  # round(part / whole, 4), None when there is nothing to divide
 
 
 async def compute(session: AsyncSession, scope: Scope, deadlines: Deadlines) -> dict[str, Any]:
+    """The figures, counted by the database: three statements (scans, tickets with their
+    ratings, all ratings), each an aggregate, so no row of the period comes to Python."""
+    await dashboard.tune_aggregates(session)
+    moment = now()
     cases = _cases(scope).scalar_subquery()
     visitors = await session.scalar(
         select(func.count(func.distinct(col(AuditEvent.actor)))).where(
@@ -70,91 +74,68 @@ async def compute(session: AsyncSession, scope: Scope, deadlines: Deadlines) -> 
         *_period(col(Ticket.created_at), scope),
         *([col(Ticket.team) == scope.team] if scope.team else []),
     )
-    feedback = await session.scalar(select(func.count()).select_from(Ticket).where(in_scope)) or 0
-    by_kind = dict(
-        (
-            await session.execute(
-                select(col(Ticket.kind), func.count()).where(in_scope).group_by(col(Ticket.kind))
-            )
-        ).all()
+    # The same conditions as the dashboard's (bot.rules.dashboard): what "judged", "on
+    # time" and "satisfied" mean is written once. A ticket has at most one rating.
+    cond = dashboard.ticket_conditions(moment)
+    due = col(Ticket.due_at)
+    close_due, closed = col(Ticket.close_due_at), col(Ticket.closed_at)
+    close_judged = and_(close_due.is_not(None), or_(closed.is_not(None), close_due <= moment))
+    counted = {
+        "rated": cond["rated"],
+        "satisfied": cond["satisfied"],
+        "judged": cond["judged"],
+        "on_time": cond["on_time"],
+        "close_judged": close_judged,
+        "closed_on_time": and_(close_due.is_not(None), closed.is_not(None), closed <= close_due),
+        # Past what was promised and never answered, whatever the ticket's status.
+        "overdue": and_(due.is_not(None), col(Ticket.first_reply_at).is_(None), due <= moment),
+    }
+    tickets = (
+        select(
+            col(Ticket.kind),
+            col(Ticket.status),
+            func.count(),
+            *[func.count().filter(c) for c in counted.values()],
+        )
+        .select_from(Ticket)
+        .outerjoin(Rating, col(Rating.ticket_id) == col(Ticket.id))
+        .where(in_scope)
+        .group_by(col(Ticket.kind), col(Ticket.status))
     )
-    by_status = dict(
-        (
-            await session.execute(
-                select(col(Ticket.status), func.count())
-                .where(in_scope)
-                .group_by(col(Ticket.status))
-            )
-        ).all()
-    )
-    ticket_scores = [
-        s
-        for (s,) in (
-            await session.execute(
-                select(col(Rating.score))
-                .join(Ticket, col(Ticket.id) == col(Rating.ticket_id))
-                .where(in_scope)
-            )
-        ).all()
-    ]
+    by_kind: dict[str, int] = {}
+    by_status: dict[str, int] = {}
+    sums = dict.fromkeys(counted, 0)
+    for kind, status, count, *values in (await session.execute(tickets)).all():
+        by_kind[kind] = by_kind.get(kind, 0) + count
+        by_status[status] = by_status.get(status, 0) + count
+        for name, value in zip(counted, values, strict=True):
+            sums[name] += int(value or 0)
     # Every rating: of tickets' handling and of the service in general (menu 5, choice 9).
-    all_scores = [
-        s
-        for (s,) in (
-            await session.execute(
-                select(col(Rating.score)).where(
-                    col(Rating.case_id).in_(_cases(scope).scalar_subquery()),
-                    *_period(col(Rating.created_at), scope),
-                )
+    ratings, ratings_satisfied = (
+        await session.execute(
+            select(func.count(), func.count().filter(col(Rating.score).in_(SATISFIED))).where(
+                col(Rating.case_id).in_(_cases(scope).scalar_subquery()),
+                *_period(col(Rating.created_at), scope),
             )
-        ).all()
-    ]
+        )
+    ).one()
     # On time: of the tickets whose first reply was due by now or already given, the share
     # answered by the due time the litigant was promised (due_at; escalation gives a new
     # holder its own holder_due_at, but the promise is what counts).
-    moment = now()
-    due_rows = [
-        (r, d)
-        for r, d in (
-            await session.execute(
-                select(col(Ticket.first_reply_at), col(Ticket.due_at)).where(
-                    in_scope, col(Ticket.due_at).is_not(None)
-                )
-            )
-        ).all()
-        if d is not None  # the query's own condition, for the type checker
-    ]
-    judged = [(r, d) for r, d in due_rows if r is not None or d <= moment]
-    on_time = sum(1 for r, d in judged if r is not None and r <= d)
-    close_rows = [
-        (c, d)
-        for c, d in (
-            await session.execute(
-                select(col(Ticket.closed_at), col(Ticket.close_due_at)).where(
-                    in_scope, col(Ticket.close_due_at).is_not(None)
-                )
-            )
-        ).all()
-        if d is not None  # the query's own condition, for the type checker
-    ]
-    close_judged = [(c, d) for c, d in close_rows if c is not None or d <= moment]
-    closed_on_time = sum(1 for c, d in close_judged if c is not None and c <= d)
     return {
         "visitors": int(visitors or 0),
-        "feedback": int(feedback),
-        "feedback_by_kind": by_kind,
-        "feedback_by_status": by_status,
-        "feedback_rated": len(ticket_scores),
-        "feedback_satisfaction": share(
-            sum(1 for s in ticket_scores if s in SATISFIED), len(ticket_scores)
-        ),
-        "ratings": len(all_scores),
-        "rating_satisfaction": share(sum(1 for s in all_scores if s in SATISFIED), len(all_scores)),
-        "on_time_rate": share(on_time, len(judged)),
-        "on_time_judged": len(judged),
-        "close_on_time_rate": share(closed_on_time, len(close_judged)),
-        "close_on_time_judged": len(close_judged),
-        "overdue_now": sum(1 for r, d in due_rows if r is None and d <= moment),
+        "feedback": sum(by_kind.values()),
+        "feedback_by_kind": dict(sorted(by_kind.items())),
+        "feedback_by_status": dict(sorted(by_status.items())),
+        "feedback_rated": sums["rated"],
+        "feedback_satisfaction": share(sums["satisfied"], sums["rated"]),
+        "ratings": int(ratings or 0),
+        "rating_satisfaction": share(int(ratings_satisfied or 0), int(ratings or 0)),
+        "on_time_rate": share(sums["on_time"], sums["judged"]),
+        "on_time_judged": sums["judged"],
+        "close_on_time_rate": share(sums["closed_on_time"], sums["close_judged"]),
+        "close_on_time_judged": sums["close_judged"],
+        "overdue_now": sums["overdue"],
         # Years whose working days are a Monday–Friday guess (no official or court data).
         "calendar_warnings": deadlines.calendar_warnings(),
     }
