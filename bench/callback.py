@@ -22,12 +22,18 @@ ask step (seeded by bench.seed before the server starts): each opens or joins th
 with its audit event and an outbox notice to the judge; checked against the database after.
 --workers K: `mst serve --workers K` (pg only for K > 1); CPU and RSS summed over the
 server's processes.
+--peer (on by default for `ask` on pg): the same run against bench.peer, what a developer
+would write in an afternoon (WeRoBot under gunicorn with K sync workers, synchronous
+SQLAlchemy ORM on psycopg2, the same schema and seeded world), and a table of project ÷
+peer: closed-loop msg/s, p99 at each rate, server CPU per message. Its packages are the
+`bench` extra: pip install -e '.[bench]'.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import itertools
 import math
 import os
@@ -63,6 +69,10 @@ MAX_PER_USER = 20
 ENTER_MESSAGES = 2
 ASK_NEW = texts.ASK_RECEIVED.split("{ticket}")[0]  # 已收到您的咨询，编号 #
 ASK_JOINED = texts.ASK_ADDED.split("{ticket}")[0]  # 已补充到咨询 #
+# The peer's packages (the `bench` extra), by import name.
+PEER_MODULES = ("werobot", "bottle", "gunicorn", "psycopg2")
+PEER_INSTALL = "pip install -e '.[bench]'"
+PEER_RETRY = "audit chain taken, trying again"  # bench.peer's log line
 # Unique across runs too: 64-bit like WeChat's, from the clock in microseconds.
 _MSG_IDS = itertools.count(time.time_ns() // 1000)
 
@@ -397,8 +407,13 @@ def stored_messages(db_url: str) -> tuple[dict[str, int], set[str]]:
 
 def log_findings(text: str) -> dict[str, Any]:
     lines = text.splitlines()
-    errors = [ln for ln in lines if " ERROR " in ln or " CRITICAL " in ln]
-    warnings = [ln for ln in lines if " WARNING " in ln]
+    # The project's format is "<time> LEVEL name: message"; gunicorn's "[time] [pid] [LEVEL] …".
+    errors = [
+        ln
+        for ln in lines
+        if any(f in ln for f in (" ERROR ", " CRITICAL ", "[ERROR]", "[CRITICAL]"))
+    ]
+    warnings = [ln for ln in lines if " WARNING " in ln or "[WARNING]" in ln]
     first: list[str] = []
     for ln in errors + warnings:
         msg = ln.split(": ", 1)[-1][:160]
@@ -417,9 +432,9 @@ def log_findings(text: str) -> dict[str, Any]:
 
 @dataclass
 class Target:
-    name: str  # sqlite | pg | bare aiohttp
+    name: str  # sqlite | pg | peer | bare aiohttp
     mode: str  # plain | safe
-    workers: int = 1  # `mst serve --workers K` (pg only when K > 1)
+    workers: int = 1  # `mst serve --workers K` (pg only when K > 1); peer: `gunicorn -w K`
 
     @property
     def label(self) -> str:
@@ -452,7 +467,7 @@ def run_target(
     else:
         if target.name == "sqlite":
             db_url, redis_url = f"sqlite+aiosqlite:///{work}/bench.db", None
-        else:
+        else:  # pg, and the peer (the same database, made and seeded the same way)
             common.reset_pg(common.PG_URL)
             common.flush_redis(common.REDIS_URL)
             db_url, redis_url = common.PG_URL, common.REDIS_URL
@@ -472,13 +487,31 @@ def run_target(
             # Seeded after migrate and before serve: nothing else writes meanwhile.
             t0 = time.perf_counter()
             world = seed.seed_database(db_url, litigant_count(args, target.name))
-            if redis_url is not None:
+            if redis_url is not None and target.name != "peer":  # the peer has no Redis
                 seed.seed_redis(redis_url, world)
             info["seed_s"] = time.perf_counter() - t0
             info["litigants"] = len(world.litigants)
         cmd = [mst, "serve", "--port", str(port)]
         if target.workers > 1:
             cmd += ["--workers", str(target.workers)]
+        if target.name == "peer":
+            # bench.peer is not installed with the project: found from the repository.
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(common.REPO), env.get("PYTHONPATH")])
+            )
+            cmd = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                str(target.workers),
+                "-b",
+                f"127.0.0.1:{port}",
+                # gunicorn's control socket defaults to one path in $HOME: this run's own.
+                "--control-socket",
+                str(work / "gunicorn.ctl"),
+                "bench.peer:app",
+            ]
 
     server = common.start_server(target.label, cmd, env=env, cwd=cwd, port=port, log_dir=tmp)
     phases: list[Phase] = []
@@ -490,7 +523,11 @@ def run_target(
     try:
         t0 = time.perf_counter()
         info["health"] = health = server.wait_healthy(args.start_timeout)
-        expected = {"sqlite": ("sqlite", "in-process"), "pg": ("postgresql", "redis")}
+        expected = {
+            "sqlite": ("sqlite", "in-process"),
+            "pg": ("postgresql", "redis"),
+            "peer": ("postgresql", "none"),
+        }
         if (
             target.name in expected
             and (
@@ -500,7 +537,7 @@ def run_target(
             != expected[target.name]
         ):
             raise RuntimeError(f"the server is not on the expected backend: /healthz said {health}")
-        if target.workers > 1:
+        if target.workers > 1 or target.name == "peer":  # gunicorn forks its worker(s)
             # Every worker must be up, not just the first to answer /healthz.
             deadline = time.monotonic() + args.start_timeout
             while len(server.pids()) < target.workers + 1 and time.monotonic() < deadline:
@@ -509,7 +546,7 @@ def run_target(
             info["pids"] = len(server.pids())
         info["start_s"] = time.perf_counter() - t0
         info["rss_idle_mb"] = server.rss_mb()
-        tag = {"sqlite": "S", "pg": "P"}.get(target.name, "B") + target.mode[0].upper()
+        tag = {"sqlite": "S", "pg": "P", "peer": "W"}.get(target.name, "B") + target.mode[0].upper()
         litigants = Litigants([lit.openid for lit in world.litigants]) if world else None
 
         def senders(n: int, phase_tag: str) -> list[tuple[str, str]]:
@@ -579,6 +616,9 @@ def run_target(
         if leftovers:
             info["killed_leftovers"] = leftovers
     info["log"] = log_findings(server.log_text())
+    if target.name == "peer":
+        # Two appends that locked the same last row of a chain: the second is run again.
+        info["peer_retries"] = server.log_text().count(PEER_RETRY)
     info["sent"] = sent
     if db_url is not None:
         try:
@@ -757,6 +797,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start-timeout", type=float, default=60)
     p.add_argument("--drain-timeout", type=float, default=30, help="cap on waiting for idle")
     p.add_argument("--no-baseline", action="store_true", help="skip the bare aiohttp baseline")
+    p.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run bench.peer (WeRoBot under gunicorn sync workers, SQLAlchemy ORM on "
+        "psycopg2) on pg with the same worker counts, and print project ÷ peer; on by "
+        f"default for --scenario ask on pg (needs {PEER_INSTALL})",
+    )
     p.add_argument("--mst", help="path to the mst command (default: the venv's)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (server logs, SQLite)")
     args = p.parse_args(argv)
@@ -782,6 +830,19 @@ def main(argv: list[str] | None = None) -> None:
     ]
     if any(w > 1 for w in args.workers) and "sqlite" in backends:
         print("  (--workers > 1 needs REDIS_URL: sqlite runs with 1 worker only)")
+    peer = args.scenario == "ask" if args.peer is None else args.peer
+    if peer and "pg" not in backends:
+        if args.peer:
+            print("  (the peer runs on PostgreSQL only: no peer targets without --backend pg)")
+        peer = False
+    missing = [m for m in PEER_MODULES if importlib.util.find_spec(m) is None] if peer else []
+    if missing:
+        print(
+            f"  peer skipped: {', '.join(missing)} not installed. The peer's packages are the "
+            f"`bench` extra: {PEER_INSTALL}"
+        )
+    elif peer:
+        targets += [Target("peer", m, w) for m in modes for w in args.workers]
     if not args.no_baseline:
         targets += [Target("bare aiohttp", m) for m in modes]
 
@@ -839,6 +900,7 @@ def main(argv: list[str] | None = None) -> None:
             "args": vars(args),
             "phases": [asdict(p) for p in phases],
             "servers": infos,
+            "project_vs_peer": peer_ratios(phases),
         },
     )
     print(f"\nraw results: {path.relative_to(common.REPO)}")
@@ -869,6 +931,11 @@ def report(
         "their ticket and notifies the judge through the outbox",
     }[args.scenario]
     print(f"\nScenario {args.scenario}: {what} (bare aiohttp: a fixed reply)")
+    if any(p.target == "peer" for p in phases):
+        print(
+            "peer: bench.peer, the same job as an afternoon's WeRoBot app: gunicorn with K sync "
+            "workers, synchronous SQLAlchemy ORM on psycopg2, the same schema and seeded world"
+        )
     print("\nClosed loop (each client task sends its next request when the last is answered)")
     print(
         common.table(
@@ -1011,6 +1078,8 @@ def report(
             bits.append(
                 f"processes left after the server stopped, killed: {info['killed_leftovers']}"
             )
+        if "peer_retries" in info:
+            bits.append(f"transactions run again (audit chain taken): {info['peer_retries']}")
         log = info.get("log", {})
         bits.append(f"server log: {log.get('errors', 0)} errors, {log.get('warnings', 0)} warnings")
         print(f"  {name}: " + ", ".join(bits))
@@ -1031,6 +1100,29 @@ def report(
                     f"late answers to litigants in the outbox for "
                     f"{c.get('late_answers_logged', 0)} 'answered success' in the log"
                 )
+    ratios = peer_ratios(phases)
+    if ratios:
+        print(
+            "\nProject ÷ peer (mst serve on pg ÷ bench.peer, same worker count, mode, client and "
+            "load; for msg/s above 1 is the project ahead, for p99 and CPU below 1 is)"
+        )
+        print(
+            common.table(
+                ["figure", "mode", "workers", "project", "peer", "project ÷ peer", "ahead"],
+                [
+                    [
+                        r["figure"],
+                        r["mode"],
+                        r["workers"],
+                        r["project"],
+                        r["peer"],
+                        r["ratio"],
+                        r["ahead"],
+                    ]
+                    for r in ratios
+                ],
+            )
+        )
     total_client = sum(p.client_cpu_s for p in phases)
     total_wall = sum(p.wall_s for p in phases)
     share = total_client / total_wall * 100 if total_wall else 0
@@ -1047,6 +1139,64 @@ def report(
         "would do better than these figures."
     )
     print(f"  Full run: {total_s:.0f} s.")
+
+
+def peer_ratios(phases: Sequence[Phase]) -> list[dict[str, Any]]:
+    """Project (the pg target) against the peer, phase by phase at the same mode, worker
+    count and load: closed-loop msg/s and server CPU ms per message, p99 at each rate."""
+
+    def per_msg(p: Phase) -> float | None:
+        return None if p.server_cpu_s is None or not p.ok else p.server_cpu_s / p.ok * 1000
+
+    out: list[dict[str, Any]] = []
+    for peer in phases:
+        if peer.target != "peer":
+            continue
+        project = next(
+            (
+                p
+                for p in phases
+                if p.target == "pg"
+                and (p.mode, p.workers, p.kind, p.rate)
+                == (peer.mode, peer.workers, peer.kind, peer.rate)
+            ),
+            None,
+        )
+        if project is None:
+            continue
+        figures: list[tuple[str, float | None, float | None, bool]] = (
+            [
+                ("closed msg/s", project.throughput, peer.throughput, True),
+                ("srv CPU ms/msg (closed)", per_msg(project), per_msg(peer), False),
+            ]
+            if peer.kind == "closed"
+            else [(f"p99 ms at {peer.rate:g}/s", project.p99_ms, peer.p99_ms, False)]
+        )
+        for figure, ours, theirs, higher_better in figures:
+            ratio = (
+                ours / theirs
+                if ours is not None and theirs and not math.isnan(ours) and not math.isnan(theirs)
+                else None
+            )
+            ahead = (
+                "-"
+                if ratio is None or ratio == 1
+                else "project"
+                if (ratio > 1) == higher_better
+                else "peer"
+            )
+            out.append(
+                {
+                    "mode": peer.mode,
+                    "workers": peer.workers,
+                    "figure": figure,
+                    "project": ours,
+                    "peer": theirs,
+                    "ratio": ratio,
+                    "ahead": ahead,
+                }
+            )
+    return out
 
 
 def _rate_list(rates: list[float]) -> str:

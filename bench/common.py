@@ -26,8 +26,10 @@ from typing import IO, Any, Protocol, TypeVar
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 # Only these two: the other databases / Redis dbs on the machine belong to other people's tests.
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test_c"
-REDIS_URL = "redis://127.0.0.1:6379/12"
+# Another database and Redis db for a second run beside this one (each run drops its schema
+# and flushes its db): BENCH_PG_URL=…/test_d BENCH_REDIS_URL=redis://127.0.0.1:6379/14.
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test_c")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 # Variables the project reads; cleared from the child's environment so nothing leaks in.
 PROJECT_VARS = (
     "DATABASE_URL",

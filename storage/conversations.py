@@ -12,17 +12,33 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.clock import now
-from storage.models import Conversation
+from storage.models import Conversation, core_table
 from storage.state import CONVERSATION_TTL_S
 
 TTL = timedelta(seconds=CONVERSATION_TTL_S)  # as in Redis: a day idle, and it is forgotten
+
+_TABLE = core_table(Conversation)
+
+
+def _upsert(insert: Any) -> Any:
+    stmt = insert(_TABLE)
+    return stmt.on_conflict_do_update(
+        index_elements=[_TABLE.c.user],
+        set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
+    )
+
+
+# Built once per dialect, in Core: a flow that moves a step saves it with every message,
+# and building an ORM upsert each time cost more than running it.
+_UPSERT = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
+_FORGET = delete(_TABLE).where(_TABLE.c.user == bindparam("user"))
 
 
 async def load(session: AsyncSession, user: str) -> dict[str, Any]:
@@ -41,15 +57,9 @@ async def load(session: AsyncSession, user: str) -> dict[str, Any]:
 
 async def save(session: AsyncSession, user: str, state: dict[str, Any]) -> None:
     """Keep `state` as the user's conversation, in the caller's transaction."""
+    conn = await session.connection()
     if not state:
-        await session.execute(delete(Conversation).where(col(Conversation.user) == user))
+        await conn.execute(_FORGET, {"user": user})
         return
     values = {"user": user, "state": json.dumps(state, ensure_ascii=False), "updated_at": now()}
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(Conversation).values(**values)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Conversation.user],
-            set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
-        )
-    )
+    await conn.execute(_UPSERT[conn.dialect.name], values)

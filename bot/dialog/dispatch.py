@@ -127,6 +127,7 @@ async def record(
         subject=f"message:{msg_id}",
         case_id=case_id,
         payload=payload,
+        who=inbound.user,  # on no case: the person's shard of `global`, in and out alike
     )
     return int(msg_id)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -177,17 +177,30 @@ async def inbox_members(session: AsyncSession, court_id: int, role: str) -> list
     return [s for s in rows if s.has_role(role)]
 
 
+# Built once: asked for every new item (tickets.route).
+_SUPPORTERS = (
+    select(Staff)
+    .where(
+        col(Staff.court_id) == bindparam("court_id"),
+        col(Staff.active),
+        col(Staff.supports).like(bindparam("pattern"), escape="/"),
+    )
+    .order_by(col(Staff.id))
+)
+
+
+def _containing(text: str) -> str:
+    """A LIKE pattern for `text` anywhere, its own % and _ taken literally."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
+
+
 async def supporters(session: AsyncSession, person: Staff) -> list[Staff]:
     """The staff of the same court who support `person` (assistant, clerk)."""
     rows = (
         await session.execute(
-            select(Staff)
-            .where(
-                col(Staff.court_id) == person.court_id,
-                col(Staff.active),
-                col(Staff.supports).contains(person.username),
-            )
-            .order_by(col(Staff.id))
+            _SUPPORTERS,
+            {"court_id": person.court_id, "pattern": _containing(person.username)},
         )
     ).scalars()
     return [s for s in rows if person.username in s.supported()]

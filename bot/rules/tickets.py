@@ -24,6 +24,7 @@ from bot.rules import access
 from bot.rules.access import is_away
 from bot.rules.deadlines import Deadlines
 from storage import audit
+from storage.db import insert_new
 from storage.models import Binding, Case, Court, Message, Party, Staff, Ticket, core_table
 
 
@@ -113,6 +114,8 @@ async def open_ticket(
     court = await session.get(Court, case.court_id)
     created = now()
     helped = audit.acting(session)  # staff at the desk submitting it for the party
+    court_name = court.name if court else None
+    first_reply_due = deadlines.due(kind, created, court=court_name)
     ticket = Ticket(
         case_id=case.id or 0,
         court_id=case.court_id,
@@ -126,15 +129,12 @@ async def open_ticket(
         subject_staff_id=routing.subject_staff_id,
         created_at=created,
         holder_since=created,
-        due_at=deadlines.due(kind, created, court=court.name if court else None),
-        holder_due_at=deadlines.due(kind, created, court=court.name if court else None),
-        close_due_at=deadlines.due(
-            kind, created, which="close", court=court.name if court else None
-        ),
+        due_at=first_reply_due,
+        holder_due_at=first_reply_due,  # the first holder's due time is the promise
+        close_due_at=deadlines.due(kind, created, which="close", court=court_name),
         assisted_by_id=helped.staff_id if helped is not None else None,
     )
-    session.add(ticket)
-    await session.flush()
+    await insert_new(session, ticket)
     await _link(session, message_id, ticket)
     party = await session.get(Party, binding.party_id)
     for staff in routing.notify:
