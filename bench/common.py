@@ -453,3 +453,57 @@ async def open_loop(
     results += [None] * (n - len(results))
     ends = [t0 + k / rate + r.latency for k, r in enumerate(results) if r is not None]
     return results, (max(ends) - t0) if ends else 0.0
+
+
+async def fill_courts(conn: Any, cases: int) -> None:
+    """Two courts, 50 judges over 8 teams, and `cases` cases (one in ten of the second
+    court), with fixed ids: the world the history benchmarks (bench.dashboard, bench.stats)
+    fill their tickets into. `conn`: an asyncpg connection."""
+    await conn.execute("INSERT INTO court (id, name) VALUES (1, '本院'), (2, '他院')")
+    await conn.execute(
+        """INSERT INTO staff (id, username, name, court_id, roles, team, active, created_at)
+        SELECT g, 'j' || g, '法官' || g, CASE WHEN g <= 40 THEN 1 ELSE 2 END, 'judge',
+               '第' || (g % 8) || '庭', true, now()
+        FROM generate_series(1, 50) g"""
+    )
+    await conn.execute(
+        """INSERT INTO "case" (id, court_id, case_number, case_type, cause, judge_id,
+                               created_at, updated_at)
+        SELECT g, CASE WHEN g % 10 = 0 THEN 2 ELSE 1 END, '(2026)案' || g, '民事', '',
+               CASE WHEN g % 10 = 0 THEN 41 + g % 10 ELSE 1 + g % 40 END, now(), now()
+        FROM generate_series(1, $1) g""",
+        cases,
+    )
+
+
+async def fill_tickets(conn: Any, tickets: int, cases: int, start: Any, span_s: float) -> None:
+    """`tickets` tickets over `cases` cases, spread evenly from `start` over `span_s`
+    seconds, with a rating for one in three: the history bench.dashboard and bench.stats
+    count. Ids are fixed (1…N); `conn`: an asyncpg connection."""
+    # Spread over five years; 90 % answered within 0-3 days, due 2 days on; closing due
+    # 10 days on, 80 % closed 5 days on.
+    await conn.execute(
+        """INSERT INTO ticket (id, case_id, court_id, kind, status, openid, team, created_at,
+            due_at, close_due_at, holder_due_at, level, holder_since, first_reply_at,
+            closed_at)
+        SELECT g, 1 + g % $2, CASE WHEN (1 + g % $2) % 10 = 0 THEN 2 ELSE 1 END,
+            (ARRAY['question','question','complaint','asset_lead'])[1 + g % 4],
+            CASE WHEN g % 10 = 0 THEN 'open' WHEN g % 10 = 1 THEN 'answered' ELSE 'closed' END,
+            'u' || (g % 50000), '第' || (g % 8) || '庭', c, c + interval '2 days',
+            c + interval '10 days', c + interval '2 days', CASE WHEN g % 17 = 0 THEN 1 ELSE 0 END,
+            c, CASE WHEN g % 10 = 0 THEN NULL ELSE c + (g % 72) * interval '1 hour' END,
+            CASE WHEN g % 10 > 1 THEN c + interval '5 days' END
+        FROM (SELECT g, $3::timestamptz + (g::float8 / $1 * $4) * interval '1 second' AS c
+              FROM generate_series(1, $1) g) s""",
+        tickets,
+        cases,
+        start,
+        span_s,
+    )
+    await conn.execute(
+        """INSERT INTO rating (case_id, ticket_id, openid, score, comment, created_at,
+                               updated_at)
+        SELECT case_id, id, openid, 1 + id % 3, '', created_at + interval '3 days',
+               created_at + interval '3 days'
+        FROM ticket WHERE id % 3 = 0"""
+    )

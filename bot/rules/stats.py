@@ -44,6 +44,15 @@ def _cases(scope: Scope) -> Select[Any]:
     return q
 
 
+def _of_cases(column: Mapped[int | None] | Mapped[int], scope: Scope) -> ColumnElement[bool]:
+    """Rows of the scope's cases. With no court or judge named that is every row with a case
+    (a foreign key: the case exists), asked without looking at the case table, so that an
+    installation's all-time figures do not join a million tickets to their cases."""
+    if not scope.court and not scope.judge:
+        return column.is_not(None)
+    return column.in_(_cases(scope).scalar_subquery())
+
+
 def _period(column: Mapped[datetime], scope: Scope) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if scope.since:
@@ -61,16 +70,15 @@ async def compute(session: AsyncSession, scope: Scope, deadlines: Deadlines) -> 
     ratings, all ratings), each an aggregate, so no row of the period comes to Python."""
     await dashboard.tune_aggregates(session)
     moment = now()
-    cases = _cases(scope).scalar_subquery()
     visitors = await session.scalar(
         select(func.count(func.distinct(col(AuditEvent.actor)))).where(
             col(AuditEvent.action) == "code.scanned",
-            col(AuditEvent.case_id).in_(cases),
+            _of_cases(col(AuditEvent.case_id), scope),
             *_period(col(AuditEvent.at), scope),
         )
     )
     in_scope = and_(
-        col(Ticket.case_id).in_(_cases(scope).scalar_subquery()),
+        _of_cases(col(Ticket.case_id), scope),
         *_period(col(Ticket.created_at), scope),
         *([col(Ticket.team) == scope.team] if scope.team else []),
     )
@@ -114,7 +122,7 @@ async def compute(session: AsyncSession, scope: Scope, deadlines: Deadlines) -> 
     ratings, ratings_satisfied = (
         await session.execute(
             select(func.count(), func.count().filter(col(Rating.score).in_(SATISFIED))).where(
-                col(Rating.case_id).in_(_cases(scope).scalar_subquery()),
+                _of_cases(col(Rating.case_id), scope),
                 *_period(col(Rating.created_at), scope),
             )
         )
