@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import jobs
 from bot.core.clock import say_time
+from bot.core.events import Inbound
 from bot.dialog import dispatch
 from bot.dialog.deps import Deps
 from bot.fakes.wechat.callbacks import media_xml
@@ -149,6 +150,44 @@ def test_chain_names() -> None:
     assert audit.chain_for(None) == "global"
     assert audit.chain_for(7) == "case:7"
     assert audit.chain_for(0) == "case:0"
+    assert audit.chain_for(7, "oStranger") == "case:7"  # a case's events: its chain, always
+    # A person on no case: one of the shards of `global`, the same one every time.
+    shard = audit.chain_for(None, "oStranger")
+    assert shard == audit.chain_for(None, "oStranger")
+    assert shard.startswith("global.") and 0 <= int(shard.split(".")[1]) < audit.GLOBAL_SHARDS
+    strangers = {audit.chain_for(None, f"o{n:04d}") for n in range(400)}
+    assert len(strangers) == audit.GLOBAL_SHARDS  # spread over all of them
+
+
+async def test_strangers_messages_go_on_their_shard_and_anchors_cover_it(deps: Deps) -> None:
+    """Messages of people bound to no case are chained per shard of `global` (so strangers
+    writing at once do not queue for one lock); verify walks the shards and the anchor
+    records their heads, so a removed tail of a shard is caught as a case chain's is."""
+    users = ["oStrangerA", "oStrangerB", "oStrangerC"]
+    for k, user in enumerate(users * 2):
+        await dispatch.handle(deps, Inbound("wechat", user, "text", f"wx:{k}", text="你好"))
+    shards = {user: audit.chain_for(None, user) for user in users}
+    for user, chain in shards.items():
+        events = await rows(deps.db, chain)
+        assert_chain(events, chain)
+        mine = [e for e in events if e.actor == user]
+        assert [e.action for e in mine] == ["message.in", "message.in"]
+    assert await rows(deps.db, "global") == []  # nothing of theirs on the anchor chain
+    verdict = await check(deps.db)
+    assert verdict.ok, verdict.problems
+
+    anchor = await take_anchor(deps.db)
+    assert anchor is not None
+    heads = json.loads(anchor.payload)["heads"]
+    assert set(shards.values()) <= set(heads)
+    chain = shards["oStrangerA"]
+    tail = (await rows(deps.db, chain))[-1]
+    assert heads[chain] == [tail.seq, tail.hash]
+
+    await remove(deps.db, tail.id)
+    verdict = await check(deps.db)
+    assert not verdict.ok
+    assert any(p.startswith(f"{chain}: ") and "removed" in p for p in verdict.problems)
 
 
 async def test_appends_build_one_chain_per_case_plus_global(deps: Deps) -> None:
