@@ -6,11 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import uuid4
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Table, event, insert, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
@@ -21,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import SQLModel
+
+if TYPE_CHECKING:  # alembic is imported where a migration runs, not by every process start
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -142,6 +143,8 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -150,6 +153,8 @@ def alembic_config(url: str) -> Config:
 
 async def migrate(db: Database, revision: str = "head") -> None:
     """Bring the schema up to date (also creates an empty database)."""
+
+    from alembic import command
 
     def run(sync_conn: Connection) -> None:
         cfg = alembic_config(str(db.engine.url))

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-import fakeredis
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.asyncio.sentinel import Sentinel
@@ -34,6 +33,8 @@ PENDING = "__pending__"
 
 def connect(url: str | None) -> Redis:
     if url is None:
+        import fakeredis  # the stand-in: imported only by a process that runs on it
+
         return fakeredis.FakeAsyncRedis(decode_responses=True)
     # Bounded waits: with Redis gone a message must fail fast (503, WeChat retries), not
     # hang past WeChat's 5 s on a socket that never answers.
