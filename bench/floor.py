@@ -62,42 +62,6 @@ async def cpu_ms_each(count: int, step: Callable[[int], Awaitable[Any]]) -> floa
     return 1000 * (time.process_time() - cpu0) / count
 
 
-LAYERS = (  # (label, path fragment), first match wins: where the dialog's own time goes
-    ("SQLAlchemy ORM (sessions, loading, unit of work)", "/sqlalchemy/orm/"),
-    ("SQLAlchemy async bridge (greenlets)", "/sqlalchemy/ext/asyncio/"),
-    ("SQLAlchemy async bridge (greenlets)", "/sqlalchemy/util/concurrency"),
-    ("SQLAlchemy async bridge (greenlets)", "greenlet"),
-    ("SQLAlchemy Core (statements, results)", "/sqlalchemy/"),
-    ("SQLModel and pydantic (model objects)", "/sqlmodel/"),
-    ("SQLModel and pydantic (model objects)", "/pydantic"),
-    ("asyncpg (the driver)", "/asyncpg/"),
-    ("redis-py", "/redis/"),
-    ("aiohttp, uvloop and other libraries", "site-packages"),
-    ("the project (flows, rules, storage)", "/bot/"),
-    ("the project (flows, rules, storage)", "/handlers/"),
-    ("the project (flows, rules, storage)", "/storage/"),
-    ("the project (flows, rules, storage)", "/qr/"),
-)
-
-
-def print_by_layer(stats: pstats.Stats, questions: int) -> None:
-    """cProfile's own time (tottime) of every function, summed by the library it is in.
-    Rough: a greenlet switch (SQLAlchemy's async bridge) leaves cProfile's stack behind, so
-    some time waiting in one layer is booked to the coroutine that awaited it; py-spy's
-    samples are the better split."""
-    sums: dict[str, float] = {}
-    for (path, _line, name), row in stats.stats.items():  # type: ignore[attr-defined]
-        where = f"{path}:{name}"
-        label = next((lab for lab, frag in LAYERS if frag in where), "Python and the rest")
-        sums[label] = sums.get(label, 0.0) + row[2]
-    total = sum(sums.values())
-    print(
-        f"dialog.handle under cProfile, own time by layer (ms per question, of {1000 * total / questions:.2f}):"
-    )
-    for label, secs in sorted(sums.items(), key=lambda kv: -kv[1]):
-        print(f"  {1000 * secs / questions:6.2f}  {100 * secs / total:4.1f}%  {label}")
-
-
 def wechat_settings(base: Settings) -> Settings:
     from dataclasses import replace
 
@@ -215,7 +179,6 @@ async def measure(args: argparse.Namespace) -> None:
             profiler.disable()
             stats = pstats.Stats(profiler).sort_stats(args.profile)
             stats.print_stats(args.top)
-            print_by_layer(stats, n)
             print("(profiled: the dialog.handle figure below includes cProfile's own cost)")
         event.listen(db.engine.sync_engine, "before_cursor_execute", capture)
         await cpu_ms_each(n, captured_question)

@@ -29,7 +29,19 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncResult, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col
@@ -566,8 +578,6 @@ async def _compare_claims(session: AsyncSession, verdict: Verdict) -> None:
     """_compare_anchors for the whole log, after the walk and without keeping what it
     walked: the events the anchors claimed are looked up, a batch of claims at a time (by
     the (chain, seq) unique index), in the anchors' order."""
-    from sqlalchemy import tuple_
-
     claims: list[tuple[Event, str, int, str]] = []
 
     async def compare() -> None:
@@ -767,9 +777,7 @@ async def verify_events(
         if len(verdict.problems) >= limit_problems:
             break
     verdict.chains = len(chains)
-    await _check_messages(
-        session, verdict, vouched, erasures, whole_log=False, limit=limit_problems
-    )
+    await _check_messages(session, verdict, vouched, erasures, limit=limit_problems)
     return verdict
 
 
@@ -825,18 +833,12 @@ def _compare_anchors(
 
 
 async def _message_rows(
-    session: AsyncSession, ids: list[int] | None
+    session: AsyncSession, ids: list[int]
 ) -> AsyncIterator[tuple[int, str, str | None]]:
-    """(id, content, media_id) of the messages `ids` (None: every one), by id: one
-    streamed query, or a query per _IDS_PER_QUERY ids."""
+    """(id, content, media_id) of the messages `ids`, by id: a query per _IDS_PER_QUERY."""
     query = select(col(Message.id), col(Message.content), col(Message.media_id)).order_by(
         col(Message.id)
     )
-    if ids is None:
-        result = await session.stream(query, execution_options={"yield_per": 2000})
-        async for message_id, content, media_id in result:
-            yield message_id or 0, content or "", media_id  # a primary key: never None
-        return
     for start in range(0, len(ids), _IDS_PER_QUERY):
         chunk = ids[start : start + _IDS_PER_QUERY]
         rows = await session.execute(query.where(col(Message.id).in_(chunk)))
@@ -850,7 +852,6 @@ async def _check_messages(
     vouched: dict[int, _Vouch],
     erasures: dict[int, _Erasure],
     *,
-    whole_log: bool,
     limit: int,
     rows: AsyncIterator[tuple[int, str, str | None]] | None = None,
 ) -> None:
@@ -860,8 +861,7 @@ async def _check_messages(
     (a case's record shows the very text it checked); else they are read here."""
     checker = _Checker(limit)
     if rows is None:
-        wanted = None if whole_log else sorted(vouched.keys() | erasures.keys())
-        rows = _message_rows(session, wanted)
+        rows = _message_rows(session, sorted(vouched.keys() | erasures.keys()))
     async for message_id, content, media_id in rows:
         v, e = vouched.pop(message_id, None), erasures.pop(message_id, None)
         checker.row(message_id, content, media_id, v, e)
@@ -1336,7 +1336,6 @@ async def case_record(
         verdict,
         vouched,
         erasures,
-        whole_log=False,
         limit=limit_problems,
         rows=checked_rows(),
     )

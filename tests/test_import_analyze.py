@@ -4,7 +4,6 @@ for every table. PostgreSQL: pg_stat_user_tables.last_analyze; SQLite: sqlite_st
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -20,39 +19,30 @@ from tests.world import mst_in_process
 
 
 async def analyzed(db: database.Database, table: str) -> bool:
-    """Whether `table` has statistics from an ANALYZE (PostgreSQL reports it within a
-    moment: the backend that ran it sends its counts when it goes idle)."""
-    for _ in range(50):
-        async with db.engine.connect() as conn:
-            if db.dialect == "postgresql":
-                when = (
-                    await conn.execute(
-                        text(
-                            "SELECT last_analyze FROM pg_stat_user_tables "
-                            "WHERE schemaname = 'public' AND relname = :t"
-                        ),
-                        {"t": table},
-                    )
-                ).scalar()
-                if when is not None:
-                    return True
-            else:
-                has_stats = (
-                    await conn.execute(
-                        text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")
-                    )
-                ).scalar()
-                if not has_stats:
-                    return False
-                return bool(
-                    (
-                        await conn.execute(
-                            text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = :t"), {"t": table}
-                        )
-                    ).scalar()
+    """Whether `table` has statistics from an ANALYZE. Both are there when ANALYZE has
+    returned: PostgreSQL writes last_analyze to its shared statistics as it ends (15+),
+    SQLite fills sqlite_stat1 in the statement."""
+    async with db.engine.connect() as conn:
+        if db.dialect == "postgresql":
+            when = (
+                await conn.execute(
+                    text(
+                        "SELECT last_analyze FROM pg_stat_user_tables "
+                        "WHERE schemaname = 'public' AND relname = :t"
+                    ),
+                    {"t": table},
                 )
-        await asyncio.sleep(0.1)
-    return False
+            ).scalar()
+            return when is not None
+        has_stats = (
+            await conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'"))
+        ).scalar()
+        if not has_stats:
+            return False
+        found = await conn.execute(
+            text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = :t"), {"t": table}
+        )
+        return bool(found.scalar())
 
 
 async def test_an_import_analyzes_the_tables_it_loaded(deps: Deps, tmp_path: Path) -> None:

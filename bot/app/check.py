@@ -235,7 +235,7 @@ def courts_file_findings(values: Mapping[str, str], default: WeChatSettings) -> 
             bad(f"{label}缺少" + "、".join(_FIELD_WORDS.get(k, k) for k in missing))
         else:
             try:
-                courts_file.entry(path, n, entry, default)
+                courts_file.court_entry(path, n, entry, default)
             except ConfigError as exc:
                 bad(f"{label}的设置有误：{str(exc).split(': ', 3)[-1]}")
         for key, words in (("slug", "简称"), ("app_id", "AppID"), ("name", "法院名称")):

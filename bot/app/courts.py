@@ -56,7 +56,7 @@ def load(path: Path | None, default: WeChatSettings) -> tuple[CourtAccount, ...]
         )
     found: list[CourtAccount] = []
     for n, entry in enumerate(entries, 1):
-        found.append(_court(path, n, entry, default))
+        found.append(court_entry(path, n, entry, default))
     _unique(path, found, default)
     return tuple(found)
 
@@ -76,7 +76,9 @@ def _read(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _court(path: Path, n: int, entry: Any, default: WeChatSettings) -> CourtAccount:
+def court_entry(path: Path, n: int, entry: Any, default: WeChatSettings) -> CourtAccount:
+    """The file's `n`th court, checked (ConfigError names the court and the field). `mst
+    check` calls it entry by entry, to name every mistake, not only the first."""
     label = f"court {n}"
     if isinstance(entry, dict) and isinstance(entry.get("name"), str):
         label = f"court {n} ({entry['name']})"
@@ -114,7 +116,7 @@ def _court(path: Path, n: int, entry: Any, default: WeChatSettings) -> CourtAcco
     if not (3 <= len(token) <= 32 and token.isascii() and token.isalnum()):
         raise fail("token", "must be 3-32 letters or digits")
     aes_key = values.get("aes_key")
-    if aes_key is not None and not _aes_key_ok(aes_key):
+    if aes_key is not None and not aes_key_ok(aes_key):
         raise fail("aes_key", "must be the 43-character EncodingAESKey from WeChat")
     qr: Path | None = None
     if "account_qr" in values:
@@ -142,7 +144,8 @@ def _court(path: Path, n: int, entry: Any, default: WeChatSettings) -> CourtAcco
     )
 
 
-def _aes_key_ok(key: str) -> bool:
+def aes_key_ok(key: str) -> bool:
+    """An EncodingAESKey as WeChat and WeCom give it: 43 characters of base64, 32 bytes."""
     try:
         return len(key) == 43 and len(base64.b64decode(key + "=", validate=True)) == 32
     except (binascii.Error, ValueError):
@@ -168,14 +171,3 @@ def _unique(path: Path, courts: list[CourtAccount], default: WeChatSettings) -> 
                     f"{value!r} is also {other}'s"
                 )
             seen[(field, value)] = f"court {court.slug} ({court.court})"
-
-
-def entry(path: Path, n: int, raw: Any, default: WeChatSettings) -> CourtAccount:
-    """One entry (the `n`th) checked as start-up checks it: `mst check` (bot.app.check)
-    reads the file entry by entry, to name every mistake, not only the first."""
-    return _court(path, n, raw, default)
-
-
-def aes_key_ok(key: str) -> bool:
-    """An EncodingAESKey as WeChat and WeCom give it: 43 characters of base64, 32 bytes."""
-    return _aes_key_ok(key)
