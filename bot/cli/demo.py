@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import secrets
 import sys
@@ -27,6 +28,7 @@ from aiohttp import web
 from sqlalchemy import select, update
 from sqlmodel import col
 
+from bot.app import logs
 from bot.app.config import Settings
 from bot.app.factory import close_deps, create_app, open_deps
 from bot.core.clock import court_tz, now
@@ -209,6 +211,10 @@ async def _load_sample(settings: Settings) -> None:
 async def run_demo(
     settings: Settings, host: str, port: int, api_port: int, *, wecom: bool = False
 ) -> None:
+    # A person reads the chat this prints: a line per request and per delivery run (every
+    # half second here) would bury it. Their failures still show (WARNING and above).
+    for quiet in (logs.http_log, logs.job_log):
+        quiet.setLevel(logging.WARNING)
     fake = FakeWeChat(app_id=settings.wechat.app_id, app_secret=settings.wechat.app_secret)
     fake_base = f"http://{host}:{api_port}"
     fake_wecom = FakeWeCom(DEMO_WECOM.corp_id, DEMO_WECOM.secret, DEMO_WECOM.agent_id)
